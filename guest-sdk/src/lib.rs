@@ -1,0 +1,123 @@
+//! Write limen routing policies in Rust.
+//!
+//! A policy is a type that implements [`Policy`]: built once per instance
+//! from its JSON config by [`Policy::init`], then asked for a [`Decision`] for
+//! every connection by [`Policy::route`]. [`export_policy!`] turns it into the
+//! component exports limen calls.
+//!
+//! ```ignore
+//! use limen_guest::{export_policy, ClientHello, Connection, Decision, Policy, Alert};
+//!
+//! struct OnlyExample;
+//!
+//! impl Policy for OnlyExample {
+//!     fn init(_config: &str) -> Result<Self, String> {
+//!         Ok(OnlyExample)
+//!     }
+//!     fn route(&self, _conn: &Connection, hello: Option<&ClientHello>) -> Decision {
+//!         match hello.and_then(|h| h.sni.as_deref()) {
+//!             Some("example.test") => Decision::passthrough("127.0.0.1:9451"),
+//!             _ => Decision::Reject(Alert::UnrecognizedName),
+//!         }
+//!     }
+//! }
+//!
+//! export_policy!(OnlyExample);
+//! ```
+//!
+//! Build with `cargo build --target wasm32-wasip2` (limen's `cargo xtask guests`
+//! does it for the examples). The WIT in `wit/` is the contract.
+#![warn(missing_docs)]
+
+mod decision;
+pub mod log;
+mod matcher;
+
+pub use decision::UpstreamExt;
+pub use matcher::{HostPattern, PatternError};
+
+/// Generated bindings for the `limen:router/policy` world.
+///
+/// Public so [`export_policy!`] can reach it from the policy's crate; use the
+/// re-exports at the crate root instead of naming these paths.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "limen:router/policy",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_world",
+        default_bindings_module: "limen_guest::bindings",
+    });
+}
+
+pub use bindings::limen::router::types::{
+    Alert, ClientHello, Connection, Decision, IpAddress, ProxyProtocol, SocketAddress, Terminate,
+    Upstream, UpstreamTls,
+};
+
+/// A routing policy.
+///
+/// One value lives per Wasm instance; limen reuses instances across
+/// connections, so build everything expensive (tables, regexes) in `init` and
+/// keep `route` allocation-light.
+pub trait Policy: Sized + Send + Sync + 'static {
+    /// Build the policy from the `[policy.config]` table of limen's config,
+    /// passed as JSON. An `Err` refuses the module with that message.
+    fn init(config: &str) -> Result<Self, String>;
+
+    /// Decide one connection. `hello` is `None` when the client's first bytes
+    /// were not a TLS handshake.
+    fn route(&self, conn: &Connection, hello: Option<&ClientHello>) -> Decision;
+}
+
+/// Parse a policy's JSON config into a serde type, with a readable error.
+pub fn config_from_json<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
+    serde_json::from_str(config).map_err(|e| format!("invalid policy config: {e}"))
+}
+
+impl IpAddress {
+    /// The address as a std type.
+    pub fn to_std(&self) -> std::net::IpAddr {
+        match *self {
+            IpAddress::V4((a, b, c, d)) => std::net::Ipv4Addr::new(a, b, c, d).into(),
+            IpAddress::V6((a, b, c, d, e, f, g, h)) => {
+                std::net::Ipv6Addr::new(a, b, c, d, e, f, g, h).into()
+            }
+        }
+    }
+}
+
+/// Exports a [`Policy`] type as the component's `init` and `route`.
+///
+/// Invoke it once, at the crate root of a `cdylib` policy crate.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        static __LIMEN_POLICY: ::std::sync::OnceLock<$policy> = ::std::sync::OnceLock::new();
+
+        struct __LimenExports;
+
+        impl $crate::bindings::Guest for __LimenExports {
+            fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                let policy = <$policy as $crate::Policy>::init(&config)?;
+                __LIMEN_POLICY
+                    .set(policy)
+                    .map_err(|_| ::std::string::String::from("init called twice"))
+            }
+
+            fn route(
+                conn: $crate::Connection,
+                hello: ::core::option::Option<$crate::ClientHello>,
+            ) -> $crate::Decision {
+                match __LIMEN_POLICY.get() {
+                    Some(policy) => $crate::Policy::route(policy, &conn, hello.as_ref()),
+                    // limen always calls init first; refuse rather than guess.
+                    None => $crate::Decision::Reject($crate::Alert::InternalError),
+                }
+            }
+        }
+
+        $crate::bindings::__export_policy_world!(__LimenExports with_types_in $crate::bindings);
+    };
+}

@@ -1,0 +1,58 @@
+//! Reject: one fatal alert record, then a clean close.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::decision::Alert;
+
+/// After the alert, how long limen keeps reading (and discarding) so that
+/// closing with unread input does not turn into a RST that could destroy the
+/// alert before the client reads it.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// The 7-byte alert record: the record-layer version echoes the client's so
+/// that strict clients accept it.
+pub(crate) fn alert_record(alert: Alert, record_version: u16) -> Option<[u8; 7]> {
+    let code = alert.code()?;
+    let [hi, lo] = record_version.to_be_bytes();
+    // content type alert(21), version, length 2, level fatal(2), description.
+    Some([21, hi, lo, 0, 2, 2, code])
+}
+
+/// Send the alert (TLS clients only: `record_version` is `None` for plain
+/// text, which gets a bare close) and close.
+pub(crate) async fn run(mut client: TcpStream, alert: Alert, record_version: Option<u16>) {
+    if let Some(record) = record_version.and_then(|v| alert_record(alert, v)) {
+        let _ = client.write_all(&record).await;
+    }
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_bytes() {
+        assert_eq!(
+            alert_record(Alert::UnrecognizedName, 0x0301),
+            Some([21, 3, 1, 0, 2, 2, 112])
+        );
+        assert_eq!(
+            alert_record(Alert::AccessDenied, 0x0303),
+            Some([21, 3, 3, 0, 2, 2, 49])
+        );
+        assert_eq!(alert_record(Alert::Close, 0x0303), None);
+    }
+}

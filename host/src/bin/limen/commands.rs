@@ -1,0 +1,103 @@
+//! The body of each subcommand. Errors become `anyhow` here, at the edge.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use limen::explain::{self, HelloSource};
+use limen::policy::{Policy, PolicyEngine};
+use limen::{Config, Server};
+
+/// `limen explain` flags: exactly one hello source.
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("hello").required(true).args(["sni", "hello_hex", "hello_file"]))]
+pub(crate) struct ExplainArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Synthesise a ClientHello (a real rustls one) for this server name.
+    #[arg(long)]
+    sni: Option<String>,
+    /// ALPN protocols to offer with --sni, comma separated.
+    #[arg(long, value_delimiter = ',', requires = "sni")]
+    alpn: Vec<String>,
+    /// The ClientHello's TLS records, in hex.
+    #[arg(long)]
+    hello_hex: Option<String>,
+    /// A file holding the ClientHello's TLS records.
+    #[arg(long)]
+    hello_file: Option<PathBuf>,
+    /// Client address the policy sees.
+    #[arg(long, default_value = "192.0.2.1:50000")]
+    client: SocketAddr,
+}
+
+pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop limen with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => tracing::info!("SIGINT"),
+        _ = term.recv() => tracing::info!("SIGTERM"),
+    }
+}
+
+pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let start = Instant::now();
+    let engine = PolicyEngine::new()?;
+    let mut settings = config.policy.clone();
+    settings.instances = 1;
+    Policy::load(&engine, &settings)?;
+    if config.allow.is_empty() {
+        eprintln!(
+            "limen: warning: [upstreams] allow is empty, so every passthrough will be refused"
+        );
+    }
+    println!(
+        "ok: {} listener(s); policy {} loaded, type-checked and initialised in {} ms",
+        config.listeners.len(),
+        config.policy.module.display(),
+        start.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+pub(crate) fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let source = if let Some(sni) = &args.sni {
+        HelloSource::Sni {
+            sni: sni.clone(),
+            alpn: args.alpn.clone(),
+        }
+    } else if let Some(text) = &args.hello_hex {
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        HelloSource::Bytes(hex::decode(text).context("--hello-hex is not hex")?)
+    } else if let Some(file) = &args.hello_file {
+        HelloSource::Bytes(
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
+        )
+    } else {
+        bail!("give --sni, --hello-hex or --hello-file");
+    };
+    let report = explain::explain(&config, source, args.client)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The upstream allow-list: which addresses a policy may send traffic to.
+//!
+//! A buggy or hostile policy must not turn limen into an open proxy, so every
+//! upstream a policy names is checked here before limen connects.
+//!
+//! Rule syntax, each with an optional port or port range (absent: any port):
+//! - `127.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8` (IPv6 with a port needs
+//!   brackets: `[fd00::]/8:443`, `[::1]:443`);
+//! - `backend.internal:8443`: exactly that name;
+//! - `.svc.cluster.local:443`: any name under that suffix (at any depth).
+//!
+//! A name is allowed by a name rule before resolution; otherwise it is
+//! resolved and only the addresses an IP rule allows are used.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// A parsed allow-list.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    rules: Vec<AllowRule>,
+}
+
+/// One allow rule.
+#[derive(Debug, Clone)]
+pub struct AllowRule {
+    target: Target,
+    ports: RangeInclusive<u16>,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Net(IpNet),
+    Name(String),
+    /// Stored with its leading dot.
+    Suffix(String),
+}
+
+impl AllowList {
+    /// Build from parsed rules.
+    pub fn new(rules: Vec<AllowRule>) -> AllowList {
+        AllowList { rules }
+    }
+
+    /// Does a rule allow this socket address?
+    pub fn allows_addr(&self, addr: SocketAddr) -> bool {
+        self.rules.iter().any(|rule| {
+            rule.ports.contains(&addr.port())
+                && matches!(&rule.target, Target::Net(net) if net.contains(&canonical(addr.ip())))
+        })
+    }
+
+    /// Does a name rule allow this (lower-case) name and port?
+    pub fn allows_name(&self, name: &str, port: u16) -> bool {
+        self.rules.iter().any(|rule| {
+            rule.ports.contains(&port)
+                && match &rule.target {
+                    Target::Name(exact) => exact == name,
+                    Target::Suffix(suffix) => name.ends_with(suffix.as_str()),
+                    Target::Net(_) => false,
+                }
+        })
+    }
+
+    /// No rule at all: nothing is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowRule {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<AllowRule, D::Error> {
+        let text = String::deserialize(de)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for AllowRule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AllowRule, String> {
+        let bad = |why: &str| format!("allow rule `{text}`: {why}");
+        let (host, port) = split_port(text);
+        let ports = match port {
+            None => 0..=u16::MAX,
+            Some(p) => parse_ports(p).ok_or_else(|| bad("bad port or port range"))?,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = host.replace("]/", "/");
+        let target = if let Ok(net) = host.parse::<IpNet>() {
+            Target::Net(net)
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            Target::Net(IpNet::from(ip))
+        } else if host.starts_with('*') {
+            return Err(bad(
+                "write a suffix as `.example.com` (any depth), not `*.`",
+            ));
+        } else {
+            let name = host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase();
+            let bare = name.strip_prefix('.').unwrap_or(&name);
+            if rustls_pki_types::DnsName::try_from(bare).is_err() {
+                return Err(bad("not an IP, CIDR, host name or `.suffix`"));
+            }
+            if name.starts_with('.') {
+                Target::Suffix(name)
+            } else {
+                Target::Name(name)
+            }
+        };
+        Ok(AllowRule { target, ports })
+    }
+}
+
+/// Split off `:port` where it cannot be part of a bare IPv6 address.
+fn split_port(text: &str) -> (&str, Option<&str>) {
+    if text.starts_with('[') {
+        return match text.rsplit_once("]:") {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (text, None),
+    }
+}
+
+fn parse_ports(text: &str) -> Option<RangeInclusive<u16>> {
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let (lo, hi) = (lo.parse::<u16>().ok()?, hi.parse::<u16>().ok()?);
+    (lo > 0 && lo <= hi).then_some(lo..=hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(rules: &[&str]) -> AllowList {
+        AllowList::new(rules.iter().map(|r| r.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn ip_rules_with_and_without_ports() {
+        let allow = list(&[
+            "127.0.0.1/32",
+            "10.0.0.0/8:443",
+            "[::1]:8443-8444",
+            "fd00::/8",
+        ]);
+        assert!(allow.allows_addr("127.0.0.1:1".parse().unwrap()));
+        assert!(allow.allows_addr("[::ffff:127.0.0.1]:9".parse().unwrap()));
+        assert!(!allow.allows_addr("127.0.0.2:1".parse().unwrap()));
+        assert!(allow.allows_addr("10.9.8.7:443".parse().unwrap()));
+        assert!(!allow.allows_addr("10.9.8.7:444".parse().unwrap()));
+        assert!(allow.allows_addr("[::1]:8444".parse().unwrap()));
+        assert!(!allow.allows_addr("[::1]:8445".parse().unwrap()));
+        assert!(allow.allows_addr("[fd12::1]:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn name_rules() {
+        let allow = list(&["backend.internal:8443", ".svc.cluster.local:443"]);
+        assert!(allow.allows_name("backend.internal", 8443));
+        assert!(!allow.allows_name("backend.internal", 8444));
+        assert!(!allow.allows_name("x.backend.internal", 8443));
+        assert!(allow.allows_name("a.b.svc.cluster.local", 443));
+        assert!(!allow.allows_name("svc.cluster.local", 443));
+        assert!(!allow.allows_name("evilsvc.cluster.local", 443));
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        for bad in [
+            "",
+            "*.x.test",
+            "1.2.3.4:0",
+            "1.2.3.4:9-1",
+            "a b",
+            "10.0.0.0/33",
+        ] {
+            assert!(bad.parse::<AllowRule>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The TOML file as written, deserialised by serde before any validation.
+//!
+//! Value-level checks (addresses, sizes, durations, allow rules) run inside
+//! deserialisation so that `toml` reports them with a line and column.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Deserializer};
+
+use super::allow::AllowRule;
+
+/// limen's config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) listeners: Vec<FileListener>,
+    pub(crate) policy: FilePolicy,
+    #[serde(default)]
+    pub(crate) limits: FileLimits,
+    #[serde(default)]
+    pub(crate) upstreams: FileUpstreams,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileListener {
+    pub(crate) name: String,
+    pub(crate) bind: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilePolicy {
+    pub(crate) module: PathBuf,
+    #[serde(default = "default_fuel")]
+    pub(crate) fuel: u64,
+    #[serde(default = "default_policy_timeout", deserialize_with = "duration")]
+    pub(crate) timeout: Duration,
+    #[serde(default = "default_memory")]
+    pub(crate) memory: ByteSize,
+    #[serde(default)]
+    pub(crate) instances: Option<usize>,
+    #[serde(default)]
+    pub(crate) on_error: FileFailMode,
+    #[serde(default)]
+    pub(crate) config: Option<toml::Table>,
+}
+
+/// `on_error = "reject"`, `{ reject = "access_denied" }` or `{ fallback = "host:port" }`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "\"reject\", { reject = \"<alert>\" } or { fallback = \"host:port\" }"
+)]
+pub(crate) enum FileFailMode {
+    Word(FailWord),
+    Reject { reject: String },
+    Fallback { fallback: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FailWord {
+    Reject,
+}
+
+impl Default for FileFailMode {
+    fn default() -> Self {
+        FileFailMode::Word(FailWord::Reject)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileLimits {
+    pub(crate) hello_max_bytes: ByteSize,
+    #[serde(deserialize_with = "duration")]
+    pub(crate) hello_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub(crate) connect_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub(crate) idle_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) copy_buffer: ByteSize,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        FileLimits {
+            hello_max_bytes: ByteSize::kib(16),
+            hello_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
+            copy_buffer: ByteSize::kib(16),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUpstreams {
+    #[serde(default)]
+    pub(crate) allow: Vec<AllowRule>,
+}
+
+fn default_fuel() -> u64 {
+    1_000_000
+}
+
+fn default_policy_timeout() -> Duration {
+    Duration::from_millis(5)
+}
+
+fn default_memory() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+/// `"5ms"`, `"5s"`, `"10m"`: humantime syntax.
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "bad duration `{text}` ({e}); write e.g. \"5ms\", \"5s\", \"10m\""
+        ))
+    })
+}

@@ -1,0 +1,228 @@
+//! limen's configuration: the one owner of every setting and limit.
+//!
+//! Two stages: serde reads the file into `file::FileConfig` (value errors
+//! carry a line and column), then [`Config::try_from`] checks what spans
+//! several values and builds the types the data path uses, so nothing on the
+//! connection path can fail for a configuration reason.
+
+mod allow;
+mod file;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use allow::{AllowList, AllowRule};
+
+use crate::decision::{Alert, Upstream, UpstreamAddr};
+use file::{FileConfig, FileFailMode};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where limen listens; at least one, names unique.
+    pub listeners: Vec<ListenerConfig>,
+    /// The routing policy and its sandbox limits.
+    pub policy: PolicyConfig,
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// Upstreams policies may name.
+    pub allow: AllowList,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Name shown to the policy and in logs.
+    pub name: Arc<str>,
+    /// Address to bind.
+    pub bind: SocketAddr,
+}
+
+/// The policy module and the limits of its sandbox.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Path of the Wasm component (relative paths: from the working directory).
+    pub module: PathBuf,
+    /// Fuel for one `route` call (`init` gets [`INIT_BUDGET_FACTOR`] times it).
+    pub fuel: u64,
+    /// Wall-clock limit of one `route` call.
+    pub timeout: Duration,
+    /// Linear-memory limit per instance, in bytes.
+    pub memory: usize,
+    /// Warm instances kept for reuse (default: one per worker thread, plus one).
+    pub instances: usize,
+    /// What a failing policy call turns into.
+    pub on_error: FailMode,
+    /// `[policy.config]` as JSON, handed to `init`.
+    pub config_json: String,
+}
+
+/// `init` builds tables and compiles regexes once, so it gets a larger budget
+/// than one `route` call: this many times the fuel, and at least one second.
+pub const INIT_BUDGET_FACTOR: u64 = 1000;
+
+/// What limen does when the policy fails (trap, fuel, deadline, refused decision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailMode {
+    /// Send this alert and close.
+    Reject(Alert),
+    /// Pass the connection through to this upstream (trusted: not checked
+    /// against the allow-list, since the operator wrote it).
+    Fallback(Upstream),
+}
+
+/// Limits on each connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest ClientHello (all records) limen buffers.
+    pub hello_max_bytes: usize,
+    /// Time allowed for the whole ClientHello to arrive.
+    pub hello_timeout: Duration,
+    /// Default upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// A proxied connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long open connections may take to finish.
+    pub shutdown_grace: Duration,
+    /// Connections handled at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// Copy buffer per direction.
+    pub copy_buffer: usize,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("E001 cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a value of the wrong shape (message has line and column).
+    #[error("E002 invalid config: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// Values that are well-formed alone but wrong together, or out of range.
+    #[error("E003 invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Validate config text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text)?;
+        Config::try_from(file)
+    }
+}
+
+impl TryFrom<FileConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(file: FileConfig) -> Result<Config, ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if file.listeners.is_empty() {
+            return invalid("at least one [[listeners]] entry is needed".into());
+        }
+        let mut names = HashSet::new();
+        let mut binds = HashSet::new();
+        for l in &file.listeners {
+            if l.name.is_empty() || !names.insert(l.name.as_str()) {
+                return invalid(format!(
+                    "listeners: name `{}` is empty or used twice",
+                    l.name
+                ));
+            }
+            if !binds.insert(l.bind) {
+                return invalid(format!("listeners: bind `{}` is used twice", l.bind));
+            }
+        }
+        let p = &file.policy;
+        if p.fuel == 0 {
+            return invalid("policy.fuel must be > 0".into());
+        }
+        if p.timeout.is_zero() || p.timeout > Duration::from_secs(10) {
+            return invalid("policy.timeout must be between 1ms and 10s".into());
+        }
+        let memory = usize::try_from(p.memory.as_u64()).unwrap_or(usize::MAX);
+        if memory < 128 * 1024 {
+            return invalid("policy.memory must be at least 128KiB".into());
+        }
+        let lim = &file.limits;
+        let hello_max_bytes = usize::try_from(lim.hello_max_bytes.as_u64()).unwrap_or(usize::MAX);
+        if !(512..=1 << 20).contains(&hello_max_bytes) {
+            return invalid("limits.hello_max_bytes must be between 512B and 1MiB".into());
+        }
+        let copy_buffer = usize::try_from(lim.copy_buffer.as_u64()).unwrap_or(usize::MAX);
+        if !(1024..=4 << 20).contains(&copy_buffer) {
+            return invalid("limits.copy_buffer must be between 1KiB and 4MiB".into());
+        }
+        if lim.max_connections == 0 || lim.hello_timeout.is_zero() || lim.connect_timeout.is_zero()
+        {
+            return invalid("limits: max_connections and timeouts must be > 0".into());
+        }
+        let on_error = match &p.on_error {
+            FileFailMode::Word(_) => FailMode::Reject(Alert::InternalError),
+            FileFailMode::Reject { reject } => {
+                FailMode::Reject(Alert::from_name(reject).ok_or_else(|| {
+                    ConfigError::Invalid(format!("policy.on_error: unknown alert `{reject}`"))
+                })?)
+            }
+            FileFailMode::Fallback { fallback } => FailMode::Fallback(Upstream {
+                addr: UpstreamAddr::parse(fallback)
+                    .map_err(|e| ConfigError::Invalid(format!("policy.on_error.fallback: {e}")))?,
+                proxy_protocol: None,
+                connect_timeout: None,
+            }),
+        };
+        let config_json = serde_json::to_string(&p.config.clone().unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid(format!("policy.config: {e}")))?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Config {
+            listeners: file
+                .listeners
+                .iter()
+                .map(|l| ListenerConfig {
+                    name: l.name.as_str().into(),
+                    bind: l.bind,
+                })
+                .collect(),
+            policy: PolicyConfig {
+                module: p.module.clone(),
+                fuel: p.fuel,
+                timeout: p.timeout,
+                memory,
+                instances: p.instances.unwrap_or(workers + 1).max(1),
+                on_error,
+                config_json,
+            },
+            limits: Limits {
+                hello_max_bytes,
+                hello_timeout: lim.hello_timeout,
+                connect_timeout: lim.connect_timeout,
+                idle_timeout: lim.idle_timeout,
+                shutdown_grace: lim.shutdown_grace,
+                max_connections: lim.max_connections,
+                copy_buffer,
+            },
+            allow: AllowList::new(file.upstreams.allow),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

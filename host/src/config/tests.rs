@@ -1,0 +1,59 @@
+use super::*;
+
+const GOOD: &str = r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:8443"
+[policy]
+module = "target/guests/static-routes.wasm"
+fuel = 1_000_000
+timeout = "5ms"
+memory = "16MiB"
+on_error = { fallback = "127.0.0.1:9000" }
+[policy.config]
+default = "127.0.0.1:9451"
+routes = [ { match = "a.test", upstream = "127.0.0.1:9451" } ]
+[upstreams]
+allow = ["127.0.0.1/32"]
+"#;
+
+#[test]
+fn the_documented_example_loads() {
+    let config = Config::from_toml(GOOD).unwrap();
+    assert_eq!(config.policy.memory, 16 << 20);
+    assert_eq!(config.policy.timeout, Duration::from_millis(5));
+    assert!(matches!(config.policy.on_error, FailMode::Fallback(_)));
+    assert_eq!(config.limits.hello_max_bytes, 16 * 1024);
+    let json: serde_json::Value = serde_json::from_str(&config.policy.config_json).unwrap();
+    assert_eq!(json["routes"][0]["match"], "a.test");
+}
+
+#[test]
+fn value_errors_have_line_and_column() {
+    let text = GOOD.replace("timeout = \"5ms\"", "timeout = \"5 parsecs\"");
+    let err = Config::from_toml(&text).unwrap_err().to_string();
+    assert!(err.contains("line 8, column 11"), "{err}");
+    let text = GOOD.replace("\"127.0.0.1/32\"", "\"*.nope\"");
+    let err = Config::from_toml(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("line 16") && err.contains("allow rule"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cross_field_errors_are_named() {
+    let text = format!("{GOOD}\n[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:1\"\n");
+    let err = Config::from_toml(&text).unwrap_err().to_string();
+    assert!(err.starts_with("E003") && err.contains("public"), "{err}");
+    let text = GOOD.replace(
+        "on_error = { fallback = \"127.0.0.1:9000\" }",
+        "on_error = { reject = \"nope\" }",
+    );
+    assert!(
+        Config::from_toml(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("nope")
+    );
+}

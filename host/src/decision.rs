@@ -1,0 +1,208 @@
+//! What a policy can decide, in host types.
+//!
+//! The WIT's `decision` is converted into these by `policy::convert`; the rest
+//! of limen never sees generated bindings. An [`UpstreamAddr`] is parsed (not
+//! yet resolved or allowed): that happens in `upstream`, because names resolve
+//! asynchronously.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls_pki_types::DnsName;
+
+/// A policy's verdict on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Replay the peeked bytes to the upstream, then copy both ways.
+    Passthrough(Upstream),
+    /// Finish the handshake in limen (not executed yet: see `action`).
+    Terminate(Terminate),
+    /// Send the alert (if any) and close.
+    Reject(Alert),
+}
+
+/// An upstream as the policy named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Where to connect.
+    pub addr: UpstreamAddr,
+    /// PROXY protocol header to send first.
+    pub proxy_protocol: Option<ProxyVersion>,
+    /// Connect timeout overriding limen's default.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// A parsed `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    /// An IP literal.
+    Ip(SocketAddr),
+    /// A DNS name (lower-case) and port, resolved at connect time.
+    Name(DnsName<'static>, u16),
+}
+
+/// Why an upstream address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("upstream `{0}` is not `host:port` (or `[v6]:port`)")]
+pub struct BadAddress(pub String);
+
+impl UpstreamAddr {
+    /// Parse `host:port`, `ip:port` or `[v6]:port`.
+    pub fn parse(text: &str) -> Result<UpstreamAddr, BadAddress> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(UpstreamAddr::Ip(addr));
+        }
+        let bad = || BadAddress(text.to_owned());
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 || host.contains(':') || host.starts_with('[') {
+            return Err(bad());
+        }
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let name = DnsName::try_from(host).map_err(|_| bad())?;
+        Ok(UpstreamAddr::Name(name, port))
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        match self {
+            UpstreamAddr::Ip(addr) => addr.port(),
+            UpstreamAddr::Name(_, port) => *port,
+        }
+    }
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamAddr::Ip(addr) => addr.fmt(f),
+            UpstreamAddr::Name(name, port) => write!(f, "{}:{port}", name.as_ref()),
+        }
+    }
+}
+
+/// PROXY protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// Text header.
+    V1,
+    /// Binary header.
+    V2,
+}
+
+/// A `terminate` decision, carried so the seam exists; executing it comes with
+/// the certificate store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminate {
+    /// Certificate entry name.
+    pub certificate: String,
+    /// Where plaintext (or re-encrypted) bytes go.
+    pub upstream: Upstream,
+    /// `Some(server name)` to re-encrypt towards the upstream.
+    pub upstream_tls: Option<Option<String>>,
+    /// ALPN protocols limen may select.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// How a rejected connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    /// Close without an alert.
+    Close,
+    /// unrecognized_name (112).
+    UnrecognizedName,
+    /// handshake_failure (40).
+    HandshakeFailure,
+    /// access_denied (49).
+    AccessDenied,
+    /// internal_error (80).
+    InternalError,
+    /// protocol_version (70).
+    ProtocolVersion,
+    /// insufficient_security (71).
+    InsufficientSecurity,
+}
+
+impl Alert {
+    /// The TLS AlertDescription code, or `None` for a bare close.
+    pub fn code(self) -> Option<u8> {
+        Some(match self {
+            Alert::Close => return None,
+            Alert::UnrecognizedName => 112,
+            Alert::HandshakeFailure => 40,
+            Alert::AccessDenied => 49,
+            Alert::InternalError => 80,
+            Alert::ProtocolVersion => 70,
+            Alert::InsufficientSecurity => 71,
+        })
+    }
+
+    /// The snake_case name used in config files, logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alert::Close => "close",
+            Alert::UnrecognizedName => "unrecognized_name",
+            Alert::HandshakeFailure => "handshake_failure",
+            Alert::AccessDenied => "access_denied",
+            Alert::InternalError => "internal_error",
+            Alert::ProtocolVersion => "protocol_version",
+            Alert::InsufficientSecurity => "insufficient_security",
+        }
+    }
+
+    /// Parse a [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<Alert> {
+        [
+            Alert::Close,
+            Alert::UnrecognizedName,
+            Alert::HandshakeFailure,
+            Alert::AccessDenied,
+            Alert::InternalError,
+            Alert::ProtocolVersion,
+            Alert::InsufficientSecurity,
+        ]
+        .into_iter()
+        .find(|alert| alert.name() == name)
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Passthrough(up) => write!(f, "passthrough:{}", up.addr),
+            Decision::Terminate(t) => write!(f, "terminate:{}:{}", t.certificate, t.upstream.addr),
+            Decision::Reject(alert) => write!(f, "reject:{}", alert.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UpstreamAddr;
+
+    #[test]
+    fn parses_upstream_forms() {
+        assert!(matches!(
+            UpstreamAddr::parse("127.0.0.1:9451"),
+            Ok(UpstreamAddr::Ip(_))
+        ));
+        assert!(matches!(
+            UpstreamAddr::parse("[::1]:443"),
+            Ok(UpstreamAddr::Ip(_))
+        ));
+        let name = UpstreamAddr::parse("Svc.NS.svc.cluster.local.:443").unwrap();
+        assert_eq!(name.to_string(), "svc.ns.svc.cluster.local:443");
+        for bad in [
+            "",
+            "a.test",
+            "a.test:0",
+            "a.test:x",
+            "::1:443",
+            "a b:1",
+            "a.test:70000",
+        ] {
+            assert!(UpstreamAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `limen explain`: what limen would do with one ClientHello, offline.
+//!
+//! The hello comes from hex, a file, or is synthesised by a real rustls client
+//! for `--sni`/`--alpn`, so the policy sees exactly what it would see on the
+//! wire. Nothing touches the network: a name upstream is checked against the
+//! allow-list's name rules only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+
+use crate::config::{Config, FailMode};
+use crate::decision::{Decision, Upstream, UpstreamAddr};
+use crate::hello::{self, HelloSummary, Progress};
+use crate::policy::{Connection, Policy, PolicyEngine, PolicyError};
+
+/// Where the ClientHello comes from.
+#[derive(Debug, Clone)]
+pub enum HelloSource {
+    /// Synthesise one with rustls for this SNI and ALPN list.
+    Sni {
+        /// Server name to send.
+        sni: String,
+        /// ALPN protocols to offer.
+        alpn: Vec<String>,
+    },
+    /// Raw bytes as they arrive on the wire (TLS records).
+    Bytes(Vec<u8>),
+}
+
+/// Why explain could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExplainError {
+    /// The policy could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// `--sni` is not a name rustls would send.
+    #[error("E020 cannot build a ClientHello for `{0}`: {1}")]
+    Synthesis(String, String),
+}
+
+/// Build one JSON object: the parsed `hello`, the policy's `decision`, and the
+/// `outcome` limen would carry out (after the allow-list and fail mode).
+pub fn explain(
+    config: &Config,
+    source: HelloSource,
+    client: SocketAddr,
+) -> Result<Value, ExplainError> {
+    let bytes = match source {
+        HelloSource::Bytes(bytes) => bytes,
+        HelloSource::Sni { sni, alpn } => synthesise(&sni, &alpn)?,
+    };
+    let listener = config.listeners.first().map(|l| (l.name.clone(), l.bind));
+    let (name, local) = listener.unwrap_or_else(|| ("".into(), client));
+    let conn = Connection {
+        client,
+        local,
+        listener: name,
+    };
+    let hello = match hello::frame(&bytes, config.limits.hello_max_bytes) {
+        Ok(Progress::Complete(framed)) => HelloSummary::parse(&framed)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Ok(Progress::NotTls) => Ok(None),
+        Ok(Progress::NeedMore) => {
+            Err("incomplete ClientHello (limen would wait, then time out)".to_owned())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(error) => {
+            return Ok(
+                json!({ "hello": null, "hello_error": error, "decision": null,
+                "outcome": { "action": "close", "reason": "the hello never reaches the policy" } }),
+            );
+        }
+    };
+    let engine = PolicyEngine::new()?;
+    let mut settings = config.policy.clone();
+    settings.instances = 1;
+    let policy = Policy::load(&engine, &settings)?;
+    let (decision, fuel_used, outcome) = match policy.decide(&conn, hello.as_ref()) {
+        Ok(verdict) => {
+            let outcome = match refusal(config, &verdict.decision) {
+                None => decision_json(&verdict.decision),
+                Some(why) => fail_mode(config, &why),
+            };
+            (
+                decision_json(&verdict.decision),
+                Some(verdict.fuel_used),
+                outcome,
+            )
+        }
+        Err(error) => (
+            json!({ "error": error.to_string(), "kind": error.kind() }),
+            None,
+            fail_mode(config, &error.to_string()),
+        ),
+    };
+    Ok(json!({
+        "hello": hello,
+        "connection": { "client": conn.client.to_string(), "local": conn.local.to_string(), "listener": &*conn.listener },
+        "decision": decision,
+        "fuel_used": fuel_used,
+        "outcome": outcome,
+    }))
+}
+
+/// Why limen would refuse this decision, if it would.
+fn refusal(config: &Config, decision: &Decision) -> Option<String> {
+    match decision {
+        Decision::Passthrough(up) => match &up.addr {
+            UpstreamAddr::Ip(ip) if !config.allow.allows_addr(*ip) => {
+                Some(format!("upstream {ip} is not in the allow-list"))
+            }
+            UpstreamAddr::Name(name, port) if !config.allow.allows_name(name.as_ref(), *port) => {
+                Some(format!(
+                    "upstream {} is allowed only if it resolves to an allowed address (not checked offline)",
+                    up.addr
+                ))
+            }
+            _ => None,
+        },
+        Decision::Terminate(_) => Some("terminate is not supported by this limen".into()),
+        Decision::Reject(_) => None,
+    }
+}
+
+fn fail_mode(config: &Config, why: &str) -> Value {
+    let mut outcome = match &config.policy.on_error {
+        FailMode::Reject(alert) => decision_json(&Decision::Reject(*alert)),
+        FailMode::Fallback(up) => decision_json(&Decision::Passthrough(up.clone())),
+    };
+    outcome["on_error"] = json!(why);
+    outcome
+}
+
+fn decision_json(decision: &Decision) -> Value {
+    match decision {
+        Decision::Passthrough(up) => {
+            json!({ "action": "passthrough", "upstream": upstream_json(up) })
+        }
+        Decision::Terminate(t) => json!({
+            "action": "terminate", "certificate": t.certificate, "upstream": upstream_json(&t.upstream),
+            "upstream_tls": t.upstream_tls.as_ref().map(|sni| json!({ "server_name": sni })),
+            "alpn": t.alpn.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),
+        }),
+        Decision::Reject(alert) => json!({ "action": "reject", "alert": alert.name() }),
+    }
+}
+
+fn upstream_json(up: &Upstream) -> Value {
+    json!({
+        "address": up.addr.to_string(),
+        "proxy_protocol": up.proxy_protocol.map(|v| format!("{v:?}").to_lowercase()),
+        "connect_timeout_ms": up.connect_timeout.map(|t| t.as_millis() as u64),
+    })
+}
+
+/// A real ClientHello from rustls, as a browser-less client would send it.
+fn synthesise(sni: &str, alpn: &[String]) -> Result<Vec<u8>, ExplainError> {
+    let fail = |e: String| ExplainError::Synthesis(sni.to_owned(), e);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| fail(e.to_string()))?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| fail(e.to_string()))?;
+    let mut bytes = Vec::new();
+    conn.write_tls(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(bytes)
+}

@@ -1,0 +1,19 @@
+//! ClientHello handling without I/O: find one complete ClientHello in the
+//! bytes read from a new connection, then parse it into a [`HelloSummary`]
+//! for the policy.
+//!
+//! Framing and parsing are separate steps on purpose: the reader calls
+//! [`frame`] after every read and only pays for parsing once.
+
+mod error; // HelloError, the layer's one error type
+mod parse; // ClientHello fields via tls-parser, extension walk and list decoders
+mod record; // record reassembly: is a whole ClientHello buffered yet?
+mod sni; // server_name extension to a validated, normalised DnsName
+mod summary; // HelloSummary, the owned, validated result
+
+pub use error::HelloError;
+pub use record::{Framed, Progress, frame};
+pub use summary::HelloSummary;
+
+#[cfg(test)]
+mod tests;

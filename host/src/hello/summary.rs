@@ -1,0 +1,187 @@
+//! `HelloSummary`: the validated, owned view of a ClientHello that the
+//! policy, logs and `limen explain` see.
+
+use rustls_pki_types::DnsName;
+use serde::{Serialize, Serializer};
+
+use super::parse::{self, RawExtension};
+use super::{Framed, HelloError, sni};
+
+/// Extension codepoints the summary reads.
+mod ext {
+    pub(super) const SERVER_NAME: u16 = 0x0000;
+    pub(super) const SUPPORTED_GROUPS: u16 = 0x000a;
+    pub(super) const SIGNATURE_ALGORITHMS: u16 = 0x000d;
+    pub(super) const ALPN: u16 = 0x0010;
+    pub(super) const SUPPORTED_VERSIONS: u16 = 0x002b;
+    pub(super) const KEY_SHARE: u16 = 0x0033;
+    pub(super) const ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
+}
+
+/// What a ClientHello offers, parsed once and fully validated.
+///
+/// There is no way to build a half-valid one: fields are private, there is no
+/// `Default`, and [`HelloSummary::parse`] is the only constructor.
+/// Codepoints (versions, suites, groups, extensions) are kept as raw `u16`s in
+/// wire order, GREASE and unknown values included, so a new codepoint never
+/// makes a client unroutable and fingerprints can be derived later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HelloSummary {
+    /// A `rustls_pki_types::DnsName`, so anything holding one knows it is a
+    /// valid, lower-case DNS name without a trailing dot.
+    #[serde(serialize_with = "ser_sni")]
+    sni: Option<DnsName<'static>>,
+    #[serde(serialize_with = "ser_alpn")]
+    alpn: Vec<Vec<u8>>,
+    legacy_version: u16,
+    record_version: u16,
+    supported_versions: Vec<u16>,
+    cipher_suites: Vec<u16>,
+    extensions: Vec<u16>,
+    supported_groups: Vec<u16>,
+    key_share_groups: Vec<u16>,
+    signature_algorithms: Vec<u16>,
+    ech: bool,
+    hello_length: u32,
+    record_count: u32,
+}
+
+impl HelloSummary {
+    /// Parse the ClientHello that [`frame`](super::frame) found.
+    ///
+    /// Refuses ([`HelloError::Malformed`]) what no TLS stack would accept
+    /// structurally: fields or extensions overrunning their lengths, trailing
+    /// bytes, repeated extension types, malformed contents of the extensions
+    /// read here, empty ALPN names. Anything merely unusual (unknown or GREASE
+    /// codepoints, odd contents of extensions we don't read, no extensions at
+    /// all) is accepted.
+    pub fn parse(framed: &Framed<'_>) -> Result<Self, HelloError> {
+        let message = framed.message();
+        let parts = parse::client_hello(message)?;
+        let mut summary = Self {
+            sni: None,
+            alpn: Vec::new(),
+            legacy_version: parts.legacy_version,
+            record_version: framed.record_version(),
+            supported_versions: Vec::new(),
+            cipher_suites: parts.cipher_suites,
+            extensions: parts.extensions.iter().map(|e| e.kind).collect(),
+            supported_groups: Vec::new(),
+            key_share_groups: Vec::new(),
+            signature_algorithms: Vec::new(),
+            ech: false,
+            // The 24-bit length plus the 4-byte header always fits.
+            hello_length: u32::try_from(message.len()).unwrap_or(u32::MAX),
+            record_count: framed.records(),
+        };
+        for extension in &parts.extensions {
+            summary.read_extension(*extension)?;
+        }
+        Ok(summary)
+    }
+
+    /// Fold one extension into the summary. Adding a field (say, EC point
+    /// formats for JA3) is one more arm here.
+    fn read_extension(&mut self, e: RawExtension<'_>) -> Result<(), HelloError> {
+        match e.kind {
+            ext::SERVER_NAME => self.sni = sni::server_name(e.data)?,
+            ext::ALPN => self.alpn = parse::alpn(e.data)?,
+            ext::SUPPORTED_VERSIONS => self.supported_versions = parse::supported_versions(e.data)?,
+            ext::SUPPORTED_GROUPS => self.supported_groups = parse::supported_groups(e.data)?,
+            ext::KEY_SHARE => self.key_share_groups = parse::key_share_groups(e.data)?,
+            ext::SIGNATURE_ALGORITHMS => {
+                self.signature_algorithms = parse::signature_algorithms(e.data)?;
+            }
+            // Only presence matters: the inner hello is encrypted, and the
+            // outer SNI above is the public name to route on.
+            ext::ENCRYPTED_CLIENT_HELLO => self.ech = true,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The first host_name of server_name, lower-cased without its trailing
+    /// dot; `None` when absent or not a valid DNS name (e.g. an IP literal).
+    pub fn sni(&self) -> Option<&DnsName<'static>> {
+        self.sni.as_ref()
+    }
+
+    /// ALPN protocol names in client preference order, each non-empty.
+    pub fn alpn(&self) -> &[Vec<u8>] {
+        &self.alpn
+    }
+
+    /// The ClientHello's legacy_version field (0x0303 for TLS 1.2 and 1.3).
+    pub fn legacy_version(&self) -> u16 {
+        self.legacy_version
+    }
+
+    /// The version field of the first record header.
+    pub fn record_version(&self) -> u16 {
+        self.record_version
+    }
+
+    /// supported_versions entries in wire order (empty when absent).
+    pub fn supported_versions(&self) -> &[u16] {
+        &self.supported_versions
+    }
+
+    /// Cipher suites in wire order.
+    pub fn cipher_suites(&self) -> &[u16] {
+        &self.cipher_suites
+    }
+
+    /// Extension types in wire order.
+    pub fn extensions(&self) -> &[u16] {
+        &self.extensions
+    }
+
+    /// supported_groups entries in wire order.
+    pub fn supported_groups(&self) -> &[u16] {
+        &self.supported_groups
+    }
+
+    /// Groups of the key shares offered, in wire order.
+    pub fn key_share_groups(&self) -> &[u16] {
+        &self.key_share_groups
+    }
+
+    /// signature_algorithms entries in wire order.
+    pub fn signature_algorithms(&self) -> &[u16] {
+        &self.signature_algorithms
+    }
+
+    /// Whether the encrypted_client_hello extension (0xfe0d) is present.
+    pub fn ech(&self) -> bool {
+        self.ech
+    }
+
+    /// Handshake message length, 4-byte header included.
+    pub fn hello_length(&self) -> u32 {
+        self.hello_length
+    }
+
+    /// How many TLS records carried the hello.
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+}
+
+fn ser_sni<S: Serializer>(sni: &Option<DnsName<'static>>, s: S) -> Result<S::Ok, S::Error> {
+    sni.as_ref().map(AsRef::<str>::as_ref).serialize(s)
+}
+
+/// Names as text when they are UTF-8 (the common `h2`, `http/1.1`), else as
+/// `0x` + lowercase hex so `explain` output stays printable JSON.
+fn ser_alpn<S: Serializer>(alpn: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(alpn.iter().map(|name| match std::str::from_utf8(name) {
+        Ok(text) => text.to_owned(),
+        Err(_) => {
+            use std::fmt::Write;
+            name.iter().fold(String::from("0x"), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            })
+        }
+    }))
+}

@@ -1,0 +1,33 @@
+//! limen: a TLS SNI router whose routing policy is a sandboxed WebAssembly
+//! component.
+//!
+//! The modules read in the order a connection travels through them.
+#![warn(missing_docs)]
+
+/// Carrying out decisions: passthrough and reject.
+mod action;
+/// Settings and limits, validated before anything runs.
+pub mod config;
+/// One connection's typestate: accepted, peeked, decided.
+mod connection;
+/// What a policy can decide.
+pub mod decision;
+/// `limen explain`: one decision, offline.
+pub mod explain;
+/// Framing and parsing the ClientHello, without I/O.
+pub mod hello;
+/// The accept loop of one listener.
+mod listener;
+/// Counters.
+pub mod metrics;
+/// Reading the ClientHello off the socket without forwarding it.
+mod peek;
+/// The Wasm policy and its sandbox.
+pub mod policy;
+/// Binding listeners, running until shutdown, draining.
+pub mod server;
+/// Resolving, allow-listing and connecting to upstreams.
+mod upstream;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,78 @@
+//! The accept loop of one listener.
+//!
+//! A permit from the shared connection limit is taken *before* `accept`, so
+//! at the limit new connections wait in the kernel's backlog instead of
+//! costing memory here. Accept errors (e.g. out of file descriptors) are
+//! logged and retried with a backoff; they never end the loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::{self, Accepted};
+use crate::policy::Connection;
+use crate::server::Shared;
+
+/// Everything an accept loop shares with the server.
+pub(crate) struct Serve {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) permits: Arc<Semaphore>,
+    /// Cancelled to stop accepting.
+    pub(crate) stop: CancellationToken,
+    /// Cancelled when the shutdown grace period is over.
+    pub(crate) force_close: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Accept until `serve.stop` is cancelled.
+pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        // Both waits also watch `stop`: shutdown must not hang on a full
+        // connection table or an idle listener.
+        let permit = tokio::select! {
+            permit = serve.permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = serve.stop.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = serve.stop.cancelled() => return,
+        };
+        let (stream, client) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(listener = %name, "accept failed, retrying in {backoff:?}: {error}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(5);
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        serve
+            .shared
+            .metrics
+            .connections
+            .with_label_values(&[&name])
+            .inc();
+        let conn = Connection {
+            client,
+            local,
+            listener: name.clone(),
+        };
+        let (shared, force_close) = (serve.shared.clone(), serve.force_close.clone());
+        serve.tracker.spawn(async move {
+            connection::handle(Accepted::new(stream, conn), shared, force_close).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,92 @@
+//! Counters for what happens to connections, in a registry owned here.
+//!
+//! Names are constants; label values come from the error types' `reason()`
+//! and `kind()`. Prometheus exposition comes with the observability work.
+
+use prometheus::{IntCounterVec, Opts, Registry};
+
+/// Metric names.
+pub mod names {
+    /// Connections accepted, by listener.
+    pub const CONNECTIONS: &str = "limen_connections_total";
+    /// ClientHellos that could not be gathered, by listener and reason.
+    pub const PARSE_FAILURES: &str = "limen_tls_sni_listener_parse_failures_total";
+    /// Policy failures, by kind.
+    pub const POLICY_FAILURES: &str = "limen_policy_failures_total";
+    /// Upstream connection failures, by reason.
+    pub const UPSTREAM_FAILURES: &str = "limen_upstream_connect_failures_total";
+    /// Bytes proxied, by direction (`up`: client to upstream).
+    pub const BYTES: &str = "limen_bytes_total";
+}
+
+/// limen's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) connections: IntCounterVec,
+    pub(crate) parse_failures: IntCounterVec,
+    pub(crate) policy_failures: IntCounterVec,
+    pub(crate) upstream_failures: IntCounterVec,
+    pub(crate) bytes: IntCounterVec,
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let vec = |name: &str, help: &str, labels: &[&str]| {
+            let counter = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+            let _ = registry.register(Box::new(counter.clone()));
+            counter
+        };
+        Metrics {
+            connections: vec(names::CONNECTIONS, "Connections accepted.", &["listener"]),
+            parse_failures: vec(
+                names::PARSE_FAILURES,
+                "ClientHellos not gathered.",
+                &["listener", "reason"],
+            ),
+            policy_failures: vec(names::POLICY_FAILURES, "Policy call failures.", &["kind"]),
+            upstream_failures: vec(
+                names::UPSTREAM_FAILURES,
+                "Upstream connect failures.",
+                &["reason"],
+            ),
+            bytes: vec(names::BYTES, "Bytes proxied.", &["direction"]),
+            registry,
+        }
+    }
+
+    /// The value of one counter (for tests and `limen explain`).
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric())
+            .filter(|metric| {
+                labels.iter().all(|(k, v)| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+            })
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// Text exposition of every metric.
+    pub fn render(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

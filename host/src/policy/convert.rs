@@ -1,0 +1,93 @@
+//! Host types to WIT types and back. The only place generated types meet
+//! limen's own.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::Connection;
+use super::bindings::wit;
+use crate::decision::{Alert, Decision, ProxyVersion, Terminate, Upstream, UpstreamAddr};
+use crate::hello::HelloSummary;
+
+pub(crate) fn connection(conn: &Connection) -> wit::Connection {
+    wit::Connection {
+        client: socket_address(conn.client),
+        local: socket_address(conn.local),
+        listener: conn.listener.to_string(),
+    }
+}
+
+fn socket_address(addr: SocketAddr) -> wit::SocketAddress {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            wit::IpAddress::V4((a, b, c, d))
+        }
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, e, f, g, h] = v6.segments();
+            wit::IpAddress::V6((a, b, c, d, e, f, g, h))
+        }
+    };
+    wit::SocketAddress {
+        ip,
+        port: addr.port(),
+    }
+}
+
+pub(crate) fn client_hello(hello: &HelloSummary) -> wit::ClientHello {
+    wit::ClientHello {
+        sni: hello.sni().map(|name| name.as_ref().to_owned()),
+        alpn: hello.alpn().to_vec(),
+        legacy_version: hello.legacy_version(),
+        record_version: hello.record_version(),
+        supported_versions: hello.supported_versions().to_vec(),
+        cipher_suites: hello.cipher_suites().to_vec(),
+        extensions: hello.extensions().to_vec(),
+        supported_groups: hello.supported_groups().to_vec(),
+        key_share_groups: hello.key_share_groups().to_vec(),
+        signature_algorithms: hello.signature_algorithms().to_vec(),
+        ech: hello.ech(),
+        hello_length: hello.hello_length(),
+        record_count: hello.record_count(),
+    }
+}
+
+/// A decision the host can act on, or why not.
+pub(crate) fn decision(decision: wit::Decision) -> Result<Decision, String> {
+    Ok(match decision {
+        wit::Decision::Passthrough(up) => Decision::Passthrough(upstream(up)?),
+        wit::Decision::Terminate(t) => Decision::Terminate(Terminate {
+            certificate: t.certificate,
+            upstream: upstream(t.upstream)?,
+            upstream_tls: t.upstream_tls.map(|tls| tls.server_name),
+            alpn: t.alpn,
+        }),
+        wit::Decision::Reject(alert) => Decision::Reject(self::alert(alert)),
+    })
+}
+
+fn upstream(up: wit::Upstream) -> Result<Upstream, String> {
+    Ok(Upstream {
+        addr: UpstreamAddr::parse(&up.address).map_err(|e| e.to_string())?,
+        proxy_protocol: up.proxy_protocol.map(|p| match p {
+            wit::ProxyProtocol::V1 => ProxyVersion::V1,
+            wit::ProxyProtocol::V2 => ProxyVersion::V2,
+        }),
+        connect_timeout: match up.connect_timeout_ms {
+            Some(0) => return Err("connect-timeout-ms must be > 0".into()),
+            ms => ms.map(|ms| Duration::from_millis(ms.into())),
+        },
+    })
+}
+
+fn alert(alert: wit::Alert) -> Alert {
+    match alert {
+        wit::Alert::Close => Alert::Close,
+        wit::Alert::UnrecognizedName => Alert::UnrecognizedName,
+        wit::Alert::HandshakeFailure => Alert::HandshakeFailure,
+        wit::Alert::AccessDenied => Alert::AccessDenied,
+        wit::Alert::InternalError => Alert::InternalError,
+        wit::Alert::ProtocolVersion => Alert::ProtocolVersion,
+        wit::Alert::InsufficientSecurity => Alert::InsufficientSecurity,
+    }
+}
