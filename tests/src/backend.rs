@@ -1,0 +1,110 @@
+//! Backends limen routes to: a real TLS server that names itself, and a raw
+//! TCP server that records exactly what it received.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+/// A TLS backend: completes the handshake, reads one request (up to a blank
+/// line, or whatever arrives first), answers an HTTP response whose body is
+/// `backend=<name> sni=<sni>\n`, and closes.
+pub async fn tls(name: &str, config: Arc<rustls::ServerConfig>) -> anyhow::Result<SocketAddr> {
+    tls_on("127.0.0.1:0".parse()?, name, config).await
+}
+
+/// [`tls`] on a given address.
+pub async fn tls_on(
+    addr: SocketAddr,
+    name: &str,
+    config: Arc<rustls::ServerConfig>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(config);
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, name) = (acceptor.clone(), name.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().unwrap_or("-").to_owned();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tls.read(&mut buf).await {
+                    request.extend_from_slice(&buf[..n]);
+                    if n == 0
+                        || request.windows(4).any(|w| w == b"\r\n\r\n")
+                        || request.ends_with(b"\n")
+                    {
+                        break;
+                    }
+                }
+                let body = format!("backend={name} sni={sni}\n");
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// What a raw backend saw on one connection.
+#[derive(Debug)]
+pub struct Received {
+    /// Every byte, in order, until the peer's FIN.
+    pub bytes: Vec<u8>,
+}
+
+/// A raw backend: answers `reply` as soon as it has received `answer_after`
+/// bytes (or at EOF), keeps reading to EOF, reports everything it received.
+pub async fn raw(
+    reply: &'static [u8],
+    answer_after: usize,
+) -> anyhow::Result<(SocketAddr, mpsc::UnboundedReceiver<Received>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(bytes) = raw_conn(stream, reply, answer_after).await {
+                    let _ = tx.send(Received { bytes });
+                }
+            });
+        }
+    });
+    Ok((addr, rx))
+}
+
+async fn raw_conn(
+    mut stream: TcpStream,
+    reply: &[u8],
+    answer_after: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut answered = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        bytes.extend_from_slice(&buf[..n]);
+        if !answered && (n == 0 || bytes.len() >= answer_after) {
+            stream.write_all(reply).await?;
+            stream.shutdown().await?;
+            answered = true;
+        }
+        if n == 0 {
+            return Ok(bytes);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! limen in-process on loopback, from a config written by the test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use limen::metrics::Metrics;
+use limen::{Config, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running limen.
+pub struct Running {
+    /// First listener's address.
+    pub addr: SocketAddr,
+    /// Every listener: (name, address).
+    pub addrs: Vec<(String, SocketAddr)>,
+    /// Its counters.
+    pub metrics: Metrics,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Start limen from TOML text (listeners should bind port 0).
+    pub async fn start(toml: &str) -> anyhow::Result<Running> {
+        let config = Config::from_toml(toml)?;
+        let server = Server::bind(config).await?;
+        let addrs: Vec<(String, SocketAddr)> = server
+            .local_addrs()
+            .into_iter()
+            .map(|(n, a)| (n.to_string(), a))
+            .collect();
+        let metrics = server.metrics();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            addr: addrs[0].1,
+            addrs,
+            metrics,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Ask limen to stop and wait (bounded) until it has.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task).await??;
+        }
+        Ok(())
+    }
+
+    /// A counter's value.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.metrics.counter(name, labels)
+    }
+}
+
+/// TOML for one listener on port 0, a policy module, its config table (TOML
+/// inline-table body), and the allow-list; `extra` is appended verbatim.
+pub fn config(
+    module: &std::path::Path,
+    policy_config: &str,
+    extra_policy: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[policy]
+module = "{module}"
+{extra_policy}
+
+[policy.config]
+{policy_config}
+
+[upstreams]
+allow = ["127.0.0.1/32"]
+
+{extra}
+"#,
+        module = module.display()
+    )
+}
