@@ -65,11 +65,11 @@ pub struct Received {
     pub bytes: Vec<u8>,
 }
 
-/// A raw backend: answers `reply` as soon as it has received `answer_after`
-/// bytes (or at EOF), keeps reading to EOF, reports everything it received.
+/// A raw backend, like peerbench's: answers `reply` (and FIN) as soon as it
+/// holds a whole ClientHello (or any non-TLS bytes, or at EOF), keeps reading
+/// to EOF, and reports everything it received.
 pub async fn raw(
     reply: &'static [u8],
-    answer_after: usize,
 ) -> anyhow::Result<(SocketAddr, mpsc::UnboundedReceiver<Received>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -78,7 +78,7 @@ pub async fn raw(
         while let Ok((stream, _)) = listener.accept().await {
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Ok(bytes) = raw_conn(stream, reply, answer_after).await {
+                if let Ok(bytes) = raw_conn(stream, reply).await {
                     let _ = tx.send(Received { bytes });
                 }
             });
@@ -87,18 +87,14 @@ pub async fn raw(
     Ok((addr, rx))
 }
 
-async fn raw_conn(
-    mut stream: TcpStream,
-    reply: &[u8],
-    answer_after: usize,
-) -> std::io::Result<Vec<u8>> {
+async fn raw_conn(mut stream: TcpStream, reply: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut answered = false;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = stream.read(&mut buf).await?;
         bytes.extend_from_slice(&buf[..n]);
-        if !answered && (n == 0 || bytes.len() >= answer_after) {
+        if !answered && (n == 0 || hello_complete(&bytes)) {
             stream.write_all(reply).await?;
             stream.shutdown().await?;
             answered = true;
@@ -107,4 +103,11 @@ async fn raw_conn(
             return Ok(bytes);
         }
     }
+}
+
+fn hello_complete(bytes: &[u8]) -> bool {
+    !matches!(
+        limen::hello::frame(bytes, 1 << 20),
+        Ok(limen::hello::Progress::NeedMore)
+    )
 }

@@ -36,7 +36,7 @@ fn value_errors_have_line_and_column() {
     let text = GOOD.replace("\"127.0.0.1/32\"", "\"*.nope\"");
     let err = Config::from_toml(&text).unwrap_err().to_string();
     assert!(
-        err.contains("line 16") && err.contains("allow rule"),
+        err.contains("line 15, column 9") && err.contains("allow rule"),
         "{err}"
     );
 }

@@ -1,0 +1,45 @@
+#!/bin/bash
+# limen as a peerbench router (shared/peerbench, run.sh's --router contract).
+# usage: peerbench-limen.sh LIMEN_BIN GUEST_WASM PORT ROUTES_FILE RUNDIR
+#   e.g. --router 'limen=8445=/path/peerbench-limen.sh /path/limen /path/static-routes.wasm {PORT} {ROUTES} {RUNDIR}'
+# Turns the kit's routes file (`NAME host:port` lines: exact, `*.suffix`, `~regex`, `default`)
+# into RUNDIR/limen.toml for the static-routes guest, checks it, then execs limen in the
+# foreground so that run.sh measures limen's own PID.
+set -euo pipefail
+LIMEN=$1 GUEST=$2 PORT=$3 ROUTES=$4 RUNDIR=$5
+mkdir -p "$RUNDIR"
+CFG=$RUNDIR/limen.toml
+
+default="" routes=""
+while read -r name upstream _; do
+  case $name in ''|'#'*) continue;; esac
+  # Literal strings ('...') keep regex backslashes as written; they cannot hold a quote.
+  [[ $name != *"'"* ]] || { echo "peerbench-limen: quote in pattern: $name" >&2; exit 2; }
+  if [ "$name" = default ]; then default=$upstream
+  else routes+="  { match = '$name', upstream = \"$upstream\" },"$'\n'; fi
+done < "$ROUTES"
+
+cat > "$CFG" <<CONF
+[[listeners]]
+name = "bench"
+bind = "127.0.0.1:$PORT"
+
+[policy]
+module = "$GUEST"
+
+[policy.config]
+default = "$default"
+routes = [
+$routes]
+
+[limits]
+max_connections = 20000   # above the kit's concurrency and its 1000-connection hold phase
+
+[upstreams]
+allow = ["127.0.0.1/32"]
+CONF
+
+"$LIMEN" check --config "$CFG"
+# warn, not the default info: limen logs each connection at info, and that formatting
+# and writing would dominate the router CPU per connection the kit measures.
+RUST_LOG=warn exec "$LIMEN" run --config "$CFG"

@@ -1,0 +1,154 @@
+//! The `limen` binary: `check` refuses each kind of bad config or module with
+//! a coded message, and `explain` prints one JSON object offline.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use limen_e2e::guests::{self, component_of_world, policy_component, route_body};
+use limen_e2e::harness::config;
+
+use crate::common::scratch;
+use crate::faults::INIT_FAILS;
+
+/// `target/<profile>/limen`, beside this test binary's `deps/` directory
+/// (cargo builds the workspace's binaries before running its tests).
+fn limen() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("limen");
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build -p limen`",
+        bin.display()
+    );
+    bin
+}
+
+fn check(toml: &str) -> Output {
+    let path = scratch("limen.toml");
+    std::fs::write(&path, toml).expect("write config");
+    Command::new(limen())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run limen")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn module_file(bytes: &[u8]) -> PathBuf {
+    let path = scratch("m.wasm");
+    std::fs::write(&path, bytes).expect("write module");
+    path
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let toml = config(
+        &guests::example("static-routes"),
+        "default = \"127.0.0.1:9\"",
+        "",
+        "",
+    );
+    let out = check(&toml);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+}
+
+#[test]
+fn check_refuses_bad_toml_with_line_and_column() {
+    let toml = config(&guests::example("static-routes"), "", "timeout = 5ms", "");
+    let out = check(&toml);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("E002") && err.contains("line 8, column"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_a_missing_module() {
+    let out = check(&config(Path::new("/nonexistent/policy.wasm"), "", "", ""));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("P001"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_refuses_a_core_module_and_a_component_of_another_world() {
+    let core = wat::parse_str("(module)").expect("wat");
+    let out = check(&config(&module_file(&core), "", "", ""));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("P002"), "{}", stderr(&out));
+
+    let other = component_of_world(
+        "package test:other; world other { export hello: func() -> u32; }",
+        "other",
+        r#"(module (func (export "hello") (result i32) (i32.const 7)))"#,
+    )
+    .expect("encode");
+    let out = check(&config(&module_file(&other), "", "", ""));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("P003"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_refuses_a_failing_init() {
+    let wat = route_body("unreachable", "").replace(
+        "(func (export \"init\") (param i32 i32) (result i32) (i32.const 256))",
+        INIT_FAILS,
+    );
+    let out = check(&config(
+        &module_file(&policy_component(&wat).expect("encode")),
+        "",
+        "",
+        "",
+    ));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("P004") && err.contains("bad config"), "{err}");
+}
+
+#[test]
+fn explain_prints_hello_and_decision() {
+    let toml = config(
+        &guests::example("static-routes"),
+        "routes = [ { match = \"*.wild.test\", upstream = \"127.0.0.1:9452\" } ]",
+        "",
+        "",
+    );
+    let path = scratch("limen.toml");
+    std::fs::write(&path, toml).expect("write");
+    let out = Command::new(limen())
+        .args([
+            "explain",
+            "--sni",
+            "Foo.Wild.Test",
+            "--alpn",
+            "h2,http/1.1",
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(json["hello"]["sni"], "foo.wild.test");
+    assert_eq!(json["hello"]["alpn"], serde_json::json!(["h2", "http/1.1"]));
+    assert_eq!(json["decision"]["action"], "passthrough");
+    assert_eq!(json["decision"]["upstream"]["address"], "127.0.0.1:9452");
+    assert_eq!(json["outcome"], json["decision"]);
+
+    let out = Command::new(limen())
+        .args(["explain", "--sni", "other.test", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        json["decision"],
+        serde_json::json!({ "action": "reject", "alert": "unrecognized_name" })
+    );
+}

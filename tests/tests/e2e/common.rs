@@ -1,0 +1,111 @@
+//! Helpers shared by the e2e modules.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Bound every network wait so a broken router fails a test instead of hanging it.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// A recorded ClientHello from the peerbench kit.
+pub(crate) fn hello(name: &str) -> Vec<u8> {
+    let path = limen_e2e::shared_dir().join("peerbench/hello").join(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (is ../shared beside the repo?)", path.display()))
+}
+
+/// TLS through limen to a backend: returns the response body, or the error.
+pub(crate) async fn tls_get(
+    addr: SocketAddr,
+    server_name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<String> {
+    let name = ServerName::try_from(server_name.to_owned()).map_err(std::io::Error::other)?;
+    let run = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let mut tls = TlsConnector::from(config).connect(name, tcp).await?;
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await?;
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await?;
+        Ok(response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned())
+    };
+    tokio::time::timeout(WAIT, run).await?
+}
+
+/// The TLS alert a failed handshake received, if that is why it failed.
+pub(crate) fn alert_of(error: &std::io::Error) -> Option<rustls::AlertDescription> {
+    match error.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
+/// Send `parts` as separate writes (a pause between them so they leave as
+/// separate segments), then read the reply to EOF.
+pub(crate) async fn raw_exchange(
+    addr: SocketAddr,
+    parts: &[&[u8]],
+    gap: Duration,
+) -> std::io::Result<Vec<u8>> {
+    let run = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            tcp.write_all(part).await?;
+        }
+        let mut reply = Vec::new();
+        tcp.read_to_end(&mut reply).await?;
+        Ok(reply)
+    };
+    tokio::time::timeout(WAIT, run).await?
+}
+
+/// A scratch file path unique to this test process.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("limen-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// The `static-routes` config used across modules: exact, wildcard, regex and
+/// reject routes, with an optional default and plain upstream.
+pub(crate) fn static_routes(
+    a: SocketAddr,
+    b: SocketAddr,
+    c: SocketAddr,
+    default: Option<SocketAddr>,
+    plain: Option<SocketAddr>,
+) -> String {
+    let mut config = format!(
+        r#"routes = [
+  {{ match = "a.test", upstream = "{a}" }},
+  {{ match = "*.wild.test", upstream = "{b}" }},
+  {{ match = '~^node[0-9]+\.rx\.test$', upstream = "{c}" }},
+  {{ match = "blocked.test", reject = "access_denied" }},
+]
+"#
+    );
+    if let Some(d) = default {
+        config = format!("default = \"{d}\"\n{config}");
+    }
+    if let Some(p) = plain {
+        config = format!("plain = \"{p}\"\n{config}");
+    }
+    config
+}

@@ -1,0 +1,10 @@
+//! limen end to end: real sockets, real TLS clients and backends, real guests.
+//!
+//! One test binary (ripgrep's layout): each module is one area of behaviour.
+
+mod bulk;
+mod cli;
+mod common;
+mod faults;
+mod peek;
+mod routing;
