@@ -1,1 +1,109 @@
-fn main() {}
+//! The per-connection CPU work limen adds, without sockets:
+//! framing + parsing a ClientHello, and one policy decision on a warm instance.
+//!
+//! Needs `cargo xtask guests` (for target/guests/static-routes.wasm) and
+//! `../shared` beside the repository (for the recorded hellos).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use limen::Config;
+use limen::hello::{self, HelloSummary, Progress};
+use limen::policy::{Connection, Policy, PolicyEngine};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn recorded(name: &str) -> Vec<u8> {
+    let shared =
+        std::env::var_os("LIMEN_SHARED").map_or_else(|| root().join("../shared"), PathBuf::from);
+    std::fs::read(shared.join("peerbench/hello").join(name)).expect("recorded hello (../shared)")
+}
+
+fn parse(bytes: &[u8]) -> HelloSummary {
+    match hello::frame(bytes, 16 * 1024) {
+        Ok(Progress::Complete(framed)) => HelloSummary::parse(&framed).expect("valid hello"),
+        other => panic!("not a complete hello: {other:?}"),
+    }
+}
+
+fn hello_parse(c: &mut Criterion) {
+    for (label, file) in [
+        ("327B", "captured.bin"),
+        ("1840B-pq", "large-b.test.bin"),
+        ("1845B-2rec", "large2rec-b.test.bin"),
+    ] {
+        let bytes = recorded(file);
+        c.bench_function(&format!("hello/frame+parse/{label}"), |b| {
+            b.iter(|| parse(black_box(&bytes)))
+        });
+    }
+}
+
+/// `static-routes` with 100 routes: 80 exact names, 10 wildcards, 10 regexes.
+fn hundred_routes() -> String {
+    let mut routes = Vec::new();
+    for i in 0..100 {
+        let pattern = match i % 10 {
+            3 => format!("*.w{i}.example"),
+            7 => format!("~^node[0-9]+\\\\.r{i}\\\\.example$"),
+            _ => format!("host{i}.example"),
+        };
+        routes.push(format!(
+            "{{ match = '{pattern}', upstream = \"127.0.0.1:{}\" }}",
+            10000 + i
+        ));
+    }
+    format!(
+        "default = \"127.0.0.1:9999\"\nroutes = [\n{}\n]",
+        routes.join(",\n")
+    )
+}
+
+fn policy_decision(c: &mut Criterion) {
+    let module = root().join("target/guests/static-routes.wasm");
+    let toml = format!(
+        "[[listeners]]\nname = \"bench\"\nbind = \"127.0.0.1:0\"\n[policy]\nmodule = \"{}\"\ninstances = 1\n# A loaded 2-core machine can preempt a call for more than the default 5 ms.\ntimeout = \"1s\"\n[policy.config]\n{}\n",
+        module.display(),
+        hundred_routes().replace("\\\\", "\\")
+    );
+    let config = Config::from_toml(&toml).expect("bench config");
+    let engine = PolicyEngine::new().expect("engine");
+    let policy =
+        Policy::load(&engine, &config.policy).expect("static-routes (run `cargo xtask guests`)");
+    let conn = Connection {
+        client: "192.0.2.1:50000".parse().expect("addr"),
+        local: "127.0.0.1:8443".parse().expect("addr"),
+        listener: "bench".into(),
+    };
+    // An exact hit late in the table, and a miss that tries every wildcard and regex.
+    for (label, sni) in [
+        ("hit-exact", "host98.example"),
+        ("miss-all-patterns", "nothing.example"),
+    ] {
+        let hello = parse(
+            &limen::explain::synthesise(sni, &["h2".into(), "http/1.1".into()]).expect("hello"),
+        );
+        // Warm up the guest's lazy structures (regex caches) before measuring.
+        for _ in 0..100 {
+            policy.decide(&conn, Some(&hello)).expect("decision");
+        }
+        c.bench_function(&format!("policy/static-routes-100/{label}"), |b| {
+            b.iter(|| {
+                policy
+                    .decide(black_box(&conn), black_box(Some(&hello)))
+                    .expect("decision")
+            })
+        });
+        let fuel = policy
+            .decide(&conn, Some(&hello))
+            .expect("decision")
+            .fuel_used;
+        eprintln!("fuel per decision ({label}, {sni}): {fuel}");
+    }
+}
+
+criterion_group!(benches, hello_parse, policy_decision);
+criterion_main!(benches);

@@ -161,8 +161,9 @@ fn upstream_json(up: &Upstream) -> Value {
     })
 }
 
-/// A real ClientHello from rustls, as a browser-less client would send it.
-fn synthesise(sni: &str, alpn: &[String]) -> Result<Vec<u8>, ExplainError> {
+/// A real ClientHello from rustls for `sni` offering `alpn`: the TLS records
+/// a rustls client would send first.
+pub fn synthesise(sni: &str, alpn: &[String]) -> Result<Vec<u8>, ExplainError> {
     let fail = |e: String| ExplainError::Synthesis(sni.to_owned(), e);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
