@@ -96,7 +96,8 @@ impl Peeked {
     pub(crate) async fn decide(self, shared: &Shared) -> Decided {
         let verdict = shared
             .policy
-            .decide(&self.accepted.conn, self.peeked.hello.as_ref());
+            .decide(&self.accepted.conn, self.peeked.hello.as_ref())
+            .await;
         let mut failure = None;
         let action = match verdict.map(|v| v.decision) {
             Ok(Decision::Reject(alert)) => Action::Reject(alert),

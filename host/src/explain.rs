@@ -44,7 +44,7 @@ pub enum ExplainError {
 
 /// Build one JSON object: the parsed `hello`, the policy's `decision`, and the
 /// `outcome` limen would carry out (after the allow-list and fail mode).
-pub fn explain(
+pub async fn explain(
     config: &Config,
     source: HelloSource,
     client: SocketAddr,
@@ -82,8 +82,8 @@ pub fn explain(
     let engine = PolicyEngine::new()?;
     let mut settings = config.policy.clone();
     settings.instances = 1;
-    let policy = Policy::load(&engine, &settings)?;
-    let (decision, fuel_used, outcome) = match policy.decide(&conn, hello.as_ref()) {
+    let policy = Policy::load(&engine, &settings).await?;
+    let (decision, fuel_used, outcome) = match policy.decide(&conn, hello.as_ref()).await {
         Ok(verdict) => {
             let outcome = match refusal(config, &verdict.decision) {
                 None => decision_json(&verdict.decision),

@@ -51,16 +51,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Load the policy (compiling it off the async workers) and bind every listener.
+    /// Load the policy (compiling it on a blocking thread) and bind every listener.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        let settings = config.policy.clone();
-        let (engine, policy) = tokio::task::spawn_blocking(move || {
-            let engine = PolicyEngine::new()?;
-            let policy = Policy::load(&engine, &settings)?;
-            Ok::<_, PolicyError>((engine, policy))
-        })
-        .await
-        .map_err(|e| PolicyError::Compile(format!("policy loader panicked: {e}")))??;
+        let engine = PolicyEngine::new()?;
+        let policy = Policy::load(&engine, &config.policy).await?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let listener = TcpListener::bind(l.bind)

@@ -1,42 +1,52 @@
-//! `cargo xtask demo`: three TLS backends on 127.0.0.1:9451-9453 behind limen
-//! on 127.0.0.1:8443, with a throwaway CA in `target/demo/ca.pem`.
+//! `cargo xtask demo`: three TLS backends on 127.0.0.1:9451-9453 (the
+//! `demo-backends` binary of the test kit) behind limen on 127.0.0.1:8443,
+//! with a throwaway CA in `target/demo/ca.pem`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::Context;
-use limen_e2e::{backend, pki::Pki};
+
+/// Kills the child when dropped, so Ctrl-C or an error never leaves it behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("target/demo");
     std::fs::create_dir_all(&dir)?;
-    let pki = Pki::new(&[
-        "a.test",
-        "b.test",
-        "*.wild.test",
-        "*.rx.test",
-        "blocked.test",
-    ])?;
-    std::fs::write(dir.join("ca.pem"), &pki.ca_pem)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let server = pki.server_config()?;
-        for (name, port) in [("A", 9451), ("B", 9452), ("C", 9453)] {
-            let addr = format!("127.0.0.1:{port}").parse()?;
-            backend::tls_on(addr, name, server.clone())
-                .await
-                .with_context(|| format!("demo backend {name} cannot listen on {addr}"))?;
-        }
-        anyhow::Ok(())
-    })?;
-    let limen = root.join("target/debug/limen");
-    let mut child = Command::new(&limen)
-        .args(["run", "--config", "examples/demo.toml"])
-        .current_dir(root)
+    let ca = dir.join("ca.pem");
+    let _ = std::fs::remove_file(&ca);
+    let backends = Command::new(root.join("target/debug/demo-backends"))
+        .arg(&ca)
         .stdin(Stdio::null())
         .spawn()
-        .with_context(|| format!("cannot start {}", limen.display()))?;
-    let ca = dir.join("ca.pem");
+        .context("cannot start target/debug/demo-backends")?;
+    let mut backends = Guard(backends);
+    for _ in 0..50 {
+        if ca.is_file() {
+            break;
+        }
+        if let Some(status) = backends.0.try_wait()? {
+            anyhow::bail!("demo backends exited ({status}); are ports 9451-9453 free?");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let limen = root.join("target/debug/limen");
+    let mut limen = Guard(
+        Command::new(&limen)
+            .args(["run", "--config", "examples/demo.toml"])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", limen.display()))?,
+    );
     let ca = ca.display();
     println!(
         "\nlimen is routing 127.0.0.1:8443 (backends A, B, C on 9451-9453). Try:\n\n  \
@@ -47,12 +57,8 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
          target/debug/limen explain --config examples/demo.toml --sni node7.rx.test\n\n\
          Ctrl-C stops limen and the backends.\n"
     );
-    let status = child.wait()?;
-    // The backends live in `runtime`, dropped on return.
-    drop(runtime);
-    anyhow::ensure!(
-        status.success() || status.code().is_none(),
-        "limen exited with {status}"
-    );
+    let status = limen.0.wait()?;
+    backends.0.kill().ok();
+    anyhow::ensure!(status.success(), "limen exited with {status}");
     Ok(())
 }

@@ -132,6 +132,6 @@ fn test() -> anyhow::Result<()> {
 
 fn demo() -> anyhow::Result<()> {
     guests()?;
-    run(cargo().args(["build", "-p", "limen"]))?;
+    run(cargo().args(["build", "-p", "limen", "-p", "limen-e2e", "--bins"]))?;
     demo::run(&root())
 }

@@ -6,6 +6,10 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "limen:router/policy",
+        // Exports run on a fiber so that WASI calls a guest makes (a panic
+        // message to stderr, a clock) use the async WASI host and never block
+        // a runtime worker. limen's own `log` import stays synchronous.
+        exports: { default: async },
     });
 }
 

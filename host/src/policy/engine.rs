@@ -34,7 +34,7 @@ impl PolicyEngine {
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = wasmtime::Engine::new(&config).map_err(setup)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
         PolicyWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(setup)?;
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| super::PolicyError::Compile(format!("epoch ticker thread: {e}")))?;

@@ -45,28 +45,36 @@ pub struct Verdict {
 }
 
 impl Policy {
-    /// Compile, link, type-check against the world, and warm
-    /// `settings.instances` instances (running `init` in each). Slow: call
-    /// it at start-up or from a background task, never per connection.
-    pub fn load(engine: &PolicyEngine, settings: &PolicyConfig) -> Result<Policy, PolicyError> {
-        let bytes = read_module(&settings.module)?;
-        Policy::from_bytes(engine, settings, &bytes)
+    /// Read, compile and link the module (on a blocking thread: this is the
+    /// slow part), type-check it against the world, then warm
+    /// `settings.instances` instances, running `init` in each.
+    pub async fn load(
+        engine: &PolicyEngine,
+        settings: &PolicyConfig,
+    ) -> Result<Policy, PolicyError> {
+        let (engine2, path) = (engine.clone(), settings.module.clone());
+        let pre = tokio::task::spawn_blocking(move || compile(&engine2, &read_module(&path)?))
+            .await
+            .map_err(|e| PolicyError::Compile(format!("compiler thread failed: {e}")))??;
+        Policy::warm(engine, settings, pre).await
     }
 
-    /// As [`load`](Self::load), from the component's bytes.
-    pub fn from_bytes(
+    /// As [`load`](Self::load), from the component's bytes, compiling on the
+    /// calling thread.
+    pub async fn from_bytes(
         engine: &PolicyEngine,
         settings: &PolicyConfig,
         bytes: &[u8],
     ) -> Result<Policy, PolicyError> {
-        let component = Component::new(&engine.engine, bytes)
-            .map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
-        let instance_pre = engine
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
-        let pre =
-            PolicyPre::new(instance_pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        let pre = compile(engine, bytes)?;
+        Policy::warm(engine, settings, pre).await
+    }
+
+    async fn warm(
+        engine: &PolicyEngine,
+        settings: &PolicyConfig,
+        pre: PolicyPre<HostState>,
+    ) -> Result<Policy, PolicyError> {
         let policy = Policy {
             engine: engine.clone(),
             pre,
@@ -74,7 +82,7 @@ impl Policy {
             idle: ArrayQueue::new(settings.instances),
         };
         for _ in 0..settings.instances {
-            let instance = policy.instantiate()?;
+            let instance = policy.instantiate().await?;
             let _ = policy.idle.push(instance);
         }
         Ok(policy)
@@ -82,17 +90,18 @@ impl Policy {
 
     /// Ask the policy about one connection.
     ///
-    /// Runs the guest synchronously on the calling thread, bounded by the
-    /// fuel budget and the deadline. Only when every warm instance is busy or
-    /// was dropped after a failure does this instantiate one inline.
-    pub fn decide(
+    /// The guest runs on a fiber on the calling task, bounded by the fuel
+    /// budget and the deadline; it only yields if it calls a WASI function
+    /// that waits. Only when every warm instance is busy or was dropped after
+    /// a failure does this instantiate one inline.
+    pub async fn decide(
         &self,
         conn: &Connection,
         hello: Option<&HelloSummary>,
     ) -> Result<Verdict, PolicyError> {
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,
-            None => self.instantiate()?,
+            None => self.instantiate().await?,
         };
         let conn = convert::connection(conn);
         let hello = hello.map(convert::client_hello);
@@ -100,7 +109,8 @@ impl Policy {
         arm(&mut instance.store, budget, self.settings.timeout);
         let result = instance
             .world
-            .call_route(&mut instance.store, &conn, hello.as_ref());
+            .call_route(&mut instance.store, &conn, hello.as_ref())
+            .await;
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));
         match result {
             Ok(decision) => {
@@ -116,7 +126,7 @@ impl Policy {
         }
     }
 
-    fn instantiate(&self) -> Result<Instance, PolicyError> {
+    async fn instantiate(&self) -> Result<Instance, PolicyError> {
         let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
@@ -124,10 +134,12 @@ impl Policy {
         arm(&mut store, init_fuel, init_time);
         let world = self
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| PolicyError::Init(classify(&e, store.data()).to_string()))?;
         world
             .call_init(&mut store, &self.settings.config_json)
+            .await
             .map_err(|e| PolicyError::Init(classify(&e, store.data()).to_string()))?
             .map_err(PolicyError::Init)?;
         Ok(Instance { store, world })
@@ -137,6 +149,17 @@ impl Policy {
     pub fn settings(&self) -> &PolicyConfig {
         &self.settings
     }
+}
+
+/// Compile and link: the component must be valid and of the policy world.
+fn compile(engine: &PolicyEngine, bytes: &[u8]) -> Result<PolicyPre<HostState>, PolicyError> {
+    let component = Component::new(&engine.engine, bytes)
+        .map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
+    let instance_pre = engine
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+    PolicyPre::new(instance_pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))
 }
 
 /// Give the store a fresh fuel budget and deadline before a call.

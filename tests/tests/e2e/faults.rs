@@ -120,3 +120,55 @@ async fn init_failure_refuses_to_start() -> anyhow::Result<()> {
 /// string (pointer, length) at 260.
 pub(crate) const INIT_FAILS: &str = r#"(func (export "init") (param i32 i32) (result i32) (i32.const 256))
   (data (i32.const 256) "\01\00\00\00\00\03\00\00\0a\00\00\00") (data (i32.const 768) "bad config")"#;
+
+/// A real Rust guest (`examples-guests/misbehave`) that panics, spins,
+/// allocates past its limit, prints to stdout and names a forbidden upstream:
+/// each is contained (WASI output included), the fail mode applies, and a
+/// well-behaved name routed in between still reaches its upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_rust_guest_is_contained() -> anyhow::Result<()> {
+    let (fallback, mut fallback_rx) = backend::raw(b"F").await?;
+    let (upstream, mut upstream_rx) = backend::raw(b"U").await?;
+    let policy = format!("on_error = {{ fallback = \"{fallback}\" }}");
+    let module = limen_e2e::guests::example("misbehave");
+    let limen = Running::start(&config(
+        &module,
+        &format!("upstream = \"{upstream}\""),
+        &policy,
+        "",
+    ))
+    .await?;
+    let send = |sni: &str| {
+        let hello = limen::explain::synthesise(sni, &[]).expect("hello");
+        async move { raw_exchange(limen.addr, &[&hello], Duration::ZERO).await }
+    };
+    for (sni, reply, kind) in [
+        ("panic.test", "F", Some("trap")),
+        ("loop.test", "F", Some("fuel")),
+        ("alloc.test", "F", Some("memory")),
+        ("print.test", "U", None),
+        ("open.test", "F", Some("invalid_decision")),
+    ] {
+        assert_eq!(send(sni).await?, reply.as_bytes(), "{sni}");
+        let rx = if reply == "F" {
+            &mut fallback_rx
+        } else {
+            &mut upstream_rx
+        };
+        tokio::time::timeout(WAIT, rx.recv())
+            .await?
+            .expect("backend report");
+        if let Some(kind) = kind {
+            assert_eq!(
+                limen.counter(POLICY_FAILURES, &[("kind", kind)]),
+                1,
+                "{sni}"
+            );
+        }
+        assert_eq!(send("fine.test").await?, b"U", "after {sni}");
+        tokio::time::timeout(WAIT, upstream_rx.recv())
+            .await?
+            .expect("backend report");
+    }
+    limen.stop().await
+}

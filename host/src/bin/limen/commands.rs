@@ -59,13 +59,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// `check` and `explain` need only a small runtime to drive the policy.
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let start = Instant::now();
     let engine = PolicyEngine::new()?;
     let mut settings = config.policy.clone();
     settings.instances = 1;
-    Policy::load(&engine, &settings)?;
+    small_runtime()?.block_on(Policy::load(&engine, &settings))?;
     if config.allow.is_empty() {
         eprintln!(
             "limen: warning: [upstreams] allow is empty, so every passthrough will be refused"
@@ -97,7 +105,7 @@ pub(crate) fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     } else {
         bail!("give --sni, --hello-hex or --hello-file");
     };
-    let report = explain::explain(&config, source, args.client)?;
+    let report = small_runtime()?.block_on(explain::explain(&config, source, args.client))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
