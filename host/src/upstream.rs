@@ -49,6 +49,11 @@ pub(crate) async fn resolve(
         UpstreamAddr::Ip(ip) => Err(UpstreamError::NotAllowed(ip.to_string())),
         UpstreamAddr::Name(name, port) => {
             let by_name = trusted || allow.allows_name(name.as_ref(), *port);
+            // A policy must not be able to make limen query DNS for names it
+            // could never use.
+            if !by_name && !allow.has_ip_rules() {
+                return Err(UpstreamError::NotAllowed(addr.to_string()));
+            }
             let resolved = tokio::net::lookup_host((name.as_ref(), *port))
                 .await
                 .map_err(|error| UpstreamError::Resolve {

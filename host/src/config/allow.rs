@@ -66,6 +66,14 @@ impl AllowList {
         })
     }
 
+    /// Is there any address (CIDR) rule? Without one, a name that no name
+    /// rule allows is refused before any DNS query is made for it.
+    pub fn has_ip_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| matches!(rule.target, Target::Net(_)))
+    }
+
     /// No rule at all: nothing is allowed.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()

@@ -8,6 +8,7 @@ mod bindings;
 mod convert;
 mod engine;
 mod error;
+mod output;
 mod runtime;
 mod state;
 

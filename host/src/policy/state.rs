@@ -2,13 +2,15 @@
 //!
 //! WASI is linked so guests built by other languages' toolchains (which
 //! import it) instantiate, but the context grants nothing: no preopened
-//! directories, no environment or arguments, no sockets, closed stdio.
+//! directories, no environment or arguments, no sockets, no stdin; stdout
+//! and stderr go to limen's log.
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{wit, wit_host};
+use super::output::GuestOutput;
 
 /// Longest log line a policy may write; the rest is cut.
 const MAX_LOG_BYTES: usize = 1024;
@@ -26,6 +28,8 @@ pub(crate) struct HostState {
 impl HostState {
     pub(crate) fn new(memory_limit: usize) -> HostState {
         let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::Stdout)
+            .stderr(GuestOutput::Stderr)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
