@@ -1,0 +1,97 @@
+//! Graceful shutdown: stop accepting at once, let open connections finish,
+//! close what is still open when the grace period ends.
+
+use std::time::{Duration, Instant};
+
+use limen_e2e::guests;
+use limen_e2e::harness::{Running, config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::{WAIT, hello};
+
+/// An upstream that echoes everything back.
+async fn echo() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn open_routed(limen: &Running) -> anyhow::Result<TcpStream> {
+    let hello = hello("small-a.test.bin");
+    let mut tcp = TcpStream::connect(limen.addr).await?;
+    tcp.write_all(&hello).await?;
+    let mut back = vec![0u8; hello.len()];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut back)).await??;
+    anyhow::ensure!(back == hello, "echo through limen differs");
+    Ok(tcp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_finish_and_new_ones_are_refused() -> anyhow::Result<()> {
+    let up = echo().await?;
+    let toml = config(
+        &guests::example("static-routes"),
+        &format!("default = \"{up}\""),
+        "",
+        "[limits]\nshutdown_grace = \"10s\"",
+    );
+    let limen = Running::start(&toml).await?;
+    let addr = limen.addr;
+    let mut tcp = open_routed(&limen).await?;
+    let started = Instant::now();
+    let stopping = tokio::spawn(limen.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener must be closed"
+    );
+    // The open connection still carries bytes both ways.
+    tcp.write_all(b"still here").await?;
+    let mut back = [0u8; 10];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut back)).await??;
+    assert_eq!(&back, b"still here");
+    assert!(
+        !stopping.is_finished(),
+        "limen must wait for the open connection"
+    );
+    drop(tcp);
+    tokio::time::timeout(WAIT, stopping).await???;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop should follow the last close, not the grace period"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_closes_what_is_left() -> anyhow::Result<()> {
+    let up = echo().await?;
+    let toml = config(
+        &guests::example("static-routes"),
+        &format!("default = \"{up}\""),
+        "",
+        "[limits]\nshutdown_grace = \"300ms\"",
+    );
+    let limen = Running::start(&toml).await?;
+    let mut tcp = open_routed(&limen).await?;
+    let started = Instant::now();
+    tokio::time::timeout(WAIT, limen.stop()).await??;
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut [0u8; 8]))
+        .await?
+        .unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the connection is closed once the grace period is over"
+    );
+    Ok(())
+}
