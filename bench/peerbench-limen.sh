@@ -15,6 +15,10 @@ while read -r name upstream _; do
   case $name in ''|'#'*) continue;; esac
   # Literal strings ('...') keep regex backslashes as written; they cannot hold a quote.
   [[ $name != *"'"* ]] || { echo "peerbench-limen: quote in pattern: $name" >&2; exit 2; }
+  # The kit's `*.wild.test` means what nginx and HAProxy do with it, any depth
+  # (haproxy.sh turns it into `map_end .wild.test`); limen's `*.` matches one
+  # label, as certificates do, and `.wild.test` is its any-depth form.
+  [[ $name == '*.'* ]] && name=${name#\*}
   if [ "$name" = default ]; then default=$upstream
   else routes+="  { match = '$name', upstream = \"$upstream\" },"$'\n'; fi
 done < "$ROUTES"

@@ -6,8 +6,9 @@
 use std::fmt;
 
 /// One host pattern: `a.test` (exact), `*.wild.test` (exactly one label, as in
-/// certificates), or `~^node[0-9]+\.rx\.test$` (a regex, with the `regex`
-/// feature).
+/// certificates), `.wild.test` (any name below it, at any depth, as nginx's
+/// `.example.com` and HAProxy's `map_end`), or `~^node[0-9]+\.rx\.test$` (a
+/// regex, with the `regex` feature).
 #[derive(Debug, Clone)]
 pub enum HostPattern {
     /// Matches one name.
@@ -15,6 +16,9 @@ pub enum HostPattern {
     /// `*.suffix`: matches `label.suffix` where `label` has no dot. The field
     /// holds `.suffix` (with the leading dot).
     Wildcard(String),
+    /// `.suffix`: matches any name ending in `.suffix` (not `suffix` itself).
+    /// The field holds `.suffix`.
+    Suffix(String),
     /// Matches names the regex finds a match in (anchor it yourself).
     #[cfg(feature = "regex")]
     Regex(regex::Regex),
@@ -50,6 +54,14 @@ impl HostPattern {
             }
             return Ok(HostPattern::Wildcard(suffix.to_owned()));
         }
+        if name.starts_with('.') {
+            if name.len() < 2 || name.contains('*') || name.starts_with("..") {
+                return Err(PatternError(format!(
+                    "suffix `{pattern}` must be `.` followed by a name"
+                )));
+            }
+            return Ok(HostPattern::Suffix(name));
+        }
         if name.contains('*') {
             return Err(PatternError(format!(
                 "`{pattern}`: `*` is only allowed as the whole first label"
@@ -79,6 +91,9 @@ impl HostPattern {
             HostPattern::Wildcard(suffix) => name
                 .strip_suffix(suffix.as_str())
                 .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            HostPattern::Suffix(suffix) => {
+                name.len() > suffix.len() && name.ends_with(suffix.as_str())
+            }
             #[cfg(feature = "regex")]
             HostPattern::Regex(re) => re.is_match(name),
         }
@@ -108,6 +123,17 @@ mod tests {
         assert!(!p.matches("wild.test"));
         assert!(!p.matches(".wild.test"));
         assert!(!p.matches("xwild.test"));
+    }
+
+    #[test]
+    fn suffix_matches_any_depth_below() {
+        let p = HostPattern::parse(".wild.test").unwrap();
+        assert!(p.matches("a.wild.test"));
+        assert!(p.matches("a.b.wild.test"));
+        assert!(!p.matches("wild.test"));
+        assert!(!p.matches("xwild.test"));
+        assert!(HostPattern::parse(".").is_err());
+        assert!(HostPattern::parse("..x").is_err());
     }
 
     #[test]

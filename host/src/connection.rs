@@ -235,16 +235,8 @@ impl Decided {
                     force_close,
                 )
                 .await;
-                shared
-                    .metrics
-                    .bytes
-                    .with_label_values(&["up"])
-                    .inc_by(report.up);
-                shared
-                    .metrics
-                    .bytes
-                    .with_label_values(&["down"])
-                    .inc_by(report.down);
+                shared.metrics.bytes_up.inc_by(report.up);
+                shared.metrics.bytes_down.inc_by(report.down);
                 tracing::info!(
                     client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, peek_us,
                     decision = "passthrough", upstream = %upstream.addr, bytes_up = report.up,

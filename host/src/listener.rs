@@ -31,6 +31,8 @@ pub(crate) struct Serve {
 /// Accept until `serve.stop` is cancelled.
 pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>) {
     let mut backoff = Duration::from_millis(5);
+    // Resolved once: a labelled lookup per accept would hash and lock.
+    let accepted_total = serve.shared.metrics.connections.with_label_values(&[&name]);
     loop {
         // Both waits also watch `stop`: shutdown must not hang on a full
         // connection table or an idle listener.
@@ -58,12 +60,7 @@ pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        serve
-            .shared
-            .metrics
-            .connections
-            .with_label_values(&[&name])
-            .inc();
+        accepted_total.inc();
         let conn = Connection {
             client,
             local,

@@ -3,7 +3,7 @@
 //! Names are constants; label values come from the error types' `reason()`
 //! and `kind()`. Prometheus exposition comes with the observability work.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 /// Metric names.
 pub mod names {
@@ -27,7 +27,9 @@ pub struct Metrics {
     pub(crate) parse_failures: IntCounterVec,
     pub(crate) policy_failures: IntCounterVec,
     pub(crate) upstream_failures: IntCounterVec,
-    pub(crate) bytes: IntCounterVec,
+    /// `bytes{direction="up"}` and `"down"`, resolved once: they move on every connection.
+    pub(crate) bytes_up: IntCounter,
+    pub(crate) bytes_down: IntCounter,
 }
 
 impl Metrics {
@@ -40,7 +42,10 @@ impl Metrics {
             let _ = registry.register(Box::new(counter.clone()));
             counter
         };
+        let bytes = vec(names::BYTES, "Bytes proxied.", &["direction"]);
         Metrics {
+            bytes_up: bytes.with_label_values(&["up"]),
+            bytes_down: bytes.with_label_values(&["down"]),
             connections: vec(names::CONNECTIONS, "Connections accepted.", &["listener"]),
             parse_failures: vec(
                 names::PARSE_FAILURES,
@@ -53,7 +58,6 @@ impl Metrics {
                 "Upstream connect failures.",
                 &["reason"],
             ),
-            bytes: vec(names::BYTES, "Bytes proxied.", &["direction"]),
             registry,
         }
     }

@@ -6,7 +6,8 @@
 //! plain = "127.0.0.1:9000"            # first bytes not TLS (else: closed)
 //! routes = [
 //!   { match = "a.test", upstream = "127.0.0.1:9451" },
-//!   { match = "*.wild.test", upstream = "127.0.0.1:9452", proxy_protocol = "v2" },
+//!   { match = "*.wild.test", upstream = "127.0.0.1:9452", proxy_protocol = "v2" },  # one label
+//!   { match = ".deep.test", upstream = "127.0.0.1:9452" },                            # any depth
 //!   { match = "~^node[0-9]+\\.rx\\.test$", upstream = "127.0.0.1:9453" },
 //!   { match = "blocked.test", reject = "access_denied" },
 //! ]
