@@ -71,8 +71,13 @@ fn policy_decision(c: &mut Criterion) {
     );
     let config = Config::from_toml(&toml).expect("bench config");
     let engine = PolicyEngine::new().expect("engine");
-    let policy =
-        Policy::load(&engine, &config.policy).expect("static-routes (run `cargo xtask guests`)");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let policy = rt
+        .block_on(Policy::load(&engine, &config.policy))
+        .expect("static-routes (run `cargo xtask guests`)");
     let conn = Connection {
         client: "192.0.2.1:50000".parse().expect("addr"),
         local: "127.0.0.1:8443".parse().expect("addr"),
@@ -88,21 +93,32 @@ fn policy_decision(c: &mut Criterion) {
         );
         // Warm up the guest's lazy structures (regex caches) before measuring.
         for _ in 0..100 {
-            policy.decide(&conn, Some(&hello)).expect("decision");
+            rt.block_on(policy.decide(&conn, Some(&hello)))
+                .expect("decision");
         }
         c.bench_function(&format!("policy/static-routes-100/{label}"), |b| {
-            b.iter(|| {
+            b.to_async(&rt).iter(|| async {
                 policy
                     .decide(black_box(&conn), black_box(Some(&hello)))
+                    .await
                     .expect("decision")
             })
         });
-        let fuel = policy
-            .decide(&conn, Some(&hello))
+        let fuel = rt
+            .block_on(policy.decide(&conn, Some(&hello)))
             .expect("decision")
             .fuel_used;
         eprintln!("fuel per decision ({label}, {sni}): {fuel}");
     }
+    // No hello at all (non-TLS first bytes): the cost of the call itself.
+    c.bench_function("policy/static-routes-100/no-hello", |b| {
+        b.to_async(&rt).iter(|| async {
+            policy
+                .decide(black_box(&conn), None)
+                .await
+                .expect("decision")
+        })
+    });
 }
 
 criterion_group!(benches, hello_parse, policy_decision);
