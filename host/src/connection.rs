@@ -191,13 +191,7 @@ impl Decided {
                 );
             }
             Action::Unreachable(error) => {
-                shared
-                    .metrics
-                    .upstream_failures
-                    .with_label_values(&[error.reason()])
-                    .inc();
-                tracing::info!(client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, "closed: {error}");
-                reject::run(stream, Alert::Close, None).await;
+                unreachable(shared, &conn, sni.as_deref(), policy, stream, error).await;
             }
             Action::Passthrough { upstream, addrs } => {
                 let timeout = upstream
@@ -206,13 +200,7 @@ impl Decided {
                 let up = match upstream::connect(&addrs, timeout).await {
                     Ok(up) => up,
                     Err(error) => {
-                        shared
-                            .metrics
-                            .upstream_failures
-                            .with_label_values(&[error.reason()])
-                            .inc();
-                        tracing::info!(client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, "closed: {error}");
-                        reject::run(stream, Alert::Close, None).await;
+                        unreachable(shared, &conn, sni.as_deref(), policy, stream, error).await;
                         return;
                     }
                 };
@@ -246,6 +234,25 @@ impl Decided {
             }
         }
     }
+}
+
+/// No upstream connection: counted, logged, and the client gets a bare close
+/// (limen is not the TLS endpoint, so it has no alert to speak for the upstream).
+async fn unreachable(
+    shared: &Shared,
+    conn: &Connection,
+    sni: Option<&str>,
+    policy: &str,
+    stream: TcpStream,
+    error: UpstreamError,
+) {
+    shared
+        .metrics
+        .upstream_failures
+        .with_label_values(&[error.reason()])
+        .inc();
+    tracing::info!(client = %conn.client, listener = %conn.listener, sni, policy, stage = "connect", "closed: {error}");
+    reject::run(stream, Alert::Close, None).await;
 }
 
 /// Drive one connection from accept to close.
