@@ -4,7 +4,7 @@
 //! The stages are described in `host/LIFECYCLE.md`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,10 @@ use crate::decision::{Alert, Decision, Upstream};
 use crate::peek::{self, PeekedBytes};
 use crate::policy::{Connection, PolicyError};
 use crate::server::Shared;
-use crate::upstream::{self, UpstreamError};
+use crate::upstream::{self, Own, UpstreamError};
+
+/// However long a policy asks for, a connect attempt ends after this.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A socket just accepted.
 pub(crate) struct Accepted {
@@ -44,7 +47,8 @@ enum Action {
         addrs: Vec<std::net::SocketAddr>,
     },
     Reject(Alert),
-    /// Resolution failed for a trusted (fallback) upstream.
+    /// The upstream's name did not resolve (or the fallback's was refused):
+    /// not the policy's fault, so no fail mode; the client gets a bare close.
     Unreachable(UpstreamError),
 }
 
@@ -102,7 +106,15 @@ impl Peeked {
         let action = match verdict.map(|v| v.decision) {
             Ok(Decision::Reject(alert)) => Action::Reject(alert),
             Ok(Decision::Passthrough(upstream)) => {
-                match upstream::resolve(&upstream.addr, &shared.allow, false).await {
+                match upstream::resolve(
+                    &upstream.addr,
+                    &shared.allow,
+                    &Own(&shared.own),
+                    false,
+                    shared.limits.connect_timeout,
+                )
+                .await
+                {
                     Ok(addrs) => Action::Passthrough { upstream, addrs },
                     Err(UpstreamError::NotAllowed(addr)) => {
                         let why = format!("upstream {addr} is not in the allow-list");
@@ -144,7 +156,15 @@ impl Peeked {
         match &shared.on_error {
             FailMode::Reject(alert) => Action::Reject(*alert),
             FailMode::Fallback(upstream) => {
-                match upstream::resolve(&upstream.addr, &shared.allow, true).await {
+                match upstream::resolve(
+                    &upstream.addr,
+                    &shared.allow,
+                    &Own(&shared.own),
+                    true,
+                    shared.limits.connect_timeout,
+                )
+                .await
+                {
                     Ok(addrs) => Action::Passthrough {
                         upstream: upstream.clone(),
                         addrs,
@@ -196,7 +216,8 @@ impl Decided {
             Action::Passthrough { upstream, addrs } => {
                 let timeout = upstream
                     .connect_timeout
-                    .unwrap_or(shared.limits.connect_timeout);
+                    .unwrap_or(shared.limits.connect_timeout)
+                    .min(MAX_CONNECT_TIMEOUT);
                 let up = match upstream::connect(&addrs, timeout).await {
                     Ok(up) => up,
                     Err(error) => {
@@ -205,6 +226,7 @@ impl Decided {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let peeked_len = peeked.bytes.len();
                 let preamble = match upstream.proxy_protocol {
                     Some(version) => [
                         proxy_header::build(version, conn.client, conn.local),
@@ -214,10 +236,12 @@ impl Decided {
                     None => peeked.bytes,
                 };
                 let limits = &shared.limits;
+                let replayed = peeked_len;
                 let report = passthrough::run(
                     stream,
                     up,
                     &preamble,
+                    replayed,
                     limits.idle_timeout,
                     limits.copy_buffer,
                     force_close,
@@ -261,9 +285,16 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     force_close: CancellationToken,
 ) {
-    let Some(peeked) = accepted.peek(&shared).await else {
-        return;
+    let run = async {
+        let Some(peeked) = accepted.peek(&shared).await else {
+            return;
+        };
+        let decided = peeked.decide(&shared).await;
+        decided.execute(&shared, &force_close).await;
     };
-    let decided = peeked.decide(&shared).await;
-    decided.execute(&shared, &force_close).await;
+    // When the shutdown grace period is over, every stage ends, not only the copy.
+    tokio::select! {
+        () = run => {}
+        () = force_close.cancelled() => {}
+    }
 }

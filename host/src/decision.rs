@@ -50,10 +50,14 @@ pub struct BadAddress(pub String);
 impl UpstreamAddr {
     /// Parse `host:port`, `ip:port` or `[v6]:port`.
     pub fn parse(text: &str) -> Result<UpstreamAddr, BadAddress> {
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(UpstreamAddr::Ip(addr));
-        }
         let bad = || BadAddress(text.to_owned());
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return if addr.port() == 0 {
+                Err(bad())
+            } else {
+                Ok(UpstreamAddr::Ip(addr))
+            };
+        }
         let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
         let port: u16 = port.parse().map_err(|_| bad())?;
         if port == 0 || host.contains(':') || host.starts_with('[') {

@@ -51,14 +51,21 @@ pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(listener = %name, "accept failed, retrying in {backoff:?}: {error}");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = serve.stop.cancelled() => return,
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
         backoff = Duration::from_millis(5);
-        let Ok(local) = stream.local_addr() else {
-            continue;
+        let local = match stream.local_addr() {
+            Ok(local) => local,
+            Err(error) => {
+                tracing::warn!(listener = %name, %client, "dropped: no local address: {error}");
+                continue;
+            }
         };
         accepted_total.inc();
         let conn = Connection {

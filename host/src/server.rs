@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     pub(crate) on_error: FailMode,
     pub(crate) policy: Policy,
     pub(crate) metrics: Metrics,
+    /// Where limen listens: never an upstream.
+    pub(crate) own: Vec<SocketAddr>,
 }
 
 /// Why limen could not start.
@@ -53,6 +55,11 @@ pub struct Server {
 impl Server {
     /// Load the policy (compiling it on a blocking thread) and bind every listener.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        if config.allow.is_empty() {
+            tracing::warn!(
+                "[upstreams] allow is empty: every passthrough a policy decides will be refused"
+            );
+        }
         let engine = PolicyEngine::new()?;
         let policy = Policy::load(&engine, &config.policy).await?;
         let mut listeners = Vec::new();
@@ -66,12 +73,17 @@ impl Server {
                 })?;
             listeners.push((l.name.clone(), listener));
         }
+        let own = listeners
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .collect();
         let shared = Shared {
             limits: config.limits,
             allow: config.allow,
             on_error: config.policy.on_error,
             policy,
             metrics: Metrics::new(),
+            own,
         };
         Ok(Server {
             listeners,

@@ -37,48 +37,87 @@ impl UpstreamError {
     }
 }
 
+/// Where limen itself listens: an upstream there would loop connections
+/// back into limen until every permit is taken.
+pub(crate) struct Own<'a>(pub(crate) &'a [SocketAddr]);
+
+impl Own<'_> {
+    fn is_self(&self, addr: SocketAddr) -> bool {
+        addr.ip().is_unspecified()
+            || self.0.iter().any(|l| {
+                l.port() == addr.port()
+                    && (l.ip().is_unspecified()
+                        || l.ip().to_canonical() == addr.ip().to_canonical())
+            })
+    }
+}
+
 /// The addresses limen may connect to for `addr`. `trusted` skips the
 /// allow-list, for upstreams the operator wrote (the fail-mode fallback).
 pub(crate) async fn resolve(
     addr: &UpstreamAddr,
     allow: &AllowList,
+    own: &Own<'_>,
     trusted: bool,
+    timeout: Duration,
 ) -> Result<Vec<SocketAddr>, UpstreamError> {
-    match addr {
-        UpstreamAddr::Ip(ip) if trusted || allow.allows_addr(*ip) => Ok(vec![*ip]),
-        UpstreamAddr::Ip(ip) => Err(UpstreamError::NotAllowed(ip.to_string())),
+    let refused = || UpstreamError::NotAllowed(addr.to_string());
+    let addrs = match addr {
+        UpstreamAddr::Ip(ip) if trusted || allow.allows_addr(*ip) => vec![*ip],
+        UpstreamAddr::Ip(_) => return Err(refused()),
         UpstreamAddr::Name(name, port) => {
             let by_name = trusted || allow.allows_name(name.as_ref(), *port);
             // A policy must not be able to make limen query DNS for names it
             // could never use.
             if !by_name && !allow.has_ip_rules() {
-                return Err(UpstreamError::NotAllowed(addr.to_string()));
+                return Err(refused());
             }
-            let resolved = tokio::net::lookup_host((name.as_ref(), *port))
+            // Fully qualified, so resolv.conf search domains cannot turn the
+            // name into another one.
+            let fqdn = format!("{}.", name.as_ref());
+            let lookup = tokio::net::lookup_host((fqdn.as_str(), *port));
+            let resolved = tokio::time::timeout(timeout, lookup)
                 .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "DNS lookup timed out"))
+                .and_then(|r| r)
                 .map_err(|error| UpstreamError::Resolve {
                     addr: addr.to_string(),
                     error,
                 })?;
-            let addrs: Vec<SocketAddr> = resolved
-                .filter(|a| by_name || allow.allows_addr(*a))
-                .collect();
-            if addrs.is_empty() {
-                return Err(UpstreamError::NotAllowed(addr.to_string()));
-            }
-            Ok(addrs)
+            // A name rule trusts DNS, but not to point at this host's own
+            // loopback or link-local services: those need an address rule.
+            resolved
+                .filter(|a| {
+                    let local = a.ip().is_loopback() || is_link_local(a.ip());
+                    (by_name && !local) || allow.allows_addr(*a)
+                })
+                .collect()
         }
+    };
+    let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| !own.is_self(*a)).collect();
+    if addrs.is_empty() {
+        return Err(refused());
+    }
+    Ok(addrs)
+}
+
+fn is_link_local(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
 }
 
-/// Connect to the first address that answers, each try bounded by `timeout`.
+/// Connect to the first address that answers, all tries together bounded by
+/// `timeout`.
 pub(crate) async fn connect(
     addrs: &[SocketAddr],
     timeout: Duration,
 ) -> Result<TcpStream, UpstreamError> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    let deadline = tokio::time::Instant::now() + timeout;
     for addr in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 // The hello and small records should leave at once.
                 let _ = stream.set_nodelay(true);

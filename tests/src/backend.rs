@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -71,11 +72,28 @@ pub struct Received {
 pub async fn raw(
     reply: &'static [u8],
 ) -> anyhow::Result<(SocketAddr, mpsc::UnboundedReceiver<Received>)> {
+    let (addr, rx, _) = raw_counted(reply).await?;
+    Ok((addr, rx))
+}
+
+/// [`raw`], also counting every connection it accepts (reports only come
+/// at EOF; the count also shows connections that never finish).
+#[allow(clippy::type_complexity)]
+pub async fn raw_counted(
+    reply: &'static [u8],
+) -> anyhow::Result<(
+    SocketAddr,
+    mpsc::UnboundedReceiver<Received>,
+    Arc<AtomicUsize>,
+)> {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             let tx = tx.clone();
             tokio::spawn(async move {
                 if let Ok(bytes) = raw_conn(stream, reply).await {
@@ -84,7 +102,7 @@ pub async fn raw(
             });
         }
     });
-    Ok((addr, rx))
+    Ok((addr, rx, accepted))
 }
 
 async fn raw_conn(mut stream: TcpStream, reply: &[u8]) -> std::io::Result<Vec<u8>> {

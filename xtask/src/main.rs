@@ -108,8 +108,7 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
         }
         Ok(_) => run(Command::new("rustup").args(["target", "add", GUEST_TARGET])),
         Err(e) => bail!(
-            "rustup not found ({e}); install the {GUEST_TARGET} target for your Rust toolchain \
-             (see the README's fallback for Debian's rustc)"
+            "rustup not found ({e}); install the {GUEST_TARGET} target for your Rust toolchain"
         ),
     }
 }

@@ -7,6 +7,7 @@
 //! |--------------|---------------------------------------------|-------------------|
 //! | `panic.*`    | panics (message written to stderr, abort)   | trap              |
 //! | `loop.*`     | spins forever                               | fuel or deadline  |
+//! | `sleep.*`    | sleeps 10 s in a WASI call                  | deadline          |
 //! | `alloc.*`    | allocates 1 GiB                              | memory limit      |
 //! | `print.*`    | prints to stdout and logs, then routes      | a normal decision |
 //! | `open.*`     | routes to `10.255.0.1:443`                  | allow-list refusal |
@@ -42,6 +43,10 @@ impl Policy for Misbehave {
         match sni.split('.').next() {
             Some("panic") => panic!("asked to panic for {sni}"),
             Some("loop") => spin(),
+            Some("sleep") => {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                Decision::passthrough(self.upstream.clone())
+            }
             Some("alloc") => {
                 let big = vec![1u8; 1 << 30];
                 Decision::passthrough(format!("{}:{}", big.len(), big[12345]))

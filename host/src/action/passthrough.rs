@@ -51,25 +51,33 @@ pub(crate) struct Report {
     pub(crate) end: End,
 }
 
-/// Write `preamble` (PROXY header and peeked bytes) upstream, then pipe.
+/// Write `preamble` (PROXY header, then the `replayed` peeked bytes at its
+/// end) upstream, then pipe.
 pub(crate) async fn run(
     mut client: TcpStream,
     mut upstream: TcpStream,
     preamble: &[u8],
+    replayed: usize,
     idle: Duration,
     buffer: usize,
     force_close: &CancellationToken,
 ) -> Report {
-    if upstream.write_all(preamble).await.is_err() {
+    // An upstream that never reads must not hold the connection forever.
+    let written = tokio::select! {
+        result = upstream.write_all(preamble) => if result.is_ok() { None } else { Some(End::Error) },
+        () = tokio::time::sleep(idle) => Some(End::Idle),
+        () = force_close.cancelled() => Some(End::Shutdown),
+    };
+    if let Some(end) = written {
         return Report {
             up: 0,
             down: 0,
-            end: End::Error,
+            end,
         };
     }
     let start = Instant::now();
     let activity = AtomicU64::new(0);
-    let (up, down) = (AtomicU64::new(preamble.len() as u64), AtomicU64::new(0));
+    let (up, down) = (AtomicU64::new(replayed as u64), AtomicU64::new(0));
     let end = {
         let mut from_client = Metered {
             inner: &mut client,

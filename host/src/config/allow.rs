@@ -82,10 +82,7 @@ impl AllowList {
 
 /// IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry.
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
+    ip.to_canonical()
 }
 
 impl<'de> Deserialize<'de> for AllowRule {
@@ -131,11 +128,15 @@ impl FromStr for AllowRule {
     }
 }
 
-/// Split off `:port` where it cannot be part of a bare IPv6 address.
+/// Split off `:port` where it cannot be part of a bare IPv6 address:
+/// `[v6]:port`, `[v6]/len:port`, `v4:port`, `v4/len:port`, `name:port`.
 fn split_port(text: &str) -> (&str, Option<&str>) {
     if text.starts_with('[') {
-        return match text.rsplit_once("]:") {
-            Some((host, port)) => (host, Some(port)),
+        let Some(close) = text.find(']') else {
+            return (text, None);
+        };
+        return match text[close..].rsplit_once(':') {
+            Some((_, port)) => (&text[..text.len() - port.len() - 1], Some(port)),
             None => (text, None),
         };
     }

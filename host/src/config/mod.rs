@@ -155,8 +155,12 @@ impl TryFrom<FileConfig> for Config {
         if p.fuel == 0 {
             return invalid("policy.fuel must be > 0".into());
         }
-        if p.timeout.is_zero() || p.timeout > Duration::from_secs(10) {
-            return invalid("policy.timeout must be between 1ms and 10s".into());
+        // A call runs on a runtime worker; a long one stalls that worker.
+        if p.timeout.is_zero() || p.timeout > Duration::from_secs(1) {
+            return invalid("policy.timeout must be between 1ms and 1s".into());
+        }
+        if p.instances.is_some_and(|n| n == 0 || n > 256) {
+            return invalid("policy.instances must be between 1 and 256".into());
         }
         let memory = usize::try_from(p.memory.as_u64()).unwrap_or(usize::MAX);
         if memory < 128 * 1024 {
@@ -171,9 +175,22 @@ impl TryFrom<FileConfig> for Config {
         if !(1024..=4 << 20).contains(&copy_buffer) {
             return invalid("limits.copy_buffer must be between 1KiB and 4MiB".into());
         }
-        if lim.max_connections == 0 || lim.hello_timeout.is_zero() || lim.connect_timeout.is_zero()
-        {
-            return invalid("limits: max_connections and timeouts must be > 0".into());
+        if lim.max_connections == 0 || lim.max_connections > 1_000_000 {
+            return invalid("limits.max_connections must be between 1 and 1000000".into());
+        }
+        let day = Duration::from_secs(86_400);
+        for (name, value) in [
+            ("hello_timeout", lim.hello_timeout),
+            ("connect_timeout", lim.connect_timeout),
+            ("idle_timeout", lim.idle_timeout),
+            ("shutdown_grace", lim.shutdown_grace),
+        ] {
+            // A zero grace means "close at once"; a zero timeout would close everything.
+            if (value.is_zero() && name != "shutdown_grace") || value > day {
+                return invalid(format!(
+                    "limits.{name} must be more than 0 and at most 1 day"
+                ));
+            }
         }
         let on_error = match &p.on_error {
             FileFailMode::Word(_) => FailMode::Reject(Alert::InternalError),

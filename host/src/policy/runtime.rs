@@ -14,7 +14,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{PolicyPre, PolicyWorld};
-use super::engine::PolicyEngine;
+use super::engine::{EPOCH_TICK, PolicyEngine};
 use super::state::HostState;
 use super::{Connection, PolicyError, convert};
 use crate::config::{INIT_BUDGET_FACTOR, PolicyConfig};
@@ -107,10 +107,16 @@ impl Policy {
         let hello = hello.map(convert::client_hello);
         let budget = self.settings.fuel;
         arm(&mut instance.store, budget, self.settings.timeout);
-        let result = instance
+        // The epoch deadline stops a guest that computes; this stops one that
+        // waits in a WASI call (a sleep, a poll), where no epoch check runs.
+        let call = instance
             .world
-            .call_route(&mut instance.store, &conn, hello.as_ref())
-            .await;
+            .call_route(&mut instance.store, &conn, hello.as_ref());
+        let result = match tokio::time::timeout(self.settings.timeout + 2 * EPOCH_TICK, call).await
+        {
+            Ok(result) => result,
+            Err(_) => return Err(PolicyError::Deadline),
+        };
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));
         match result {
             Ok(decision) => {
@@ -127,10 +133,19 @@ impl Policy {
     }
 
     async fn instantiate(&self) -> Result<Instance, PolicyError> {
+        let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
+        tokio::time::timeout(
+            init_time + 2 * EPOCH_TICK,
+            self.instantiate_within(init_time),
+        )
+        .await
+        .unwrap_or_else(|_| Err(PolicyError::Init("init missed its deadline".into())))
+    }
+
+    async fn instantiate_within(&self, init_time: Duration) -> Result<Instance, PolicyError> {
         let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
-        let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
         arm(&mut store, init_fuel, init_time);
         let world = self
             .pre
@@ -164,7 +179,7 @@ fn compile(engine: &PolicyEngine, bytes: &[u8]) -> Result<PolicyPre<HostState>, 
 
 /// Give the store a fresh fuel budget and deadline before a call.
 fn arm(store: &mut Store<HostState>, fuel: u64, timeout: Duration) {
-    store.data_mut().memory_refused = false;
+    store.data_mut().start_call();
     // Fuel is on for every store of this engine, so this cannot fail.
     let _ = store.set_fuel(fuel);
     store.set_epoch_deadline(PolicyEngine::ticks_for(timeout));

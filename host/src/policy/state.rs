@@ -10,10 +10,17 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{wit, wit_host};
-use super::output::GuestOutput;
+use super::output::{GuestOutput, LineBudget};
 
 /// Longest log line a policy may write; the rest is cut.
 const MAX_LOG_BYTES: usize = 1024;
+
+/// Lines (log calls and stdout/stderr lines together) one call may write: a
+/// policy that logs in a loop must not flood limen's log.
+pub(crate) const LOG_LINES_PER_CALL: u32 = 32;
+
+/// Host resources (WASI streams and the like) one instance may hold.
+const MAX_RESOURCES: usize = 1024;
 
 /// Per-instance host state.
 pub(crate) struct HostState {
@@ -23,23 +30,35 @@ pub(crate) struct HostState {
     /// Set when the limiter refused a `memory.grow`, so a trap that follows
     /// is reported as a memory failure rather than a generic trap.
     pub(crate) memory_refused: bool,
+    /// Lines left in this call's budget, shared with the stdout/stderr streams.
+    lines_left: LineBudget,
 }
 
 impl HostState {
     pub(crate) fn new(memory_limit: usize) -> HostState {
+        let lines_left = LineBudget::default();
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::Stdout)
-            .stderr(GuestOutput::Stderr)
+            .stdout(GuestOutput::stdout(lines_left.clone()))
+            .stderr(GuestOutput::stderr(lines_left.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             memory_limit,
             memory_refused: false,
+            lines_left,
         }
+    }
+
+    /// Reset per-call state before a call.
+    pub(crate) fn start_call(&mut self) {
+        self.memory_refused = false;
+        self.lines_left.refill(LOG_LINES_PER_CALL);
     }
 }
 
@@ -79,6 +98,9 @@ impl wit::Host for HostState {}
 
 impl wit_host::Host for HostState {
     fn log(&mut self, level: wit_host::Level, message: String) {
+        if !self.lines_left.take() {
+            return;
+        }
         let message = truncate(&message, MAX_LOG_BYTES);
         match level {
             wit_host::Level::Trace => tracing::trace!(target: "limen::policy", "{message}"),

@@ -145,6 +145,7 @@ async fn a_misbehaving_rust_guest_is_contained() -> anyhow::Result<()> {
     for (sni, reply, kind) in [
         ("panic.test", "F", Some("trap")),
         ("loop.test", "F", Some("fuel")),
+        ("sleep.test", "F", Some("deadline")),
         ("alloc.test", "F", Some("memory")),
         ("print.test", "U", None),
         ("open.test", "F", Some("invalid_decision")),

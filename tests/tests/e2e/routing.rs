@@ -145,8 +145,11 @@ async fn openssl_s_client() -> anyhow::Result<()> {
     let s_client = |name: &'static str| {
         let (addr, ca) = (limen.addr.to_string(), ca.clone());
         tokio::task::spawn_blocking(move || {
-            let mut child = std::process::Command::new("openssl")
+            // coreutils `timeout` bounds a handshake that would never end.
+            let mut child = std::process::Command::new("timeout")
                 .args([
+                    "10",
+                    "openssl",
                     "s_client",
                     "-connect",
                     &addr,
@@ -182,6 +185,76 @@ async fn openssl_s_client() -> anyhow::Result<()> {
     assert!(
         rejected.contains("unrecognized name") && rejected.contains("alert number 112"),
         "{rejected}"
+    );
+    limen.stop().await
+}
+
+/// `proxy_protocol = "v2"` on a route: the upstream first gets a PROXY v2
+/// header naming the real client and limen's address, then the hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v2_header_before_the_hello() -> anyhow::Result<()> {
+    let (up, mut up_rx) = backend::raw(b"P").await?;
+    let routes = format!(
+        "routes = [ {{ match = \"a.test\", upstream = \"{up}\", proxy_protocol = \"v2\" }} ]"
+    );
+    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let hello = hello("small-a.test.bin");
+    let mut tcp = tokio::net::TcpStream::connect(limen.addr).await?;
+    let client = tcp.local_addr()?;
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello).await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(
+        crate::common::WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut reply),
+    )
+    .await??;
+    drop(tcp);
+    let received = tokio::time::timeout(crate::common::WAIT, up_rx.recv())
+        .await?
+        .expect("backend report");
+    // Parsed by the `ppp` crate, as a PROXY-aware backend would.
+    let header = ppp::v2::Header::try_from(received.bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    assert_eq!(
+        header.addresses,
+        ppp::v2::Addresses::from((client, limen.addr))
+    );
+    assert_eq!(
+        &received.bytes[header.len()..],
+        hello.as_slice(),
+        "the hello follows the header"
+    );
+    limen.stop().await
+}
+
+/// A policy that names limen's own listener is refused (it would loop
+/// connections into limen until every permit is taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_limen_itself_is_refused() -> anyhow::Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let routes = format!("default = \"127.0.0.1:{port}\"");
+    let toml = config(&guests::example("static-routes"), &routes, "", "")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let limen = Running::start(&toml).await?;
+    let reply = raw_exchange(limen.addr, &[&hello("small-a.test.bin")], Duration::ZERO).await?;
+    assert_eq!(
+        reply,
+        [21, 3, 1, 0, 2, 2, 80],
+        "on_error = reject: an internal_error alert"
+    );
+    assert_eq!(
+        limen.counter(
+            limen::metrics::names::POLICY_FAILURES,
+            &[("kind", "invalid_decision")]
+        ),
+        1
+    );
+    assert_eq!(
+        limen.counter(limen::metrics::names::CONNECTIONS, &[]),
+        1,
+        "no looped connection"
     );
     limen.stop().await
 }

@@ -95,3 +95,27 @@ async fn the_grace_period_closes_what_is_left() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// No byte either way for `idle_timeout`: limen closes both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() -> anyhow::Result<()> {
+    let up = echo().await?;
+    let toml = config(
+        &guests::example("static-routes"),
+        &format!("default = \"{up}\""),
+        "",
+        "[limits]\nidle_timeout = \"300ms\"",
+    );
+    let limen = Running::start(&toml).await?;
+    let mut tcp = open_routed(&limen).await?;
+    let started = Instant::now();
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut [0u8; 8]))
+        .await?
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed after the idle timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed too early"
+    );
+    limen.stop().await
+}
