@@ -155,8 +155,10 @@ impl Alert {
         }
     }
 
-    /// Parse a [`name`](Self::name).
+    /// Parse a [`name`](Self::name); `-` is accepted for `_`, as the guest
+    /// SDK accepts it.
     pub fn from_name(name: &str) -> Option<Alert> {
+        let name = name.replace('-', "_");
         [
             Alert::Close,
             Alert::UnrecognizedName,
@@ -167,7 +169,7 @@ impl Alert {
             Alert::InsufficientSecurity,
         ]
         .into_iter()
-        .find(|alert| alert.name() == name)
+        .find(|alert| alert.name() == name.as_str())
     }
 }
 
