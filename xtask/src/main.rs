@@ -124,6 +124,9 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     guests()?;
+    // The e2e tests run the `limen` binary; `cargo test` alone builds only
+    // its test harness.
+    run(cargo().args(["build", "-p", "limen", "--bins"]))?;
     run(cargo().args(["test", "--workspace"]))?;
     eprintln!("xtask: all tests passed");
     Ok(())
