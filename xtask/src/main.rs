@@ -124,9 +124,9 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     guests()?;
-    // The e2e tests run the `limen` binary; `cargo test` alone builds only
-    // its test harness.
-    run(cargo().args(["build", "-p", "limen", "--bins"]))?;
+    // The e2e tests run the `limen` binary, which `cargo test` alone does
+    // not build (only its test harness).
+    build_all()?;
     run(cargo().args(["test", "--workspace"]))?;
     eprintln!("xtask: all tests passed");
     Ok(())
@@ -134,6 +134,13 @@ fn test() -> anyhow::Result<()> {
 
 fn demo() -> anyhow::Result<()> {
     guests()?;
-    run(cargo().args(["build", "-p", "limen", "-p", "limen-e2e", "--bins"]))?;
+    build_all()?;
     demo::run(&root())
+}
+
+/// One build for the demo and the tests alike: the same command resolves the
+/// same features, so `cargo xtask test` after `cargo xtask demo` (or the other
+/// way round) compiles wasmtime once, not twice.
+fn build_all() -> anyhow::Result<()> {
+    run(cargo().args(["build", "--workspace", "--all-targets"]))
 }
