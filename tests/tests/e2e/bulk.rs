@@ -70,3 +70,45 @@ async fn sixty_four_mib_each_way_with_half_close() -> anyhow::Result<()> {
     );
     limen.stop().await
 }
+
+/// The other direction first: the upstream sends its data and FIN while the
+/// client is still uploading; the client still gets every byte and an EOF,
+/// and its upload still reaches the upstream whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_half_closes_first() -> anyhow::Result<()> {
+    const LEN: usize = 8 << 20;
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let up_addr = upstream.local_addr()?;
+    let hello = hello("small-a.test.bin");
+    let down = pattern(3, LEN);
+    let up = pattern(4, LEN);
+    let expected_up = Sha256::digest([hello.as_slice(), &up].concat());
+    let reply = down.clone();
+    let server = tokio::spawn(async move {
+        let (s, _) = upstream.accept().await?;
+        let (mut r, mut w) = s.into_split();
+        // Answer and half-close at once, then keep reading the upload.
+        w.write_all(&reply).await?;
+        w.shutdown().await?;
+        let mut got = Vec::with_capacity(LEN + 512);
+        r.read_to_end(&mut got).await?;
+        anyhow::Ok(Sha256::digest(&got))
+    });
+    let routes = format!("default = \"{up_addr}\"");
+    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let (mut rd, mut wr) = TcpStream::connect(limen.addr).await?.into_split();
+    wr.write_all(&hello).await?;
+    let mut got = Vec::with_capacity(LEN);
+    tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut got)).await??;
+    assert_eq!(
+        Sha256::digest(&got),
+        Sha256::digest(&down),
+        "upstream to client differs"
+    );
+    // The upstream has closed its side; the client's side is still open.
+    wr.write_all(&up).await?;
+    wr.shutdown().await?;
+    let digest = tokio::time::timeout(Duration::from_secs(60), server).await???;
+    assert_eq!(digest, expected_up, "client to upstream differs");
+    limen.stop().await
+}
