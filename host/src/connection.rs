@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::action::{passthrough, proxy_header, reject};
 use crate::config::FailMode;
-use crate::decision::{Alert, Decision, Upstream};
+use crate::decision::{Alert, Decision, Upstream, UpstreamAddr};
 use crate::peek::{self, PeekedBytes};
 use crate::policy::{Connection, PolicyError};
 use crate::server::Shared;
@@ -106,18 +106,11 @@ impl Peeked {
         let action = match verdict.map(|v| v.decision) {
             Ok(Decision::Reject(alert)) => Action::Reject(alert),
             Ok(Decision::Passthrough(upstream)) => {
-                match upstream::resolve(
-                    &upstream.addr,
-                    &shared.allow,
-                    &Own(&shared.own),
-                    false,
-                    shared.limits.connect_timeout,
-                )
-                .await
-                {
+                match resolve(shared, &upstream.addr, false).await {
                     Ok(addrs) => Action::Passthrough { upstream, addrs },
                     Err(UpstreamError::NotAllowed(addr)) => {
-                        let why = format!("upstream {addr} is not in the allow-list");
+                        let why =
+                            format!("upstream {addr} is not allowed (allow-list, or limen itself)");
                         failure = Some(PolicyError::InvalidDecision(why));
                         self.fail_mode_action(shared).await
                     }
@@ -155,23 +148,13 @@ impl Peeked {
     async fn fail_mode_action(&self, shared: &Shared) -> Action {
         match &shared.on_error {
             FailMode::Reject(alert) => Action::Reject(*alert),
-            FailMode::Fallback(upstream) => {
-                match upstream::resolve(
-                    &upstream.addr,
-                    &shared.allow,
-                    &Own(&shared.own),
-                    true,
-                    shared.limits.connect_timeout,
-                )
-                .await
-                {
-                    Ok(addrs) => Action::Passthrough {
-                        upstream: upstream.clone(),
-                        addrs,
-                    },
-                    Err(error) => Action::Unreachable(error),
-                }
-            }
+            FailMode::Fallback(upstream) => match resolve(shared, &upstream.addr, true).await {
+                Ok(addrs) => Action::Passthrough {
+                    upstream: upstream.clone(),
+                    addrs,
+                },
+                Err(error) => Action::Unreachable(error),
+            },
         }
     }
 }
@@ -258,6 +241,23 @@ impl Decided {
             }
         }
     }
+}
+
+/// Resolve and check an upstream; `trusted` for the operator's fallback.
+async fn resolve(
+    shared: &Shared,
+    addr: &UpstreamAddr,
+    trusted: bool,
+) -> Result<Vec<std::net::SocketAddr>, UpstreamError> {
+    let own = Own(&shared.own);
+    upstream::resolve(
+        addr,
+        &shared.allow,
+        &own,
+        trusted,
+        shared.limits.connect_timeout,
+    )
+    .await
 }
 
 /// No upstream connection: counted, logged, and the client gets a bare close
