@@ -63,8 +63,7 @@ impl UpstreamAddr {
         if port == 0 || host.contains(':') || host.starts_with('[') {
             return Err(bad());
         }
-        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-        let name = DnsName::try_from(host).map_err(|_| bad())?;
+        let name = crate::hello::normalise_name(host.as_bytes()).ok_or_else(bad)?;
         Ok(UpstreamAddr::Name(name, port))
     }
 

@@ -28,13 +28,7 @@ pub(crate) fn build(version: ProxyVersion, client: SocketAddr, local: SocketAddr
 /// A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6; write them
 /// as IPv4 so the upstream sees the address it would see directly.
 fn same_family(client: SocketAddr, local: SocketAddr) -> (SocketAddr, SocketAddr) {
-    let unmap = |a: SocketAddr| match a {
-        SocketAddr::V6(v6) => v6
-            .ip()
-            .to_ipv4_mapped()
-            .map_or(a, |v4| SocketAddr::new(v4.into(), v6.port())),
-        v4 => v4,
-    };
+    let unmap = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
     match (unmap(client), unmap(local)) {
         (c @ SocketAddr::V4(_), l @ SocketAddr::V4(_)) => (c, l),
         _ => (client, local),

@@ -50,7 +50,8 @@ impl AllowList {
     pub fn allows_addr(&self, addr: SocketAddr) -> bool {
         self.rules.iter().any(|rule| {
             rule.ports.contains(&addr.port())
-                && matches!(&rule.target, Target::Net(net) if net.contains(&canonical(addr.ip())))
+                // IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry.
+                && matches!(&rule.target, Target::Net(net) if net.contains(&addr.ip().to_canonical()))
         })
     }
 
@@ -78,11 +79,6 @@ impl AllowList {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
-}
-
-/// IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
 }
 
 impl<'de> Deserialize<'de> for AllowRule {
@@ -113,15 +109,18 @@ impl FromStr for AllowRule {
                 "write a suffix as `.example.com` (any depth), not `*.`",
             ));
         } else {
-            let name = host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase();
-            let bare = name.strip_prefix('.').unwrap_or(&name);
-            if rustls_pki_types::DnsName::try_from(bare).is_err() {
+            let (suffix, bare) = match host.strip_prefix('.') {
+                Some(bare) => (true, bare),
+                None => (false, host.as_str()),
+            };
+            let Some(name) = crate::hello::normalise_name(bare.as_bytes()) else {
                 return Err(bad("not an IP, CIDR, host name or `.suffix`"));
-            }
-            if name.starts_with('.') {
-                Target::Suffix(name)
+            };
+            let name: &str = name.as_ref();
+            if suffix {
+                Target::Suffix(format!(".{name}"))
             } else {
-                Target::Name(name)
+                Target::Name(name.to_owned())
             }
         };
         Ok(AllowRule { target, ports })

@@ -13,6 +13,8 @@ mod summary; // HelloSummary, the owned, validated result
 
 pub use error::HelloError;
 pub use record::{Framed, Progress, frame};
+/// The one normalisation of host names (SNI, upstreams, allow rules).
+pub(crate) use sni::normalise as normalise_name;
 pub use summary::HelloSummary;
 
 #[cfg(test)]

@@ -25,6 +25,19 @@ async fn echo() -> anyhow::Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
+/// limen whose policy sends everything to a fresh echo upstream, with `limits`.
+async fn limen_to_echo(limits: &str) -> anyhow::Result<Running> {
+    let up = echo().await?;
+    let routes = format!("default = \"{up}\"");
+    Running::start(&config(
+        &guests::example("static-routes"),
+        &routes,
+        "",
+        limits,
+    ))
+    .await
+}
+
 async fn open_routed(limen: &Running) -> anyhow::Result<TcpStream> {
     let hello = hello("small-a.test.bin");
     let mut tcp = TcpStream::connect(limen.addr).await?;
@@ -37,14 +50,7 @@ async fn open_routed(limen: &Running) -> anyhow::Result<TcpStream> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_connections_finish_and_new_ones_are_refused() -> anyhow::Result<()> {
-    let up = echo().await?;
-    let toml = config(
-        &guests::example("static-routes"),
-        &format!("default = \"{up}\""),
-        "",
-        "[limits]\nshutdown_grace = \"10s\"",
-    );
-    let limen = Running::start(&toml).await?;
+    let limen = limen_to_echo("[limits]\nshutdown_grace = \"10s\"").await?;
     let addr = limen.addr;
     let mut tcp = open_routed(&limen).await?;
     let started = Instant::now();
@@ -74,14 +80,7 @@ async fn open_connections_finish_and_new_ones_are_refused() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_closes_what_is_left() -> anyhow::Result<()> {
-    let up = echo().await?;
-    let toml = config(
-        &guests::example("static-routes"),
-        &format!("default = \"{up}\""),
-        "",
-        "[limits]\nshutdown_grace = \"300ms\"",
-    );
-    let limen = Running::start(&toml).await?;
+    let limen = limen_to_echo("[limits]\nshutdown_grace = \"300ms\"").await?;
     let mut tcp = open_routed(&limen).await?;
     let started = Instant::now();
     tokio::time::timeout(WAIT, limen.stop()).await??;
@@ -99,14 +98,7 @@ async fn the_grace_period_closes_what_is_left() -> anyhow::Result<()> {
 /// No byte either way for `idle_timeout`: limen closes both sides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed() -> anyhow::Result<()> {
-    let up = echo().await?;
-    let toml = config(
-        &guests::example("static-routes"),
-        &format!("default = \"{up}\""),
-        "",
-        "[limits]\nidle_timeout = \"300ms\"",
-    );
-    let limen = Running::start(&toml).await?;
+    let limen = limen_to_echo("[limits]\nidle_timeout = \"300ms\"").await?;
     let mut tcp = open_routed(&limen).await?;
     let started = Instant::now();
     let n = tokio::time::timeout(WAIT, tcp.read(&mut [0u8; 8]))
