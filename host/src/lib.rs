@@ -26,6 +26,8 @@ mod peek;
 pub mod policy;
 /// Binding listeners, running until shutdown, draining.
 pub mod server;
+/// Certificates for `terminate`, and trust for re-encrypted upstreams.
+pub mod tls;
 /// Resolving, allow-listing and connecting to upstreams.
 mod upstream;
 

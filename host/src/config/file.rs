@@ -3,6 +3,7 @@
 //! Value-level checks (addresses, sizes, durations, allow rules) run inside
 //! deserialisation so that `toml` reports them with a line and column.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,40 @@ pub(crate) struct FileConfig {
     pub(crate) limits: FileLimits,
     #[serde(default)]
     pub(crate) upstreams: FileUpstreams,
+    #[serde(default)]
+    pub(crate) certificates: BTreeMap<String, FileCertificate>,
+    #[serde(default)]
+    pub(crate) upstream_tls: FileUpstreamTls,
+}
+
+/// `[certificates.NAME]` with one pair, or `[[certificates.NAME]]` with
+/// several (an RSA and an ECDSA key for the same names).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a table { chain = \"file.pem\", key = \"file.key\" } or an array of them"
+)]
+pub(crate) enum FileCertificate {
+    One(FileKeyPair),
+    Many(Vec<FileKeyPair>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileKeyPair {
+    pub(crate) chain: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+/// `[upstream_tls]`: how limen checks upstreams it re-encrypts to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUpstreamTls {
+    /// PEM bundle of CAs; the system's roots when absent.
+    #[serde(default)]
+    pub(crate) ca: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) dangerously_accept_any_certificate: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +120,8 @@ pub(crate) struct FileLimits {
     pub(crate) idle_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub(crate) shutdown_grace: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub(crate) handshake_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) copy_buffer: ByteSize,
 }
@@ -97,6 +134,7 @@ impl Default for FileLimits {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             copy_buffer: ByteSize::kib(16),
         }

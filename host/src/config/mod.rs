@@ -7,6 +7,7 @@
 
 mod allow;
 mod file;
+mod tls;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use allow::{AllowList, AllowRule};
+pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust};
 
 use crate::decision::{Alert, Upstream, UpstreamAddr};
 use file::{FileConfig, FileFailMode};
@@ -30,6 +32,10 @@ pub struct Config {
     pub limits: Limits,
     /// Upstreams policies may name.
     pub allow: AllowList,
+    /// Certificates a `terminate` decision may name, sorted by name.
+    pub certificates: Vec<CertificateConfig>,
+    /// How re-encrypted upstreams are verified.
+    pub upstream_trust: UpstreamTrust,
 }
 
 /// One listening socket.
@@ -91,6 +97,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Copy buffer per direction.
     pub copy_buffer: usize,
+    /// Time allowed for a terminated TLS handshake (client side, and the
+    /// upstream side when re-encrypting).
+    pub handshake_timeout: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -184,6 +193,7 @@ impl TryFrom<FileConfig> for Config {
             ("connect_timeout", lim.connect_timeout),
             ("idle_timeout", lim.idle_timeout),
             ("shutdown_grace", lim.shutdown_grace),
+            ("handshake_timeout", lim.handshake_timeout),
         ] {
             // A zero grace means "close at once"; a zero timeout would close everything.
             if (value.is_zero() && name != "shutdown_grace") || value > day {
@@ -235,7 +245,10 @@ impl TryFrom<FileConfig> for Config {
                 shutdown_grace: lim.shutdown_grace,
                 max_connections: lim.max_connections,
                 copy_buffer,
+                handshake_timeout: lim.handshake_timeout,
             },
+            certificates: tls::certificates(&file.certificates)?,
+            upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow: AllowList::new(file.upstreams.allow),
         })
     }

@@ -1,0 +1,80 @@
+//! The TLS part of the config: named certificates for `terminate`, and how
+//! re-encrypted upstreams are verified. Only paths and choices live here; the
+//! files are read by `crate::tls` when limen starts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::ConfigError;
+use super::file::{FileCertificate, FileUpstreamTls};
+
+/// One `[certificates.NAME]` entry: the name a policy uses, and its keys.
+#[derive(Debug, Clone)]
+pub struct CertificateConfig {
+    /// What a `terminate` decision names.
+    pub name: Arc<str>,
+    /// One or more chain + key pairs (e.g. ECDSA and RSA); at least one.
+    pub pairs: Vec<KeyPairPaths>,
+}
+
+/// A PEM certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone)]
+pub struct KeyPairPaths {
+    /// PEM file with the leaf certificate first, then intermediates.
+    pub chain: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// How limen decides to trust an upstream it re-encrypts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTrust {
+    /// The operating system's root store (the default).
+    SystemRoots,
+    /// Only the CAs in this PEM bundle.
+    CaFile(PathBuf),
+    /// No verification at all: `dangerously_accept_any_certificate = true`.
+    AcceptAnyCertificate,
+}
+
+/// A policy may name a few variants per entry; more than this is a mistake.
+const MAX_PAIRS: usize = 4;
+
+pub(super) fn certificates(
+    file: &std::collections::BTreeMap<String, FileCertificate>,
+) -> Result<Vec<CertificateConfig>, ConfigError> {
+    file.iter()
+        .map(|(name, entry)| {
+            let pairs: Vec<KeyPairPaths> = match entry {
+                FileCertificate::One(pair) => vec![pair],
+                FileCertificate::Many(pairs) => pairs.iter().collect(),
+            }
+            .into_iter()
+            .map(|p| KeyPairPaths {
+                chain: p.chain.clone(),
+                key: p.key.clone(),
+            })
+            .collect();
+            if name.is_empty() || !(1..=MAX_PAIRS).contains(&pairs.len()) {
+                return Err(ConfigError::Invalid(format!(
+                    "certificates.{name}: needs a non-empty name and 1 to {MAX_PAIRS} chain/key pairs"
+                )));
+            }
+            Ok(CertificateConfig {
+                name: name.as_str().into(),
+                pairs,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn upstream_trust(file: &FileUpstreamTls) -> Result<UpstreamTrust, ConfigError> {
+    match (&file.ca, file.dangerously_accept_any_certificate) {
+        (Some(_), true) => Err(ConfigError::Invalid(
+            "upstream_tls: `ca` and `dangerously_accept_any_certificate` exclude each other".into(),
+        )),
+        (Some(ca), false) => Ok(UpstreamTrust::CaFile(ca.clone())),
+        (None, true) => Ok(UpstreamTrust::AcceptAnyCertificate),
+        (None, false) => Ok(UpstreamTrust::SystemRoots),
+    }
+}

@@ -1,0 +1,58 @@
+//! Everything limen needs to be a TLS endpoint for `terminate`: the named
+//! certificates (server side) and the trust used when re-encrypting towards an
+//! upstream (client side).
+//!
+//! Files are read once, when limen starts ([`Tls::load`], on a blocking
+//! thread); the connection path only looks up prepared rustls configs.
+//! Private keys stay here: a policy only ever sees certificate *names*.
+
+mod error;
+mod files;
+mod store;
+mod upstream;
+mod validity;
+
+use std::sync::Arc;
+
+pub use error::TlsError;
+pub(crate) use store::CertStore;
+pub(crate) use upstream::UpstreamTls;
+
+use crate::config::{CertificateConfig, UpstreamTrust};
+
+/// The loaded certificate store and upstream trust.
+pub struct Tls {
+    pub(crate) certs: CertStore,
+    pub(crate) upstream: UpstreamTls,
+    warnings: Vec<String>,
+}
+
+impl Tls {
+    /// Read and check every certificate and key, and the upstream trust.
+    /// Blocking: call from a blocking thread.
+    pub fn load(
+        certificates: &[CertificateConfig],
+        trust: &UpstreamTrust,
+    ) -> Result<Tls, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut warnings = Vec::new();
+        let certs = CertStore::load(certificates, &provider, &mut warnings)?;
+        let upstream = UpstreamTls::load(trust, &provider, &mut warnings)?;
+        Ok(Tls {
+            certs,
+            upstream,
+            warnings,
+        })
+    }
+
+    /// Things that work but deserve attention (expiry, key permissions,
+    /// disabled verification). Each was also logged at `warn`.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Whether a `terminate` decision may name `certificate`.
+    pub fn has_certificate(&self, certificate: &str) -> bool {
+        self.certs.contains(certificate)
+    }
+}
