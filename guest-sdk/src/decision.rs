@@ -1,11 +1,19 @@
 //! Constructors that keep policies short.
 
-use crate::{Alert, Decision, ProxyProtocol, Upstream};
+use crate::{Alert, Decision, ProxyProtocol, Terminate, Upstream, UpstreamTls};
 
 impl Decision {
     /// Pass the connection through to `address` (`host:port`) untouched.
     pub fn passthrough(address: impl Into<String>) -> Decision {
         Decision::Passthrough(Upstream::to(address))
+    }
+
+    /// Finish the handshake in limen with the certificate named `certificate`
+    /// in limen's config, then forward the plaintext to `upstream`
+    /// (`host:port`). Build a [`Terminate`] with [`TerminateExt`] to
+    /// re-encrypt or offer ALPN.
+    pub fn terminate(certificate: impl Into<String>, upstream: impl Into<String>) -> Decision {
+        Decision::Terminate(Terminate::to(certificate, Upstream::to(upstream)))
     }
 
     /// Reject with a fatal alert and close.
@@ -41,6 +49,38 @@ impl UpstreamExt for Upstream {
 
     fn with_connect_timeout_ms(mut self, ms: u32) -> Upstream {
         self.connect_timeout_ms = Some(ms);
+        self
+    }
+}
+
+/// Builder-style helpers on [`Terminate`].
+pub trait TerminateExt {
+    /// Terminate with `certificate`, forwarding plaintext to `upstream`.
+    fn to(certificate: impl Into<String>, upstream: Upstream) -> Self;
+    /// Speak TLS to the upstream too, sending and verifying `server_name`
+    /// (the upstream's host when `None`).
+    fn reencrypt(self, server_name: Option<String>) -> Self;
+    /// ALPN protocols limen may select with the client, in preference order.
+    fn with_alpn<P: AsRef<[u8]>>(self, protocols: &[P]) -> Self;
+}
+
+impl TerminateExt for Terminate {
+    fn to(certificate: impl Into<String>, upstream: Upstream) -> Terminate {
+        Terminate {
+            certificate: certificate.into(),
+            upstream,
+            upstream_tls: None,
+            alpn: Vec::new(),
+        }
+    }
+
+    fn reencrypt(mut self, server_name: Option<String>) -> Terminate {
+        self.upstream_tls = Some(UpstreamTls { server_name });
+        self
+    }
+
+    fn with_alpn<P: AsRef<[u8]>>(mut self, protocols: &[P]) -> Terminate {
+        self.alpn = protocols.iter().map(|p| p.as_ref().to_vec()).collect();
         self
     }
 }

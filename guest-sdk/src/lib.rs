@@ -33,7 +33,7 @@ mod decision;
 pub mod log;
 mod matcher;
 
-pub use decision::UpstreamExt;
+pub use decision::{TerminateExt, UpstreamExt};
 pub use matcher::{HostPattern, PatternError};
 
 /// Generated bindings for the `limen:router/policy` world.

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::action::{passthrough, proxy_header, reject};
+use rustls::ServerConfig;
+
+use crate::action::{passthrough, reject, terminate};
 use crate::config::FailMode;
-use crate::decision::{Alert, Decision, Upstream, UpstreamAddr};
+use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
 use crate::peek::{self, PeekedBytes};
 use crate::policy::{Connection, PolicyError};
 use crate::server::Shared;
@@ -44,6 +46,11 @@ pub(crate) struct Decided {
 enum Action {
     Passthrough {
         upstream: Upstream,
+        addrs: Vec<std::net::SocketAddr>,
+    },
+    Terminate {
+        terminate: Terminate,
+        config: Arc<ServerConfig>,
         addrs: Vec<std::net::SocketAddr>,
     },
     Reject(Alert),
@@ -102,46 +109,65 @@ impl Peeked {
             .policy
             .decide(&self.accepted.conn, self.peeked.hello.as_ref())
             .await;
-        let mut failure = None;
-        let action = match verdict.map(|v| v.decision) {
-            Ok(Decision::Reject(alert)) => Action::Reject(alert),
-            Ok(Decision::Passthrough(upstream)) => {
-                match resolve(shared, &upstream.addr, false).await {
-                    Ok(addrs) => Action::Passthrough { upstream, addrs },
-                    Err(UpstreamError::NotAllowed(addr)) => {
-                        let why =
-                            format!("upstream {addr} is not allowed (allow-list, or limen itself)");
-                        failure = Some(PolicyError::InvalidDecision(why));
-                        self.fail_mode_action(shared).await
-                    }
-                    Err(error) => Action::Unreachable(error),
-                }
-            }
-            Ok(Decision::Terminate(_)) => {
-                let why = "terminate is not supported by this limen (no certificate store)";
-                failure = Some(PolicyError::InvalidDecision(why.into()));
-                self.fail_mode_action(shared).await
-            }
+        let planned = match verdict {
+            Ok(verdict) => self.plan(shared, verdict.decision).await,
+            Err(error) => Err(error),
+        };
+        let (action, failure) = match planned {
+            Ok(action) => (action, None),
             Err(error) => {
-                failure = Some(error);
-                self.fail_mode_action(shared).await
+                shared
+                    .metrics
+                    .policy_failures
+                    .with_label_values(&[error.kind()])
+                    .inc();
+                tracing::warn!(
+                    client = %self.accepted.conn.client, listener = %self.accepted.conn.listener,
+                    kind = error.kind(), "policy failed, applying on_error: {error}"
+                );
+                (self.fail_mode_action(shared).await, Some(error))
             }
         };
-        if let Some(error) = &failure {
-            shared
-                .metrics
-                .policy_failures
-                .with_label_values(&[error.kind()])
-                .inc();
-            tracing::warn!(
-                client = %self.accepted.conn.client, listener = %self.accepted.conn.listener,
-                kind = error.kind(), "policy failed, applying on_error: {error}"
-            );
-        }
         Decided {
             peeked: self,
             action,
             failure,
+        }
+    }
+
+    /// What limen will do for this decision; a decision limen must refuse is
+    /// the policy's failure.
+    async fn plan(&self, shared: &Shared, decision: Decision) -> Result<Action, PolicyError> {
+        let refused = |why: String| Err(PolicyError::InvalidDecision(why));
+        match decision {
+            Decision::Reject(alert) => Ok(Action::Reject(alert)),
+            Decision::Passthrough(upstream) => Ok(match allowed(shared, &upstream.addr).await? {
+                Ok(addrs) => Action::Passthrough { upstream, addrs },
+                Err(error) => Action::Unreachable(error),
+            }),
+            Decision::Terminate(terminate) => {
+                if self.peeked.hello.is_none() {
+                    return refused("terminate needs a TLS ClientHello".into());
+                }
+                let Some(config) = shared
+                    .tls
+                    .certs
+                    .server_config(&terminate.certificate, &terminate.alpn)
+                else {
+                    return refused(format!(
+                        "no certificate named `{}` in [certificates]",
+                        terminate.certificate
+                    ));
+                };
+                Ok(match allowed(shared, &terminate.upstream.addr).await? {
+                    Ok(addrs) => Action::Terminate {
+                        terminate,
+                        config,
+                        addrs,
+                    },
+                    Err(error) => Action::Unreachable(error),
+                })
+            }
         }
     }
 
@@ -197,36 +223,20 @@ impl Decided {
                 unreachable(shared, &conn, sni.as_deref(), policy, stream, error).await;
             }
             Action::Passthrough { upstream, addrs } => {
-                let timeout = upstream
-                    .connect_timeout
-                    .unwrap_or(shared.limits.connect_timeout)
-                    .min(MAX_CONNECT_TIMEOUT);
-                let up = match upstream::connect(&addrs, timeout).await {
+                let up = match connect(shared, &upstream, &addrs).await {
                     Ok(up) => up,
                     Err(error) => {
                         unreachable(shared, &conn, sni.as_deref(), policy, stream, error).await;
                         return;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let peeked_len = peeked.bytes.len();
-                let preamble = match upstream.proxy_protocol {
-                    Some(version) => [
-                        proxy_header::build(version, conn.client, conn.local),
-                        peeked.bytes,
-                    ]
-                    .concat(),
-                    None => peeked.bytes,
-                };
-                let limits = &shared.limits;
-                let replayed = peeked_len;
                 let report = passthrough::run(
                     stream,
                     up,
-                    &preamble,
-                    replayed,
-                    limits.idle_timeout,
-                    limits.copy_buffer,
+                    &upstream,
+                    &conn,
+                    peeked.bytes,
+                    &shared.limits,
                     force_close,
                 )
                 .await;
@@ -239,7 +249,112 @@ impl Decided {
                     duration_ms = start.elapsed().as_millis() as u64, "connection"
                 );
             }
+            Action::Terminate {
+                terminate,
+                config,
+                addrs,
+            } => {
+                let limits = &shared.limits;
+                let certificate = terminate.certificate.as_str();
+                let tls = match terminate::handshake(
+                    stream,
+                    peeked.bytes,
+                    config,
+                    limits.handshake_timeout,
+                )
+                .await
+                {
+                    Ok(tls) => tls,
+                    Err(error) => {
+                        shared
+                            .metrics
+                            .handshake_failures
+                            .with_label_values(&[&conn.listener, error.reason()])
+                            .inc();
+                        tracing::info!(
+                            client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy,
+                            certificate, stage = "handshake", reason = error.reason(),
+                            "closed: TLS handshake failed: {error}"
+                        );
+                        return;
+                    }
+                };
+                let session = tls.get_ref().1;
+                let alpn = session
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                let version = session.protocol_version().map(|v| format!("{v:?}"));
+                let forwarded = match connect(shared, &terminate.upstream, &addrs).await {
+                    Ok(up) => {
+                        let connector = &shared.tls.upstream.connector;
+                        terminate::forward(
+                            tls,
+                            up,
+                            &terminate,
+                            &conn,
+                            connector,
+                            limits,
+                            force_close,
+                        )
+                        .await
+                    }
+                    Err(error) => Err(error),
+                };
+                let report = match forwarded {
+                    Ok(report) => report,
+                    Err(error) => {
+                        // The client's TLS session drops here: it sees the
+                        // connection close, as from a backend that went away.
+                        shared
+                            .metrics
+                            .upstream_failures
+                            .with_label_values(&[error.reason()])
+                            .inc();
+                        tracing::info!(
+                            client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy,
+                            certificate, stage = "connect", "closed: {error}"
+                        );
+                        return;
+                    }
+                };
+                shared.metrics.bytes_up.inc_by(report.up);
+                shared.metrics.bytes_down.inc_by(report.down);
+                tracing::info!(
+                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, peek_us,
+                    decision = "terminate", certificate, tls = version.as_deref(), alpn = alpn.as_deref(),
+                    upstream = %terminate.upstream.addr, reencrypt = terminate.reencrypt.is_some(),
+                    bytes_up = report.up, bytes_down = report.down, end = report.end.name(),
+                    duration_ms = start.elapsed().as_millis() as u64, "connection"
+                );
+            }
         }
+    }
+}
+
+/// Connect within the decision's timeout (capped), or limen's default.
+async fn connect(
+    shared: &Shared,
+    upstream: &Upstream,
+    addrs: &[std::net::SocketAddr],
+) -> Result<TcpStream, UpstreamError> {
+    let timeout = upstream
+        .connect_timeout
+        .unwrap_or(shared.limits.connect_timeout)
+        .min(MAX_CONNECT_TIMEOUT);
+    upstream::connect(addrs, timeout).await
+}
+
+/// Resolve an upstream a policy named. Outside the allow-list (or limen
+/// itself) is the policy's failure; a name that does not resolve is not.
+async fn allowed(
+    shared: &Shared,
+    addr: &UpstreamAddr,
+) -> Result<Result<Vec<std::net::SocketAddr>, UpstreamError>, PolicyError> {
+    match resolve(shared, addr, false).await {
+        Err(UpstreamError::NotAllowed(addr)) => Err(PolicyError::InvalidDecision(format!(
+            "upstream {addr} is not allowed (allow-list, or limen itself)"
+        ))),
+        other => Ok(other),
     }
 }
 

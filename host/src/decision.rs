@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rustls_pki_types::DnsName;
+use rustls_pki_types::{DnsName, ServerName};
 
 /// A policy's verdict on one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,18 +94,25 @@ pub enum ProxyVersion {
     V2,
 }
 
-/// A `terminate` decision, carried so the seam exists; executing it comes with
-/// the certificate store.
+/// Finish the client's handshake in limen, then forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terminate {
-    /// Certificate entry name.
+    /// Name of a `[certificates.NAME]` entry.
     pub certificate: String,
-    /// Where plaintext (or re-encrypted) bytes go.
+    /// Where the decrypted bytes go.
     pub upstream: Upstream,
-    /// `Some(server name)` to re-encrypt towards the upstream.
-    pub upstream_tls: Option<Option<String>>,
-    /// ALPN protocols limen may select.
+    /// Speak TLS to the upstream too; plaintext when `None`.
+    pub reencrypt: Option<Reencrypt>,
+    /// ALPN protocols limen may select with the client, in preference order;
+    /// empty: no ALPN.
     pub alpn: Vec<Vec<u8>>,
+}
+
+/// TLS towards the upstream of a terminated connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reencrypt {
+    /// The name to send and verify; the upstream's host (name or IP) when `None`.
+    pub server_name: Option<ServerName<'static>>,
 }
 
 /// How a rejected connection ends.

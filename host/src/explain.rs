@@ -113,20 +113,37 @@ pub async fn explain(
 /// Why limen would refuse this decision, if it would.
 fn refusal(config: &Config, decision: &Decision) -> Option<String> {
     match decision {
-        Decision::Passthrough(up) => match &up.addr {
-            UpstreamAddr::Ip(ip) if !config.allow.allows_addr(*ip) => {
-                Some(format!("upstream {ip} is not in the allow-list"))
-            }
-            UpstreamAddr::Name(name, port) if !config.allow.allows_name(name.as_ref(), *port) => {
+        Decision::Passthrough(up) => upstream_refusal(config, up),
+        Decision::Terminate(t) => {
+            if config
+                .certificates
+                .iter()
+                .any(|c| *c.name == *t.certificate)
+            {
+                upstream_refusal(config, &t.upstream)
+            } else {
                 Some(format!(
-                    "upstream {} is allowed only if it resolves to an allowed address (not checked offline)",
-                    up.addr
+                    "no certificate named `{}` in [certificates]",
+                    t.certificate
                 ))
             }
-            _ => None,
-        },
-        Decision::Terminate(_) => Some("terminate is not supported by this limen".into()),
+        }
         Decision::Reject(_) => None,
+    }
+}
+
+fn upstream_refusal(config: &Config, up: &Upstream) -> Option<String> {
+    match &up.addr {
+        UpstreamAddr::Ip(ip) if !config.allow.allows_addr(*ip) => {
+            Some(format!("upstream {ip} is not in the allow-list"))
+        }
+        UpstreamAddr::Name(name, port) if !config.allow.allows_name(name.as_ref(), *port) => {
+            Some(format!(
+                "upstream {} is allowed only if it resolves to an allowed address (not checked offline)",
+                up.addr
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -146,7 +163,9 @@ fn decision_json(decision: &Decision) -> Value {
         }
         Decision::Terminate(t) => json!({
             "action": "terminate", "certificate": t.certificate, "upstream": upstream_json(&t.upstream),
-            "upstream_tls": t.upstream_tls.as_ref().map(|sni| json!({ "server_name": sni })),
+            "upstream_tls": t.reencrypt.as_ref().map(|tls| json!({
+                "server_name": tls.server_name.as_ref().map(|n| n.to_str().into_owned()),
+            })),
             "alpn": t.alpn.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),
         }),
         Decision::Reject(alert) => json!({ "action": "reject", "alert": alert.name() }),

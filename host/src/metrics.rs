@@ -15,6 +15,8 @@ pub mod names {
     pub const POLICY_FAILURES: &str = "limen_policy_failures_total";
     /// Upstream connection failures, by reason.
     pub const UPSTREAM_FAILURES: &str = "limen_upstream_connect_failures_total";
+    /// Terminated handshakes that failed, by listener and reason.
+    pub const HANDSHAKE_FAILURES: &str = "limen_tls_handshake_failures_total";
     /// Bytes proxied, by direction (`up`: client to upstream).
     pub const BYTES: &str = "limen_bytes_total";
 }
@@ -27,6 +29,7 @@ pub struct Metrics {
     pub(crate) parse_failures: IntCounterVec,
     pub(crate) policy_failures: IntCounterVec,
     pub(crate) upstream_failures: IntCounterVec,
+    pub(crate) handshake_failures: IntCounterVec,
     /// `bytes{direction="up"}` and `"down"`, resolved once: they move on every connection.
     pub(crate) bytes_up: IntCounter,
     pub(crate) bytes_down: IntCounter,
@@ -57,6 +60,11 @@ impl Metrics {
                 names::UPSTREAM_FAILURES,
                 "Upstream connect failures.",
                 &["reason"],
+            ),
+            handshake_failures: vec(
+                names::HANDSHAKE_FAILURES,
+                "Terminated TLS handshakes that failed.",
+                &["listener", "reason"],
             ),
             registry,
         }

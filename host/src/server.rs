@@ -14,6 +14,7 @@ use crate::config::{AllowList, Config, FailMode, Limits};
 use crate::listener::{self, Serve};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyEngine, PolicyError};
+use crate::tls::{Tls, TlsError};
 
 /// State every connection reads; immutable while it runs.
 pub(crate) struct Shared {
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// Where limen listens: never an upstream.
     pub(crate) own: Vec<SocketAddr>,
+    /// Certificates for `terminate`, trust for re-encryption.
+    pub(crate) tls: Tls,
 }
 
 /// Why limen could not start.
@@ -33,6 +36,9 @@ pub enum StartError {
     /// The policy was refused.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A certificate, key or CA bundle was refused.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A listener could not bind.
     #[error("E010 cannot listen on {addr} ({name}): {error}")]
     Bind {
@@ -60,6 +66,16 @@ impl Server {
                 "[upstreams] allow is empty: every passthrough a policy decides will be refused"
             );
         }
+        let (certificates, trust) = (config.certificates.clone(), config.upstream_trust.clone());
+        let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        for name in config.unknown_certificates() {
+            tracing::warn!(
+                "policy.config names certificate `{name}` with no [certificates.{name}] entry: \
+                 such terminate decisions will fail"
+            );
+        }
         let engine = PolicyEngine::new()?;
         let policy = Policy::load(&engine, &config.policy).await?;
         let mut listeners = Vec::new();
@@ -84,6 +100,7 @@ impl Server {
             policy,
             metrics: Metrics::new(),
             own,
+            tls,
         };
         Ok(Server {
             listeners,

@@ -22,6 +22,10 @@ pub(crate) enum UpstreamError {
     /// Every address refused or timed out.
     #[error("cannot connect to {addr}: {error}")]
     Connect { addr: String, error: io::Error },
+    /// The TLS handshake with a re-encrypted upstream failed (verification,
+    /// protocol, timeout).
+    #[error("TLS to upstream {addr} failed: {error}")]
+    Tls { addr: String, error: io::Error },
 }
 
 impl UpstreamError {
@@ -33,6 +37,7 @@ impl UpstreamError {
                 "timeout"
             }
             UpstreamError::Connect { .. } => "refused",
+            UpstreamError::Tls { .. } => "tls",
         }
     }
 }

@@ -10,6 +10,12 @@
 //!   { match = ".deep.test", upstream = "127.0.0.1:9452" },                            # any depth
 //!   { match = "~^node[0-9]+\\.rx\\.test$", upstream = "127.0.0.1:9453" },
 //!   { match = "blocked.test", reject = "access_denied" },
+//!   # limen finishes the handshake with [certificates.secure], forwards plaintext:
+//!   { match = "secure.test", terminate = { certificate = "secure", upstream = "127.0.0.1:9080" } },
+//!   # ...or re-encrypts (upstream_tls = true: verify the upstream's host; a
+//!   # string: that name), offering the client h2 or http/1.1:
+//!   { match = "api.test", terminate = { certificate = "api", upstream = "10.0.0.5:443",
+//!     upstream_tls = "api.internal", alpn = ["h2", "http/1.1"], proxy_protocol = "v2" } },
 //! ]
 //! ```
 //! A name no route matches, with no `default`, is rejected with
@@ -18,8 +24,8 @@
 use std::collections::HashMap;
 
 use limen_guest::{
-    Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, Upstream,
-    UpstreamExt, config_from_json,
+    Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, Terminate,
+    TerminateExt, Upstream, UpstreamExt, config_from_json,
 };
 use serde::Deserialize;
 
@@ -39,7 +45,34 @@ struct RouteConfig {
     pattern: String,
     upstream: Option<String>,
     reject: Option<String>,
+    terminate: Option<TerminateConfig>,
     proxy_protocol: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TerminateConfig {
+    certificate: String,
+    upstream: String,
+    #[serde(default)]
+    upstream_tls: UpstreamTlsConfig,
+    #[serde(default)]
+    alpn: Vec<String>,
+    proxy_protocol: Option<String>,
+}
+
+/// `false` (plaintext), `true` (TLS, verify the upstream's host) or a name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UpstreamTlsConfig {
+    On(bool),
+    Name(String),
+}
+
+impl Default for UpstreamTlsConfig {
+    fn default() -> Self {
+        UpstreamTlsConfig::On(false)
+    }
 }
 
 /// The table, built once per instance.
@@ -109,23 +142,37 @@ impl StaticRoutes {
 }
 
 fn action(route: &RouteConfig) -> Result<Decision, String> {
-    match (&route.upstream, &route.reject) {
-        (Some(upstream), None) => {
-            let mut upstream = Upstream::to(upstream.clone());
-            if let Some(version) = &route.proxy_protocol {
-                upstream = upstream.with_proxy_protocol(match version.as_str() {
-                    "v1" => ProxyProtocol::V1,
-                    "v2" => ProxyProtocol::V2,
-                    other => return Err(format!("proxy_protocol `{other}`: use \"v1\" or \"v2\"")),
-                });
-            }
-            Ok(Decision::Passthrough(upstream))
-        }
-        (None, Some(alert)) => Alert::from_name(alert)
+    match (&route.upstream, &route.reject, &route.terminate) {
+        (Some(upstream), None, None) => Ok(Decision::Passthrough(upstream_of(
+            upstream,
+            route.proxy_protocol.as_deref(),
+        )?)),
+        (None, Some(alert), None) => Alert::from_name(alert)
             .map(Decision::Reject)
             .ok_or_else(|| format!("unknown alert `{alert}`")),
-        _ => Err("give exactly one of `upstream` or `reject`".into()),
+        (None, None, Some(t)) if route.proxy_protocol.is_none() => {
+            let upstream = upstream_of(&t.upstream, t.proxy_protocol.as_deref())?;
+            let mut terminate = Terminate::to(t.certificate.clone(), upstream).with_alpn(&t.alpn);
+            terminate = match &t.upstream_tls {
+                UpstreamTlsConfig::On(false) => terminate,
+                UpstreamTlsConfig::On(true) => terminate.reencrypt(None),
+                UpstreamTlsConfig::Name(name) => terminate.reencrypt(Some(name.clone())),
+            };
+            Ok(Decision::Terminate(terminate))
+        }
+        (None, None, Some(_)) => Err("put proxy_protocol inside `terminate`".into()),
+        _ => Err("give exactly one of `upstream`, `reject` or `terminate`".into()),
     }
+}
+
+fn upstream_of(address: &str, proxy_protocol: Option<&str>) -> Result<Upstream, String> {
+    let upstream = Upstream::to(address);
+    Ok(match proxy_protocol {
+        None => upstream,
+        Some("v1") => upstream.with_proxy_protocol(ProxyProtocol::V1),
+        Some("v2") => upstream.with_proxy_protocol(ProxyProtocol::V2),
+        Some(other) => return Err(format!("proxy_protocol `{other}`: use \"v1\" or \"v2\"")),
+    })
 }
 
 limen_guest::export_policy!(StaticRoutes);

@@ -1,8 +1,9 @@
-//! Carrying out a decision: pass through, or reject.
-//!
-//! `terminate` arrives with the certificate store; until then the connection
-//! driver treats it as a refused decision.
+//! Carrying out a decision: pass through, terminate, or reject; and the
+//! copy loop the first two end in.
 
 pub(crate) mod passthrough;
+pub(crate) mod pipe;
 pub(crate) mod proxy_header;
 pub(crate) mod reject;
+pub(crate) mod replay;
+pub(crate) mod terminate;

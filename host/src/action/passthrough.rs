@@ -1,169 +1,43 @@
-//! Passthrough: replay the peeked bytes to the upstream, then copy both ways
-//! until both directions are finished.
-//!
-//! Half-close is honoured: when one side sends FIN, limen shuts down its write
-//! half towards the other side and keeps copying the other direction. The
-//! connection ends when both directions are done, when nothing moves for the
-//! idle timeout, or when shutdown's grace period runs out.
+//! Passthrough: the upstream gets the PROXY header (if asked), then the
+//! peeked bytes exactly as they arrived, then whatever follows, both ways.
 
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How a proxied connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    /// Both sides finished (FIN both ways).
-    Closed,
-    /// No bytes either way for the idle timeout.
-    Idle,
-    /// A read or write failed (reset, broken pipe).
-    Error,
-    /// limen shut down and the grace period ran out.
-    Shutdown,
-}
+use super::pipe::{self, Report};
+use super::proxy_header;
+use crate::config::Limits;
+use crate::decision::Upstream;
+use crate::policy::Connection;
 
-impl End {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            End::Closed => "closed",
-            End::Idle => "idle_timeout",
-            End::Error => "io_error",
-            End::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Bytes each way and how it ended.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Report {
-    /// Client to upstream, the replayed hello included.
-    pub(crate) up: u64,
-    /// Upstream to client.
-    pub(crate) down: u64,
-    pub(crate) end: End,
-}
-
-/// Write `preamble` (PROXY header, then the `replayed` peeked bytes at its
-/// end) upstream, then pipe.
+/// Replay and pipe until both directions are done.
 pub(crate) async fn run(
-    mut client: TcpStream,
-    mut upstream: TcpStream,
-    preamble: &[u8],
-    replayed: usize,
-    idle: Duration,
-    buffer: usize,
+    client: TcpStream,
+    upstream: TcpStream,
+    decision: &Upstream,
+    conn: &Connection,
+    peeked: Vec<u8>,
+    limits: &Limits,
     force_close: &CancellationToken,
 ) -> Report {
-    // An upstream that never reads must not hold the connection forever.
-    let written = tokio::select! {
-        result = upstream.write_all(preamble) => if result.is_ok() { None } else { Some(End::Error) },
-        () = tokio::time::sleep(idle) => Some(End::Idle),
-        () = force_close.cancelled() => Some(End::Shutdown),
+    let _ = client.set_nodelay(true);
+    let replayed = peeked.len();
+    let preamble = match decision.proxy_protocol {
+        Some(version) => [
+            proxy_header::build(version, conn.client, conn.local),
+            peeked,
+        ]
+        .concat(),
+        None => peeked,
     };
-    if let Some(end) = written {
-        return Report {
-            up: 0,
-            down: 0,
-            end,
-        };
-    }
-    let start = Instant::now();
-    let activity = AtomicU64::new(0);
-    let (up, down) = (AtomicU64::new(replayed as u64), AtomicU64::new(0));
-    let end = {
-        let mut from_client = Metered {
-            inner: &mut client,
-            bytes: &up,
-            activity: &activity,
-            start,
-        };
-        let mut from_upstream = Metered {
-            inner: &mut upstream,
-            bytes: &down,
-            activity: &activity,
-            start,
-        };
-        let copy = tokio::io::copy_bidirectional_with_sizes(
-            &mut from_client,
-            &mut from_upstream,
-            buffer,
-            buffer,
-        );
-        // Whichever finishes first decides how the connection ended; the
-        // others are cancelled with it, and the sockets close on drop.
-        tokio::select! {
-            result = copy => if result.is_ok() { End::Closed } else { End::Error },
-            () = idle_watch(&activity, start, idle) => End::Idle,
-            () = force_close.cancelled() => End::Shutdown,
-        }
-    };
-    Report {
-        up: up.into_inner(),
-        down: down.into_inner(),
-        end,
-    }
-}
-
-/// Resolves once no byte has moved for `idle`.
-async fn idle_watch(activity: &AtomicU64, start: Instant, idle: Duration) {
-    loop {
-        let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-        let deadline = start + last + idle;
-        if Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep_until(deadline).await;
-    }
-}
-
-/// Counts bytes read from one side and stamps the time of the last activity.
-struct Metered<'a> {
-    inner: &'a mut TcpStream,
-    bytes: &'a AtomicU64,
-    activity: &'a AtomicU64,
-    start: Instant,
-}
-
-impl AsyncRead for Metered<'_> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.activity.store(millis, Ordering::Relaxed);
-        }
-        poll
-    }
-}
-
-impl AsyncWrite for Metered<'_> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
-    }
+    pipe::run(
+        client,
+        upstream,
+        &preamble,
+        replayed,
+        limits.idle_timeout,
+        limits.copy_buffer,
+        force_close,
+    )
+    .await
 }

@@ -27,6 +27,12 @@ pub(crate) async fn run(mut client: TcpStream, alert: Alert, record_version: Opt
     if let Some(record) = record_version.and_then(|v| alert_record(alert, v)) {
         let _ = client.write_all(&record).await;
     }
+    close_gently(client).await;
+}
+
+/// FIN, then discard input for a moment: closing with unread input would
+/// send a RST, and a RST can destroy what was just written.
+pub(crate) async fn close_gently(mut client: TcpStream) {
     let _ = client.shutdown().await;
     let mut sink = [0u8; 512];
     let _ = tokio::time::timeout(LINGER, async {

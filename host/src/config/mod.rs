@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use allow::{AllowList, AllowRule};
-pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust};
+pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
 use crate::decision::{Alert, Upstream, UpstreamAddr};
 use file::{FileConfig, FileFailMode};
@@ -136,6 +136,17 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let file: FileConfig = toml::from_str(text)?;
         Config::try_from(file)
+    }
+}
+
+impl Config {
+    /// Certificate names the policy config refers to (see
+    /// [`referenced_certificates`]) with no `[certificates]` entry.
+    pub fn unknown_certificates(&self) -> Vec<String> {
+        referenced_certificates(&self.policy.config_json)
+            .into_iter()
+            .filter(|name| !self.certificates.iter().any(|c| *c.name == **name))
+            .collect()
     }
 }
 

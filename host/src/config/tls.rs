@@ -78,3 +78,34 @@ pub(super) fn upstream_trust(file: &FileUpstreamTls) -> Result<UpstreamTrust, Co
         (None, false) => Ok(UpstreamTrust::SystemRoots),
     }
 }
+
+/// Certificate names a policy's config refers to, by convention: every string
+/// under a key named `certificate`, at any depth (as `static-routes` writes
+/// `terminate = { certificate = "..." }`). Policies decide at run time, so
+/// this is a check of what the config says, not a proof of what the policy
+/// will name; `limen check` and start-up use it to catch typos early.
+pub fn referenced_certificates(config_json: &str) -> Vec<String> {
+    fn walk(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("certificate", serde_json::Value::String(name)) => {
+                            if !found.contains(name) {
+                                found.push(name.clone());
+                            }
+                        }
+                        _ => walk(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    if let Ok(value) = serde_json::from_str(config_json) {
+        walk(&value, &mut found);
+    }
+    found
+}

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use super::Connection;
 use super::bindings::wit;
-use crate::decision::{Alert, Decision, ProxyVersion, Terminate, Upstream, UpstreamAddr};
+use rustls_pki_types::ServerName;
+
+use crate::decision::{
+    Alert, Decision, ProxyVersion, Reencrypt, Terminate, Upstream, UpstreamAddr,
+};
 use crate::hello::HelloSummary;
 
 pub(crate) fn connection(conn: &Connection) -> wit::Connection {
@@ -59,8 +63,8 @@ pub(crate) fn decision(decision: wit::Decision) -> Result<Decision, String> {
         wit::Decision::Terminate(t) => Decision::Terminate(Terminate {
             certificate: t.certificate,
             upstream: upstream(t.upstream)?,
-            upstream_tls: t.upstream_tls.map(|tls| tls.server_name),
-            alpn: t.alpn,
+            reencrypt: t.upstream_tls.map(reencrypt).transpose()?,
+            alpn: alpn(t.alpn)?,
         }),
         wit::Decision::Reject(alert) => Decision::Reject(self::alert(alert)),
     })
@@ -78,6 +82,25 @@ fn upstream(up: wit::Upstream) -> Result<Upstream, String> {
             ms => ms.map(|ms| Duration::from_millis(ms.into())),
         },
     })
+}
+
+fn reencrypt(tls: wit::UpstreamTls) -> Result<Reencrypt, String> {
+    let server_name =
+        match tls.server_name {
+            None => None,
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+                format!("upstream-tls server-name `{name}` is not a DNS name or IP")
+            })?),
+        };
+    Ok(Reencrypt { server_name })
+}
+
+/// RFC 7301: 1 to 255 bytes each; a list that rustls will accept.
+fn alpn(protocols: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
+    if protocols.len() > 32 || protocols.iter().any(|p| p.is_empty() || p.len() > 255) {
+        return Err("terminate alpn: at most 32 protocols of 1 to 255 bytes".into());
+    }
+    Ok(protocols)
 }
 
 fn alert(alert: wit::Alert) -> Alert {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("E020 cannot read {path}: {source}")]
+    #[error("E030 cannot read {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -15,7 +15,7 @@ pub enum TlsError {
         source: std::io::Error,
     },
     /// A file has no PEM object of the kind needed, or a broken one.
-    #[error("E021 {path}: {what}")]
+    #[error("E031 {path}: {what}")]
     Pem {
         /// The file.
         path: PathBuf,
@@ -23,7 +23,7 @@ pub enum TlsError {
         what: String,
     },
     /// The private key does not belong to the chain's leaf certificate.
-    #[error("E022 certificates.{name}: key {key} does not match the certificate in {chain}")]
+    #[error("E032 certificates.{name}: key {key} does not match the certificate in {chain}")]
     KeyMismatch {
         /// Entry name.
         name: String,
@@ -33,7 +33,7 @@ pub enum TlsError {
         key: PathBuf,
     },
     /// The key's algorithm is not supported, or the key is malformed.
-    #[error("E023 certificates.{name}: cannot use key {key}: {reason}")]
+    #[error("E033 certificates.{name}: cannot use key {key}: {reason}")]
     Key {
         /// Entry name.
         name: String,
@@ -43,6 +43,6 @@ pub enum TlsError {
         reason: String,
     },
     /// The upstream trust could not be built.
-    #[error("E024 upstream_tls: {0}")]
+    #[error("E034 upstream_tls: {0}")]
     Trust(String),
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use limen::explain::{self, HelloSource};
 use limen::policy::{Policy, PolicyEngine};
+use limen::tls::Tls;
 use limen::{Config, Server};
 
 /// `limen explain` flags: exactly one hello source.
@@ -85,14 +86,30 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
     let mut settings = config.policy.clone();
     settings.instances = 1;
     small_runtime()?.block_on(Policy::load(&engine, &settings))?;
+    let tls = Tls::load(&config.certificates, &config.upstream_trust)?;
+    for warning in tls.warnings() {
+        eprintln!("limen: warning: {warning}");
+    }
+    let unknown = config.unknown_certificates();
+    if !unknown.is_empty() {
+        bail!(
+            "E035 policy.config names certificate(s) {} with no [certificates.NAME] entry",
+            unknown
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if config.allow.is_empty() {
         eprintln!(
             "limen: warning: [upstreams] allow is empty, so every passthrough will be refused"
         );
     }
     println!(
-        "ok: {} listener(s); policy {} loaded, type-checked and initialised in {} ms",
+        "ok: {} listener(s); {} certificate(s); policy {} loaded, type-checked and initialised in {} ms",
         config.listeners.len(),
+        config.certificates.len(),
         config.policy.module.display(),
         start.elapsed().as_millis()
     );

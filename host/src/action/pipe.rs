@@ -1,0 +1,181 @@
+//! Copying both ways between a client and its upstream until both directions
+//! are finished: the last stage of passthrough and of terminate alike.
+//!
+//! Half-close is honoured: when one side sends FIN, limen shuts down its write
+//! half towards the other side and keeps copying the other direction. The
+//! connection ends when both directions are done, when nothing moves for the
+//! idle timeout, or when shutdown's grace period runs out.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How a proxied connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Both sides finished (FIN both ways).
+    Closed,
+    /// No bytes either way for the idle timeout.
+    Idle,
+    /// A read or write failed (reset, broken pipe).
+    Error,
+    /// limen shut down and the grace period ran out.
+    Shutdown,
+}
+
+impl End {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            End::Closed => "closed",
+            End::Idle => "idle_timeout",
+            End::Error => "io_error",
+            End::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Bytes each way and how it ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Report {
+    /// Client to upstream, the replayed hello included.
+    pub(crate) up: u64,
+    /// Upstream to client.
+    pub(crate) down: u64,
+    pub(crate) end: End,
+}
+
+/// Write `preamble` upstream (for passthrough: the PROXY header, then the
+/// `replayed` peeked bytes at its end), then copy both ways.
+pub(crate) async fn run<C, U>(
+    mut client: C,
+    mut upstream: U,
+    preamble: &[u8],
+    replayed: usize,
+    idle: Duration,
+    buffer: usize,
+    force_close: &CancellationToken,
+) -> Report
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    // An upstream that never reads must not hold the connection forever.
+    let written = tokio::select! {
+        result = write_all_flush(&mut upstream, preamble) => if result.is_ok() { None } else { Some(End::Error) },
+        () = tokio::time::sleep(idle) => Some(End::Idle),
+        () = force_close.cancelled() => Some(End::Shutdown),
+    };
+    if let Some(end) = written {
+        return Report {
+            up: 0,
+            down: 0,
+            end,
+        };
+    }
+    let start = Instant::now();
+    let activity = AtomicU64::new(0);
+    let (up, down) = (AtomicU64::new(replayed as u64), AtomicU64::new(0));
+    let end = {
+        let mut from_client = Metered {
+            inner: &mut client,
+            bytes: &up,
+            activity: &activity,
+            start,
+        };
+        let mut from_upstream = Metered {
+            inner: &mut upstream,
+            bytes: &down,
+            activity: &activity,
+            start,
+        };
+        let copy = tokio::io::copy_bidirectional_with_sizes(
+            &mut from_client,
+            &mut from_upstream,
+            buffer,
+            buffer,
+        );
+        // Whichever finishes first decides how the connection ended; the
+        // others are cancelled with it, and the sockets close on drop.
+        tokio::select! {
+            result = copy => if result.is_ok() { End::Closed } else { End::Error },
+            () = idle_watch(&activity, start, idle) => End::Idle,
+            () = force_close.cancelled() => End::Shutdown,
+        }
+    };
+    Report {
+        up: up.into_inner(),
+        down: down.into_inner(),
+        end,
+    }
+}
+
+async fn write_all_flush<U: AsyncWrite + Unpin>(upstream: &mut U, bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    upstream.write_all(bytes).await?;
+    // A TLS stream buffers what it encrypts until flushed.
+    upstream.flush().await
+}
+
+/// Resolves once no byte has moved for `idle`.
+async fn idle_watch(activity: &AtomicU64, start: Instant, idle: Duration) {
+    loop {
+        let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+        let deadline = start + last + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// Counts bytes read from one side and stamps the time of the last activity.
+struct Metered<'a, S> {
+    inner: &'a mut S,
+    bytes: &'a AtomicU64,
+    activity: &'a AtomicU64,
+    start: Instant,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.activity.store(millis, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}

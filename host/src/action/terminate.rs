@@ -1,0 +1,145 @@
+//! Terminate: limen finishes the client's handshake itself, with the
+//! certificate the policy named, then forwards the plaintext to the upstream
+//! or re-encrypts it.
+//!
+//! rustls reads the peeked ClientHello first (through [`Replay`]), so the
+//! hello is neither read twice nor lost. The upstream is contacted only after
+//! the client's handshake succeeded: a failed handshake reaches no upstream.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+
+use super::pipe::{self, Report};
+use super::proxy_header;
+use super::reject;
+use super::replay::Replay;
+use crate::config::Limits;
+use crate::decision::{Terminate, UpstreamAddr};
+use crate::policy::Connection;
+use crate::upstream::UpstreamError;
+
+/// The client's side of a terminated connection.
+pub(crate) type ClientTls = tokio_rustls::server::TlsStream<Replay<TcpStream>>;
+
+/// Why the client's handshake did not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    #[error("handshake timed out")]
+    Timeout,
+    #[error("{0}")]
+    Tls(rustls::Error),
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl HandshakeError {
+    /// A bounded label for metrics.
+    pub(crate) fn reason(&self) -> &'static str {
+        use rustls::Error as E;
+        match self {
+            HandshakeError::Timeout => "timeout",
+            HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => "client_closed",
+            HandshakeError::Io(_) => "io",
+            HandshakeError::Tls(e) => match e {
+                E::AlertReceived(_) => "client_alert",
+                E::PeerIncompatible(_) => "incompatible",
+                E::NoApplicationProtocol => "no_alpn",
+                E::InvalidMessage(_) | E::InappropriateHandshakeMessage { .. } => "malformed",
+                E::PeerMisbehaved(_) => "misbehaved",
+                _ => "other",
+            },
+        }
+    }
+}
+
+/// Finish the handshake with `config`, feeding rustls the `peeked` bytes
+/// first. On failure rustls has already sent its alert; the socket is closed
+/// gently so that the alert arrives.
+pub(crate) async fn handshake(
+    client: TcpStream,
+    peeked: Vec<u8>,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+) -> Result<ClientTls, HandshakeError> {
+    let _ = client.set_nodelay(true);
+    let accept = TlsAcceptor::from(config)
+        .accept(Replay::new(peeked, client))
+        .into_fallible();
+    match tokio::time::timeout(timeout, accept).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err((error, replay))) => {
+            reject::close_gently(replay.into_inner()).await;
+            Err(classify(error))
+        }
+        Err(_) => Err(HandshakeError::Timeout),
+    }
+}
+
+/// tokio-rustls wraps rustls errors in `io::Error`; unwrap them for a reason.
+fn classify(error: io::Error) -> HandshakeError {
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => HandshakeError::Tls(tls.clone()),
+        None => HandshakeError::Io(error),
+    }
+}
+
+/// Connected to the upstream: send the PROXY header, start TLS if the
+/// decision re-encrypts (offering the client's negotiated protocol), then
+/// pipe until both directions are done.
+pub(crate) async fn forward(
+    client: ClientTls,
+    mut upstream: TcpStream,
+    decision: &Terminate,
+    conn: &Connection,
+    connector: &TlsConnector,
+    limits: &Limits,
+    force_close: &CancellationToken,
+) -> Result<Report, UpstreamError> {
+    let addr = decision.upstream.addr.to_string();
+    let failed = |error| UpstreamError::Tls {
+        addr: addr.clone(),
+        error,
+    };
+    let timeout = limits.handshake_timeout;
+    if let Some(version) = decision.upstream.proxy_protocol {
+        let header = proxy_header::build(version, conn.client, conn.local);
+        tokio::time::timeout(timeout, upstream.write_all(&header))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "PROXY header not taken"))
+            .and_then(|r| r)
+            .map_err(|error| UpstreamError::Connect {
+                addr: addr.clone(),
+                error,
+            })?;
+    }
+    let (idle, buffer) = (limits.idle_timeout, limits.copy_buffer);
+    let Some(reencrypt) = &decision.reencrypt else {
+        return Ok(pipe::run(client, upstream, &[], 0, idle, buffer, force_close).await);
+    };
+    let name = match (&reencrypt.server_name, &decision.upstream.addr) {
+        (Some(name), _) => name.clone(),
+        (None, UpstreamAddr::Name(name, _)) => ServerName::DnsName(name.clone()),
+        (None, UpstreamAddr::Ip(ip)) => ServerName::IpAddress(ip.ip().into()),
+    };
+    let alpn = client.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let connect = connector
+        .with_alpn(alpn.into_iter().collect())
+        .connect(name, upstream);
+    let upstream = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream TLS handshake timed out"))
+        .and_then(|r| r)
+        .map_err(failed)?;
+    Ok(pipe::run(client, upstream, &[], 0, idle, buffer, force_close).await)
+}
