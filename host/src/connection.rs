@@ -256,6 +256,21 @@ impl Decided {
             } => {
                 let limits = &shared.limits;
                 let certificate = terminate.certificate.as_str();
+                let offered = peeked.hello.as_ref().map_or(&[][..], |h| h.alpn());
+                if terminate::alpn_mismatch(offered, &terminate.alpn) {
+                    shared
+                        .metrics
+                        .handshake_failures
+                        .with_label_values(&[&conn.listener, "no_alpn"])
+                        .inc();
+                    tracing::info!(
+                        client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy,
+                        certificate, stage = "handshake", reason = "no_alpn",
+                        "closed: no ALPN protocol in common with the client"
+                    );
+                    reject::run(stream, Alert::NoApplicationProtocol, record_version).await;
+                    return;
+                }
                 let tls = match terminate::handshake(
                     stream,
                     peeked.bytes,

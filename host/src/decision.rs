@@ -132,6 +132,10 @@ pub enum Alert {
     ProtocolVersion,
     /// insufficient_security (71).
     InsufficientSecurity,
+    /// no_application_protocol (120): the client's ALPN list and the one a
+    /// `terminate` decision allows have nothing in common (RFC 7301). Sent by
+    /// limen itself; not a policy's choice.
+    NoApplicationProtocol,
 }
 
 impl Alert {
@@ -145,6 +149,7 @@ impl Alert {
             Alert::InternalError => 80,
             Alert::ProtocolVersion => 70,
             Alert::InsufficientSecurity => 71,
+            Alert::NoApplicationProtocol => 120,
         })
     }
 
@@ -158,6 +163,7 @@ impl Alert {
             Alert::InternalError => "internal_error",
             Alert::ProtocolVersion => "protocol_version",
             Alert::InsufficientSecurity => "insufficient_security",
+            Alert::NoApplicationProtocol => "no_application_protocol",
         }
     }
 
@@ -173,6 +179,7 @@ impl Alert {
             Alert::InternalError,
             Alert::ProtocolVersion,
             Alert::InsufficientSecurity,
+            Alert::NoApplicationProtocol,
         ]
         .into_iter()
         .find(|alert| alert.name() == name.as_str())

@@ -55,6 +55,20 @@ impl Running {
         Ok(())
     }
 
+    /// Wait (at most 10 s) until a counter reaches `value`, and return what it
+    /// ended at: counts land after the connection's close, which a client may
+    /// see first.
+    pub async fn counter_reaches(&self, name: &str, labels: &[(&str, &str)], value: u64) -> u64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.counter(name, labels);
+            if now >= value || tokio::time::Instant::now() >= deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A counter's value.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         self.metrics.counter(name, labels)

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// A CA and one leaf it signed.
+/// A CA and one leaf it signed; [`Pki::issue`] signs more.
 pub struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
     /// The CA certificate, PEM (for `openssl -CAfile`, `curl --cacert`).
     pub ca_pem: String,
     ca_der: CertificateDer<'static>,
@@ -37,9 +38,62 @@ impl Pki {
             leaf: leaf.der().clone(),
             key_pem: key.serialize_pem(),
             key_der: key.serialize_der(),
+            ca,
         })
     }
 
+    /// Another leaf from the same CA for `names` (CN = the first name), with
+    /// `key` (a fresh ECDSA P-256 key when `None`): (chain PEM, key PEM).
+    pub fn issue(&self, names: &[&str], key: Option<KeyPair>) -> anyhow::Result<(String, String)> {
+        let key = match key {
+            Some(key) => key,
+            None => KeyPair::generate()?,
+        };
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().copied().unwrap_or("leaf"),
+        );
+        let leaf = params.signed_by(&key, &self.ca)?;
+        Ok((leaf.pem(), key.serialize_pem()))
+    }
+
+    /// [`Pki::issue`] written to `dir/<stem>.pem` and `dir/<stem>.key` (mode
+    /// 0600): the paths for a `[certificates.NAME]` entry.
+    pub fn issue_files(
+        &self,
+        dir: &std::path::Path,
+        stem: &str,
+        names: &[&str],
+        key: Option<KeyPair>,
+    ) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+        let (chain, key) = self.issue(names, key)?;
+        std::fs::create_dir_all(dir)?;
+        let (chain_path, key_path) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&chain_path, chain)?;
+        write_private(&key_path, key.as_bytes())?;
+        Ok((chain_path, key_path))
+    }
+}
+
+/// Write a key file readable by its owner only.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+impl Pki {
     /// A server config presenting the leaf.
     pub fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));

@@ -60,6 +60,14 @@ impl HandshakeError {
     }
 }
 
+/// RFC 7301: when the client offers ALPN and limen may select none of its
+/// protocols, the answer is a `no_application_protocol` alert. limen checks
+/// this on the peeked hello and sends the alert itself, because rustls
+/// 0.23's TLS 1.3 server closes without it in this case.
+pub(crate) fn alpn_mismatch(offered: &[Vec<u8>], allowed: &[Vec<u8>]) -> bool {
+    !offered.is_empty() && !allowed.is_empty() && !allowed.iter().any(|p| offered.contains(p))
+}
+
 /// Finish the handshake with `config`, feeding rustls the `peeked` bytes
 /// first. On failure rustls has already sent its alert; the socket is closed
 /// gently so that the alert arrives.

@@ -9,3 +9,4 @@ mod faults;
 mod peek;
 mod routing;
 mod shutdown;
+mod terminate;
