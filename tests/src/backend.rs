@@ -86,9 +86,22 @@ pub async fn raw_counted(
     mpsc::UnboundedReceiver<Received>,
     Arc<AtomicUsize>,
 )> {
+    raw_on("127.0.0.1:0".parse()?, reply).await
+}
+
+/// [`raw_counted`] on a given address.
+#[allow(clippy::type_complexity)]
+pub async fn raw_on(
+    addr: SocketAddr,
+    reply: &'static [u8],
+) -> anyhow::Result<(
+    SocketAddr,
+    mpsc::UnboundedReceiver<Received>,
+    Arc<AtomicUsize>,
+)> {
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {

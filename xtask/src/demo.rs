@@ -1,6 +1,7 @@
-//! `cargo xtask demo`: three TLS backends on 127.0.0.1:9451-9453 (the
-//! `demo-backends` binary of the test kit) behind limen on 127.0.0.1:8443,
-//! with a throwaway CA in `target/demo/ca.pem`.
+//! `cargo xtask demo`: three TLS backends on 127.0.0.1:9451-9453 and a
+//! plaintext one on 9454 (the `demo-backends` binary of the test kit) behind
+//! limen on 127.0.0.1:8443, with a throwaway CA and the certificate limen
+//! serves for secure.test in `target/demo/`.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -34,7 +35,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
             break;
         }
         if let Some(status) = backends.0.try_wait()? {
-            anyhow::bail!("demo backends exited ({status}); are ports 9451-9453 free?");
+            anyhow::bail!("demo backends exited ({status}); are ports 9451-9454 free?");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -49,10 +50,12 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     );
     let ca = ca.display();
     println!(
-        "\nlimen is routing 127.0.0.1:8443 (backends A, B, C on 9451-9453). Try:\n\n  \
+        "\nlimen is routing 127.0.0.1:8443 (backends A, B, C on 9451-9453, S on 9454). Try:\n\n  \
          curl --cacert {ca} --resolve a.test:8443:127.0.0.1 https://a.test:8443/\n  \
          curl --cacert {ca} --resolve x.wild.test:8443:127.0.0.1 https://x.wild.test:8443/\n  \
          curl --cacert {ca} --resolve node7.rx.test:8443:127.0.0.1 https://node7.rx.test:8443/\n  \
+         curl --cacert {ca} --resolve secure.test:8443:127.0.0.1 https://secure.test:8443/      # terminated by limen\n  \
+         curl --cacert {ca} --resolve reencrypt.test:8443:127.0.0.1 https://reencrypt.test:8443/  # terminated, re-encrypted to A\n  \
          openssl s_client -connect 127.0.0.1:8443 -servername blocked.test -CAfile {ca} </dev/null   # alert access denied\n  \
          target/debug/limen explain --config examples/demo.toml --sni node7.rx.test\n\n\
          Ctrl-C stops limen and the backends.\n"

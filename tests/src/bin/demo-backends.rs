@@ -1,8 +1,14 @@
-//! Demo TLS backends for `cargo xtask demo`: A, B and C on 127.0.0.1:9451-9453,
-//! each answering `backend=<name> sni=<sni>`, with a throwaway CA written to
-//! the path given as the first argument. Runs until killed.
+//! Demo backends for `cargo xtask demo`: TLS backends A, B and C on
+//! 127.0.0.1:9451-9453, each answering `backend=<name> sni=<sni>`, and a
+//! plaintext HTTP backend S on 9454 for the host limen terminates. A throwaway
+//! CA goes to the path given as the first argument, and beside it
+//! `secure.pem` / `secure.key`, the certificate limen serves for
+//! `secure.test`. Runs until killed.
 
 use limen_e2e::{backend, pki::Pki};
+
+/// What the plaintext backend behind `secure.test` answers.
+const PLAIN_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 48\r\nconnection: close\r\n\r\nbackend=S (plaintext; limen terminated the TLS)\n";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,10 +27,18 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("demo backend {name} cannot listen on {addr}: {e}"))?;
     }
+    let plain = "127.0.0.1:9454".parse()?;
+    backend::raw_on(plain, PLAIN_REPLY)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo backend S cannot listen on {plain}: {e}"))?;
+    let dir = std::path::Path::new(&ca_path)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    pki.issue_files(dir, "secure", &["secure.test", "reencrypt.test"], None)?;
     // Written last: `cargo xtask demo` takes the file as the sign that every
-    // backend is listening.
+    // backend is listening and every file is in place.
     std::fs::write(&ca_path, &pki.ca_pem)?;
-    eprintln!("demo-backends: A, B, C on 127.0.0.1:9451-9453; CA in {ca_path}");
+    eprintln!("demo-backends: A, B, C on 127.0.0.1:9451-9453, S on 9454; CA in {ca_path}");
     std::future::pending::<()>().await;
     Ok(())
 }

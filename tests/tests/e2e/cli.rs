@@ -152,3 +152,77 @@ fn explain_prints_hello_and_decision() {
         serde_json::json!({ "action": "reject", "alert": "unrecognized_name" })
     );
 }
+
+/// `[certificates.secure]` with the given files, and a route naming `name`.
+fn terminate_config(chain: &Path, key: &Path, name: &str) -> String {
+    let route = format!(
+        r#"routes = [ {{ match = "s.test", terminate = {{ certificate = "{name}", upstream = "127.0.0.1:9" }} }} ]"#
+    );
+    let certs = format!(
+        "[certificates.secure]\nchain = \"{}\"\nkey = \"{}\"\n",
+        chain.display(),
+        key.display()
+    );
+    config(&guests::example("static-routes"), &route, "", &certs)
+}
+
+#[test]
+fn check_validates_certificates_and_the_names_a_policy_uses() {
+    let pki = limen_e2e::pki::Pki::new(&["ca.test"]).expect("pki");
+    let dir = scratch("certs");
+    let (chain, key) = pki
+        .issue_files(&dir, "s", &["s.test"], None)
+        .expect("issue");
+    let (_, other_key) = pki
+        .issue_files(&dir, "o", &["o.test"], None)
+        .expect("issue");
+
+    let out = check(&terminate_config(&chain, &key, "secure"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 certificate(s)"));
+
+    for (toml, code, words) in [
+        (terminate_config(&chain, &key, "secur"), "E035", "`secur`"),
+        (
+            terminate_config(&dir.join("nope.pem"), &key, "secure"),
+            "E030",
+            "nope.pem",
+        ),
+        (
+            terminate_config(&chain, &other_key, "secure"),
+            "E032",
+            "does not match",
+        ),
+        (
+            terminate_config(&key, &key, "secure"),
+            "E031",
+            "no CERTIFICATE",
+        ),
+    ] {
+        let out = check(&toml);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{code}: accepted");
+        assert!(err.contains(code) && err.contains(words), "{code}: {err}");
+    }
+}
+
+#[test]
+fn check_warns_on_an_expired_certificate_and_a_key_all_users_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("expired");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut params = rcgen::CertificateParams::new(vec!["s.test".to_owned()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    let (chain_path, key_path) = (dir.join("s.pem"), dir.join("s.key"));
+    std::fs::write(&chain_path, cert.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = check(&terminate_config(&chain_path, &key_path, "secure"));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("expired on"), "{err}");
+    assert!(err.contains("readable by all users (mode 644)"), "{err}");
+}
