@@ -226,3 +226,35 @@ fn check_warns_on_an_expired_certificate_and_a_key_all_users_can_read() {
     assert!(err.contains("expired on"), "{err}");
     assert!(err.contains("readable by all users (mode 644)"), "{err}");
 }
+
+#[test]
+fn explain_shows_a_terminate_decision_and_refuses_an_unknown_certificate() {
+    let pki = limen_e2e::pki::Pki::new(&["ca.test"]).expect("pki");
+    let (chain, key) = pki
+        .issue_files(&scratch("certs"), "s", &["s.test"], None)
+        .expect("issue");
+    let path = scratch("limen.toml");
+    let explain = |toml: String| {
+        std::fs::write(&path, toml).expect("write");
+        let out = Command::new(limen())
+            .args(["explain", "--sni", "s.test", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let json = explain(terminate_config(&chain, &key, "secure"));
+    assert_eq!(json["decision"]["action"], "terminate");
+    assert_eq!(json["decision"]["certificate"], "secure");
+    assert_eq!(json["decision"]["upstream"]["address"], "127.0.0.1:9");
+    assert_eq!(json["outcome"], json["decision"]);
+    let json = explain(terminate_config(&chain, &key, "nope"));
+    assert_eq!(json["outcome"]["action"], "reject");
+    assert!(
+        json["outcome"]["on_error"]
+            .as_str()
+            .is_some_and(|why| why.contains("no certificate named `nope`")),
+        "{json}"
+    );
+}
