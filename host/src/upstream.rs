@@ -81,10 +81,8 @@ pub(crate) async fn resolve(
             // name into another one.
             let fqdn = format!("{}.", name.as_ref());
             let lookup = tokio::net::lookup_host((fqdn.as_str(), *port));
-            let resolved = tokio::time::timeout(timeout, lookup)
+            let resolved = within(timeout, "DNS lookup timed out", lookup)
                 .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "DNS lookup timed out"))
-                .and_then(|r| r)
                 .map_err(|error| UpstreamError::Resolve {
                     addr: addr.to_string(),
                     error,
@@ -111,6 +109,17 @@ fn is_link_local(ip: std::net::IpAddr) -> bool {
         std::net::IpAddr::V4(v4) => v4.is_link_local(),
         std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
+}
+
+/// `io` bounded by `timeout`; running out is a `TimedOut` error saying `what`.
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    what: &'static str,
+    io: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(timeout, io)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, what)))
 }
 
 /// Connect to the first address that answers, all tries together bounded by

@@ -76,29 +76,21 @@ pub async fn raw(
     Ok((addr, rx))
 }
 
-/// [`raw`], also counting every connection it accepts (reports only come
-/// at EOF; the count also shows connections that never finish).
-#[allow(clippy::type_complexity)]
-pub async fn raw_counted(
-    reply: &'static [u8],
-) -> anyhow::Result<(
+/// A raw backend's address, its reports, and its count of accepted connections.
+pub type RawBackend = (
     SocketAddr,
     mpsc::UnboundedReceiver<Received>,
     Arc<AtomicUsize>,
-)> {
+);
+
+/// [`raw`], also counting every connection it accepts (reports only come
+/// at EOF; the count also shows connections that never finish).
+pub async fn raw_counted(reply: &'static [u8]) -> anyhow::Result<RawBackend> {
     raw_on("127.0.0.1:0".parse()?, reply).await
 }
 
 /// [`raw_counted`] on a given address.
-#[allow(clippy::type_complexity)]
-pub async fn raw_on(
-    addr: SocketAddr,
-    reply: &'static [u8],
-) -> anyhow::Result<(
-    SocketAddr,
-    mpsc::UnboundedReceiver<Received>,
-    Arc<AtomicUsize>,
-)> {
+pub async fn raw_on(addr: SocketAddr, reply: &'static [u8]) -> anyhow::Result<RawBackend> {
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
     let listener = TcpListener::bind(addr).await?;

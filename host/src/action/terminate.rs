@@ -22,9 +22,10 @@ use super::proxy_header;
 use super::reject;
 use super::replay::Replay;
 use crate::config::Limits;
-use crate::decision::{Terminate, UpstreamAddr};
+use crate::decision::{Alert, Terminate, UpstreamAddr};
+use crate::hello::HelloSummary;
 use crate::policy::Connection;
-use crate::upstream::UpstreamError;
+use crate::upstream::{UpstreamError, within};
 
 /// The client's side of a terminated connection.
 pub(crate) type ClientTls = tokio_rustls::server::TlsStream<Replay<TcpStream>>;
@@ -34,6 +35,8 @@ pub(crate) type ClientTls = tokio_rustls::server::TlsStream<Replay<TcpStream>>;
 pub(crate) enum HandshakeError {
     #[error("handshake timed out")]
     Timeout,
+    #[error("no ALPN protocol in common with the client")]
+    NoAlpn,
     #[error("{0}")]
     Tls(rustls::Error),
     #[error("{0}")]
@@ -46,6 +49,7 @@ impl HandshakeError {
         use rustls::Error as E;
         match self {
             HandshakeError::Timeout => "timeout",
+            HandshakeError::NoAlpn => "no_alpn",
             HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => "client_closed",
             HandshakeError::Io(_) => "io",
             HandshakeError::Tls(e) => match e {
@@ -64,19 +68,26 @@ impl HandshakeError {
 /// protocols, the answer is a `no_application_protocol` alert. limen checks
 /// this on the peeked hello and sends the alert itself, because rustls
 /// 0.23's TLS 1.3 server closes without it in this case.
-pub(crate) fn alpn_mismatch(offered: &[Vec<u8>], allowed: &[Vec<u8>]) -> bool {
+fn alpn_mismatch(offered: &[Vec<u8>], allowed: &[Vec<u8>]) -> bool {
     !offered.is_empty() && !allowed.is_empty() && !allowed.iter().any(|p| offered.contains(p))
 }
 
 /// Finish the handshake with `config`, feeding rustls the `peeked` bytes
-/// first. On failure rustls has already sent its alert; the socket is closed
-/// gently so that the alert arrives.
+/// (whose parsed form is `hello`) first. On failure the client has its alert
+/// (rustls', or limen's for an ALPN mismatch) and the socket is closed gently
+/// so that the alert arrives.
 pub(crate) async fn handshake(
     client: TcpStream,
     peeked: Vec<u8>,
+    hello: &HelloSummary,
     config: Arc<ServerConfig>,
     timeout: Duration,
 ) -> Result<ClientTls, HandshakeError> {
+    if alpn_mismatch(hello.alpn(), &config.alpn_protocols) {
+        let version = Some(hello.record_version());
+        reject::run(client, Alert::NoApplicationProtocol, version).await;
+        return Err(HandshakeError::NoAlpn);
+    }
     let _ = client.set_nodelay(true);
     let accept = TlsAcceptor::from(config)
         .accept(Replay::new(peeked, client))
@@ -114,22 +125,20 @@ pub(crate) async fn forward(
     limits: &Limits,
     force_close: &CancellationToken,
 ) -> Result<Report, UpstreamError> {
-    let addr = decision.upstream.addr.to_string();
-    let failed = |error| UpstreamError::Tls {
-        addr: addr.clone(),
-        error,
-    };
+    let addr = || decision.upstream.addr.to_string();
     let timeout = limits.handshake_timeout;
     if let Some(version) = decision.upstream.proxy_protocol {
         let header = proxy_header::build(version, conn.client, conn.local);
-        tokio::time::timeout(timeout, upstream.write_all(&header))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "PROXY header not taken"))
-            .and_then(|r| r)
-            .map_err(|error| UpstreamError::Connect {
-                addr: addr.clone(),
-                error,
-            })?;
+        within(
+            timeout,
+            "PROXY header not taken",
+            upstream.write_all(&header),
+        )
+        .await
+        .map_err(|error| UpstreamError::Connect {
+            addr: addr(),
+            error,
+        })?;
     }
     let (idle, buffer) = (limits.idle_timeout, limits.copy_buffer);
     let Some(reencrypt) = &decision.reencrypt else {
@@ -144,10 +153,11 @@ pub(crate) async fn forward(
     let connect = connector
         .with_alpn(alpn.into_iter().collect())
         .connect(name, upstream);
-    let upstream = tokio::time::timeout(timeout, connect)
+    let upstream = within(timeout, "upstream TLS handshake timed out", connect)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream TLS handshake timed out"))
-        .and_then(|r| r)
-        .map_err(failed)?;
+        .map_err(|error| UpstreamError::Tls {
+            addr: addr(),
+            error,
+        })?;
     Ok(pipe::run(client, upstream, &[], 0, idle, buffer, force_close).await)
 }

@@ -82,24 +82,14 @@ impl Decided {
             } => {
                 let limits = &shared.limits;
                 let certificate = terminate.certificate.as_str();
-                let offered = peeked.hello.as_ref().map_or(&[][..], |h| h.alpn());
-                if terminate::alpn_mismatch(offered, &terminate.alpn) {
-                    shared
-                        .metrics
-                        .handshake_failures
-                        .with_label_values(&[&conn.listener, "no_alpn"])
-                        .inc();
-                    tracing::info!(
-                        client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy,
-                        certificate, stage = "handshake", reason = "no_alpn",
-                        "closed: no ALPN protocol in common with the client"
-                    );
-                    reject::run(stream, Alert::NoApplicationProtocol, record_version).await;
+                // `plan` only terminates connections that sent a ClientHello.
+                let Some(hello) = peeked.hello.as_ref() else {
                     return;
-                }
+                };
                 let tls = match terminate::handshake(
                     stream,
                     peeked.bytes,
+                    hello,
                     config,
                     limits.handshake_timeout,
                 )
@@ -124,7 +114,7 @@ impl Decided {
                 let alpn = session
                     .alpn_protocol()
                     .map(|p| String::from_utf8_lossy(p).into_owned());
-                let version = session.protocol_version().map(|v| format!("{v:?}"));
+                let version = session.protocol_version().and_then(|v| v.as_str());
                 let forwarded = match connect(shared, &terminate.upstream, &addrs).await {
                     Ok(up) => {
                         let connector = &shared.tls.upstream.connector;
@@ -162,7 +152,7 @@ impl Decided {
                 shared.metrics.bytes_down.inc_by(report.down);
                 tracing::info!(
                     client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, peek_us,
-                    decision = "terminate", certificate, tls = version.as_deref(), alpn = alpn.as_deref(),
+                    decision = "terminate", certificate, tls = version, alpn = alpn.as_deref(),
                     upstream = %terminate.upstream.addr, reencrypt = terminate.reencrypt.is_some(),
                     bytes_up = report.up, bytes_down = report.down, end = report.end.name(),
                     duration_ms = start.elapsed().as_millis() as u64, "connection"
