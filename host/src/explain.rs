@@ -5,11 +5,8 @@
 //! wire. Nothing touches the network: a name upstream is checked against the
 //! allow-list's name rules only.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 
 use crate::config::{Config, FailMode};
 use crate::decision::{Decision, Upstream, UpstreamAddr};
@@ -79,7 +76,7 @@ pub async fn explain(
             );
         }
     };
-    let engine = PolicyEngine::new()?;
+    let engine = PolicyEngine::new()?.with_cache(config.policy.cache.as_deref());
     let mut settings = config.policy.clone();
     settings.instances = 1;
     let policy = Policy::load(&engine, &settings).await?;
@@ -183,19 +180,5 @@ fn upstream_json(up: &Upstream) -> Value {
 /// A real ClientHello from rustls for `sni` offering `alpn`: the TLS records
 /// a rustls client would send first.
 pub fn synthesise(sni: &str, alpn: &[String]) -> Result<Vec<u8>, ExplainError> {
-    let fail = |e: String| ExplainError::Synthesis(sni.to_owned(), e);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    let name = ServerName::try_from(sni.to_owned()).map_err(|e| fail(e.to_string()))?;
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| fail(e.to_string()))?;
-    let mut bytes = Vec::new();
-    conn.write_tls(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(bytes)
+    hello::synthesise(Some(sni), alpn).map_err(|e| ExplainError::Synthesis(sni.to_owned(), e))
 }

@@ -10,6 +10,8 @@ mod action;
 pub mod config;
 /// One connection's typestate: accepted, peeked, decided.
 mod connection;
+/// Changing a running limen: policy swaps, reloads, the admin endpoint.
+pub mod control;
 /// What a policy can decide.
 pub mod decision;
 /// `limen explain`: one decision, offline.

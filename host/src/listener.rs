@@ -15,24 +15,37 @@ use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, Accepted};
 use crate::policy::Connection;
-use crate::server::Shared;
+use crate::server::Live;
 
 /// Everything an accept loop shares with the server.
 pub(crate) struct Serve {
-    pub(crate) shared: Arc<Shared>,
+    /// The configuration and policy new connections get.
+    pub(crate) live: Live,
     pub(crate) permits: Arc<Semaphore>,
-    /// Cancelled to stop accepting.
+    /// Cancelled to stop accepting on every listener (shutdown).
     pub(crate) stop: CancellationToken,
     /// Cancelled when the shutdown grace period is over.
     pub(crate) force_close: CancellationToken,
     pub(crate) tracker: TaskTracker,
 }
 
-/// Accept until `serve.stop` is cancelled.
-pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>) {
+/// Accept until `stop` (a child of `serve.stop`, so shutdown also ends it;
+/// a reload that removes this listener cancels it alone) is cancelled.
+pub(crate) async fn run(
+    name: Arc<str>,
+    listener: TcpListener,
+    serve: Arc<Serve>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(5);
     // Resolved once: a labelled lookup per accept would hash and lock.
-    let accepted_total = serve.shared.metrics.connections.with_label_values(&[&name]);
+    let accepted_total = serve
+        .live
+        .shared
+        .load()
+        .metrics
+        .connections
+        .with_label_values(&[&name]);
     loop {
         // Both waits also watch `stop`: shutdown must not hang on a full
         // connection table or an idle listener.
@@ -41,11 +54,11 @@ pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>
                 Ok(permit) => permit,
                 Err(_) => return,
             },
-            () = serve.stop.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = serve.stop.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         let (stream, client) = match accepted {
             Ok(accepted) => accepted,
@@ -53,7 +66,7 @@ pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>
                 tracing::warn!(listener = %name, "accept failed, retrying in {backoff:?}: {error}");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = serve.stop.cancelled() => return,
+                    () = stop.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -73,9 +86,13 @@ pub(crate) async fn run(name: Arc<str>, listener: TcpListener, serve: Arc<Serve>
             local,
             listener: name.clone(),
         };
-        let (shared, force_close) = (serve.shared.clone(), serve.force_close.clone());
+        // The snapshot that decides this connection, whatever is swapped in
+        // while it runs.
+        let shared = serve.live.shared.load_full();
+        let policy = serve.live.policy.load_full();
+        let force_close = serve.force_close.clone();
         serve.tracker.spawn(async move {
-            connection::handle(Accepted::new(stream, conn), shared, force_close).await;
+            connection::handle(Accepted::new(stream, conn, policy), shared, force_close).await;
             drop(permit);
         });
     }

@@ -3,7 +3,7 @@
 //! Names are constants; label values come from the error types' `reason()`
 //! and `kind()`. Prometheus exposition comes with the observability work.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Metric names.
 pub mod names {
@@ -19,6 +19,13 @@ pub mod names {
     pub const HANDSHAKE_FAILURES: &str = "limen_tls_handshake_failures_total";
     /// Bytes proxied, by direction (`up`: client to upstream).
     pub const BYTES: &str = "limen_bytes_total";
+    /// Policy swap attempts, by trigger (`file`, `admin`, `reload`) and
+    /// outcome (`applied`, `refused`, `unchanged`).
+    pub const POLICY_SWAPS: &str = "limen_policy_swaps_total";
+    /// 1 for the live policy's version.
+    pub const POLICY_INFO: &str = "limen_policy_info";
+    /// Configuration reloads (SIGHUP), by outcome (`applied`, `refused`).
+    pub const CONFIG_RELOADS: &str = "limen_config_reloads_total";
 }
 
 /// limen's metrics.
@@ -33,6 +40,9 @@ pub struct Metrics {
     /// `bytes{direction="up"}` and `"down"`, resolved once: they move on every connection.
     pub(crate) bytes_up: IntCounter,
     pub(crate) bytes_down: IntCounter,
+    pub(crate) policy_swaps: IntCounterVec,
+    pub(crate) config_reloads: IntCounterVec,
+    policy_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -66,8 +76,33 @@ impl Metrics {
                 "Terminated TLS handshakes that failed.",
                 &["listener", "reason"],
             ),
+            policy_swaps: vec(
+                names::POLICY_SWAPS,
+                "Policy swap attempts.",
+                &["trigger", "outcome"],
+            ),
+            config_reloads: vec(
+                names::CONFIG_RELOADS,
+                "Configuration reloads.",
+                &["outcome"],
+            ),
+            policy_info: {
+                let gauge = IntGaugeVec::new(
+                    Opts::new(names::POLICY_INFO, "The live policy's version."),
+                    &["version"],
+                )
+                .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+                let _ = registry.register(Box::new(gauge.clone()));
+                gauge
+            },
             registry,
         }
+    }
+
+    /// Make `version` the one live version in `limen_policy_info`.
+    pub(crate) fn set_policy_version(&self, version: &str) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[version]).set(1);
     }
 
     /// The value of one counter (for tests and `limen explain`).

@@ -1,32 +1,68 @@
-//! Assembling limen: load the policy, bind the listeners, run until told to
-//! stop, then drain.
+//! Assembling limen: load the policy, bind the listeners and the admin
+//! endpoint, run until told to stop, then drain.
+//!
+//! What connections read lives in [`Live`]: two atomically swapped pointers,
+//! one to the configuration generation ([`Shared`]) and one to the policy.
+//! Each connection takes both at accept; `control` replaces them.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{AllowList, Config, FailMode, Limits};
-use crate::listener::{self, Serve};
+use crate::control::{Control, ControlHandle, admin, listeners};
+use crate::listener::Serve;
 use crate::metrics::Metrics;
-use crate::policy::{Policy, PolicyEngine, PolicyError};
+use crate::policy::{Module, Policy, PolicyEngine, PolicyError};
 use crate::tls::{Tls, TlsError};
 
-/// State every connection reads; immutable while it runs.
+/// One configuration generation: what a connection reads besides the
+/// policy. Immutable; a reload builds a new one.
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) allow: AllowList,
     pub(crate) on_error: FailMode,
-    pub(crate) policy: Policy,
     pub(crate) metrics: Metrics,
     /// Where limen listens: never an upstream.
     pub(crate) own: Vec<SocketAddr>,
+    /// Listener names and bound addresses.
+    pub(crate) listeners: Vec<(Arc<str>, SocketAddr)>,
     /// Certificates for `terminate`, trust for re-encryption.
     pub(crate) tls: Tls,
+    /// 1 at start, +1 per applied reload.
+    pub(crate) generation: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: &Config,
+        tls: Tls,
+        listeners: Vec<(Arc<str>, SocketAddr)>,
+        metrics: Metrics,
+        generation: u64,
+    ) -> Shared {
+        Shared {
+            limits: config.limits.clone(),
+            allow: config.allow.clone(),
+            on_error: config.policy.on_error.clone(),
+            metrics,
+            own: listeners.iter().map(|(_, addr)| *addr).collect(),
+            listeners,
+            tls,
+            generation,
+        }
+    }
+}
+
+/// What new connections get: swapped whole, read once per accept.
+pub(crate) struct Live {
+    pub(crate) shared: ArcSwap<Shared>,
+    pub(crate) policy: ArcSwap<Policy>,
 }
 
 /// Why limen could not start.
@@ -49,102 +85,96 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// The admin endpoint could not be opened, or its token read.
+    #[error("E011 admin endpoint {endpoint}: {reason}")]
+    Admin {
+        /// The socket path or address.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A bound, ready limen.
 pub struct Server {
-    listeners: Vec<(Arc<str>, TcpListener)>,
-    shared: Arc<Shared>,
-    _engine: PolicyEngine,
+    serve: Arc<Serve>,
+    control: Control,
+    admin: Option<admin::Endpoint>,
 }
 
 impl Server {
-    /// Load the policy (compiling it on a blocking thread) and bind every listener.
+    /// Load certificates and the policy (compiling it on a blocking thread,
+    /// or loading it from the cache), bind every listener and the admin
+    /// endpoint.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        if config.allow.is_empty() {
-            tracing::warn!(
-                "[upstreams] allow is empty: every passthrough a policy decides will be refused"
-            );
-        }
-        let (certificates, trust) = (config.certificates.clone(), config.upstream_trust.clone());
-        let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-        for name in config.unknown_certificates() {
-            tracing::warn!(
-                "policy.config names certificate `{name}` with no [certificates.{name}] entry: \
-                 such terminate decisions will fail"
-            );
-        }
-        let engine = PolicyEngine::new()?;
-        let policy = Policy::load(&engine, &config.policy).await?;
-        let mut listeners = Vec::new();
-        for l in &config.listeners {
-            let listener = TcpListener::bind(l.bind)
-                .await
-                .map_err(|error| StartError::Bind {
-                    name: l.name.to_string(),
-                    addr: l.bind,
-                    error,
-                })?;
-            listeners.push((l.name.clone(), listener));
-        }
-        let own = listeners
-            .iter()
-            .filter_map(|(_, l)| l.local_addr().ok())
-            .collect();
-        let shared = Shared {
-            limits: config.limits,
-            allow: config.allow,
-            on_error: config.policy.on_error,
-            policy,
-            metrics: Metrics::new(),
-            own,
-            tls,
+        let tls = load_tls(&config).await?;
+        let engine = PolicyEngine::new()?.with_cache(config.policy.cache.as_deref());
+        let module = Module::read(&config.policy.module).await?;
+        let (policy, report) = Policy::prepare(&engine, &config.policy, &module).await?;
+        tracing::info!(
+            version = %policy.version(), compiled_from = report.source.name(),
+            compile_ms = report.compile.as_millis() as u64, init_ms = report.init.as_millis() as u64,
+            samples = report.samples, module = %config.policy.module.display(), "policy live"
+        );
+        let bound = listeners::bind(&config.listeners).await?;
+        let admin = match &config.admin {
+            Some(admin) => Some(admin::Endpoint::open(admin).await?),
+            None => None,
         };
+        let addrs = bound.iter().map(listeners::Bound::addr).collect();
+        let shared = Shared::new(&config, tls, addrs, Metrics::new(), 1);
+        shared.metrics.set_policy_version(&policy.version().id);
+        let serve = Arc::new(Serve {
+            live: Live {
+                shared: ArcSwap::from_pointee(shared),
+                policy: ArcSwap::from_pointee(policy),
+            },
+            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            stop: CancellationToken::new(),
+            force_close: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let control = Control::new(engine, config, serve.clone(), bound);
         Ok(Server {
-            listeners,
-            shared: Arc::new(shared),
-            _engine: engine,
+            serve,
+            control,
+            admin,
         })
     }
 
     /// Each listener's name and bound address (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
-        self.listeners
-            .iter()
-            .filter_map(|(name, l)| Some((name.clone(), l.local_addr().ok()?)))
-            .collect()
+        self.serve.live.shared.load().listeners.clone()
     }
 
     /// The metrics this server counts into.
     pub fn metrics(&self) -> Metrics {
-        self.shared.metrics.clone()
+        self.serve.live.shared.load().metrics.clone()
+    }
+
+    /// A handle to reload the configuration or swap the policy while it runs.
+    pub fn handle(&self) -> ControlHandle {
+        self.control.handle()
     }
 
     /// Serve until `shutdown` resolves, then stop accepting and give open
     /// connections `limits.shutdown_grace` to finish before closing them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let grace = self.shared.limits.shutdown_grace;
-        let serve = Arc::new(Serve {
-            permits: Arc::new(Semaphore::new(self.shared.limits.max_connections)),
-            shared: self.shared,
-            stop: CancellationToken::new(),
-            force_close: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-        });
-        let accept_loops = TaskTracker::new();
-        for (name, listener) in self.listeners {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(listener = %name, %addr, "listening");
-            }
-            accept_loops.spawn(listener::run(name, listener, serve.clone()));
-        }
-        accept_loops.close();
+        let handle = self.control.handle();
+        let serve = self.serve;
+        let control = tokio::spawn(self.control.run());
+        let admin = self
+            .admin
+            .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
         shutdown.await;
+        let grace = serve.live.shared.load().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");
         serve.stop.cancel();
-        accept_loops.wait().await;
+        // The control task stops the accept loops and waits for them.
+        let _ = control.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         serve.tracker.close();
         if tokio::time::timeout(grace, serve.tracker.wait())
             .await
@@ -159,4 +189,25 @@ impl Server {
         }
         tracing::info!("stopped");
     }
+}
+
+/// Read certificates and keys on a blocking thread; warn about what will
+/// fail later (an empty allow-list, certificate names with no entry).
+pub(crate) async fn load_tls(config: &Config) -> Result<Tls, TlsError> {
+    if config.allow.is_empty() {
+        tracing::warn!(
+            "[upstreams] allow is empty: every passthrough a policy decides will be refused"
+        );
+    }
+    let (certificates, trust) = (config.certificates.clone(), config.upstream_trust.clone());
+    let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    for name in config.unknown_certificates() {
+        tracing::warn!(
+            "policy.config names certificate `{name}` with no [certificates.{name}] entry: \
+             such terminate decisions will fail"
+        );
+    }
+    Ok(tls)
 }

@@ -27,6 +27,45 @@ pub(crate) struct FileConfig {
     pub(crate) certificates: BTreeMap<String, FileCertificate>,
     #[serde(default)]
     pub(crate) upstream_tls: FileUpstreamTls,
+    #[serde(default)]
+    pub(crate) admin: Option<FileAdmin>,
+}
+
+/// `[admin]`: `socket = "path"`, or `bind = "127.0.0.1:9901"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAdmin {
+    #[serde(default)]
+    pub(crate) socket: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) bind: Option<SocketAddr>,
+    #[serde(default)]
+    pub(crate) token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) allow_public: bool,
+}
+
+/// One `[[policy.expect]]` sample.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileExpect {
+    #[serde(default)]
+    pub(crate) sni: Option<String>,
+    #[serde(default)]
+    pub(crate) alpn: Vec<String>,
+    #[serde(default)]
+    pub(crate) client: Option<SocketAddr>,
+    #[serde(default)]
+    pub(crate) listener: Option<String>,
+    pub(crate) decision: String,
+}
+
+/// `cache = "dir"` or `cache = false`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a directory path, or false")]
+pub(crate) enum FileCache {
+    Dir(PathBuf),
+    Enabled(bool),
 }
 
 /// `[certificates.NAME]` with one pair, or `[[certificates.NAME]]` with
@@ -82,6 +121,12 @@ pub(crate) struct FilePolicy {
     pub(crate) on_error: FileFailMode,
     #[serde(default)]
     pub(crate) config: Option<toml::Table>,
+    #[serde(default)]
+    pub(crate) cache: Option<FileCache>,
+    #[serde(default)]
+    pub(crate) watch: Option<bool>,
+    #[serde(default)]
+    pub(crate) expect: Vec<FileExpect>,
 }
 
 /// `on_error = "reject"`, `{ reject = "access_denied" }` or `{ fallback = "host:port" }`.

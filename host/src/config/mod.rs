@@ -5,7 +5,9 @@
 //! several values and builds the types the data path uses, so nothing on the
 //! connection path can fail for a configuration reason.
 
+mod admin;
 mod allow;
+mod expect;
 mod file;
 mod tls;
 
@@ -15,11 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use admin::{AdminConfig, AdminEndpoint};
 pub use allow::{AllowList, AllowRule};
+pub use expect::Expectation;
 pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
 use crate::decision::{Alert, Upstream, UpstreamAddr};
-use file::{FileConfig, FileFailMode};
+use file::{FileCache, FileConfig, FileFailMode};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ pub struct Config {
     pub certificates: Vec<CertificateConfig>,
     /// How re-encrypted upstreams are verified.
     pub upstream_trust: UpstreamTrust,
+    /// Where `limen swap` and `limen status` connect, if anywhere.
+    pub admin: Option<AdminConfig>,
 }
 
 /// One listening socket.
@@ -48,7 +54,7 @@ pub struct ListenerConfig {
 }
 
 /// The policy module and the limits of its sandbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
     /// Path of the Wasm component (relative paths: from the working directory).
     pub module: PathBuf,
@@ -64,6 +70,12 @@ pub struct PolicyConfig {
     pub on_error: FailMode,
     /// `[policy.config]` as JSON, handed to `init`.
     pub config_json: String,
+    /// Directory of compiled components (`None`: compile at every load).
+    pub cache: Option<PathBuf>,
+    /// Swap the policy when `module` changes on disk (default on).
+    pub watch: bool,
+    /// Decisions a policy must make before it goes live.
+    pub expect: Vec<Expectation>,
 }
 
 /// `init` builds tables and compiles regexes once, so it gets a larger budget
@@ -230,15 +242,20 @@ impl TryFrom<FileConfig> for Config {
         let config_json = serde_json::to_string(&p.config.clone().unwrap_or_default())
             .map_err(|e| ConfigError::Invalid(format!("policy.config: {e}")))?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let listeners: Vec<ListenerConfig> = file
+            .listeners
+            .iter()
+            .map(|l| ListenerConfig {
+                name: l.name.as_str().into(),
+                bind: l.bind,
+            })
+            .collect();
+        let cache = match &p.cache {
+            None | Some(FileCache::Enabled(true)) => default_cache_dir(),
+            Some(FileCache::Enabled(false)) => None,
+            Some(FileCache::Dir(dir)) => Some(dir.clone()),
+        };
         Ok(Config {
-            listeners: file
-                .listeners
-                .iter()
-                .map(|l| ListenerConfig {
-                    name: l.name.as_str().into(),
-                    bind: l.bind,
-                })
-                .collect(),
             policy: PolicyConfig {
                 module: p.module.clone(),
                 fuel: p.fuel,
@@ -247,7 +264,11 @@ impl TryFrom<FileConfig> for Config {
                 instances: p.instances.unwrap_or(workers + 1).max(1),
                 on_error,
                 config_json,
+                cache,
+                watch: p.watch.unwrap_or(true),
+                expect: expect::expectations(&p.expect, &listeners)?,
             },
+            listeners,
             limits: Limits {
                 hello_max_bytes,
                 hello_timeout: lim.hello_timeout,
@@ -261,8 +282,22 @@ impl TryFrom<FileConfig> for Config {
             certificates: tls::certificates(&file.certificates)?,
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow: AllowList::new(file.upstreams.allow),
+            admin: admin::admin(&file.admin)?,
         })
     }
+}
+
+/// `$XDG_CACHE_HOME/limen`, else `$HOME/.cache/limen`, else no cache.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("limen"))
 }
 
 #[cfg(test)]

@@ -23,7 +23,12 @@ impl Decided {
             stream,
             conn,
             start,
+            policy: live,
         } = accepted;
+        // Released before the action: a connection that lasts for days must
+        // not keep a swapped-out policy (and its instances) alive.
+        let policy_version = live.version().id.clone();
+        drop(live);
         let sni = peeked
             .hello
             .as_ref()
@@ -40,7 +45,7 @@ impl Decided {
             Action::Reject(alert) => {
                 reject::run(stream, alert, record_version).await;
                 tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, peek_us,
+                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, %policy_version, peek_us,
                     decision = %format_args!("reject:{}", alert.name()),
                     duration_ms = start.elapsed().as_millis() as u64, "connection"
                 );
@@ -69,7 +74,7 @@ impl Decided {
                 shared.metrics.bytes_up.inc_by(report.up);
                 shared.metrics.bytes_down.inc_by(report.down);
                 tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, peek_us,
+                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, %policy_version, peek_us,
                     decision = "passthrough", upstream = %upstream.addr, bytes_up = report.up,
                     bytes_down = report.down, end = report.end.name(),
                     duration_ms = start.elapsed().as_millis() as u64, "connection"
@@ -114,7 +119,7 @@ impl Decided {
                 let alpn = session
                     .alpn_protocol()
                     .map(|p| String::from_utf8_lossy(p).into_owned());
-                let version = session.protocol_version().and_then(|v| v.as_str());
+                let tls_version = session.protocol_version().and_then(|v| v.as_str());
                 let forwarded = match connect(shared, &terminate.upstream, &addrs).await {
                     Ok(up) => {
                         let connector = &shared.tls.upstream.connector;
@@ -151,8 +156,8 @@ impl Decided {
                 shared.metrics.bytes_up.inc_by(report.up);
                 shared.metrics.bytes_down.inc_by(report.down);
                 tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, peek_us,
-                    decision = "terminate", certificate, tls = version, alpn = alpn.as_deref(),
+                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, %policy_version, peek_us,
+                    decision = "terminate", certificate, tls = tls_version, alpn = alpn.as_deref(),
                     upstream = %terminate.upstream.addr, reencrypt = terminate.reencrypt.is_some(),
                     bytes_up = report.up, bytes_down = report.down, end = report.end.name(),
                     duration_ms = start.elapsed().as_millis() as u64, "connection"

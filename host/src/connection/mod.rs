@@ -18,7 +18,7 @@ use crate::action::reject;
 use crate::config::FailMode;
 use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
 use crate::peek::{self, PeekedBytes};
-use crate::policy::{Connection, PolicyError};
+use crate::policy::{Connection, Policy, PolicyError};
 use crate::server::Shared;
 use crate::upstream::{self, Own, UpstreamError};
 
@@ -30,6 +30,9 @@ pub(crate) struct Accepted {
     stream: TcpStream,
     conn: Connection,
     start: Instant,
+    /// The policy live when the connection was accepted: a swap during its
+    /// peek does not change what decides it.
+    policy: Arc<Policy>,
 }
 
 /// Its ClientHello (or non-TLS first bytes) is buffered.
@@ -63,11 +66,12 @@ enum Action {
 }
 
 impl Accepted {
-    pub(crate) fn new(stream: TcpStream, conn: Connection) -> Accepted {
+    pub(crate) fn new(stream: TcpStream, conn: Connection, policy: Arc<Policy>) -> Accepted {
         Accepted {
             stream,
             conn,
             start: Instant::now(),
+            policy,
         }
     }
 
@@ -108,7 +112,8 @@ impl Accepted {
 impl Peeked {
     /// Ask the policy, apply the fail mode on any failure, resolve the upstream.
     pub(crate) async fn decide(self, shared: &Shared) -> Decided {
-        let verdict = shared
+        let verdict = self
+            .accepted
             .policy
             .decide(&self.accepted.conn, self.peeked.hello.as_ref())
             .await;

@@ -10,12 +10,14 @@ mod parse; // ClientHello fields via tls-parser, extension walk and list decoder
 mod record; // record reassembly: is a whole ClientHello buffered yet?
 mod sni; // server_name extension to a validated, normalised DnsName
 mod summary; // HelloSummary, the owned, validated result
+mod synth; // real ClientHellos from a rustls client, for explain and self-tests
 
 pub use error::HelloError;
 pub use record::{Framed, Progress, frame};
 /// The one normalisation of host names (SNI, upstreams, allow rules).
 pub(crate) use sni::normalise as normalise_name;
 pub use summary::HelloSummary;
+pub use synth::synthesise;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::PolicyWorld;
+use super::cache::ComponentCache;
 use super::state::HostState;
 
 /// Resolution of policy deadlines: the epoch advances this often.
@@ -18,6 +19,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 #[derive(Clone)]
 pub struct PolicyEngine {
     pub(crate) engine: wasmtime::Engine,
+    /// Compiled components on disk; off unless [`with_cache`](Self::with_cache).
+    pub(crate) cache: ComponentCache,
     pub(crate) linker: Arc<Linker<HostState>>,
     _ticker: Arc<EpochTicker>,
 }
@@ -40,9 +43,17 @@ impl PolicyEngine {
             .map_err(|e| super::PolicyError::Compile(format!("epoch ticker thread: {e}")))?;
         Ok(PolicyEngine {
             engine,
+            cache: ComponentCache::off(),
             linker: Arc::new(linker),
             _ticker: Arc::new(ticker),
         })
+    }
+
+    /// Keep compiled components in `dir` (see [`ComponentCache::at`]); `None`
+    /// turns the cache off.
+    pub fn with_cache(mut self, dir: Option<&std::path::Path>) -> PolicyEngine {
+        self.cache = dir.map_or_else(ComponentCache::off, ComponentCache::at);
+        self
     }
 
     /// Epoch ticks that cover `timeout`: one extra, because the first tick may

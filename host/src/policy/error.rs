@@ -23,6 +23,10 @@ pub enum PolicyError {
     /// `init` returned an error, or trapped.
     #[error("P004 policy init failed: {0}")]
     Init(String),
+    /// The candidate made a decision other than a `[[policy.expect]]` sample
+    /// says, or failed on one.
+    #[error("P005 policy self-test failed: {0}")]
+    SelfTest(String),
     /// The guest trapped.
     #[error("P010 policy trapped: {0}")]
     Trap(String),
@@ -41,6 +45,22 @@ pub enum PolicyError {
 }
 
 impl PolicyError {
+    /// The code that starts the message (`P003`), for machine-read answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyError::Read { .. } => "P001",
+            PolicyError::Compile(_) => "P002",
+            PolicyError::WrongWorld(_) => "P003",
+            PolicyError::Init(_) => "P004",
+            PolicyError::SelfTest(_) => "P005",
+            PolicyError::Trap(_) => "P010",
+            PolicyError::OutOfFuel => "P011",
+            PolicyError::Deadline => "P012",
+            PolicyError::Memory => "P013",
+            PolicyError::InvalidDecision(_) => "P014",
+        }
+    }
+
     /// Short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -48,6 +68,7 @@ impl PolicyError {
                 "load"
             }
             PolicyError::Init(_) => "init",
+            PolicyError::SelfTest(_) => "selftest",
             PolicyError::Trap(_) => "trap",
             PolicyError::OutOfFuel => "fuel",
             PolicyError::Deadline => "deadline",

@@ -1,23 +1,32 @@
 //! The routing policy: a sandboxed Wasm component. All of wasmtime lives here.
 //!
-//! `engine` holds the process-wide compiler and epoch ticker, `runtime` a
-//! loaded policy with its warm instances, `state` what an instance can reach,
+//! `engine` holds the process-wide compiler and epoch ticker, `load` makes a
+//! policy ready (`cache` keeps compiled code on disk, `selftest` runs the
+//! expected decisions, `version` names the result), `runtime` holds a loaded
+//! policy with its warm instances, `state` what an instance can reach,
 //! `convert` the mapping between WIT and host types.
 
 mod bindings;
+mod cache;
 mod convert;
 mod engine;
 mod error;
+mod load;
 mod output;
 mod runtime;
+mod selftest;
 mod state;
+mod version;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use cache::{ComponentCache, Source};
 pub use engine::PolicyEngine;
 pub use error::PolicyError;
+pub use load::{LoadReport, MAX_MODULE_BYTES, Module};
 pub use runtime::{Policy, Verdict};
+pub use version::{ModuleHash, PolicyVersion};
 
 /// What the policy learns about a connection besides its ClientHello.
 #[derive(Debug, Clone)]

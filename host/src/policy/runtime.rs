@@ -6,16 +6,15 @@
 //! so instances live as long as they behave. An instance that fails a call is
 //! dropped: after a trap its state cannot be trusted.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{PolicyPre, PolicyWorld};
 use super::engine::{EPOCH_TICK, PolicyEngine};
 use super::state::HostState;
+use super::version::PolicyVersion;
 use super::{Connection, PolicyError, convert};
 use crate::config::{INIT_BUDGET_FACTOR, PolicyConfig};
 use crate::decision::Decision;
@@ -23,14 +22,15 @@ use crate::hello::HelloSummary;
 
 /// A policy ready to decide.
 pub struct Policy {
-    engine: PolicyEngine,
-    pre: PolicyPre<HostState>,
-    settings: PolicyConfig,
-    idle: ArrayQueue<Instance>,
+    pub(super) engine: PolicyEngine,
+    pub(super) pre: PolicyPre<HostState>,
+    pub(super) settings: PolicyConfig,
+    pub(super) idle: ArrayQueue<Instance>,
+    pub(super) version: PolicyVersion,
 }
 
 /// One instance and the store it lives in.
-struct Instance {
+pub(super) struct Instance {
     store: Store<HostState>,
     world: PolicyWorld,
 }
@@ -45,49 +45,6 @@ pub struct Verdict {
 }
 
 impl Policy {
-    /// Read, compile and link the module (on a blocking thread: this is the
-    /// slow part), type-check it against the world, then warm
-    /// `settings.instances` instances, running `init` in each.
-    pub async fn load(
-        engine: &PolicyEngine,
-        settings: &PolicyConfig,
-    ) -> Result<Policy, PolicyError> {
-        let (engine2, path) = (engine.clone(), settings.module.clone());
-        let pre = tokio::task::spawn_blocking(move || compile(&engine2, &read_module(&path)?))
-            .await
-            .map_err(|e| PolicyError::Compile(format!("compiler thread failed: {e}")))??;
-        Policy::warm(engine, settings, pre).await
-    }
-
-    /// As [`load`](Self::load), from the component's bytes, compiling on the
-    /// calling thread.
-    pub async fn from_bytes(
-        engine: &PolicyEngine,
-        settings: &PolicyConfig,
-        bytes: &[u8],
-    ) -> Result<Policy, PolicyError> {
-        let pre = compile(engine, bytes)?;
-        Policy::warm(engine, settings, pre).await
-    }
-
-    async fn warm(
-        engine: &PolicyEngine,
-        settings: &PolicyConfig,
-        pre: PolicyPre<HostState>,
-    ) -> Result<Policy, PolicyError> {
-        let policy = Policy {
-            engine: engine.clone(),
-            pre,
-            settings: settings.clone(),
-            idle: ArrayQueue::new(settings.instances),
-        };
-        for _ in 0..settings.instances {
-            let instance = policy.instantiate().await?;
-            let _ = policy.idle.push(instance);
-        }
-        Ok(policy)
-    }
-
     /// Ask the policy about one connection.
     ///
     /// The guest runs on a fiber on the calling task, bounded by the fuel
@@ -132,7 +89,7 @@ impl Policy {
         }
     }
 
-    async fn instantiate(&self) -> Result<Instance, PolicyError> {
+    pub(super) async fn instantiate(&self) -> Result<Instance, PolicyError> {
         let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
         tokio::time::timeout(
             init_time + 2 * EPOCH_TICK,
@@ -164,17 +121,11 @@ impl Policy {
     pub fn settings(&self) -> &PolicyConfig {
         &self.settings
     }
-}
 
-/// Compile and link: the component must be valid and of the policy world.
-fn compile(engine: &PolicyEngine, bytes: &[u8]) -> Result<PolicyPre<HostState>, PolicyError> {
-    let component = Component::new(&engine.engine, bytes)
-        .map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
-    let instance_pre = engine
-        .linker
-        .instantiate_pre(&component)
-        .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
-    PolicyPre::new(instance_pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))
+    /// Its content hash and load time.
+    pub fn version(&self) -> &PolicyVersion {
+        &self.version
+    }
 }
 
 /// Give the store a fresh fuel budget and deadline before a call.
@@ -195,11 +146,4 @@ fn classify(error: &wasmtime::Error, state: &HostState) -> PolicyError {
         // discriminant...), which is the guest's fault too.
         None => PolicyError::InvalidDecision(format!("{error:#}")),
     }
-}
-
-fn read_module(path: &Path) -> Result<Vec<u8>, PolicyError> {
-    std::fs::read(path).map_err(|e| PolicyError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
 }

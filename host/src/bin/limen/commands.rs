@@ -6,6 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use limen::control::ControlHandle;
+use limen::control::client;
+use limen::control::protocol::{Answer, Request};
 use limen::explain::{self, HelloSource};
 use limen::policy::{Policy, PolicyEngine};
 use limen::tls::Tls;
@@ -50,9 +53,24 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
+        tokio::spawn(reload_on_sighup(path.to_owned(), server.handle()));
         server.run(shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// SIGHUP: re-read the config file and apply it (or refuse it whole).
+async fn reload_on_sighup(path: PathBuf, handle: ControlHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload with limen swap only");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reloading");
+        // The outcome is logged (and counted) by the control task.
+        let _ = handle.reload_from(&path).await;
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
@@ -82,7 +100,7 @@ fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let start = Instant::now();
-    let engine = PolicyEngine::new()?;
+    let engine = PolicyEngine::new()?.with_cache(config.policy.cache.as_deref());
     let mut settings = config.policy.clone();
     settings.instances = 1;
     small_runtime()?.block_on(Policy::load(&engine, &settings))?;
@@ -136,4 +154,62 @@ pub(crate) fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     let report = small_runtime()?.block_on(explain::explain(&config, source, args.client))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// Where a running limen's admin endpoint is.
+#[derive(Args)]
+pub(crate) struct AdminArgs {
+    /// Unix socket path, or loopback `host:port` ([admin] in the config).
+    #[arg(long)]
+    admin: String,
+    /// File holding the admin token, if the endpoint requires one.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+/// `limen swap` flags.
+#[derive(Args)]
+pub(crate) struct SwapArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// The component to make live.
+    #[arg(long)]
+    module: PathBuf,
+    /// Its `init` config as JSON (default: the live policy's).
+    #[arg(long)]
+    config_json: Option<String>,
+}
+
+pub(crate) fn swap(args: &SwapArgs) -> anyhow::Result<()> {
+    let module = std::fs::read(&args.module)
+        .with_context(|| format!("P001 cannot read {}", args.module.display()))?;
+    let request = Request::Swap {
+        module_len: module.len(),
+        config_json: args.config_json.clone(),
+    };
+    admin_call(&args.admin, request, &module)
+}
+
+pub(crate) fn status(args: &AdminArgs) -> anyhow::Result<()> {
+    admin_call(args, Request::Status, &[])
+}
+
+/// Print the answer as JSON; a refusal is also the command's error.
+fn admin_call(args: &AdminArgs, request: Request, module: &[u8]) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let answer = small_runtime()?.block_on(client::call(&args.admin, token, request, module))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    match answer {
+        Answer::Refused { error, .. } => bail!("refused, the live policy stays: {error}"),
+        Answer::Denied { error } => bail!("E042 denied: {error}"),
+        _ => Ok(()),
+    }
 }

@@ -37,6 +37,10 @@ enum Command {
     },
     /// Print the parsed hello and the policy's decision as JSON, offline.
     Explain(commands::ExplainArgs),
+    /// Make a module the live policy of a running limen (via its [admin] endpoint).
+    Swap(commands::SwapArgs),
+    /// Show a running limen's live policy version and listeners.
+    Status(commands::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,8 @@ fn main() -> ExitCode {
         Command::Run { config } => commands::run(&config),
         Command::Check { config } => commands::check(&config),
         Command::Explain(args) => commands::explain(&args),
+        Command::Swap(args) => commands::swap(&args),
+        Command::Status(args) => commands::status(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

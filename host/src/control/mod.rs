@@ -1,0 +1,349 @@
+//! Changing a running limen: policy swaps (file watch, `limen swap`) and
+//! configuration reloads (SIGHUP). One task owns every change and takes
+//! them in turn, so two never interleave; connections only ever see a
+//! finished policy or configuration, swapped in atomically (see `Live`).
+//!
+//! `listeners` runs the accept loops, `watch` follows the module file,
+//! `admin` serves `limen swap`/`limen status` over the `protocol`, and
+//! `client` is that protocol's client side.
+
+pub mod admin;
+pub mod client;
+pub(crate) mod listeners;
+pub mod protocol;
+mod reload;
+mod watch;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::listener::Serve;
+use crate::metrics::Metrics;
+use crate::policy::{Module, Policy, PolicyEngine, PolicyError};
+use listeners::{Bound, ListenerSet};
+use protocol::{Answer, Status, Swapped};
+
+/// Queued changes; a full queue makes the sender wait.
+const QUEUE: usize = 16;
+
+/// What set a change off: the label of `limen_policy_swaps_total{trigger}`.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    Admin,
+    File,
+}
+
+impl Trigger {
+    fn name(self) -> &'static str {
+        match self {
+            Trigger::Admin => "admin",
+            Trigger::File => "file",
+        }
+    }
+}
+
+enum Command {
+    Swap {
+        module: Arc<[u8]>,
+        config_json: Option<String>,
+        reply: oneshot::Sender<Answer>,
+    },
+    FileChanged {
+        at: Instant,
+    },
+    Reload {
+        config: Box<Config>,
+        reply: oneshot::Sender<Answer>,
+    },
+}
+
+/// Sends changes to a running limen.
+#[derive(Clone)]
+pub struct ControlHandle {
+    tx: mpsc::Sender<Command>,
+    metrics: Metrics,
+}
+
+impl ControlHandle {
+    /// Read and validate the config file at `path` (on a blocking thread)
+    /// and [`reload`](Self::reload) it; a file that does not validate is
+    /// refused here, counted like any refused reload.
+    pub async fn reload_from(&self, path: &Path) -> Answer {
+        let path = path.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| loaded.map_err(|e| e.to_string()));
+        match loaded {
+            Ok(config) => self.reload(config).await,
+            Err(error) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["refused"])
+                    .inc();
+                tracing::warn!("configuration refused, the old one stays: {error}");
+                Answer::Refused {
+                    code: reload::code_of(&error),
+                    error,
+                    live: String::new(),
+                }
+            }
+        }
+    }
+
+    /// Make `module` the live policy (with `config_json`, or the live
+    /// policy's config), if it passes every check.
+    pub async fn swap(&self, module: Arc<[u8]>, config_json: Option<String>) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            Command::Swap {
+                module,
+                config_json,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    /// Apply a new configuration (already parsed and validated), or refuse
+    /// it whole.
+    pub async fn reload(&self, config: Config) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            Command::Reload {
+                config: Box::new(config),
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    async fn send(&self, command: Command, answer: oneshot::Receiver<Answer>) -> Answer {
+        let stopped = || Answer::Denied {
+            error: "limen is shutting down".into(),
+        };
+        if self.tx.send(command).await.is_err() {
+            return stopped();
+        }
+        answer.await.unwrap_or_else(|_| stopped())
+    }
+}
+
+/// The owner of every change to the running configuration and policy.
+pub(crate) struct Control {
+    engine: PolicyEngine,
+    /// The configuration live now.
+    config: Config,
+    serve: Arc<Serve>,
+    listeners: ListenerSet,
+    /// Bound at start, started when `run` begins.
+    pending: Vec<Bound>,
+    watch: Option<watch::Watch>,
+    tx: mpsc::Sender<Command>,
+    rx: mpsc::Receiver<Command>,
+}
+
+impl Control {
+    pub(crate) fn new(
+        engine: PolicyEngine,
+        config: Config,
+        serve: Arc<Serve>,
+        bound: Vec<Bound>,
+    ) -> Control {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Control {
+            engine,
+            config,
+            serve,
+            listeners: ListenerSet::default(),
+            pending: bound,
+            watch: None,
+            tx,
+            rx,
+        }
+    }
+
+    pub(crate) fn handle(&self) -> ControlHandle {
+        ControlHandle {
+            tx: self.tx.clone(),
+            metrics: self.serve.live.shared.load().metrics.clone(),
+        }
+    }
+
+    /// Start the accept loops and the file watch, then take changes until
+    /// shutdown; return once every accept loop has ended.
+    pub(crate) async fn run(mut self) {
+        for bound in std::mem::take(&mut self.pending) {
+            self.listeners.start(bound, &self.serve);
+        }
+        self.rewatch();
+        loop {
+            let command = tokio::select! {
+                command = self.rx.recv() => command,
+                () = self.serve.stop.cancelled() => None,
+            };
+            let Some(command) = command else { break };
+            match command {
+                Command::Swap {
+                    module,
+                    config_json,
+                    reply,
+                } => {
+                    let start = Instant::now();
+                    let answer = match Module::from_bytes(module).await {
+                        Ok(module) => self.swap(Trigger::Admin, module, config_json, start).await,
+                        Err(error) => self.refused(Trigger::Admin, &error),
+                    };
+                    let _ = reply.send(answer);
+                }
+                Command::FileChanged { at } => {
+                    let path = self.config.policy.module.clone();
+                    match Module::read(&path).await {
+                        Ok(module) => {
+                            self.swap(Trigger::File, module, None, at).await;
+                        }
+                        Err(error) => {
+                            self.refused(Trigger::File, &error);
+                        }
+                    }
+                }
+                Command::Reload { config, reply } => {
+                    let answer = self.reload(*config).await;
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+        self.watch = None;
+        self.listeners.wait().await;
+    }
+
+    /// Prepare `module` beside the live policy and, if it passes, make it
+    /// live. `config_json` replaces the live policy's config; the other
+    /// settings (limits, self-test) are the live policy's.
+    async fn swap(
+        &mut self,
+        trigger: Trigger,
+        module: Module,
+        config_json: Option<String>,
+        start: Instant,
+    ) -> Answer {
+        let live = self.serve.live.policy.load_full();
+        let mut settings = live.settings().clone();
+        if let Some(json) = config_json {
+            settings.config_json = json;
+        }
+        if module.hash == live.version().module
+            && settings.config_json == live.settings().config_json
+        {
+            self.count(trigger, "unchanged");
+            tracing::info!(trigger = trigger.name(), version = %live.version(), "policy unchanged");
+            return Answer::Unchanged {
+                version: live.version().to_string(),
+            };
+        }
+        let (policy, report) = match Policy::prepare(&self.engine, &settings, &module).await {
+            Ok(prepared) => prepared,
+            Err(error) => return self.refused(trigger, &error),
+        };
+        let answer = Swapped {
+            version: policy.version().to_string(),
+            previous: live.version().to_string(),
+            compiled_from: report.source.name().into(),
+            compile_ms: millis(report.compile),
+            init_ms: millis(report.init),
+            samples: report.samples,
+            total_ms: 0.0,
+        };
+        self.make_live(policy);
+        let answer = Swapped {
+            total_ms: millis(start.elapsed()),
+            ..answer
+        };
+        self.count(trigger, "applied");
+        tracing::info!(
+            trigger = trigger.name(), version = %answer.version, previous = %answer.previous,
+            compiled_from = %answer.compiled_from, compile_ms = answer.compile_ms,
+            init_ms = answer.init_ms, samples = answer.samples, total_ms = answer.total_ms,
+            "policy swapped"
+        );
+        Answer::Swapped(answer)
+    }
+
+    /// The one place a policy goes live.
+    fn make_live(&self, policy: Policy) {
+        let metrics = &self.serve.live.shared.load().metrics;
+        metrics.set_policy_version(&policy.version().id);
+        self.serve.live.policy.store(Arc::new(policy));
+    }
+
+    fn refused(&self, trigger: Trigger, error: &PolicyError) -> Answer {
+        self.count(trigger, "refused");
+        let live = self.serve.live.policy.load();
+        tracing::warn!(
+            trigger = trigger.name(), code = error.code(), live = %live.version(),
+            "policy refused, the live one stays: {error}"
+        );
+        Answer::Refused {
+            code: error.code().into(),
+            error: error.to_string(),
+            live: live.version().to_string(),
+        }
+    }
+
+    fn count(&self, trigger: Trigger, outcome: &str) {
+        let shared = self.serve.live.shared.load();
+        shared
+            .metrics
+            .policy_swaps
+            .with_label_values(&[trigger.name(), outcome])
+            .inc();
+    }
+
+    /// Follow the configured module file (again, after a reload changed it).
+    fn rewatch(&mut self) {
+        self.watch = None;
+        if !self.config.policy.watch {
+            return;
+        }
+        let tx = self.tx.clone();
+        match watch::Watch::start(&self.config.policy.module, move |at| {
+            // Full queue: a change is already pending, and it will re-read the file.
+            let _ = tx.try_send(Command::FileChanged { at });
+        }) {
+            Ok(watch) => self.watch = Some(watch),
+            Err(error) => tracing::warn!(
+                module = %self.config.policy.module.display(),
+                "cannot watch the policy module, swaps only by SIGHUP or limen swap: {error}"
+            ),
+        }
+    }
+}
+
+/// The live state, as `limen status` shows it.
+pub(crate) fn status(serve: &Serve) -> Status {
+    let policy = serve.live.policy.load();
+    let shared = serve.live.shared.load();
+    let version = policy.version();
+    Status {
+        version: version.to_string(),
+        module_sha256: version.module.to_hex(),
+        loaded_at: humantime::format_rfc3339_millis(version.loaded_at).to_string(),
+        module_path: policy.settings().module.display().to_string(),
+        listeners: shared
+            .listeners
+            .iter()
+            .map(|(name, addr)| (name.to_string(), addr.to_string()))
+            .collect(),
+        generation: shared.generation,
+    }
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}

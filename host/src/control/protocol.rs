@@ -1,0 +1,130 @@
+//! The admin protocol, shared by limen and `limen swap`/`limen status`.
+//!
+//! A request is one JSON line ([`Envelope`]); a swap's module follows it as
+//! exactly `module_len` raw bytes. The answer is one JSON line ([`Answer`]).
+//! The module travels in the request (rather than as a path) so limen never
+//! reads a file an admin client names.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line accepted.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A request and the token that authorises it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The admin token, when limen's `[admin] token_file` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// What is asked.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// What an admin client can ask.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Make this module (its bytes follow the line) the live policy.
+    Swap {
+        /// Length of the module that follows.
+        module_len: usize,
+        /// `init`'s config for it; the live policy's config when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config_json: Option<String>,
+    },
+    /// Describe the live policy and listeners.
+    Status,
+}
+
+/// limen's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Answer {
+    /// The candidate passed every step and is live.
+    Swapped(Swapped),
+    /// The candidate has the live policy's content: nothing changed.
+    Unchanged {
+        /// The live version.
+        version: String,
+    },
+    /// The candidate (or new config) was refused; the old one serves on.
+    Refused {
+        /// `P003`, `E010`...
+        code: String,
+        /// The full, logged reason.
+        error: String,
+        /// The version still live.
+        live: String,
+    },
+    /// A new configuration is live.
+    Reloaded(Reloaded),
+    /// The live state.
+    Status(Status),
+    /// Bad request or token.
+    Denied {
+        /// Why.
+        error: String,
+    },
+}
+
+impl Answer {
+    /// Whether the request achieved what it asked (or there was nothing to do).
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self,
+            Answer::Swapped(_) | Answer::Unchanged { .. } | Answer::Reloaded(_) | Answer::Status(_)
+        )
+    }
+}
+
+/// A successful swap.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Swapped {
+    /// The new live version.
+    pub version: String,
+    /// The version it replaced.
+    pub previous: String,
+    /// `compiled` or `cache`.
+    pub compiled_from: String,
+    /// Hashing and compiling (or loading compiled code).
+    pub compile_ms: f64,
+    /// Warming instances (`init`).
+    pub init_ms: f64,
+    /// Self-test samples run (all passed).
+    pub samples: usize,
+    /// From the trigger to live.
+    pub total_ms: f64,
+}
+
+/// A successful configuration reload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// The live policy version afterwards.
+    pub version: String,
+    /// Listeners opened.
+    pub added: Vec<String>,
+    /// Listeners closed (their connections carry on).
+    pub removed: Vec<String>,
+    /// Whether the policy was reloaded (module or policy settings changed).
+    pub policy_changed: bool,
+    /// From the trigger to live.
+    pub total_ms: f64,
+}
+
+/// The live state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The live policy version.
+    pub version: String,
+    /// SHA-256 of its module.
+    pub module_sha256: String,
+    /// When it went live (RFC 3339).
+    pub loaded_at: String,
+    /// The module path the file watch follows.
+    pub module_path: String,
+    /// Listeners: name and bound address.
+    pub listeners: Vec<(String, String)>,
+    /// Configuration generation: 1 at start, +1 per applied reload.
+    pub generation: u64,
+}

@@ -1,0 +1,130 @@
+//! Applying a new configuration (SIGHUP): certificates, policy and new
+//! listeners are all made ready first; any failure refuses the new
+//! configuration whole and the old one runs on untouched. Only then is it
+//! switched in: a new generation for new connections, added listeners
+//! started, removed ones stopped (their connections carry on).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::protocol::{Answer, Reloaded};
+use super::{Control, listeners, millis};
+use crate::config::Config;
+use crate::policy::{Module, Policy};
+use crate::server::{Shared, load_tls};
+
+impl Control {
+    pub(super) async fn reload(&mut self, config: Config) -> Answer {
+        let start = Instant::now();
+        match self.apply(config, start).await {
+            Ok(reloaded) => {
+                self.reloads("applied");
+                tracing::info!(
+                    version = %reloaded.version, added = ?reloaded.added, removed = ?reloaded.removed,
+                    policy_changed = reloaded.policy_changed, total_ms = reloaded.total_ms,
+                    "configuration reloaded"
+                );
+                Answer::Reloaded(reloaded)
+            }
+            Err(error) => {
+                self.reloads("refused");
+                let live = self.serve.live.policy.load().version().to_string();
+                tracing::warn!(%live, "configuration refused, the old one stays: {error}");
+                Answer::Refused {
+                    code: code_of(&error),
+                    error,
+                    live,
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, config: Config, start: Instant) -> Result<Reloaded, String> {
+        if config.admin != self.config.admin {
+            tracing::warn!("[admin] changes take effect at the next start");
+        }
+        let tls = load_tls(&config).await.map_err(|e| e.to_string())?;
+        let live = self.serve.live.policy.load_full();
+        let module = Module::read(&config.policy.module)
+            .await
+            .map_err(|e| e.to_string())?;
+        let policy = if module.hash == live.version().module && config.policy == *live.settings() {
+            None
+        } else {
+            let (policy, _) = Policy::prepare(&self.engine, &config.policy, &module)
+                .await
+                .map_err(|e| e.to_string())?;
+            Some(policy)
+        };
+        let (added, removed) = self.listeners.diff(&config.listeners);
+        let bound = listeners::bind(&added).await.map_err(|e| e.to_string())?;
+
+        // Everything is ready: switch. The new generation is stored before
+        // new listeners accept, so their connections never see an old one
+        // (whose `own` addresses would not include them).
+        let mut addrs = self.listeners.addrs();
+        addrs.retain(|(name, _)| !removed.contains(name));
+        addrs.extend(bound.iter().map(listeners::Bound::addr));
+        let old = self.serve.live.shared.load_full();
+        let shared = Shared::new(&config, tls, addrs, old.metrics.clone(), old.generation + 1);
+        self.serve.live.shared.store(Arc::new(shared));
+        let policy_changed = policy.is_some();
+        if let Some(policy) = policy {
+            self.make_live(policy);
+        }
+        for name in &removed {
+            self.listeners.stop(name);
+        }
+        for bound in bound {
+            self.listeners.start(bound, &self.serve);
+        }
+        self.resize(old.limits.max_connections, config.limits.max_connections);
+        let rewatch = config.policy.module != self.config.policy.module
+            || config.policy.watch != self.config.policy.watch;
+        self.config = config;
+        if rewatch {
+            self.rewatch();
+        }
+        Ok(Reloaded {
+            version: self.serve.live.policy.load().version().to_string(),
+            added: added.iter().map(|l| l.name.to_string()).collect(),
+            removed: removed.iter().map(|n| n.to_string()).collect(),
+            policy_changed,
+            total_ms: millis(start.elapsed()),
+        })
+    }
+
+    /// Change the connection limit: grow at once; shrink as connections
+    /// finish (a background task takes the difference as they free up).
+    fn resize(&self, old: usize, new: usize) {
+        if new > old {
+            self.serve.permits.add_permits(new - old);
+        } else if new < old {
+            let permits = self.serve.permits.clone();
+            let fewer = u32::try_from(old - new).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(taken) = permits.acquire_many_owned(fewer).await {
+                    taken.forget();
+                }
+            });
+        }
+    }
+
+    fn reloads(&self, outcome: &str) {
+        let shared = self.serve.live.shared.load();
+        shared
+            .metrics
+            .config_reloads
+            .with_label_values(&[outcome])
+            .inc();
+    }
+}
+
+/// The `E030`/`P003` code a message starts with.
+pub(super) fn code_of(message: &str) -> String {
+    let word = message.split_whitespace().next().unwrap_or("");
+    let coded = word.len() == 4
+        && word.starts_with(['E', 'P'])
+        && word[1..].bytes().all(|b| b.is_ascii_digit());
+    if coded { word } else { "E000" }.to_owned()
+}

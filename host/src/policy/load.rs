@@ -1,0 +1,161 @@
+//! Making a policy ready: read, hash, compile (or load from the cache),
+//! type-check against the world, warm instances (running `init`), and run the
+//! `[[policy.expect]]` self-test. A policy that passes every step may go live;
+//! nothing here touches the live one.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use wasmtime::component::Component;
+
+use super::bindings::PolicyPre;
+use super::cache::Source;
+use super::engine::PolicyEngine;
+use super::runtime::Policy;
+use super::state::HostState;
+use super::version::{ModuleHash, PolicyVersion};
+use super::{PolicyError, selftest};
+use crate::config::PolicyConfig;
+
+/// Largest module limen reads (an 18 MB Python component fits).
+pub const MAX_MODULE_BYTES: usize = 64 << 20;
+
+/// What loading a policy took.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Compiled now or loaded from the cache.
+    pub source: Source,
+    /// Hashing plus compiling or loading the compiled code.
+    pub compile: Duration,
+    /// Instantiating the warm instances and running their `init`.
+    pub init: Duration,
+    /// Running the self-test samples.
+    pub selftest: Duration,
+    /// How many samples passed.
+    pub samples: usize,
+}
+
+/// A module's bytes and their hash, computed once off the connection path.
+#[derive(Clone)]
+pub struct Module {
+    bytes: Arc<[u8]>,
+    /// SHA-256 of the bytes.
+    pub hash: ModuleHash,
+}
+
+impl Module {
+    /// Read and hash a module file on a blocking thread, refusing one over
+    /// [`MAX_MODULE_BYTES`].
+    pub async fn read(path: impl AsRef<Path>) -> Result<Module, PolicyError> {
+        let path = path.as_ref().to_owned();
+        blocking(move || {
+            let fail = |reason: String| PolicyError::Read {
+                path: path.display().to_string(),
+                reason,
+            };
+            let len = std::fs::metadata(&path)
+                .map_err(|e| fail(e.to_string()))?
+                .len();
+            if len > MAX_MODULE_BYTES as u64 {
+                return Err(fail(format!(
+                    "{len} bytes, more than the {MAX_MODULE_BYTES} limen reads"
+                )));
+            }
+            let bytes: Arc<[u8]> = std::fs::read(&path)
+                .map_err(|e| fail(e.to_string()))?
+                .into();
+            Ok(Module {
+                hash: ModuleHash::of(&bytes),
+                bytes,
+            })
+        })
+        .await
+    }
+
+    /// Hash bytes received otherwise (from `limen swap`), on a blocking thread.
+    pub async fn from_bytes(bytes: Arc<[u8]>) -> Result<Module, PolicyError> {
+        blocking(move || {
+            Ok(Module {
+                hash: ModuleHash::of(&bytes),
+                bytes,
+            })
+        })
+        .await
+    }
+}
+
+impl Policy {
+    /// Read `settings.module` and [`prepare`](Self::prepare) it.
+    pub async fn load(
+        engine: &PolicyEngine,
+        settings: &PolicyConfig,
+    ) -> Result<Policy, PolicyError> {
+        let module = Module::read(&settings.module).await?;
+        Ok(Policy::prepare(engine, settings, &module).await?.0)
+    }
+
+    /// Make a policy of `module`: compile it (or load it from the cache) on a
+    /// blocking thread, type-check it, warm `settings.instances` instances,
+    /// run the self-test. The live policy serves meanwhile.
+    pub async fn prepare(
+        engine: &PolicyEngine,
+        settings: &PolicyConfig,
+        module: &Module,
+    ) -> Result<(Policy, LoadReport), PolicyError> {
+        let start = Instant::now();
+        let (engine2, bytes, hash) = (engine.clone(), module.bytes.clone(), module.hash);
+        let (component, source) = blocking(move || {
+            engine2
+                .cache
+                .load(&engine2.engine, hash, &bytes)
+                .map_err(|e| PolicyError::Compile(format!("{e:#}")))
+        })
+        .await?;
+        let pre = link(engine, &component)?;
+        let compile = start.elapsed();
+        let policy = Policy {
+            engine: engine.clone(),
+            pre,
+            settings: settings.clone(),
+            idle: ArrayQueue::new(settings.instances),
+            version: PolicyVersion::new(hash, &settings.config_json),
+        };
+        let start = Instant::now();
+        for _ in 0..settings.instances {
+            let instance = policy.instantiate().await?;
+            let _ = policy.idle.push(instance);
+        }
+        let init = start.elapsed();
+        let start = Instant::now();
+        let samples = selftest::run(&policy, &settings.expect).await?;
+        let report = LoadReport {
+            source,
+            compile,
+            init,
+            selftest: start.elapsed(),
+            samples,
+        };
+        Ok((policy, report))
+    }
+}
+
+/// Type-check: the component must be of the policy world, and import
+/// nothing limen does not provide.
+fn link(engine: &PolicyEngine, component: &Component) -> Result<PolicyPre<HostState>, PolicyError> {
+    let instance_pre = engine
+        .linker
+        .instantiate_pre(component)
+        .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+    PolicyPre::new(instance_pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))
+}
+
+/// Run file reading, hashing or compiling where it cannot stall connections.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, PolicyError> + Send + 'static,
+) -> Result<T, PolicyError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| PolicyError::Compile(format!("loader thread failed: {e}")))?
+}
