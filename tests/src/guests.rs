@@ -90,3 +90,14 @@ pub fn route_body(body: &str, data: &str) -> String {
 /// at address 512: discriminant 0, then the upstream record at +4 (address
 /// pointer and length; both options `none`).
 pub const PASSTHROUGH_10_255_0_1: &str = r#"(data (i32.const 512) "\00\00\00\00\00\04\00\00\0e\00\00\00") (data (i32.const 1024) "10.255.0.1:443")"#;
+
+/// A component that passes every connection through to `upstream`
+/// (`host:port`), ignoring its config: the smallest real policy.
+pub fn passthrough_to(upstream: &str) -> anyhow::Result<Vec<u8>> {
+    let len = upstream.len();
+    anyhow::ensure!(len < 256, "upstream too long");
+    let data = format!(
+        r#"(data (i32.const 512) "\00\00\00\00\00\04\00\00\{len:02x}\00\00\00") (data (i32.const 1024) "{upstream}")"#
+    );
+    policy_component(&route_body("(i32.const 512)", &data))
+}

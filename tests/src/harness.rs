@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use limen::control::ControlHandle;
 use limen::metrics::Metrics;
 use limen::{Config, Server};
 use tokio::sync::oneshot;
@@ -16,6 +17,8 @@ pub struct Running {
     pub addrs: Vec<(String, SocketAddr)>,
     /// Its counters.
     pub metrics: Metrics,
+    /// Reloads and swaps, as SIGHUP and `limen swap` do them.
+    pub control: ControlHandle,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -31,6 +34,7 @@ impl Running {
             .map(|(n, a)| (n.to_string(), a))
             .collect();
         let metrics = server.metrics();
+        let control = server.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -39,6 +43,7 @@ impl Running {
             addr: addrs[0].1,
             addrs,
             metrics,
+            control,
             stop: Some(stop),
             task: Some(task),
         })

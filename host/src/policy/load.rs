@@ -29,7 +29,8 @@ pub struct LoadReport {
     pub source: Source,
     /// Hashing plus compiling or loading the compiled code.
     pub compile: Duration,
-    /// Instantiating the warm instances and running their `init`.
+    /// Instantiating the warm instances, running their `init` and one
+    /// warm-up `route` call each.
     pub init: Duration,
     /// Running the self-test samples.
     pub selftest: Duration,
@@ -127,6 +128,7 @@ impl Policy {
             let instance = policy.instantiate().await?;
             let _ = policy.idle.push(instance);
         }
+        selftest::warm(&policy, settings.instances).await;
         let init = start.elapsed();
         let start = Instant::now();
         let samples = selftest::run(&policy, &settings.expect).await?;

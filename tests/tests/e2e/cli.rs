@@ -7,22 +7,8 @@ use std::process::{Command, Output};
 use limen_e2e::guests::{self, component_of_world, policy_component, route_body};
 use limen_e2e::harness::config;
 
-use crate::common::scratch;
+use crate::common::{limen, scratch};
 use crate::faults::INIT_FAILS;
-
-/// `target/<profile>/limen`, beside this test binary's `deps/` directory
-/// (cargo builds the workspace's binaries before running its tests).
-fn limen() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("limen");
-    assert!(
-        bin.is_file(),
-        "{} missing: run `cargo build -p limen`",
-        bin.display()
-    );
-    bin
-}
 
 fn check(toml: &str) -> Output {
     let path = scratch("limen.toml");

@@ -109,3 +109,20 @@ pub(crate) fn static_routes(
     }
     config
 }
+
+/// `target/<profile>/limen`, beside this test binary's `deps/` directory
+/// (cargo builds the workspace's binaries before running its tests).
+pub(crate) fn limen() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir");
+    let bin = dir.join("limen");
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build -p limen`",
+        bin.display()
+    );
+    bin
+}

@@ -9,4 +9,6 @@ mod faults;
 mod peek;
 mod routing;
 mod shutdown;
+mod swap;
+mod swap_safety;
 mod terminate;

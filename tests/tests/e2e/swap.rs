@@ -1,0 +1,260 @@
+//! Hot swaps over the admin endpoint: under a steady load of new
+//! connections, under a long-lived stream, and with candidates that must be
+//! refused. Two real guests that route the same name differently:
+//! `static-routes` sends `t.test` to backend A, `regex-services` to B.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use limen::control::client;
+use limen::control::protocol::{Answer, Request};
+use limen_e2e::harness::{Running, config};
+use limen_e2e::{backend, guests};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::{WAIT, scratch};
+
+/// The two policies: (module bytes, init config) for A and for B.
+pub(crate) struct TwoPolicies {
+    pub(crate) a: (Vec<u8>, String),
+    pub(crate) b: (Vec<u8>, String),
+}
+
+impl TwoPolicies {
+    pub(crate) fn new(a: SocketAddr, b: SocketAddr) -> anyhow::Result<TwoPolicies> {
+        let read = |name| std::fs::read(guests::example(name));
+        Ok(TwoPolicies {
+            a: (
+                read("static-routes")?,
+                format!(r#"{{"routes":[{{"match":"t.test","upstream":"{a}"}}]}}"#),
+            ),
+            b: (
+                read("regex-services")?,
+                format!(r#"{{"rules":[{{"pattern":"^t\\.test$","upstream":"{b}"}}]}}"#),
+            ),
+        })
+    }
+
+    /// Swap to A (`to_a`) or B; panics unless the swap went live.
+    pub(crate) async fn swap(&self, admin: &Path, to_a: bool) -> anyhow::Result<()> {
+        let (module, json) = if to_a { &self.a } else { &self.b };
+        let answer = swap(admin, module, Some(json)).await?;
+        anyhow::ensure!(matches!(answer, Answer::Swapped(_)), "{answer:?}");
+        Ok(())
+    }
+}
+
+pub(crate) async fn swap(
+    admin: &Path,
+    module: &[u8],
+    config_json: Option<&str>,
+) -> anyhow::Result<Answer> {
+    let request = Request::Swap {
+        module_len: module.len(),
+        config_json: config_json.map(Into::into),
+    };
+    let admin = admin.to_str().expect("utf-8 path");
+    Ok(client::call(admin, None, request, module).await?)
+}
+
+/// limen live with policy A, an admin socket and its own compile cache.
+pub(crate) async fn start_with_admin(
+    a: SocketAddr,
+    extra_policy: &str,
+) -> anyhow::Result<(Running, PathBuf)> {
+    let admin = scratch("admin.sock");
+    let toml = config(
+        &guests::example("static-routes"),
+        &format!(
+            r#"default = "{a}"
+routes = [ {{ match = "t.test", upstream = "{a}" }} ]"#
+        ),
+        &format!("cache = \"{}\"\n{extra_policy}", scratch("cache").display()),
+        &format!("[admin]\nsocket = \"{}\"", admin.display()),
+    );
+    Ok((Running::start(&toml).await?, admin))
+}
+
+/// One connection: send a ClientHello for t.test, read the backend's reply.
+pub(crate) async fn ask(addr: SocketAddr, hello: &[u8]) -> std::io::Result<Vec<u8>> {
+    let run = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(hello).await?;
+        let mut reply = Vec::new();
+        tcp.read_to_end(&mut reply).await?;
+        Ok(reply)
+    };
+    tokio::time::timeout(WAIT, run).await?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_swaps_under_load_route_by_the_policy_live_at_accept() -> anyhow::Result<()> {
+    let (a, _) = backend::raw(b"A").await?;
+    let (b, _) = backend::raw(b"B").await?;
+    let policies = TwoPolicies::new(a, b)?;
+    // The tests of this binary run in parallel on a small machine: a 5 ms
+    // wall-clock deadline (the default) can pass while the OS runs other
+    // tests' threads, which is not what this test is about (faults.rs
+    // tests deadlines).
+    let (limen, admin) = start_with_admin(a, "timeout = \"250ms\"").await?;
+    let hello = Arc::new(limen::explain::synthesise("t.test", &[])?);
+    let done = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (hello, done, addr) = (hello.clone(), done.clone(), limen.addr);
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let reply = ask(addr, &hello).await;
+                seen.push((start, Instant::now(), reply));
+            }
+            seen
+        }));
+    }
+    // Each swap's window: it went live between sending and its answer.
+    let mut swaps: Vec<(Instant, Instant, &[u8])> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for k in 1..=100 {
+        let to_a = k % 2 == 0;
+        let sent = Instant::now();
+        policies.swap(&admin, to_a).await?;
+        swaps.push((sent, Instant::now(), if to_a { b"A" } else { b"B" }));
+        assert!(Instant::now() < deadline, "100 swaps took over 60 s");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    let (mut total, mut certain, mut failed, mut wrong) = (0, 0, Vec::new(), Vec::new());
+    for client in clients {
+        for (start, end, reply) in client.await? {
+            total += 1;
+            let reply = match reply {
+                Ok(reply) if reply == b"A" || reply == b"B" => reply,
+                other => {
+                    failed.push(format!("{other:?}"));
+                    continue;
+                }
+            };
+            // The policy live at accept is certain when no swap was under
+            // way between the connect and the reply.
+            let last = swaps.iter().rposition(|s| s.1 <= start);
+            let live: &[u8] = last.map_or(b"A", |k| swaps[k].2);
+            let next = swaps.get(last.map_or(0, |k| k + 1));
+            if next.is_none_or(|s| end <= s.0) {
+                certain += 1;
+                if reply != live {
+                    wrong.push(format!(
+                        "{:?} at {:?}",
+                        String::from_utf8_lossy(&reply),
+                        start
+                    ));
+                }
+            }
+        }
+    }
+    let failures: Vec<String> = limen
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("limen_policy_failures_total"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} failed ({failures:?}): {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} misrouted: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert!(
+        total >= 500 && certain * 2 >= total,
+        "{certain} of {total} connections had a certain policy"
+    );
+    assert_eq!(
+        limen.counter("limen_policy_swaps_total", &[("outcome", "applied")]),
+        100
+    );
+    limen.stop().await
+}
+
+/// An echo server: every byte back, in order, until EOF.
+async fn echo() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_lived_stream_stays_byte_exact_across_50_swaps() -> anyhow::Result<()> {
+    let echo = echo().await?;
+    let (b, _) = backend::raw(b"B").await?;
+    let policies = TwoPolicies::new(echo, b)?;
+    let (limen, admin) = start_with_admin(echo, "").await?;
+    let hello = limen::explain::synthesise("t.test", &[])?;
+    let mut stream = TcpStream::connect(limen.addr).await?;
+    stream.write_all(&hello).await?;
+    let mut back = vec![0; hello.len()];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut back)).await??;
+    assert_eq!(back, hello);
+
+    let swapping = Arc::new(AtomicBool::new(true));
+    let swapper = {
+        let swapping = swapping.clone();
+        tokio::spawn(async move {
+            for k in 1..=50 {
+                policies.swap(&admin, k % 2 == 0).await?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            swapping.store(false, Ordering::Relaxed);
+            anyhow::Ok(policies)
+        })
+    };
+    // Stream distinct chunks while the swaps run, and a few more after.
+    let (mut round, mut after, mut bytes) = (0u32, 0, 0usize);
+    while after < 5 {
+        let chunk: Vec<u8> = (0..16 * 1024u32)
+            .map(|i| (i.wrapping_mul(31) ^ round.wrapping_mul(7)) as u8)
+            .collect();
+        stream.write_all(&chunk).await?;
+        let mut echoed = vec![0; chunk.len()];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut echoed)).await??;
+        assert!(echoed == chunk, "round {round}: bytes differ");
+        bytes += chunk.len();
+        round += 1;
+        if !swapping.load(Ordering::Relaxed) {
+            after += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    swapper.await??;
+    assert_eq!(
+        limen.counter("limen_policy_swaps_total", &[("outcome", "applied")]),
+        50
+    );
+    assert!(round > 50, "only {round} rounds ({bytes} bytes) streamed");
+    // The swaps ended on A (the echo): a new connection goes there too,
+    // and the old one still ends cleanly.
+    stream.shutdown().await?;
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await??;
+    assert!(rest.is_empty());
+    limen.stop().await
+}
