@@ -45,6 +45,9 @@ async fn limen_swap(
     .expect("limen swap thread")
 }
 
+/// What is swapped in, its config JSON, and what the refusal must say.
+type Case<'a> = (&'a str, Vec<u8>, Option<String>, Vec<&'a str>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_candidates_are_refused_each_way_and_the_old_policy_serves() -> anyhow::Result<()> {
     let (a, _) = backend::raw(b"A").await?;
@@ -58,7 +61,7 @@ async fn broken_candidates_are_refused_each_way_and_the_old_policy_serves() -> a
     let hello = limen::explain::synthesise("t.test", &[])?;
     let read = |name| std::fs::read(guests::example(name)).expect("example guest");
     let disagreement = format!("expected passthrough:{a}, got passthrough:{b}");
-    let cases: Vec<(&str, Vec<u8>, Option<String>, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "not a component",
             wat::parse_str("(module)")?,
