@@ -179,7 +179,8 @@ impl TryFrom<FileConfig> for Config {
                     l.name
                 ));
             }
-            if !binds.insert(l.bind) {
+            // Port 0 asks the kernel for a fresh port each time: not a clash.
+            if l.bind.port() != 0 && !binds.insert(l.bind) {
                 return invalid(format!("listeners: bind `{}` is used twice", l.bind));
             }
         }

@@ -75,3 +75,49 @@ fn the_readme_example_loads() {
     assert!(config.allow.allows_addr("[fd00::1]:443".parse().unwrap()));
     assert!(config.allow.allows_name("a.b.svc.cluster.local", 443));
 }
+
+#[test]
+fn port_zero_may_repeat_but_a_real_address_may_not() {
+    let two = |bind: &str| {
+        GOOD.replace(
+            "bind = \"127.0.0.1:8443\"",
+            &format!("bind = \"{bind}\"\n[[listeners]]\nname = \"other\"\nbind = \"{bind}\""),
+        )
+    };
+    assert!(Config::from_toml(&two("127.0.0.1:0")).is_ok());
+    let err = Config::from_toml(&two("127.0.0.1:8443"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("used twice"), "{err}");
+}
+
+#[test]
+fn admin_is_loopback_or_unix_unless_made_public_with_a_token() {
+    let with = |admin: &str| Config::from_toml(&format!("{GOOD}\n[admin]\n{admin}"));
+    assert!(with("socket = \"/run/limen.sock\"").is_ok());
+    assert!(with("bind = \"127.0.0.1:9901\"").is_ok());
+    let err = with("bind = \"0.0.0.0:9901\"").unwrap_err().to_string();
+    assert!(err.contains("allow_public"), "{err}");
+    let err = with("bind = \"0.0.0.0:9901\"\nallow_public = true")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("token_file"), "{err}");
+    assert!(with("bind = \"0.0.0.0:9901\"\nallow_public = true\ntoken_file = \"t\"").is_ok());
+    assert!(with("socket = \"a\"\nbind = \"127.0.0.1:1\"").is_err());
+}
+
+#[test]
+fn expectations_name_known_listeners_and_canonical_decisions() {
+    let with = |expect: &str| Config::from_toml(&format!("{GOOD}\n[[policy.expect]]\n{expect}"));
+    let config = with("sni = \"a.test\"\ndecision = \"passthrough:127.0.0.1:9451\"").unwrap();
+    let sample = &config.policy.expect[0];
+    assert_eq!((&*sample.listener, sample.local.port()), ("public", 8443));
+    let err = with("listener = \"nope\"\ndecision = \"reject:access_denied\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("policy.expect[0]") && err.contains("nope"),
+        "{err}"
+    );
+    assert!(with("sni = \"a b\"\ndecision = \"reject:access_denied\"").is_err());
+}

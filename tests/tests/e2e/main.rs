@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod faults;
 mod peek;
+mod reload;
 mod routing;
 mod shutdown;
 mod swap;

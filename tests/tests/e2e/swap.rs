@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use limen::control::client;
-use limen::control::protocol::{Answer, Request};
+use limen::control::protocol::{Answer, Request, Swapped};
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,12 +39,13 @@ impl TwoPolicies {
         })
     }
 
-    /// Swap to A (`to_a`) or B; panics unless the swap went live.
-    pub(crate) async fn swap(&self, admin: &Path, to_a: bool) -> anyhow::Result<()> {
+    /// Swap to A (`to_a`) or B; an error unless the swap went live.
+    pub(crate) async fn swap(&self, admin: &Path, to_a: bool) -> anyhow::Result<Swapped> {
         let (module, json) = if to_a { &self.a } else { &self.b };
-        let answer = swap(admin, module, Some(json)).await?;
-        anyhow::ensure!(matches!(answer, Answer::Swapped(_)), "{answer:?}");
-        Ok(())
+        match swap(admin, module, Some(json)).await? {
+            Answer::Swapped(swapped) => Ok(swapped),
+            other => anyhow::bail!("{other:?}"),
+        }
     }
 }
 
@@ -122,7 +123,10 @@ async fn hundred_swaps_under_load_route_by_the_policy_live_at_accept() -> anyhow
     for k in 1..=100 {
         let to_a = k % 2 == 0;
         let sent = Instant::now();
-        policies.swap(&admin, to_a).await?;
+        let swapped = policies.swap(&admin, to_a).await?;
+        // B is compiled once; from then on both come from the disk cache.
+        let from = if k == 1 { "compiled" } else { "cache" };
+        assert_eq!(swapped.compiled_from, from, "swap {k}");
         swaps.push((sent, Instant::now(), if to_a { b"A" } else { b"B" }));
         assert!(Instant::now() < deadline, "100 swaps took over 60 s");
         tokio::time::sleep(Duration::from_millis(120)).await;
