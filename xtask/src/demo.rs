@@ -57,7 +57,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
          curl --cacert {ca} --resolve secure.test:8443:127.0.0.1 https://secure.test:8443/      # terminated by limen\n  \
          curl --cacert {ca} --resolve reencrypt.test:8443:127.0.0.1 https://reencrypt.test:8443/  # terminated, re-encrypted to A\n  \
          openssl s_client -connect 127.0.0.1:8443 -servername blocked.test -CAfile {ca} </dev/null   # alert access denied\n  \
-         target/debug/limen explain --config examples/demo.toml --sni node7.rx.test\n\n\
+         target/debug/limen explain --config examples/demo.toml --sni node7.rx.test\n  \
+         target/debug/limen status --admin target/demo/admin.sock\n  \
+         target/debug/limen swap --admin target/demo/admin.sock --module target/guests/static-routes.wasm \\\n      \
+         --config-json '{{\"default\":\"127.0.0.1:9452\"}}'   # every name now goes to B\n  \
+         kill -HUP $(pgrep -f 'limen run')   # re-read examples/demo.toml\n\n\
          Ctrl-C stops limen and the backends.\n"
     );
     let status = limen.0.wait()?;

@@ -50,6 +50,8 @@ enum Command {
     Swap {
         module: Arc<[u8]>,
         config_json: Option<String>,
+        /// When the request was complete: what a swap's time is measured from.
+        at: Instant,
         reply: oneshot::Sender<Answer>,
     },
     FileChanged {
@@ -103,6 +105,7 @@ impl ControlHandle {
             Command::Swap {
                 module,
                 config_json,
+                at: Instant::now(),
                 reply,
             },
             answer,
@@ -193,11 +196,11 @@ impl Control {
                 Command::Swap {
                     module,
                     config_json,
+                    at,
                     reply,
                 } => {
-                    let start = Instant::now();
                     let answer = match Module::from_bytes(module).await {
-                        Ok(module) => self.swap(Trigger::Admin, module, config_json, start).await,
+                        Ok(module) => self.swap(Trigger::Admin, module, config_json, at).await,
                         Err(error) => self.refused(Trigger::Admin, &error),
                     };
                     let _ = reply.send(answer);
