@@ -21,7 +21,7 @@ pub enum HostPattern {
     Suffix(String),
     /// Matches names the regex finds a match in (anchor it yourself).
     #[cfg(feature = "regex")]
-    Regex(regex::Regex),
+    Regex(regex_lite::Regex),
 }
 
 /// Why a pattern was refused.
@@ -72,7 +72,7 @@ impl HostPattern {
 
     #[cfg(feature = "regex")]
     fn regex(re: &str) -> Result<HostPattern, PatternError> {
-        regex::Regex::new(re)
+        regex_lite::Regex::new(re)
             .map(HostPattern::Regex)
             .map_err(|e| PatternError(format!("bad regex `{re}`: {e}")))
     }

@@ -13,7 +13,7 @@
 //! no default: `unrecognized_name`; not TLS: closed.
 
 use limen_guest::{Alert, ClientHello, Connection, Decision, Policy, config_from_json};
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
