@@ -3,6 +3,7 @@
 //! task's queue; `status` is read from the live state directly, so it
 //! answers even while a long compile runs.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +78,6 @@ impl Endpoint {
                 }
                 let _ = std::fs::remove_file(path);
                 let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
-                use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| fail(format!("chmod 0600: {e}")))?;
                 Socket::Unix(listener, path.clone())
