@@ -41,8 +41,7 @@ pub(crate) async fn run(
     // Resolved once: a labelled lookup per accept would hash and lock.
     let accepted_total = serve
         .live
-        .shared
-        .load()
+        .shared()
         .metrics
         .connections
         .with_label_values(&[&name]);
@@ -88,8 +87,8 @@ pub(crate) async fn run(
         };
         // The snapshot that decides this connection, whatever is swapped in
         // while it runs.
-        let shared = serve.live.shared.load_full();
-        let policy = serve.live.policy.load_full();
+        let snapshot = serve.live.load();
+        let (shared, policy) = (snapshot.shared.clone(), snapshot.policy.clone());
         let force_close = serve.force_close.clone();
         serve.tracker.spawn(async move {
             connection::handle(Accepted::new(stream, conn, policy), shared, force_close).await;

@@ -59,10 +59,43 @@ impl Shared {
     }
 }
 
-/// What new connections get: swapped whole, read once per accept.
-pub(crate) struct Live {
-    pub(crate) shared: ArcSwap<Shared>,
-    pub(crate) policy: ArcSwap<Policy>,
+/// A configuration generation and the policy live with it.
+pub(crate) struct Snapshot {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) policy: Arc<Policy>,
+}
+
+/// What new connections get: one pointer, swapped whole and read once per
+/// accept, so no connection pairs one generation with another's policy
+/// (a reload that renames a certificate and the policy naming it changes
+/// both at once). Only the control task stores into it.
+pub(crate) struct Live(ArcSwap<Snapshot>);
+
+impl Live {
+    pub(crate) fn new(shared: Shared, policy: Policy) -> Live {
+        Live(ArcSwap::from_pointee(Snapshot {
+            shared: Arc::new(shared),
+            policy: Arc::new(policy),
+        }))
+    }
+
+    /// The current snapshot.
+    pub(crate) fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.load().shared.clone()
+    }
+
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        self.load().policy.clone()
+    }
+
+    /// Replace both at once.
+    pub(crate) fn store(&self, shared: Arc<Shared>, policy: Arc<Policy>) {
+        self.0.store(Arc::new(Snapshot { shared, policy }));
+    }
 }
 
 /// Why limen could not start.
@@ -125,10 +158,7 @@ impl Server {
         let shared = Shared::new(&config, tls, addrs, Metrics::new(), 1);
         shared.metrics.set_policy_version(&policy.version().id);
         let serve = Arc::new(Serve {
-            live: Live {
-                shared: ArcSwap::from_pointee(shared),
-                policy: ArcSwap::from_pointee(policy),
-            },
+            live: Live::new(shared, policy),
             permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             stop: CancellationToken::new(),
             force_close: CancellationToken::new(),
@@ -144,12 +174,12 @@ impl Server {
 
     /// Each listener's name and bound address (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
-        self.serve.live.shared.load().listeners.clone()
+        self.serve.live.shared().listeners.clone()
     }
 
     /// The metrics this server counts into.
     pub fn metrics(&self) -> Metrics {
-        self.serve.live.shared.load().metrics.clone()
+        self.serve.live.shared().metrics.clone()
     }
 
     /// A handle to reload the configuration or swap the policy while it runs.
@@ -167,7 +197,7 @@ impl Server {
             .admin
             .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
         shutdown.await;
-        let grace = serve.live.shared.load().limits.shutdown_grace;
+        let grace = serve.live.shared().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");
         serve.stop.cancel();
         // The control task stops the accept loops and waits for them.

@@ -3,7 +3,7 @@
 //! task's queue; `status` is read from the live state directly, so it
 //! answers even while a long compile runs.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,14 @@ impl Endpoint {
         let token = match &config.token_file {
             None => None,
             Some(file) => {
+                let meta = std::fs::metadata(file)
+                    .map_err(|e| fail(format!("token file {}: {e}", file.display())))?;
+                if meta.mode() & 0o077 != 0 {
+                    return Err(fail(format!(
+                        "token file {} is readable by other users (chmod 600)",
+                        file.display()
+                    )));
+                }
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| fail(format!("token file {}: {e}", file.display())))?;
                 let token = text.trim().to_owned();
@@ -65,6 +73,17 @@ impl Endpoint {
             }
         };
         let socket = match &config.endpoint {
+            AdminEndpoint::Tcp(addr) if token.is_none() => {
+                tracing::warn!(
+                    %addr,
+                    "admin endpoint on TCP without token_file: any local user can swap the policy"
+                );
+                Socket::Tcp(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?,
+                )
+            }
             AdminEndpoint::Tcp(addr) => Socket::Tcp(
                 TcpListener::bind(addr)
                     .await
@@ -72,11 +91,18 @@ impl Endpoint {
             ),
             AdminEndpoint::Unix(path) => {
                 // A socket file left by a limen that died is removed; one a
-                // live limen answers on is not taken over.
+                // live limen answers on is not taken over, and a path that is
+                // not a socket (a typo naming a real file) is never deleted.
                 if std::os::unix::net::UnixStream::connect(path).is_ok() {
                     return Err(fail("another process is listening on it".into()));
                 }
-                let _ = std::fs::remove_file(path);
+                match std::fs::symlink_metadata(path) {
+                    Ok(meta) if meta.file_type().is_socket() => {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    Ok(_) => return Err(fail("exists and is not a socket".into())),
+                    Err(_) => {}
+                }
                 let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| fail(format!("chmod 0600: {e}")))?;
@@ -88,34 +114,35 @@ impl Endpoint {
 
     /// Answer requests until shutdown; a unix socket file is removed then.
     pub(crate) async fn serve(self, handle: ControlHandle, serve: Arc<Serve>) {
+        // A permit is taken before accepting: beyond the limit, clients wait
+        // in the backlog rather than being turned away.
         let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
         let token: Option<Arc<str>> = self.token.map(Arc::from);
         loop {
-            let session = |stream| {
-                let (handle, serve, token) = (handle.clone(), serve.clone(), token.clone());
-                let permit = sessions.clone().try_acquire_owned().ok();
-                tokio::spawn(async move {
-                    let answer = match permit {
-                        Some(_) => None,
-                        None => Some(Answer::Denied {
-                            error: "too many admin requests at once".into(),
-                        }),
-                    };
-                    session(stream, answer, token.as_deref(), &handle, &serve).await;
-                    drop(permit);
-                })
-            };
-            tokio::select! {
+            let permit = tokio::select! {
                 () = serve.stop.cancelled() => break,
-                accepted = accept(&self.socket) => match accepted {
-                    Ok(Stream::Unix(s)) => { session(Stream::Unix(s)); }
-                    Ok(Stream::Tcp(s)) => { session(Stream::Tcp(s)); }
-                    Err(error) => {
-                        tracing::warn!("admin accept failed: {error}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                permit = sessions.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
                 },
-            }
+            };
+            let accepted = tokio::select! {
+                () = serve.stop.cancelled() => break,
+                accepted = accept(&self.socket) => accepted,
+            };
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!("admin accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (handle, serve, token) = (handle.clone(), serve.clone(), token.clone());
+            tokio::spawn(async move {
+                session(stream, token.as_deref(), &handle, &serve).await;
+                drop(permit);
+            });
         }
         if let Socket::Unix(_, path) = &self.socket {
             let _ = std::fs::remove_file(path);
@@ -135,29 +162,36 @@ async fn accept(socket: &Socket) -> std::io::Result<Stream> {
     }
 }
 
-async fn session(
-    stream: Stream,
-    busy: Option<Answer>,
-    token: Option<&str>,
-    handle: &ControlHandle,
-    serve: &Serve,
-) {
+async fn session(stream: Stream, token: Option<&str>, handle: &ControlHandle, serve: &Serve) {
     match stream {
-        Stream::Unix(s) => answer(s, busy, token, handle, serve).await,
-        Stream::Tcp(s) => answer(s, busy, token, handle, serve).await,
+        Stream::Unix(s) => {
+            // The socket is 0600, but it is chmod-ed just after bind: also
+            // check who is calling (limen's own user, or root).
+            let own = rustix::process::geteuid().as_raw();
+            let refused = match s.peer_cred() {
+                Ok(cred) if cred.uid() == own || cred.uid() == 0 => None,
+                Ok(cred) => Some(format!(
+                    "unix peer uid {} is not limen's ({own}) or root",
+                    cred.uid()
+                )),
+                Err(error) => Some(format!("unix peer credentials unknown: {error}")),
+            };
+            answer(s, refused, token, handle, serve).await
+        }
+        Stream::Tcp(s) => answer(s, None, token, handle, serve).await,
     }
 }
 
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    busy: Option<Answer>,
+    refused: Option<String>,
     token: Option<&str>,
     handle: &ControlHandle,
     serve: &Serve,
 ) {
     let mut reader = BufReader::new(stream);
-    let answer = match busy {
-        Some(answer) => answer,
+    let answer = match refused {
+        Some(error) => denied(error),
         None => match tokio::time::timeout(READ_TIMEOUT, request(&mut reader, token)).await {
             Err(_) => denied("request not received in time".into()),
             Ok(Err(error)) => denied(error),
@@ -196,19 +230,27 @@ async fn request<R: AsyncRead + Unpin>(
     }
     let envelope: Envelope =
         serde_json::from_slice(&line).map_err(|e| format!("bad request: {e}"))?;
+    let module_len = match &envelope.request {
+        Request::Swap { module_len, .. } => *module_len,
+        Request::Status => 0,
+    };
+    if module_len > MAX_MODULE_BYTES {
+        return Err(format!(
+            "module of {module_len} bytes, more than {MAX_MODULE_BYTES}"
+        ));
+    }
     if let Some(expected) = token {
         let given = envelope.token.as_deref().unwrap_or("");
         if !same(given.as_bytes(), expected.as_bytes()) {
+            // Read and discard the module, so the client (still writing it)
+            // gets this answer instead of a reset connection.
+            let mut rest = (&mut *reader).take(module_len as u64);
+            let _ = tokio::io::copy(&mut rest, &mut tokio::io::sink()).await;
             return Err("bad or missing token".into());
         }
     }
     let mut module = Vec::new();
     if let Request::Swap { module_len, .. } = &envelope.request {
-        if *module_len > MAX_MODULE_BYTES {
-            return Err(format!(
-                "module of {module_len} bytes, more than {MAX_MODULE_BYTES}"
-            ));
-        }
         module.resize(*module_len, 0);
         reader
             .read_exact(&mut module)

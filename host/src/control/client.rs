@@ -60,15 +60,24 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         serde_json::to_vec(envelope).map_err(|e| ClientError::Exchange(e.to_string()))?;
     line.push(b'\n');
     let mut stream = BufReader::new(stream);
-    stream.get_mut().write_all(&line).await.map_err(fail)?;
-    stream.get_mut().write_all(module).await.map_err(fail)?;
-    stream.get_mut().flush().await.map_err(fail)?;
+    let sent = async {
+        stream.get_mut().write_all(&line).await?;
+        stream.get_mut().write_all(module).await?;
+        stream.get_mut().flush().await
+    }
+    .await;
+    // limen may answer (a refusal) before taking the whole module: read the
+    // answer even if sending failed, and report the send error only if
+    // there is none.
     let mut answer = Vec::new();
-    (&mut stream)
+    let read = (&mut stream)
         .take(16 * MAX_LINE as u64)
         .read_until(b'\n', &mut answer)
-        .await
-        .map_err(fail)?;
+        .await;
+    if answer.is_empty() {
+        sent.map_err(fail)?;
+        read.map_err(fail)?;
+    }
     serde_json::from_slice(&answer).map_err(|e| {
         ClientError::Exchange(format!(
             "not an answer ({e}): {}",

@@ -21,9 +21,10 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+use crate::config::PolicyConfig;
 use crate::listener::Serve;
 use crate::metrics::Metrics;
-use crate::policy::{Module, Policy, PolicyEngine, PolicyError};
+use crate::policy::{LoadReport, Module, ModuleHash, Policy, PolicyEngine, PolicyError};
 use listeners::{Bound, ListenerSet};
 use protocol::{Answer, Status, Swapped};
 
@@ -35,6 +36,7 @@ const QUEUE: usize = 16;
 enum Trigger {
     Admin,
     File,
+    Reload,
 }
 
 impl Trigger {
@@ -42,6 +44,7 @@ impl Trigger {
         match self {
             Trigger::Admin => "admin",
             Trigger::File => "file",
+            Trigger::Reload => "reload",
         }
     }
 }
@@ -148,6 +151,10 @@ pub(crate) struct Control {
     /// Bound at start, started when `run` begins.
     pending: Vec<Bound>,
     watch: Option<watch::Watch>,
+    /// Hash of the module file as last read: an event that leaves it the
+    /// same (a touch, a chmod, a rewrite of the same bytes) swaps nothing,
+    /// and so does not undo a `limen swap`.
+    file_hash: ModuleHash,
     tx: mpsc::Sender<Command>,
     rx: mpsc::Receiver<Command>,
 }
@@ -160,7 +167,9 @@ impl Control {
         bound: Vec<Bound>,
     ) -> Control {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let file_hash = serve.live.policy().version().module;
         Control {
+            file_hash,
             engine,
             config,
             serve,
@@ -175,7 +184,7 @@ impl Control {
     pub(crate) fn handle(&self) -> ControlHandle {
         ControlHandle {
             tx: self.tx.clone(),
-            metrics: self.serve.live.shared.load().metrics.clone(),
+            metrics: self.serve.live.shared().metrics.clone(),
         }
     }
 
@@ -208,7 +217,11 @@ impl Control {
                 Command::FileChanged { at } => {
                     let path = self.config.policy.module.clone();
                     match Module::read(&path).await {
+                        Ok(module) if module.hash == self.file_hash => {
+                            tracing::debug!(module = %path.display(), "module file event, same content");
+                        }
                         Ok(module) => {
+                            self.file_hash = module.hash;
                             self.swap(Trigger::File, module, None, at).await;
                         }
                         Err(error) => {
@@ -236,7 +249,7 @@ impl Control {
         config_json: Option<String>,
         start: Instant,
     ) -> Answer {
-        let live = self.serve.live.policy.load_full();
+        let live = self.serve.live.policy();
         let mut settings = live.settings().clone();
         if let Some(json) = config_json {
             settings.config_json = json;
@@ -250,7 +263,7 @@ impl Control {
                 version: live.version().to_string(),
             };
         }
-        let (policy, report) = match Policy::prepare(&self.engine, &settings, &module).await {
+        let (policy, report) = match prepare(&self.engine, &settings, &module).await {
             Ok(prepared) => prepared,
             Err(error) => return self.refused(trigger, &error),
         };
@@ -280,14 +293,14 @@ impl Control {
 
     /// The one place a policy goes live.
     fn make_live(&self, policy: Policy) {
-        let metrics = &self.serve.live.shared.load().metrics;
-        metrics.set_policy_version(&policy.version().id);
-        self.serve.live.policy.store(Arc::new(policy));
+        let shared = self.serve.live.shared();
+        shared.metrics.set_policy_version(&policy.version().id);
+        self.serve.live.store(shared, Arc::new(policy));
     }
 
     fn refused(&self, trigger: Trigger, error: &PolicyError) -> Answer {
         self.count(trigger, "refused");
-        let live = self.serve.live.policy.load();
+        let live = self.serve.live.policy();
         tracing::warn!(
             trigger = trigger.name(), code = error.code(), live = %live.version(),
             "policy refused, the live one stays: {error}"
@@ -300,7 +313,7 @@ impl Control {
     }
 
     fn count(&self, trigger: Trigger, outcome: &str) {
-        let shared = self.serve.live.shared.load();
+        let shared = self.serve.live.shared();
         shared
             .metrics
             .policy_swaps
@@ -328,10 +341,28 @@ impl Control {
     }
 }
 
+/// Make a candidate ready on a blocking-pool thread: besides the compile,
+/// its `init`, warm-up and self-test calls run guest code, which yields
+/// only at a WASI call and must not hold a runtime worker (on a one-CPU,
+/// current-thread runtime, the only one) while connections wait.
+async fn prepare(
+    engine: &PolicyEngine,
+    settings: &PolicyConfig,
+    module: &Module,
+) -> Result<(Policy, LoadReport), PolicyError> {
+    let (engine, settings, module) = (engine.clone(), settings.clone(), module.clone());
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(Policy::prepare(&engine, &settings, &module))
+    })
+    .await
+    .map_err(|e| PolicyError::Compile(format!("loader thread failed: {e}")))?
+}
+
 /// The live state, as `limen status` shows it.
 pub(crate) fn status(serve: &Serve) -> Status {
-    let policy = serve.live.policy.load();
-    let shared = serve.live.shared.load();
+    let snapshot = serve.live.load();
+    let (policy, shared) = (&snapshot.policy, &snapshot.shared);
     let version = policy.version();
     Status {
         version: version.to_string(),

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::protocol::{Answer, Reloaded};
-use super::{Control, listeners, millis};
-use crate::config::Config;
-use crate::policy::{Module, Policy};
+use super::{Control, Trigger, listeners, millis};
+use crate::config::{Config, PolicyConfig};
+use crate::policy::Module;
 use crate::server::{Shared, load_tls};
 
 impl Control {
@@ -28,7 +28,7 @@ impl Control {
             }
             Err(error) => {
                 self.reloads("refused");
-                let live = self.serve.live.policy.load().version().to_string();
+                let live = self.serve.live.policy().version().to_string();
                 tracing::warn!(%live, "configuration refused, the old one stays: {error}");
                 Answer::Refused {
                     code: code_of(&error),
@@ -44,17 +44,29 @@ impl Control {
             tracing::warn!("[admin] changes take effect at the next start");
         }
         let tls = load_tls(&config).await.map_err(|e| e.to_string())?;
-        let live = self.serve.live.policy.load_full();
+        let live = self.serve.live.policy();
         let module = Module::read(&config.policy.module)
             .await
             .map_err(|e| e.to_string())?;
-        let policy = if module.hash == live.version().module && config.policy == *live.settings() {
+        if config.policy.cache != self.config.policy.cache {
+            tracing::warn!("[policy] cache changes take effect at the next start");
+        }
+        // The cache directory belongs to the engine, not the policy.
+        let settings = PolicyConfig {
+            cache: live.settings().cache.clone(),
+            ..config.policy.clone()
+        };
+        let policy = if module.hash == live.version().module && settings == *live.settings() {
+            self.count(Trigger::Reload, "unchanged");
             None
         } else {
-            let (policy, _) = Policy::prepare(&self.engine, &config.policy, &module)
-                .await
-                .map_err(|e| e.to_string())?;
-            Some(policy)
+            match super::prepare(&self.engine, &config.policy, &module).await {
+                Ok((policy, _)) => Some(policy),
+                Err(error) => {
+                    self.count(Trigger::Reload, "refused");
+                    return Err(error.to_string());
+                }
+            }
         };
         let (added, removed) = self.listeners.diff(&config.listeners);
         let bound = listeners::bind(&added).await.map_err(|e| e.to_string())?;
@@ -65,13 +77,21 @@ impl Control {
         let mut addrs = self.listeners.addrs();
         addrs.retain(|(name, _)| !removed.contains(name));
         addrs.extend(bound.iter().map(listeners::Bound::addr));
-        let old = self.serve.live.shared.load_full();
+        let old = self.serve.live.shared();
         let shared = Shared::new(&config, tls, addrs, old.metrics.clone(), old.generation + 1);
-        self.serve.live.shared.store(Arc::new(shared));
         let policy_changed = policy.is_some();
-        if let Some(policy) = policy {
-            self.make_live(policy);
+        let policy = match policy {
+            Some(policy) => {
+                old.metrics.set_policy_version(&policy.version().id);
+                Arc::new(policy)
+            }
+            None => live,
+        };
+        self.serve.live.store(Arc::new(shared), policy);
+        if policy_changed {
+            self.count(Trigger::Reload, "applied");
         }
+        self.file_hash = module.hash;
         for name in &removed {
             self.listeners.stop(name);
         }
@@ -86,7 +106,7 @@ impl Control {
             self.rewatch();
         }
         Ok(Reloaded {
-            version: self.serve.live.policy.load().version().to_string(),
+            version: self.serve.live.policy().version().to_string(),
             added: added.iter().map(|l| l.name.to_string()).collect(),
             removed: removed.iter().map(|n| n.to_string()).collect(),
             policy_changed,
@@ -111,7 +131,7 @@ impl Control {
     }
 
     fn reloads(&self, outcome: &str) {
-        let shared = self.serve.live.shared.load();
+        let shared = self.serve.live.shared();
         shared
             .metrics
             .config_reloads

@@ -83,7 +83,7 @@ impl ComponentCache {
             return Ok((Component::new(engine, bytes)?, Source::Compiled));
         };
         let path = dir.join(format!("{}.cwasm", key(engine, hash)));
-        if path.exists() {
+        if trusted_file(&path) {
             // SAFETY: `deserialize_file` requires a file produced by
             // `Component::serialize` of a compatible engine. Only this process
             // writes `<key>.cwasm` (whole, by rename) into a directory that
@@ -144,6 +144,16 @@ fn trusted_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// An entry to load: a regular file (not a link), ours, not writable by
+/// others. Checked again per file, since the directory is checked at start.
+fn trusted_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| {
+        meta.file_type().is_file()
+            && meta.uid() == rustix::process::geteuid().as_raw()
+            && meta.permissions().mode() & 0o022 == 0
+    })
+}
+
 fn store(dir: &Path, path: &Path, component: &Component) -> wasmtime::Result<()> {
     let bytes = component.serialize()?;
     let tmp = dir.join(format!(
@@ -151,15 +161,22 @@ fn store(dir: &Path, path: &Path, component: &Component) -> wasmtime::Result<()>
         std::process::id(),
         std::thread::current().id()
     ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        // A full disk must not leave a partial file behind for every swap.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     evict(dir);
     Ok(())
 }

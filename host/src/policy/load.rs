@@ -128,7 +128,13 @@ impl Policy {
             let instance = policy.instantiate().await?;
             let _ = policy.idle.push(instance);
         }
-        selftest::warm(&policy, settings.instances).await;
+        selftest::warm(&policy, settings.instances).await?;
+        // A warm-up call that failed dropped its instance: replace it now,
+        // not on a connection.
+        while policy.idle.len() < settings.instances {
+            let instance = policy.instantiate().await?;
+            let _ = policy.idle.push(instance);
+        }
         let init = start.elapsed();
         let start = Instant::now();
         let samples = selftest::run(&policy, &settings.expect).await?;

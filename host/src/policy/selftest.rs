@@ -34,30 +34,36 @@ pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize
     Ok(expect.len())
 }
 
+/// SNI of the warm-up calls (a reserved name no route should know).
+const WARM_UP_SNI: &str = "warm-up.limen.invalid";
+
 /// One `route` call on each warm instance, so the first connections after a
 /// swap do not pay for a guest's lazy set-up (page faults, a regex engine's
 /// lazily built automata): measured, that first call can take milliseconds.
-/// The decisions are ignored; an instance that fails is dropped by `decide`
-/// and replaced on demand, as on the connection path.
-pub(crate) async fn warm(policy: &Policy, instances: usize) {
-    let Ok(bytes) = hello::synthesise(Some("warm-up.limen.invalid"), &[]) else {
-        return;
-    };
-    let Ok(Progress::Complete(framed)) = hello::frame(&bytes, bytes.len()) else {
-        return;
-    };
-    let Ok(hello) = HelloSummary::parse(&framed) else {
-        return;
-    };
-    let conn = Connection {
+/// Any decision, or failure, will do: refusing a candidate is the
+/// self-test's job, with decisions the operator wrote down (a policy may
+/// fail on purpose, to exercise the fail mode). An instance that fails is
+/// dropped by `decide`, and the caller refills the pool.
+pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), PolicyError> {
+    let sample = Expectation {
+        sni: Some(WARM_UP_SNI.into()),
+        alpn: Vec::new(),
         client: ([192, 0, 2, 1], 50000).into(),
-        local: ([192, 0, 2, 2], 443).into(),
         listener: "warm-up".into(),
+        local: ([192, 0, 2, 2], 443).into(),
+        decision: String::new(),
+    };
+    let hello = summary(&sample).map_err(PolicyError::SelfTest)?;
+    let conn = Connection {
+        client: sample.client,
+        local: sample.local,
+        listener: sample.listener,
     };
     // The pool is first in, first out: consecutive calls visit every instance.
     for _ in 0..instances {
         let _ = policy.decide(&conn, Some(&hello)).await;
     }
+    Ok(())
 }
 
 fn summary(sample: &Expectation) -> Result<HelloSummary, String> {

@@ -207,3 +207,54 @@ async fn memory_stays_bounded_over_200_swaps() -> anyhow::Result<()> {
     let _ = child.wait();
     result
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_is_required_and_a_refused_swap_gets_its_answer() -> anyhow::Result<()> {
+    let (a, _) = backend::raw(b"A").await?;
+    let token_file = scratch("admin.token");
+    limen_e2e::pki::write_private(&token_file, b"0123456789abcdef-secret\n")?;
+    let admin = scratch("admin.sock");
+    let toml = config(
+        &guests::example("static-routes"),
+        &format!(r#"default = "{a}""#),
+        "",
+        &format!(
+            "[admin]\nsocket = \"{}\"\ntoken_file = \"{}\"",
+            admin.display(),
+            token_file.display()
+        ),
+    );
+    let limen = limen_e2e::harness::Running::start(&toml).await?;
+    let endpoint = admin.to_str().expect("utf-8");
+    let status = client::call(endpoint, None, Request::Status, &[]).await?;
+    assert!(
+        matches!(&status, Answer::Denied { error } if error.contains("token")),
+        "{status:?}"
+    );
+    // A 2 MB module with a wrong token: the refusal arrives, not a reset.
+    let module = vec![0u8; 2 << 20];
+    let swap = Request::Swap {
+        module_len: module.len(),
+        config_json: None,
+    };
+    let answer = client::call(
+        endpoint,
+        Some("wrong-token-wrong-token".into()),
+        swap,
+        &module,
+    )
+    .await?;
+    assert!(
+        matches!(&answer, Answer::Denied { error } if error.contains("token")),
+        "{answer:?}"
+    );
+    let status = client::call(
+        endpoint,
+        Some("0123456789abcdef-secret".into()),
+        Request::Status,
+        &[],
+    )
+    .await?;
+    assert!(matches!(status, Answer::Status(_)), "{status:?}");
+    limen.stop().await
+}
