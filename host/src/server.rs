@@ -1,9 +1,10 @@
 //! Assembling limen: load the policy, bind the listeners and the admin
 //! endpoint, run until told to stop, then drain.
 //!
-//! What connections read lives in [`Live`]: two atomically swapped pointers,
-//! one to the configuration generation ([`Shared`]) and one to the policy.
-//! Each connection takes both at accept; `control` replaces them.
+//! What connections read lives in [`Live`]: one atomically swapped pointer
+//! to a [`Snapshot`], the configuration generation ([`Shared`]) and the
+//! policy live with it. Each connection takes it at accept; `control`
+//! replaces it.
 
 use std::future::Future;
 use std::net::SocketAddr;
