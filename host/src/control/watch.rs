@@ -3,8 +3,10 @@
 //! (the atomic way) replaces the inode a file watch would follow.
 //!
 //! Events are debounced: a change is reported once the file has been quiet
-//! for [`QUIET`], so a copy in several writes triggers one swap (and a swap
-//! never reads a half-written file from a writer that pauses less than that).
+//! for [`QUIET`], so a copy in several writes triggers one swap. A writer
+//! that pauses longer than that mid-file costs a refused (partial) candidate
+//! and then the real swap, never a broken live policy; so the quiet period
+//! is kept short, as it adds to every file-triggered swap.
 //! The debounce is a few lines on a tokio timer rather than
 //! `notify-debouncer-*`, which would add a thread per watch.
 
@@ -16,7 +18,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// How long the file must be quiet before it is read.
-pub(crate) const QUIET: Duration = Duration::from_millis(50);
+pub(crate) const QUIET: Duration = Duration::from_millis(25);
 
 /// A running watch; dropping it stops it.
 pub(crate) struct Watch {
