@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{AllowList, Config, FailMode, Limits};
 use crate::control::{Control, ControlHandle, admin, listeners};
 use crate::listener::Serve;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, endpoint};
 use crate::policy::{Module, Policy, PolicyEngine, PolicyError};
 use crate::tls::{Tls, TlsError};
 
@@ -119,6 +120,14 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// The metrics endpoint could not bind.
+    #[error("E012 cannot serve metrics on {addr}: {error}")]
+    Metrics {
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The admin endpoint could not be opened, or its token read.
     #[error("E011 admin endpoint {endpoint}: {reason}")]
     Admin {
@@ -134,6 +143,7 @@ pub struct Server {
     serve: Arc<Serve>,
     control: Control,
     admin: Option<admin::Endpoint>,
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -155,6 +165,14 @@ impl Server {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,
         };
+        let metrics = match config.metrics_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| StartError::Metrics { addr, error })?,
+            ),
+            None => None,
+        };
         let addrs = bound.iter().map(listeners::Bound::addr).collect();
         let shared = Shared::new(&config, tls, addrs, Metrics::new(), 1);
         shared.metrics.set_policy_version(&policy.version().id);
@@ -170,12 +188,18 @@ impl Server {
             serve,
             control,
             admin,
+            metrics,
         })
     }
 
     /// Each listener's name and bound address (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
         self.serve.live.shared().listeners.clone()
+    }
+
+    /// Where `/metrics` is served, if `[metrics]` is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The metrics this server counts into.
@@ -197,6 +221,10 @@ impl Server {
         let admin = self
             .admin
             .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
+        if let Some(listener) = self.metrics {
+            let metrics = serve.live.shared().metrics.clone();
+            tokio::spawn(endpoint::serve(listener, metrics, serve.stop.clone()));
+        }
         shutdown.await;
         let grace = serve.live.shared().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");

@@ -19,6 +19,8 @@ pub struct Running {
     pub metrics: Metrics,
     /// Reloads and swaps, as SIGHUP and `limen swap` do them.
     pub control: ControlHandle,
+    /// Where `/metrics` is served, if the config has `[metrics]`.
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -35,6 +37,7 @@ impl Running {
             .collect();
         let metrics = server.metrics();
         let control = server.handle();
+        let metrics_addr = server.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -44,6 +47,7 @@ impl Running {
             addrs,
             metrics,
             control,
+            metrics_addr,
             stop: Some(stop),
             task: Some(task),
         })

@@ -29,6 +29,15 @@ pub(crate) struct FileConfig {
     pub(crate) upstream_tls: FileUpstreamTls,
     #[serde(default)]
     pub(crate) admin: Option<FileAdmin>,
+    #[serde(default)]
+    pub(crate) metrics: Option<FileMetrics>,
+}
+
+/// `[metrics] bind = "127.0.0.1:9900"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileMetrics {
+    pub(crate) bind: SocketAddr,
 }
 
 /// `[admin]`: `socket = "path"`, or `bind = "127.0.0.1:9901"`.

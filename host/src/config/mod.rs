@@ -42,6 +42,8 @@ pub struct Config {
     pub upstream_trust: UpstreamTrust,
     /// Where `limen swap` and `limen status` connect, if anywhere.
     pub admin: Option<AdminConfig>,
+    /// Where Prometheus scrapes `/metrics`, if anywhere.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// One listening socket.
@@ -284,6 +286,7 @@ impl TryFrom<FileConfig> for Config {
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow: AllowList::new(file.upstreams.allow),
             admin: admin::admin(&file.admin)?,
+            metrics_bind: file.metrics.as_ref().map(|m| m.bind),
         })
     }
 }

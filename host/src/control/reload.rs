@@ -40,8 +40,8 @@ impl Control {
     }
 
     async fn apply(&mut self, config: Config, start: Instant) -> Result<Reloaded, String> {
-        if config.admin != self.config.admin {
-            tracing::warn!("[admin] changes take effect at the next start");
+        if config.admin != self.config.admin || config.metrics_bind != self.config.metrics_bind {
+            tracing::warn!("[admin] and [metrics] changes take effect at the next start");
         }
         let tls = load_tls(&config).await.map_err(|e| e.to_string())?;
         let live = self.serve.live.policy();

@@ -6,6 +6,7 @@ mod bulk;
 mod cli;
 mod common;
 mod faults;
+mod observe;
 mod peek;
 mod reload;
 mod routing;

@@ -1,7 +1,11 @@
-//! Counters for what happens to connections, in a registry owned here.
+//! Counters for what happens to connections, in a registry owned here, and
+//! their Prometheus exposition at `/metrics` (`endpoint`, `scrape`).
 //!
 //! Names are constants; label values come from the error types' `reason()`
-//! and `kind()`. Prometheus exposition comes with the observability work.
+//! and `kind()`.
+
+pub(crate) mod endpoint;
+mod scrape;
 
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
