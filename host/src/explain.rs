@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use crate::config::{Config, FailMode};
 use crate::decision::{Decision, Upstream, UpstreamAddr};
 use crate::hello::{self, HelloSummary, Progress};
-use crate::policy::{Connection, Policy, PolicyEngine, PolicyError};
+use crate::policy::{Connection, Policy, PolicyError};
 
 /// Where the ClientHello comes from.
 #[derive(Debug, Clone)]
@@ -76,10 +76,7 @@ pub async fn explain(
             );
         }
     };
-    let engine = PolicyEngine::new()?.with_cache(config.policy.cache.as_deref());
-    let mut settings = config.policy.clone();
-    settings.instances = 1;
-    let policy = Policy::load(&engine, &settings).await?;
+    let policy = Policy::load_offline(&config.policy).await?;
     let (decision, fuel_used, outcome) = match policy.decide(&conn, hello.as_ref()).await {
         Ok(verdict) => {
             let outcome = match refusal(config, &verdict.decision) {
@@ -112,11 +109,7 @@ fn refusal(config: &Config, decision: &Decision) -> Option<String> {
     match decision {
         Decision::Passthrough(up) => upstream_refusal(config, up),
         Decision::Terminate(t) => {
-            if config
-                .certificates
-                .iter()
-                .any(|c| *c.name == *t.certificate)
-            {
+            if config.has_certificate(&t.certificate) {
                 upstream_refusal(config, &t.upstream)
             } else {
                 Some(format!(

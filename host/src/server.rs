@@ -262,6 +262,9 @@ pub(crate) async fn load_tls(config: &Config) -> Result<Tls, TlsError> {
     let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    for warning in tls.warnings() {
+        tracing::warn!("{warning}");
+    }
     for name in config.unknown_certificates() {
         tracing::warn!(
             "policy.config names certificate `{name}` with no [certificates.{name}] entry: \

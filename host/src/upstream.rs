@@ -107,7 +107,7 @@ pub(crate) async fn resolve(
 fn is_link_local(ip: std::net::IpAddr) -> bool {
     match ip.to_canonical() {
         std::net::IpAddr::V4(v4) => v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
     }
 }
 

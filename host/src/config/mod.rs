@@ -151,15 +151,18 @@ impl Config {
         let file: FileConfig = toml::from_str(text)?;
         Config::try_from(file)
     }
-}
 
-impl Config {
+    /// Whether `[certificates]` has an entry a `terminate` decision may name.
+    pub fn has_certificate(&self, name: &str) -> bool {
+        self.certificates.iter().any(|c| *c.name == *name)
+    }
+
     /// Certificate names the policy config refers to (see
     /// [`referenced_certificates`]) with no `[certificates]` entry.
     pub fn unknown_certificates(&self) -> Vec<String> {
         referenced_certificates(&self.policy.config_json)
             .into_iter()
-            .filter(|name| !self.certificates.iter().any(|c| *c.name == **name))
+            .filter(|name| !self.has_certificate(name))
             .collect()
     }
 }
@@ -214,15 +217,15 @@ impl TryFrom<FileConfig> for Config {
             return invalid("limits.max_connections must be between 1 and 1000000".into());
         }
         let day = Duration::from_secs(86_400);
-        for (name, value) in [
-            ("hello_timeout", lim.hello_timeout),
-            ("connect_timeout", lim.connect_timeout),
-            ("idle_timeout", lim.idle_timeout),
-            ("shutdown_grace", lim.shutdown_grace),
-            ("handshake_timeout", lim.handshake_timeout),
+        // A zero grace means "close at once"; a zero timeout would close everything.
+        for (name, value, may_be_zero) in [
+            ("hello_timeout", lim.hello_timeout, false),
+            ("connect_timeout", lim.connect_timeout, false),
+            ("idle_timeout", lim.idle_timeout, false),
+            ("shutdown_grace", lim.shutdown_grace, true),
+            ("handshake_timeout", lim.handshake_timeout, false),
         ] {
-            // A zero grace means "close at once"; a zero timeout would close everything.
-            if (value.is_zero() && name != "shutdown_grace") || value > day {
+            if (value.is_zero() && !may_be_zero) || value > day {
                 return invalid(format!(
                     "limits.{name} must be more than 0 and at most 1 day"
                 ));
@@ -264,7 +267,7 @@ impl TryFrom<FileConfig> for Config {
                 fuel: p.fuel,
                 timeout: p.timeout,
                 memory,
-                instances: p.instances.unwrap_or(workers + 1).max(1),
+                instances: p.instances.unwrap_or(workers + 1),
                 on_error,
                 config_json,
                 cache,

@@ -45,12 +45,13 @@ pub(super) fn certificates(
 ) -> Result<Vec<CertificateConfig>, ConfigError> {
     file.iter()
         .map(|(name, entry)| {
-            let pairs: Vec<KeyPairPaths> = match entry {
-                FileCertificate::One(pair) => vec![pair],
-                FileCertificate::Many(pairs) => pairs.iter().collect(),
-            }
-            .into_iter()
-            .map(|p| KeyPairPaths {
+            let pairs = match entry {
+                FileCertificate::One(pair) => std::slice::from_ref(pair),
+                FileCertificate::Many(pairs) => pairs,
+            };
+            let pairs: Vec<KeyPairPaths> = pairs
+                .iter()
+                .map(|p| KeyPairPaths {
                 chain: p.chain.clone(),
                 key: p.key.clone(),
             })

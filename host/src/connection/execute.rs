@@ -5,8 +5,10 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{Accepted, Action, Decided, MAX_CONNECT_TIMEOUT, Peeked};
+use crate::action::pipe::Report;
 use crate::action::{passthrough, reject, terminate};
 use crate::decision::{Alert, Upstream};
+use crate::peek::PeekedBytes;
 use crate::policy::Connection;
 use crate::server::Shared;
 use crate::upstream::{self, UpstreamError};
@@ -29,35 +31,36 @@ impl Decided {
         // not keep a swapped-out policy (and its instances) alive.
         let policy_version = live.version().id.clone();
         drop(live);
-        let sni = peeked
-            .hello
-            .as_ref()
-            .and_then(|h| h.sni())
-            .map(|n| n.as_ref().to_owned());
-        let record_version = peeked.hello.as_ref().map(|h| h.record_version());
+        let PeekedBytes {
+            bytes,
+            hello,
+            duration,
+        } = peeked;
+        let sni = hello.as_ref().and_then(|h| h.sni()).map(|n| n.as_ref());
+        let record_version = hello.as_ref().map(|h| h.record_version());
         let policy = if failure.is_some() {
             "on_error"
         } else {
             "policy"
         };
-        let peek_us = peeked.duration.as_micros() as u64;
+        let peek_us = duration.as_micros() as u64;
         match action {
             Action::Reject(alert) => {
                 reject::run(stream, alert, record_version).await;
                 tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, %policy_version, peek_us,
+                    client = %conn.client, listener = %conn.listener, sni, policy, %policy_version, peek_us,
                     decision = %format_args!("reject:{}", alert.name()),
                     duration_ms = start.elapsed().as_millis() as u64, "connection"
                 );
             }
             Action::Unreachable(error) => {
-                unreachable(shared, &conn, sni.as_deref(), policy, stream, error).await;
+                unreachable(shared, &conn, sni, policy, stream, error).await;
             }
             Action::Passthrough { upstream, addrs } => {
                 let up = match connect(shared, &upstream, &addrs).await {
                     Ok(up) => up,
                     Err(error) => {
-                        unreachable(shared, &conn, sni.as_deref(), policy, stream, error).await;
+                        unreachable(shared, &conn, sni, policy, stream, error).await;
                         return;
                     }
                 };
@@ -66,15 +69,14 @@ impl Decided {
                     up,
                     &upstream,
                     &conn,
-                    peeked.bytes,
+                    bytes,
                     &shared.limits,
                     force_close,
                 )
                 .await;
-                shared.metrics.bytes_up.inc_by(report.up);
-                shared.metrics.bytes_down.inc_by(report.down);
+                count_bytes(shared, &report);
                 tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, %policy_version, peek_us,
+                    client = %conn.client, listener = %conn.listener, sni, policy, %policy_version, peek_us,
                     decision = "passthrough", upstream = %upstream.addr, bytes_up = report.up,
                     bytes_down = report.down, end = report.end.name(),
                     duration_ms = start.elapsed().as_millis() as u64, "connection"
@@ -88,12 +90,12 @@ impl Decided {
                 let limits = &shared.limits;
                 let certificate = terminate.certificate.as_str();
                 // `plan` only terminates connections that sent a ClientHello.
-                let Some(hello) = peeked.hello.as_ref() else {
+                let Some(hello) = hello.as_ref() else {
                     return;
                 };
                 let tls = match terminate::handshake(
                     stream,
-                    peeked.bytes,
+                    bytes,
                     hello,
                     config,
                     limits.handshake_timeout,
@@ -108,7 +110,7 @@ impl Decided {
                             .with_label_values(&[&conn.listener, error.reason()])
                             .inc();
                         tracing::info!(
-                            client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy,
+                            client = %conn.client, listener = %conn.listener, sni, policy,
                             certificate, stage = "handshake", reason = error.reason(),
                             "closed: TLS handshake failed: {error}"
                         );
@@ -120,43 +122,25 @@ impl Decided {
                     .alpn_protocol()
                     .map(|p| String::from_utf8_lossy(p).into_owned());
                 let tls_version = session.protocol_version().and_then(|v| v.as_str());
-                let forwarded = match connect(shared, &terminate.upstream, &addrs).await {
-                    Ok(up) => {
-                        let connector = &shared.tls.upstream.connector;
-                        terminate::forward(
-                            tls,
-                            up,
-                            &terminate,
-                            &conn,
-                            connector,
-                            limits,
-                            force_close,
-                        )
+                let forwarded = async {
+                    let up = connect(shared, &terminate.upstream, &addrs).await?;
+                    let connector = &shared.tls.upstream.connector;
+                    terminate::forward(tls, up, &terminate, &conn, connector, limits, force_close)
                         .await
-                    }
-                    Err(error) => Err(error),
-                };
+                }
+                .await;
                 let report = match forwarded {
                     Ok(report) => report,
                     Err(error) => {
                         // The client's TLS session drops here: it sees the
                         // connection close, as from a backend that went away.
-                        shared
-                            .metrics
-                            .upstream_failures
-                            .with_label_values(&[error.reason()])
-                            .inc();
-                        tracing::info!(
-                            client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy,
-                            certificate, stage = "connect", "closed: {error}"
-                        );
+                        upstream_failed(shared, &conn, sni, policy, Some(certificate), &error);
                         return;
                     }
                 };
-                shared.metrics.bytes_up.inc_by(report.up);
-                shared.metrics.bytes_down.inc_by(report.down);
+                count_bytes(shared, &report);
                 tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni = sni.as_deref(), policy, %policy_version, peek_us,
+                    client = %conn.client, listener = %conn.listener, sni, policy, %policy_version, peek_us,
                     decision = "terminate", certificate, tls = tls_version, alpn = alpn.as_deref(),
                     upstream = %terminate.upstream.addr, reencrypt = terminate.reencrypt.is_some(),
                     bytes_up = report.up, bytes_down = report.down, end = report.end.name(),
@@ -190,11 +174,31 @@ async fn unreachable(
     stream: TcpStream,
     error: UpstreamError,
 ) {
+    upstream_failed(shared, conn, sni, policy, None, &error);
+    reject::run(stream, Alert::Close, None).await;
+}
+
+/// Count and log an upstream that could not be reached (or verified).
+fn upstream_failed(
+    shared: &Shared,
+    conn: &Connection,
+    sni: Option<&str>,
+    policy: &str,
+    certificate: Option<&str>,
+    error: &UpstreamError,
+) {
     shared
         .metrics
         .upstream_failures
         .with_label_values(&[error.reason()])
         .inc();
-    tracing::info!(client = %conn.client, listener = %conn.listener, sni, policy, stage = "connect", "closed: {error}");
-    reject::run(stream, Alert::Close, None).await;
+    tracing::info!(
+        client = %conn.client, listener = %conn.listener, sni, policy, certificate,
+        stage = "connect", "closed: {error}"
+    );
+}
+
+fn count_bytes(shared: &Shared, report: &Report) {
+    shared.metrics.bytes_up.inc_by(report.up);
+    shared.metrics.bytes_down.inc_by(report.down);
 }

@@ -238,7 +238,11 @@ pub(crate) async fn handle(
         decided.execute(&shared, &force_close).await;
     };
     // When the shutdown grace period is over, every stage ends, not only the copy.
+    // Biased: a copy under way sees the same cancellation and ends itself
+    // with `end=shutdown` counted and logged; this branch only cuts the
+    // stages before it.
     tokio::select! {
+        biased;
         () = run => {}
         () = force_close.cancelled() => {}
     }

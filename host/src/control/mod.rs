@@ -23,8 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::config::PolicyConfig;
 use crate::listener::Serve;
-use crate::metrics::Metrics;
-use crate::policy::{LoadReport, Module, ModuleHash, Policy, PolicyEngine, PolicyError};
+use crate::policy::{
+    LoadReport, Module, ModuleHash, Policy, PolicyEngine, PolicyError, PolicyVersion,
+};
 use listeners::{Bound, ListenerSet};
 use protocol::{Answer, Status, Swapped};
 
@@ -60,8 +61,10 @@ enum Command {
     FileChanged {
         at: Instant,
     },
+    /// A configuration to apply, or why the file did not validate (refused
+    /// and counted by the control task like any other refusal).
     Reload {
-        config: Box<Config>,
+        config: Result<Box<Config>, String>,
         reply: oneshot::Sender<Answer>,
     },
 }
@@ -70,34 +73,19 @@ enum Command {
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: mpsc::Sender<Command>,
-    metrics: Metrics,
 }
 
 impl ControlHandle {
     /// Read and validate the config file at `path` (on a blocking thread)
-    /// and [`reload`](Self::reload) it; a file that does not validate is
-    /// refused here, counted like any refused reload.
+    /// and apply it; a file that does not validate is refused like any
+    /// other bad configuration.
     pub async fn reload_from(&self, path: &Path) -> Answer {
         let path = path.to_owned();
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
             .await
             .map_err(|e| e.to_string())
             .and_then(|loaded| loaded.map_err(|e| e.to_string()));
-        match loaded {
-            Ok(config) => self.reload(config).await,
-            Err(error) => {
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["refused"])
-                    .inc();
-                tracing::warn!("configuration refused, the old one stays: {error}");
-                Answer::Refused {
-                    code: reload::code_of(&error),
-                    error,
-                    live: String::new(),
-                }
-            }
-        }
+        self.send_reload(loaded.map(Box::new)).await
     }
 
     /// Make `module` the live policy (with `config_json`, or the live
@@ -119,15 +107,12 @@ impl ControlHandle {
     /// Apply a new configuration (already parsed and validated), or refuse
     /// it whole.
     pub async fn reload(&self, config: Config) -> Answer {
+        self.send_reload(Ok(Box::new(config))).await
+    }
+
+    async fn send_reload(&self, config: Result<Box<Config>, String>) -> Answer {
         let (reply, answer) = oneshot::channel();
-        self.send(
-            Command::Reload {
-                config: Box::new(config),
-                reply,
-            },
-            answer,
-        )
-        .await
+        self.send(Command::Reload { config, reply }, answer).await
     }
 
     async fn send(&self, command: Command, answer: oneshot::Receiver<Answer>) -> Answer {
@@ -184,7 +169,6 @@ impl Control {
     pub(crate) fn handle(&self) -> ControlHandle {
         ControlHandle {
             tx: self.tx.clone(),
-            metrics: self.serve.live.shared().metrics.clone(),
         }
     }
 
@@ -230,7 +214,7 @@ impl Control {
                     }
                 }
                 Command::Reload { config, reply } => {
-                    let answer = self.reload(*config).await;
+                    let answer = self.reload(config.map(|c| *c)).await;
                     let _ = reply.send(answer);
                 }
             }
@@ -254,9 +238,7 @@ impl Control {
         if let Some(json) = config_json {
             settings.config_json = json;
         }
-        if module.hash == live.version().module
-            && settings.config_json == live.settings().config_json
-        {
+        if PolicyVersion::new(module.hash, &settings.config_json).same_content(live.version()) {
             self.count(trigger, "unchanged");
             tracing::info!(trigger = trigger.name(), version = %live.version(), "policy unchanged");
             return Answer::Unchanged {
@@ -267,19 +249,16 @@ impl Control {
             Ok(prepared) => prepared,
             Err(error) => return self.refused(trigger, &error),
         };
+        let version = policy.version().to_string();
+        self.make_live(policy);
         let answer = Swapped {
-            version: policy.version().to_string(),
+            version,
             previous: live.version().to_string(),
             compiled_from: report.source.name().into(),
             compile_ms: millis(report.compile),
             init_ms: millis(report.init),
             samples: report.samples,
-            total_ms: 0.0,
-        };
-        self.make_live(policy);
-        let answer = Swapped {
             total_ms: millis(start.elapsed()),
-            ..answer
         };
         self.count(trigger, "applied");
         tracing::info!(

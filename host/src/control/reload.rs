@@ -14,9 +14,13 @@ use crate::policy::Module;
 use crate::server::{Shared, load_tls};
 
 impl Control {
-    pub(super) async fn reload(&mut self, config: Config) -> Answer {
+    pub(super) async fn reload(&mut self, config: Result<Config, String>) -> Answer {
         let start = Instant::now();
-        match self.apply(config, start).await {
+        let applied = match config {
+            Ok(config) => self.apply(config, start).await,
+            Err(error) => Err(error),
+        };
+        match applied {
             Ok(reloaded) => {
                 self.reloads("applied");
                 tracing::info!(
@@ -141,7 +145,7 @@ impl Control {
 }
 
 /// The `E030`/`P003` code a message starts with.
-pub(super) fn code_of(message: &str) -> String {
+fn code_of(message: &str) -> String {
     let word = message.split_whitespace().next().unwrap_or("");
     let coded = word.len() == 4
         && word.starts_with(['E', 'P'])

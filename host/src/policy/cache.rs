@@ -135,23 +135,23 @@ fn trusted_dir(dir: &Path) -> Result<(), String> {
         .create(dir)
         .map_err(|e| format!("cannot create it: {e}"))?;
     let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
-    if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err("owned by another user".into());
+    if ours_alone(&meta) {
+        Ok(())
+    } else {
+        Err("owned by another user, or writable by group or others (chmod go-w)".into())
     }
-    if meta.permissions().mode() & 0o022 != 0 {
-        return Err("writable by group or others (chmod go-w)".into());
-    }
-    Ok(())
+}
+
+/// Owned by limen's user and writable by no one else.
+fn ours_alone(meta: &std::fs::Metadata) -> bool {
+    meta.uid() == rustix::process::geteuid().as_raw() && meta.permissions().mode() & 0o022 == 0
 }
 
 /// An entry to load: a regular file (not a link), ours, not writable by
 /// others. Checked again per file, since the directory is checked at start.
 fn trusted_file(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|meta| {
-        meta.file_type().is_file()
-            && meta.uid() == rustix::process::geteuid().as_raw()
-            && meta.permissions().mode() & 0o022 == 0
-    })
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|meta| meta.file_type().is_file() && ours_alone(&meta))
 }
 
 fn store(dir: &Path, path: &Path, component: &Component) -> wasmtime::Result<()> {

@@ -97,6 +97,17 @@ impl Policy {
         Ok(Policy::prepare(engine, settings, &module).await?.0)
     }
 
+    /// Load one instance of the configured policy on an engine of its own
+    /// (sharing the compile cache): `limen check` and `limen explain`.
+    pub async fn load_offline(settings: &PolicyConfig) -> Result<Policy, PolicyError> {
+        let engine = PolicyEngine::new()?.with_cache(settings.cache.as_deref());
+        let settings = PolicyConfig {
+            instances: 1,
+            ..settings.clone()
+        };
+        Policy::load(&engine, &settings).await
+    }
+
     /// Make a policy of `module`: compile it (or load it from the cache) on a
     /// blocking thread, type-check it, warm `settings.instances` instances,
     /// run the self-test. The live policy serves meanwhile.
@@ -124,17 +135,11 @@ impl Policy {
             version: PolicyVersion::new(hash, &settings.config_json),
         };
         let start = Instant::now();
-        for _ in 0..settings.instances {
-            let instance = policy.instantiate().await?;
-            let _ = policy.idle.push(instance);
-        }
+        policy.fill().await?;
         selftest::warm(&policy, settings.instances).await?;
         // A warm-up call that failed dropped its instance: replace it now,
         // not on a connection.
-        while policy.idle.len() < settings.instances {
-            let instance = policy.instantiate().await?;
-            let _ = policy.idle.push(instance);
-        }
+        policy.fill().await?;
         let init = start.elapsed();
         let start = Instant::now();
         let samples = selftest::run(&policy, &settings.expect).await?;

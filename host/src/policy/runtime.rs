@@ -89,6 +89,15 @@ impl Policy {
         }
     }
 
+    /// Top the pool up to `settings.instances` warm instances.
+    pub(super) async fn fill(&self) -> Result<(), PolicyError> {
+        while self.idle.len() < self.settings.instances {
+            let instance = self.instantiate().await?;
+            let _ = self.idle.push(instance);
+        }
+        Ok(())
+    }
+
     pub(super) async fn instantiate(&self) -> Result<Instance, PolicyError> {
         let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
         tokio::time::timeout(

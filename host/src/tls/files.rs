@@ -30,7 +30,6 @@ pub(super) fn key(
 ) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(path)?;
     if let Some(warning) = loose_permissions(path) {
-        tracing::warn!("{warning}");
         warnings.push(warning);
     }
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {

@@ -46,13 +46,9 @@ impl Tls {
     }
 
     /// Things that work but deserve attention (expiry, key permissions,
-    /// disabled verification). Each was also logged at `warn`.
+    /// disabled verification). `limen run` logs each at `warn` (in
+    /// `server::load_tls`); `limen check` prints them.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
-    }
-
-    /// Whether a `terminate` decision may name `certificate`.
-    pub fn has_certificate(&self, certificate: &str) -> bool {
-        self.certs.contains(certificate)
     }
 }

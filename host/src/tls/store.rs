@@ -49,7 +49,6 @@ impl CertStore {
                 let chain = files::chain(&pair.chain)?;
                 let key = files::key(&pair.key, warnings)?;
                 if let Some(warning) = validity::check(name, &chain[0], now) {
-                    tracing::warn!("{warning}");
                     warnings.push(warning);
                 }
                 let signing =
@@ -81,10 +80,6 @@ impl CertStore {
             );
         }
         Ok(CertStore { entries })
-    }
-
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
     }
 
     /// The server config for `name` offering `alpn`, or `None` for an unknown name.

@@ -32,7 +32,6 @@ impl UpstreamTls {
                 let warning = "upstream_tls: dangerously_accept_any_certificate is on: \
                                re-encrypted upstreams are NOT authenticated"
                     .to_owned();
-                tracing::warn!("{warning}");
                 warnings.push(warning);
                 builder
                     .dangerous()
@@ -59,7 +58,6 @@ impl UpstreamTls {
                          re-encrypted upstreams will fail verification unless `ca` is set",
                         found.errors.len()
                     );
-                    tracing::warn!("{warning}");
                     warnings.push(warning);
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()

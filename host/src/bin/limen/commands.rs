@@ -10,7 +10,7 @@ use limen::control::ControlHandle;
 use limen::control::client;
 use limen::control::protocol::{Answer, Request};
 use limen::explain::{self, HelloSource};
-use limen::policy::{Policy, PolicyEngine};
+use limen::policy::Policy;
 use limen::tls::Tls;
 use limen::{Config, Server};
 
@@ -100,10 +100,7 @@ fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let start = Instant::now();
-    let engine = PolicyEngine::new()?.with_cache(config.policy.cache.as_deref());
-    let mut settings = config.policy.clone();
-    settings.instances = 1;
-    small_runtime()?.block_on(Policy::load(&engine, &settings))?;
+    small_runtime()?.block_on(Policy::load_offline(&config.policy))?;
     let tls = Tls::load(&config.certificates, &config.upstream_trust)?;
     for warning in tls.warnings() {
         eprintln!("limen: warning: {warning}");
