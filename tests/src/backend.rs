@@ -134,3 +134,21 @@ fn hello_complete(bytes: &[u8]) -> bool {
         Ok(limen::hello::Progress::NeedMore)
     )
 }
+
+/// An echo server: every byte back, in order, without Nagle delays (a
+/// chunk's tail must not wait for a delayed ACK); FIN after the peer's.
+pub async fn echo() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let (mut r, mut w) = stream.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
+}

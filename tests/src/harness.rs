@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use limen::control::ControlHandle;
 use limen::metrics::Metrics;
 use limen::{Config, Server};
 use tokio::sync::oneshot;
@@ -17,8 +16,6 @@ pub struct Running {
     pub addrs: Vec<(String, SocketAddr)>,
     /// Its counters.
     pub metrics: Metrics,
-    /// Reloads and swaps, as SIGHUP and `limen swap` do them.
-    pub control: ControlHandle,
     /// Where `/metrics` is served, if the config has `[metrics]`.
     pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
@@ -36,7 +33,6 @@ impl Running {
             .map(|(n, a)| (n.to_string(), a))
             .collect();
         let metrics = server.metrics();
-        let control = server.handle();
         let metrics_addr = server.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
@@ -46,7 +42,6 @@ impl Running {
             addr: addrs[0].1,
             addrs,
             metrics,
-            control,
             metrics_addr,
             stop: Some(stop),
             task: Some(task),

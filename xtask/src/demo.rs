@@ -39,6 +39,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    anyhow::ensure!(
+        ca.is_file(),
+        "demo backends did not write {} within 5 s",
+        ca.display()
+    );
     let limen = root.join("target/debug/limen");
     let mut limen = Guard(
         Command::new(&limen)

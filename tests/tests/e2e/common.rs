@@ -75,6 +75,11 @@ pub(crate) async fn raw_exchange(
     tokio::time::timeout(WAIT, run).await?
 }
 
+/// One connection: send a ClientHello, read the backend's reply to EOF.
+pub(crate) async fn ask(addr: SocketAddr, hello: &[u8]) -> std::io::Result<Vec<u8>> {
+    raw_exchange(addr, &[hello], Duration::ZERO).await
+}
+
 /// A scratch file path unique to this test process.
 pub(crate) fn scratch(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);

@@ -8,6 +8,7 @@ mod common;
 mod faults;
 mod observe;
 mod peek;
+mod process;
 mod reload;
 mod routing;
 mod shutdown;

@@ -7,8 +7,7 @@ use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::WAIT;
-use crate::swap::ask;
+use crate::common::{WAIT, ask};
 
 /// One HTTP request to limen's metrics endpoint: (status line, body).
 async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {

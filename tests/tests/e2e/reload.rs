@@ -3,13 +3,11 @@
 //! certificates reloaded, and a bad config refused whole.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use limen::control::client;
-use limen::control::protocol::{Answer, Request, Status};
+use limen::control::protocol::Status;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::pki::Pki;
 use limen_e2e::{backend, guests};
@@ -18,8 +16,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::common::{WAIT, limen, scratch};
-use crate::swap::ask;
+use crate::common::{WAIT, ask, scratch};
+use crate::process::Process;
 
 /// Ask until the reply is `want` (a swap is asynchronous to the writer).
 async fn until_reply(addr: SocketAddr, hello: &[u8], want: &[u8]) -> anyhow::Result<Duration> {
@@ -85,71 +83,6 @@ async fn a_replaced_module_file_goes_live_and_a_broken_one_is_refused() -> anyho
         2
     );
     limen.stop().await
-}
-
-/// `limen run` as a child process, stopped when dropped.
-struct Process {
-    child: Child,
-    admin: PathBuf,
-    log: PathBuf,
-}
-
-impl Process {
-    fn start(config: &Path, admin: PathBuf) -> anyhow::Result<Process> {
-        let log = scratch("limen.log");
-        let child = Command::new(limen())
-            .args(["run", "--config"])
-            .arg(config)
-            .stderr(Stdio::from(std::fs::File::create(&log)?))
-            .spawn()?;
-        Ok(Process { child, admin, log })
-    }
-
-    async fn status(&self) -> anyhow::Result<Status> {
-        let admin = self.admin.to_str().expect("utf-8 path");
-        match client::call(admin, None, Request::Status, &[]).await? {
-            Answer::Status(status) => Ok(status),
-            other => anyhow::bail!("{other:?}"),
-        }
-    }
-
-    /// Wait until limen answers with configuration generation `generation`.
-    async fn generation(&self, generation: u64) -> anyhow::Result<Status> {
-        let start = Instant::now();
-        loop {
-            match self.status().await {
-                Ok(status) if status.generation == generation => return Ok(status),
-                other if start.elapsed() > Duration::from_secs(10) => {
-                    anyhow::bail!(
-                        "no generation {generation} ({:?}); log:\n{}",
-                        other.map(|s| s.generation),
-                        self.log()
-                    )
-                }
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-
-    fn hangup(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -HUP");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 fn addr_of(status: &Status, name: &str) -> Option<SocketAddr> {

@@ -3,31 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use limen_e2e::guests;
 use limen_e2e::harness::{Running, config};
+use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::common::{WAIT, hello};
 
-/// An upstream that echoes everything back.
-async fn echo() -> anyhow::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
 /// limen whose policy sends everything to a fresh echo upstream, with `limits`.
 async fn limen_to_echo(limits: &str) -> anyhow::Result<Running> {
-    let up = echo().await?;
+    let up = backend::echo().await?;
     let routes = format!("default = \"{up}\"");
     Running::start(&config(
         &guests::example("static-routes"),

@@ -14,9 +14,9 @@ use limen::control::protocol::{Answer, Request, Swapped};
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::common::{WAIT, scratch};
+use crate::common::{WAIT, ask, scratch};
 
 /// The two policies: (module bytes, init config) for A and for B.
 pub(crate) struct TwoPolicies {
@@ -78,18 +78,6 @@ routes = [ {{ match = "t.test", upstream = "{a}" }} ]"#
         &format!("[admin]\nsocket = \"{}\"", admin.display()),
     );
     Ok((Running::start(&toml).await?, admin))
-}
-
-/// One connection: send a ClientHello for t.test, read the backend's reply.
-pub(crate) async fn ask(addr: SocketAddr, hello: &[u8]) -> std::io::Result<Vec<u8>> {
-    let run = async {
-        let mut tcp = TcpStream::connect(addr).await?;
-        tcp.write_all(hello).await?;
-        let mut reply = Vec::new();
-        tcp.read_to_end(&mut reply).await?;
-        Ok(reply)
-    };
-    tokio::time::timeout(WAIT, run).await?
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,27 +178,9 @@ async fn hundred_swaps_under_load_route_by_the_policy_live_at_accept() -> anyhow
     limen.stop().await
 }
 
-/// An echo server: every byte back, in order, until EOF.
-async fn echo() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                // No Nagle: a chunk's tail must not wait for a delayed ACK.
-                let _ = stream.set_nodelay(true);
-                let (mut r, mut w) = stream.into_split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_lived_stream_stays_byte_exact_across_50_swaps() -> anyhow::Result<()> {
-    let echo = echo().await?;
+    let echo = backend::echo().await?;
     let (b, _) = backend::raw(b"B").await?;
     let policies = TwoPolicies::new(echo, b)?;
     let (limen, admin) = start_with_admin(echo, "").await?;

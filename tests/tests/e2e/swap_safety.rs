@@ -2,8 +2,7 @@
 //! reported to `limen swap`; and memory over many swaps.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use limen::control::client;
 use limen::control::protocol::{Answer, Request};
@@ -11,8 +10,9 @@ use limen_e2e::backend;
 use limen_e2e::guests::{self, component_of_world, policy_component, route_body};
 use limen_e2e::harness::config;
 
-use crate::common::{limen, scratch};
-use crate::swap::{TwoPolicies, ask, start_with_admin};
+use crate::common::{ask, limen, scratch};
+use crate::process::Process;
+use crate::swap::{TwoPolicies, start_with_admin};
 
 /// `limen swap` (the real binary) against `admin`: (success, stdout, stderr).
 async fn limen_swap(
@@ -170,42 +170,22 @@ async fn memory_stays_bounded_over_200_swaps() -> anyhow::Result<()> {
     );
     let path = scratch("limen.toml");
     std::fs::write(&path, toml)?;
-    let mut child = Command::new(limen())
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let result = async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = client::call(admin.to_str().expect("utf-8"), None, Request::Status, &[]).await;
-            if matches!(status, Ok(Answer::Status(_))) {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "limen did not start: {status:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for k in 0..20 {
-            policies.swap(&admin, k % 2 == 1).await?;
-        }
-        let warm = rss_kib(pid);
-        for k in 0..200 {
-            policies.swap(&admin, k % 2 == 1).await?;
-        }
-        let after = rss_kib(pid);
-        eprintln!("RSS after 20 swaps: {warm} KiB; after 200 more: {after} KiB");
-        anyhow::ensure!(
-            after <= warm + SWAP_GROWTH_BOUND_KIB,
-            "RSS grew from {warm} KiB to {after} KiB over 200 swaps (bound {SWAP_GROWTH_BOUND_KIB} KiB)"
-        );
-        Ok(())
+    let limen = Process::start(&path, admin.clone())?;
+    limen.generation(1).await?;
+    for k in 0..20 {
+        policies.swap(&admin, k % 2 == 1).await?;
     }
-    .await;
-    let _ = Command::new("kill").arg(pid.to_string()).status();
-    let _ = child.wait();
-    result
+    let warm = rss_kib(limen.pid());
+    for k in 0..200 {
+        policies.swap(&admin, k % 2 == 1).await?;
+    }
+    let after = rss_kib(limen.pid());
+    eprintln!("RSS after 20 swaps: {warm} KiB; after 200 more: {after} KiB");
+    anyhow::ensure!(
+        after <= warm + SWAP_GROWTH_BOUND_KIB,
+        "RSS grew from {warm} KiB to {after} KiB over 200 swaps (bound {SWAP_GROWTH_BOUND_KIB} KiB)"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
