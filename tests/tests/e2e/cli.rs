@@ -50,7 +50,7 @@ fn check_refuses_bad_toml_with_line_and_column() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("E002") && err.contains("line 8, column"),
+        err.contains("E002") && err.contains("line 9, column"),
         "{err}"
     );
 }
