@@ -33,6 +33,7 @@ mod decision;
 pub mod log;
 mod matcher;
 
+pub use bindings::limen::router::host::RuleKind;
 pub use decision::{TerminateExt, UpstreamExt};
 pub use matcher::{HostPattern, PatternError};
 
@@ -69,6 +70,17 @@ pub trait Policy: Sized + Send + Sync + 'static {
     /// Decide one connection. `hello` is `None` when the client's first bytes
     /// were not a TLS handshake.
     fn route(&self, conn: &Connection, hello: Option<&ClientHello>) -> Decision;
+}
+
+/// Tell limen which kind of rule decided the connection being routed.
+///
+/// Optional, and cheap (one host call): limen labels
+/// `limen_tls_sni_route_total{result}` with it (`exact`, `wildcard`, `regex`,
+/// `fallback`; `unreported` for policies that never call this), and counts a
+/// reject reported as [`RuleKind::NoMatch`] in
+/// `limen_tls_sni_listener_miss_total`. The last call in a `route` counts.
+pub fn report_rule(kind: RuleKind) {
+    bindings::limen::router::host::report_rule(kind);
 }
 
 /// Parse a policy's JSON config into a serde type, with a readable error.

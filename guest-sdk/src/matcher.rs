@@ -84,6 +84,16 @@ impl HostPattern {
         )))
     }
 
+    /// The kind of rule this pattern makes, for [`crate::report_rule`].
+    pub fn kind(&self) -> crate::RuleKind {
+        match self {
+            HostPattern::Exact(_) => crate::RuleKind::Exact,
+            HostPattern::Wildcard(_) | HostPattern::Suffix(_) => crate::RuleKind::Wildcard,
+            #[cfg(feature = "regex")]
+            HostPattern::Regex(_) => crate::RuleKind::Regex,
+        }
+    }
+
     /// Does `name` (a normalised SNI) match?
     pub fn matches(&self, name: &str) -> bool {
         match self {

@@ -34,7 +34,7 @@ pub struct Upstream {
 }
 
 /// A parsed `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UpstreamAddr {
     /// An IP literal.
     Ip(SocketAddr),
@@ -184,6 +184,22 @@ impl Alert {
         .into_iter()
         .find(|alert| alert.name() == name.as_str())
     }
+}
+
+/// Which kind of rule the policy says decided a connection (its optional
+/// `report-rule` call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A rule naming the SNI exactly.
+    Exact,
+    /// A wildcard or suffix rule.
+    Wildcard,
+    /// A regular-expression rule.
+    Regex,
+    /// The policy's default route.
+    Fallback,
+    /// No rule matched, no default.
+    NoMatch,
 }
 
 impl fmt::Display for Decision {

@@ -4,6 +4,8 @@
 //! The modules read in the order a connection travels through them.
 #![warn(missing_docs)]
 
+/// The access log: a line per finished connection, written off the data path.
+mod access;
 /// Carrying out decisions: passthrough and reject.
 mod action;
 /// Settings and limits, validated before anything runs.

@@ -38,34 +38,37 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(5);
-    // Resolved once: a labelled lookup per accept would hash and lock.
-    let accepted_total = serve
-        .live
-        .shared()
-        .metrics
-        .connections
-        .with_label_values(&[&name]);
+    // Resolved once: a labelled lookup per connection would hash and lock.
+    let metrics = Arc::new(serve.live.shared().metrics.listener(&name));
+    let addr = listener.local_addr().ok();
+    tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, "tls.sni_listener.started");
+    let stopped = || {
+        tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, "tls.sni_listener.stopped");
+    };
     loop {
         // Both waits also watch `stop`: shutdown must not hang on a full
         // connection table or an idle listener.
         let permit = tokio::select! {
             permit = serve.permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
-                Err(_) => return,
+                Err(_) => return stopped(),
             },
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return stopped(),
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return stopped(),
         };
         let (stream, client) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(listener = %name, "accept failed, retrying in {backoff:?}: {error}");
+                tracing::warn!(
+                    target: "tls_sni", listener = &*name, %error, retry_in = ?backoff,
+                    "tls.sni_listener.accept_error"
+                );
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => return stopped(),
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -79,7 +82,7 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        accepted_total.inc();
+        metrics.accepted.inc();
         let conn = Connection {
             client,
             local,
@@ -90,8 +93,9 @@ pub(crate) async fn run(
         let snapshot = serve.live.load();
         let (shared, policy) = (snapshot.shared.clone(), snapshot.policy.clone());
         let force_close = serve.force_close.clone();
+        let accepted = Accepted::new(stream, conn, policy, metrics.clone());
         serve.tracker.spawn(async move {
-            connection::handle(Accepted::new(stream, conn, policy), shared, force_close).await;
+            connection::handle(accepted, shared, force_close).await;
             drop(permit);
         });
     }

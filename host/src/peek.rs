@@ -23,8 +23,6 @@ pub(crate) struct PeekedBytes {
     pub(crate) bytes: Vec<u8>,
     /// The parsed hello, or `None` when the first bytes were not TLS.
     pub(crate) hello: Option<HelloSummary>,
-    /// How long gathering took.
-    pub(crate) duration: Duration,
 }
 
 /// Why no ClientHello was obtained. None of these reach the policy.
@@ -93,10 +91,6 @@ pub(crate) async fn peek<S: AsyncRead + Unpin>(
             Progress::NotTls => None,
             Progress::Complete(framed) => Some(HelloSummary::parse(&framed)?),
         };
-        return Ok(PeekedBytes {
-            bytes,
-            hello,
-            duration: start.elapsed(),
-        });
+        return Ok(PeekedBytes { bytes, hello });
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access::AccessLog;
 use crate::config::{AllowList, Config, FailMode, Limits};
 use crate::control::{Control, ControlHandle, admin, listeners};
 use crate::listener::Serve;
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Tls,
     /// 1 at start, +1 per applied reload.
     pub(crate) generation: u64,
+    /// This generation's access log, if on.
+    pub(crate) access: Option<AccessLog>,
 }
 
 impl Shared {
@@ -46,6 +49,7 @@ impl Shared {
         tls: Tls,
         listeners: Vec<(Arc<str>, SocketAddr)>,
         metrics: Metrics,
+        access: Option<AccessLog>,
         generation: u64,
     ) -> Shared {
         Shared {
@@ -57,6 +61,7 @@ impl Shared {
             listeners,
             tls,
             generation,
+            access,
         }
     }
 }
@@ -128,6 +133,9 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// The access log file could not be opened.
+    #[error("E013 cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
     /// The admin endpoint could not be opened, or its token read.
     #[error("E011 admin endpoint {endpoint}: {reason}")]
     Admin {
@@ -165,7 +173,7 @@ impl Server {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,
         };
-        let metrics = match config.metrics_bind {
+        let scrape = match config.metrics.bind {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -174,7 +182,9 @@ impl Server {
             None => None,
         };
         let addrs = bound.iter().map(listeners::Bound::addr).collect();
-        let shared = Shared::new(&config, tls, addrs, Metrics::new(), 1);
+        let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
+        let access = open_access_log(&config, &metrics).await?;
+        let shared = Shared::new(&config, tls, addrs, metrics, access, 1);
         shared.metrics.set_policy_version(&policy.version().id);
         let serve = Arc::new(Serve {
             live: Live::new(shared, policy),
@@ -188,7 +198,7 @@ impl Server {
             serve,
             control,
             admin,
-            metrics,
+            metrics: scrape,
         })
     }
 
@@ -252,6 +262,23 @@ impl Server {
 
 /// Read certificates and keys on a blocking thread; warn about what will
 /// fail later (an empty allow-list, certificate names with no entry).
+/// Open the access log, if configured, off the runtime's workers (opening
+/// may create a file).
+pub(crate) async fn open_access_log(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Option<AccessLog>, StartError> {
+    let Some(access) = config.access_log.clone() else {
+        return Ok(None);
+    };
+    let dropped = metrics.access_log_dropped.clone();
+    tokio::task::spawn_blocking(move || AccessLog::open(&access, dropped))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map(Some)
+        .map_err(StartError::AccessLog)
+}
+
 pub(crate) async fn load_tls(config: &Config) -> Result<Tls, TlsError> {
     if config.allow.is_empty() {
         tracing::warn!(

@@ -12,7 +12,9 @@
 //! capture. Regexes and templates are compiled once, in `init`. No match and
 //! no default: `unrecognized_name`; not TLS: closed.
 
-use limen_guest::{Alert, ClientHello, Connection, Decision, Policy, config_from_json};
+use limen_guest::{
+    Alert, ClientHello, Connection, Decision, Policy, RuleKind, config_from_json, report_rule,
+};
 use regex_lite::Regex;
 use serde::Deserialize;
 
@@ -65,16 +67,26 @@ impl Policy for RegexServices {
 
     fn route(&self, _conn: &Connection, hello: Option<&ClientHello>) -> Decision {
         let Some(hello) = hello else {
+            report_rule(RuleKind::NoMatch);
             return Decision::Reject(Alert::Close);
         };
-        let upstream = hello
+        let matched = hello
             .sni
             .as_deref()
-            .and_then(|sni| self.rules.iter().find_map(|rule| rule.expand(sni)))
-            .or_else(|| self.default.clone());
+            .and_then(|sni| self.rules.iter().find_map(|rule| rule.expand(sni)));
+        let (kind, upstream) = match matched {
+            Some(address) => (RuleKind::Regex, Some(address)),
+            None => (RuleKind::Fallback, self.default.clone()),
+        };
         match upstream {
-            Some(address) => Decision::passthrough(address),
-            None => Decision::Reject(Alert::UnrecognizedName),
+            Some(address) => {
+                report_rule(kind);
+                Decision::passthrough(address)
+            }
+            None => {
+                report_rule(RuleKind::NoMatch);
+                Decision::Reject(Alert::UnrecognizedName)
+            }
         }
     }
 }

@@ -24,8 +24,8 @@
 use std::collections::HashMap;
 
 use limen_guest::{
-    Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, Terminate,
-    TerminateExt, Upstream, UpstreamExt, config_from_json,
+    Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, RuleKind,
+    Terminate, TerminateExt, Upstream, UpstreamExt, config_from_json, report_rule,
 };
 use serde::Deserialize;
 
@@ -83,6 +83,8 @@ pub struct StaticRoutes {
     /// Wildcard and regex routes in table order, with their index.
     patterns: Vec<(usize, HostPattern)>,
     actions: Vec<Decision>,
+    /// Each route's rule kind, reported to limen's metrics.
+    kinds: Vec<RuleKind>,
     default: Option<Decision>,
     plain: Option<Decision>,
 }
@@ -94,6 +96,7 @@ impl Policy for StaticRoutes {
             exact: HashMap::new(),
             patterns: Vec::new(),
             actions: Vec::with_capacity(config.routes.len()),
+            kinds: Vec::with_capacity(config.routes.len()),
             default: config.default.map(Decision::passthrough),
             plain: config.plain.map(Decision::passthrough),
         };
@@ -103,6 +106,7 @@ impl Policy for StaticRoutes {
             table.actions.push(
                 action(&route).map_err(|e| format!("routes[{index}] ({}): {e}", route.pattern))?,
             );
+            table.kinds.push(pattern.kind());
             match pattern {
                 HostPattern::Exact(name) => {
                     table.exact.entry(name).or_insert(index);
@@ -115,15 +119,15 @@ impl Policy for StaticRoutes {
 
     fn route(&self, _conn: &Connection, hello: Option<&ClientHello>) -> Decision {
         let Some(hello) = hello else {
-            return self.plain.clone().unwrap_or(Decision::Reject(Alert::Close));
+            return fallback(&self.plain, Alert::Close);
         };
         let matched = hello.sni.as_deref().and_then(|sni| self.first_match(sni));
         match matched {
-            Some(index) => self.actions[index].clone(),
-            None => self
-                .default
-                .clone()
-                .unwrap_or(Decision::Reject(Alert::UnrecognizedName)),
+            Some(index) => {
+                report_rule(self.kinds[index]);
+                self.actions[index].clone()
+            }
+            None => fallback(&self.default, Alert::UnrecognizedName),
         }
     }
 }
@@ -138,6 +142,20 @@ impl StaticRoutes {
             .find(|(_, pattern)| pattern.matches(sni))
             .map(|(index, _)| *index)
             .or(exact)
+    }
+}
+
+/// The default route, or the alert when there is none (a miss).
+fn fallback(default: &Option<Decision>, alert: Alert) -> Decision {
+    match default {
+        Some(decision) => {
+            report_rule(RuleKind::Fallback);
+            decision.clone()
+        }
+        None => {
+            report_rule(RuleKind::NoMatch);
+            Decision::Reject(alert)
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 /// How a proxied connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
-    /// Both sides finished (FIN both ways).
-    Closed,
+    /// Both sides finished; the client's FIN came first.
+    ClientClosed,
+    /// Both sides finished; the upstream's FIN came first.
+    UpstreamClosed,
     /// No bytes either way for the idle timeout.
     Idle,
     /// A read or write failed (reset, broken pipe).
@@ -32,7 +34,8 @@ pub(crate) enum End {
 impl End {
     pub(crate) fn name(self) -> &'static str {
         match self {
-            End::Closed => "closed",
+            End::ClientClosed => "client_close",
+            End::UpstreamClosed => "upstream_close",
             End::Idle => "idle_timeout",
             End::Error => "io_error",
             End::Shutdown => "shutdown",
@@ -81,18 +84,23 @@ where
     let start = Instant::now();
     let activity = AtomicU64::new(0);
     let (up, down) = (AtomicU64::new(replayed as u64), AtomicU64::new(0));
+    let first_eof = AtomicU8::new(NO_EOF);
     let end = {
         let mut from_client = Metered {
             inner: &mut client,
             bytes: &up,
             activity: &activity,
             start,
+            first_eof: &first_eof,
+            side: CLIENT,
         };
         let mut from_upstream = Metered {
             inner: &mut upstream,
             bytes: &down,
             activity: &activity,
             start,
+            first_eof: &first_eof,
+            side: UPSTREAM,
         };
         let copy = tokio::io::copy_bidirectional_with_sizes(
             &mut from_client,
@@ -103,7 +111,11 @@ where
         // Whichever finishes first decides how the connection ended; the
         // others are cancelled with it, and the sockets close on drop.
         tokio::select! {
-            result = copy => if result.is_ok() { End::Closed } else { End::Error },
+            result = copy => match (result, first_eof.load(Ordering::Relaxed)) {
+                (Ok(_), UPSTREAM) => End::UpstreamClosed,
+                (Ok(_), _) => End::ClientClosed,
+                (Err(_), _) => End::Error,
+            },
             () = idle_watch(&activity, start, idle) => End::Idle,
             () = force_close.cancelled() => End::Shutdown,
         }
@@ -136,12 +148,19 @@ async fn idle_watch(activity: &AtomicU64, start: Instant, idle: Duration) {
     }
 }
 
-/// Counts bytes read from one side and stamps the time of the last activity.
+const NO_EOF: u8 = 0;
+const CLIENT: u8 = 1;
+const UPSTREAM: u8 = 2;
+
+/// Counts bytes read from one side, stamps the time of the last activity and
+/// notes which side reached end-of-stream first (who closed the connection).
 struct Metered<'a, S> {
     inner: &'a mut S,
     bytes: &'a AtomicU64,
     activity: &'a AtomicU64,
     start: Instant,
+    first_eof: &'a AtomicU8,
+    side: u8,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
@@ -157,6 +176,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
             self.bytes.fetch_add(n as u64, Ordering::Relaxed);
             let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
             self.activity.store(millis, Ordering::Relaxed);
+        } else if matches!(poll, Poll::Ready(Ok(()))) && buf.remaining() > 0 {
+            let _ = self.first_eof.compare_exchange(
+                NO_EOF,
+                self.side,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
         poll
     }

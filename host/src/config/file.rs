@@ -12,6 +12,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 
 use super::allow::AllowRule;
+use super::observe::{FileAccessLog, FileLog, FileMetrics};
 
 /// limen's config file.
 #[derive(Debug, Deserialize)]
@@ -31,13 +32,10 @@ pub(crate) struct FileConfig {
     pub(crate) admin: Option<FileAdmin>,
     #[serde(default)]
     pub(crate) metrics: Option<FileMetrics>,
-}
-
-/// `[metrics] bind = "127.0.0.1:9900"`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileMetrics {
-    pub(crate) bind: SocketAddr,
+    #[serde(default)]
+    pub(crate) access_log: Option<FileAccessLog>,
+    #[serde(default)]
+    pub(crate) log: Option<FileLog>,
 }
 
 /// `[admin]`: `socket = "path"`, or `bind = "127.0.0.1:9901"`.

@@ -9,6 +9,7 @@ mod admin;
 mod allow;
 mod expect;
 mod file;
+mod observe;
 mod tls;
 
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub use admin::{AdminConfig, AdminEndpoint};
 pub use allow::{AllowList, AllowRule};
 pub use expect::Expectation;
+pub use observe::{AccessLogConfig, AccessLogFormat, AccessLogSink, MetricsConfig};
 pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
 use crate::decision::{Alert, Upstream, UpstreamAddr};
@@ -42,8 +44,12 @@ pub struct Config {
     pub upstream_trust: UpstreamTrust,
     /// Where `limen swap` and `limen status` connect, if anywhere.
     pub admin: Option<AdminConfig>,
-    /// Where Prometheus scrapes `/metrics`, if anywhere.
-    pub metrics_bind: Option<SocketAddr>,
+    /// Where `/metrics` is served, and its label cap.
+    pub metrics: MetricsConfig,
+    /// The access log, if on (`[access_log]`).
+    pub access_log: Option<AccessLogConfig>,
+    /// `[log] level` (an `EnvFilter` directive); `RUST_LOG` wins when set.
+    pub log_level: Option<String>,
 }
 
 /// One listening socket.
@@ -289,7 +295,9 @@ impl TryFrom<FileConfig> for Config {
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow: AllowList::new(file.upstreams.allow),
             admin: admin::admin(&file.admin)?,
-            metrics_bind: file.metrics.as_ref().map(|m| m.bind),
+            metrics: observe::metrics(file.metrics.as_ref())?,
+            access_log: observe::access_log(file.access_log.as_ref())?,
+            log_level: observe::log_level(file.log.as_ref())?,
         })
     }
 }

@@ -1,153 +1,181 @@
 //! The last stage of a connection: carry out the decided action, count what
-//! happened and write the connection's log line.
+//! happened and leave the connection's access log line.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::report::Trail;
 use super::{Accepted, Action, Decided, MAX_CONNECT_TIMEOUT, Peeked};
+use crate::access;
 use crate::action::pipe::Report;
 use crate::action::{passthrough, reject, terminate};
-use crate::decision::{Alert, Upstream};
+use crate::decision::{Alert, Terminate, Upstream};
+use crate::metrics::Stage;
 use crate::peek::PeekedBytes;
 use crate::policy::Connection;
 use crate::server::Shared;
 use crate::upstream::{self, UpstreamError};
 
+/// Bytes each way and how the connection ended (an access log `end`).
+type Ended = ((u64, u64), &'static str);
+
 impl Decided {
-    /// Carry out the action and write the connection's log line.
+    /// Carry out the action; count it and log it.
     pub(crate) async fn execute(self, shared: &Shared, force_close: &CancellationToken) {
         let Decided {
             peeked: Peeked { accepted, peeked },
             action,
-            failure,
         } = self;
         let Accepted {
             stream,
             conn,
-            start,
             policy: live,
+            mut active,
+            mut trail,
         } = accepted;
         // Released before the action: a connection that lasts for days must
         // not keep a swapped-out policy (and its instances) alive.
-        let policy_version = live.version().id.clone();
+        trail.policy_version = Some(live.version().id.clone());
         drop(live);
-        let PeekedBytes {
-            bytes,
-            hello,
-            duration,
-        } = peeked;
-        let sni = hello.as_ref().and_then(|h| h.sni()).map(|n| n.as_ref());
-        let record_version = hello.as_ref().map(|h| h.record_version());
-        let policy = if failure.is_some() {
-            "on_error"
-        } else {
-            "policy"
-        };
-        let peek_us = duration.as_micros() as u64;
-        match action {
+        let PeekedBytes { bytes, hello, .. } = peeked;
+        trail.hello = hello;
+        let (moved, end) = match action {
             Action::Reject(alert) => {
+                active.enter(Stage::Reject);
+                trail.action = access::Action::Reject(alert);
+                let record_version = trail.hello.as_ref().map(|h| h.record_version());
                 reject::run(stream, alert, record_version).await;
-                tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni, policy, %policy_version, peek_us,
-                    decision = %format_args!("reject:{}", alert.name()),
-                    duration_ms = start.elapsed().as_millis() as u64, "connection"
-                );
+                ((0, 0), "rejected")
             }
             Action::Unreachable(error) => {
-                unreachable(shared, &conn, sni, policy, stream, error).await;
+                trail.action = access::Action::Unreachable;
+                unreachable(shared, &conn, stream, &error).await
             }
             Action::Passthrough { upstream, addrs } => {
-                let up = match connect(shared, &upstream, &addrs).await {
-                    Ok(up) => up,
-                    Err(error) => {
-                        unreachable(shared, &conn, sni, policy, stream, error).await;
-                        return;
-                    }
-                };
-                let report = passthrough::run(
-                    stream,
-                    up,
-                    &upstream,
+                active.enter(Stage::Passthrough);
+                let ended = passthrough(
+                    shared,
                     &conn,
+                    &mut trail,
+                    stream,
+                    &upstream,
+                    &addrs,
                     bytes,
-                    &shared.limits,
                     force_close,
                 )
                 .await;
-                count_bytes(shared, &report);
-                tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni, policy, %policy_version, peek_us,
-                    decision = "passthrough", upstream = %upstream.addr, bytes_up = report.up,
-                    bytes_down = report.down, end = report.end.name(),
-                    duration_ms = start.elapsed().as_millis() as u64, "connection"
-                );
+                trail.upstream = Some(upstream.addr);
+                ended
             }
             Action::Terminate {
                 terminate,
                 config,
                 addrs,
             } => {
-                let limits = &shared.limits;
-                let certificate = terminate.certificate.as_str();
-                // `plan` only terminates connections that sent a ClientHello.
-                let Some(hello) = hello.as_ref() else {
-                    return;
-                };
-                let tls = match terminate::handshake(
+                active.enter(Stage::Terminate);
+                let ended = terminated(
+                    shared,
+                    &conn,
+                    &mut trail,
                     stream,
                     bytes,
-                    hello,
-                    config,
-                    limits.handshake_timeout,
+                    (&terminate, config, &addrs),
+                    force_close,
                 )
-                .await
-                {
-                    Ok(tls) => tls,
-                    Err(error) => {
-                        shared
-                            .metrics
-                            .handshake_failures
-                            .with_label_values(&[&conn.listener, error.reason()])
-                            .inc();
-                        tracing::info!(
-                            client = %conn.client, listener = %conn.listener, sni, policy,
-                            certificate, stage = "handshake", reason = error.reason(),
-                            "closed: TLS handshake failed: {error}"
-                        );
-                        return;
-                    }
-                };
-                let session = tls.get_ref().1;
-                let alpn = session
-                    .alpn_protocol()
-                    .map(|p| String::from_utf8_lossy(p).into_owned());
-                let tls_version = session.protocol_version().and_then(|v| v.as_str());
-                let forwarded = async {
-                    let up = connect(shared, &terminate.upstream, &addrs).await?;
-                    let connector = &shared.tls.upstream.connector;
-                    terminate::forward(tls, up, &terminate, &conn, connector, limits, force_close)
-                        .await
-                }
                 .await;
-                let report = match forwarded {
-                    Ok(report) => report,
-                    Err(error) => {
-                        // The client's TLS session drops here: it sees the
-                        // connection close, as from a backend that went away.
-                        upstream_failed(shared, &conn, sni, policy, Some(certificate), &error);
-                        return;
-                    }
-                };
-                count_bytes(shared, &report);
-                tracing::info!(
-                    client = %conn.client, listener = %conn.listener, sni, policy, %policy_version, peek_us,
-                    decision = "terminate", certificate, tls = tls_version, alpn = alpn.as_deref(),
-                    upstream = %terminate.upstream.addr, reencrypt = terminate.reencrypt.is_some(),
-                    bytes_up = report.up, bytes_down = report.down, end = report.end.name(),
-                    duration_ms = start.elapsed().as_millis() as u64, "connection"
-                );
+                trail.upstream = Some(terminate.upstream.addr);
+                ended
             }
+        };
+        trail.finish(shared, moved, end);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn passthrough(
+    shared: &Shared,
+    conn: &Connection,
+    trail: &mut Trail,
+    stream: TcpStream,
+    upstream: &Upstream,
+    addrs: &[SocketAddr],
+    bytes: Vec<u8>,
+    force_close: &CancellationToken,
+) -> Ended {
+    trail.action = access::Action::Passthrough;
+    let up = match connect(shared, upstream, addrs).await {
+        Ok((up, took)) => {
+            trail.connect = Some(took);
+            up
         }
+        Err(error) => {
+            trail.action = access::Action::Unreachable;
+            return unreachable(shared, conn, stream, &error).await;
+        }
+    };
+    let limits = &shared.limits;
+    let report = passthrough::run(stream, up, upstream, conn, bytes, limits, force_close).await;
+    counted(shared, &report)
+}
+
+async fn terminated(
+    shared: &Shared,
+    conn: &Connection,
+    trail: &mut Trail,
+    stream: TcpStream,
+    bytes: Vec<u8>,
+    (terminate, config, addrs): (&Terminate, Arc<ServerConfig>, &[SocketAddr]),
+    force_close: &CancellationToken,
+) -> Ended {
+    let limits = &shared.limits;
+    let certificate = terminate.certificate.as_str();
+    trail.action = access::Action::Terminate(terminate.certificate.clone());
+    // `plan` only terminates connections that sent a ClientHello.
+    let Some(hello) = trail.hello.as_ref() else {
+        return ((0, 0), "io_error");
+    };
+    let handshake = terminate::handshake(stream, bytes, hello, config, limits.handshake_timeout);
+    let tls = match handshake.await {
+        Ok(tls) => tls,
+        Err(error) => {
+            let reason = error.reason();
+            shared
+                .metrics
+                .handshake_failures
+                .with_label_values(&[&conn.listener, reason])
+                .inc();
+            tracing::info!(
+                target: "tls_sni", listener = &*conn.listener, client = %conn.client,
+                certificate, reason, %error, "tls.handshake_failed"
+            );
+            return ((0, 0), "handshake_failed");
+        }
+    };
+    let session = tls.get_ref().1;
+    tracing::debug!(
+        target: "tls_sni", listener = &*conn.listener, client = %conn.client, certificate,
+        tls = session.protocol_version().and_then(|v| v.as_str()),
+        alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref(),
+        "tls.terminated"
+    );
+    let up = match connect(shared, &terminate.upstream, addrs).await {
+        Ok((up, took)) => {
+            trail.connect = Some(took);
+            up
+        }
+        // The client's TLS session drops here: it sees the connection
+        // close, as from a backend that went away.
+        Err(error) => return failed(shared, conn, &error),
+    };
+    let connector = &shared.tls.upstream.connector;
+    match terminate::forward(tls, up, terminate, conn, connector, limits, force_close).await {
+        Ok(report) => counted(shared, &report),
+        Err(error) => failed(shared, conn, &error),
     }
 }
 
@@ -155,13 +183,17 @@ impl Decided {
 async fn connect(
     shared: &Shared,
     upstream: &Upstream,
-    addrs: &[std::net::SocketAddr],
-) -> Result<TcpStream, UpstreamError> {
+    addrs: &[SocketAddr],
+) -> Result<(TcpStream, Duration), UpstreamError> {
     let timeout = upstream
         .connect_timeout
         .unwrap_or(shared.limits.connect_timeout)
         .min(MAX_CONNECT_TIMEOUT);
-    upstream::connect(addrs, timeout).await
+    let started = Instant::now();
+    let stream = upstream::connect(addrs, timeout).await?;
+    let took = started.elapsed();
+    shared.metrics.connected(took);
+    Ok((stream, took))
 }
 
 /// No upstream connection: counted, logged, and the client gets a bare close
@@ -169,36 +201,27 @@ async fn connect(
 async fn unreachable(
     shared: &Shared,
     conn: &Connection,
-    sni: Option<&str>,
-    policy: &str,
     stream: TcpStream,
-    error: UpstreamError,
-) {
-    upstream_failed(shared, conn, sni, policy, None, &error);
+    error: &UpstreamError,
+) -> Ended {
+    let ended = failed(shared, conn, error);
     reject::run(stream, Alert::Close, None).await;
+    ended
 }
 
 /// Count and log an upstream that could not be reached (or verified).
-fn upstream_failed(
-    shared: &Shared,
-    conn: &Connection,
-    sni: Option<&str>,
-    policy: &str,
-    certificate: Option<&str>,
-    error: &UpstreamError,
-) {
-    shared
-        .metrics
-        .upstream_failures
-        .with_label_values(&[error.reason()])
-        .inc();
+fn failed(shared: &Shared, conn: &Connection, error: &UpstreamError) -> Ended {
+    let reason = error.reason();
+    shared.metrics.upstream_failed(reason);
     tracing::info!(
-        client = %conn.client, listener = %conn.listener, sni, policy, certificate,
-        stage = "connect", "closed: {error}"
+        target: "tls_sni", listener = &*conn.listener, client = %conn.client, reason, %error,
+        "upstream.connect_failed"
     );
+    ((0, 0), "connect_failed")
 }
 
-fn count_bytes(shared: &Shared, report: &Report) {
+fn counted(shared: &Shared, report: &Report) -> Ended {
     shared.metrics.bytes_up.inc_by(report.up);
     shared.metrics.bytes_down.inc_by(report.down);
+    ((report.up, report.down), report.end.name())
 }

@@ -5,6 +5,7 @@
 //! action is in `execute.rs`.
 
 mod execute;
+mod report;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +18,12 @@ use rustls::ServerConfig;
 use crate::action::reject;
 use crate::config::FailMode;
 use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
+use crate::metrics::{Active, ListenerMetrics, RouteResult};
 use crate::peek::{self, PeekedBytes};
 use crate::policy::{Connection, Policy, PolicyError};
 use crate::server::Shared;
 use crate::upstream::{self, Own, UpstreamError};
+use report::Trail;
 
 /// However long a policy asks for, a connect attempt ends after this.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,10 +32,12 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Accepted {
     stream: TcpStream,
     conn: Connection,
-    start: Instant,
     /// The policy live when the connection was accepted: a swap during its
     /// peek does not change what decides it.
     policy: Arc<Policy>,
+    /// Its place in `limen_connections_active`, and its listener's series.
+    active: Active,
+    trail: Trail,
 }
 
 /// Its ClientHello (or non-TLS first bytes) is buffered.
@@ -45,8 +50,6 @@ pub(crate) struct Peeked {
 pub(crate) struct Decided {
     peeked: Peeked,
     action: Action,
-    /// The policy failure that led to the fail mode, if any.
-    failure: Option<PolicyError>,
 }
 
 enum Action {
@@ -66,43 +69,62 @@ enum Action {
 }
 
 impl Accepted {
-    pub(crate) fn new(stream: TcpStream, conn: Connection, policy: Arc<Policy>) -> Accepted {
+    pub(crate) fn new(
+        stream: TcpStream,
+        conn: Connection,
+        policy: Arc<Policy>,
+        metrics: Arc<ListenerMetrics>,
+    ) -> Accepted {
+        let trail = Trail::new(&conn, Instant::now());
         Accepted {
             stream,
             conn,
-            start: Instant::now(),
             policy,
+            active: Active::new(metrics),
+            trail,
         }
     }
 
     /// Gather the ClientHello. A failure is counted, logged and closed here.
     pub(crate) async fn peek(mut self, shared: &Shared) -> Option<Peeked> {
         let limits = &shared.limits;
-        match peek::peek(
+        let started = Instant::now();
+        let peeked = peek::peek(
             &mut self.stream,
             limits.hello_max_bytes,
             limits.hello_timeout,
         )
-        .await
-        {
-            Ok(peeked) => Some(Peeked {
-                accepted: self,
-                peeked,
-            }),
+        .await;
+        let took = started.elapsed();
+        self.trail.peek = took;
+        let metrics = self.active.metrics();
+        metrics.peek_duration.observe(took.as_secs_f64());
+        match peeked {
+            Ok(peeked) => {
+                if peeked.hello.is_none() {
+                    // Not a failure of the connection (the policy still
+                    // decides it, with `hello` none), but no ClientHello.
+                    metrics.parse_failed("not_tls");
+                }
+                Some(Peeked {
+                    accepted: self,
+                    peeked,
+                })
+            }
             Err(error) => {
                 let reason = error.reason();
-                shared
-                    .metrics
-                    .parse_failures
-                    .with_label_values(&[&self.conn.listener, reason])
-                    .inc();
-                tracing::info!(
-                    client = %self.conn.client, listener = %self.conn.listener,
-                    stage = "peek", reason, "closed: {error}"
-                );
+                metrics.parse_failed(reason);
+                report::peek_failed(&self.conn, reason, &error);
                 // No alert: limen has no reason to believe the peer speaks TLS
                 // well enough to read one, and nothing reaches any upstream.
                 reject::run(self.stream, Alert::Close, None).await;
+                let end = match reason {
+                    "timeout" => "hello_timeout",
+                    "closed" => "client_close",
+                    "io_error" => "io_error",
+                    _ => "bad_hello",
+                };
+                self.trail.finish(shared, (0, 0), end);
                 None
             }
         }
@@ -111,35 +133,57 @@ impl Accepted {
 
 impl Peeked {
     /// Ask the policy, apply the fail mode on any failure, resolve the upstream.
-    pub(crate) async fn decide(self, shared: &Shared) -> Decided {
+    pub(crate) async fn decide(mut self, shared: &Shared) -> Decided {
+        let metrics = &shared.metrics;
+        let hello = self.peeked.hello.as_ref();
+        let started = Instant::now();
         let verdict = self
             .accepted
             .policy
-            .decide(&self.accepted.conn, self.peeked.hello.as_ref())
+            .decide(&self.accepted.conn, hello)
             .await;
+        metrics.policy_call.observe(started.elapsed().as_secs_f64());
+        let (result, miss) = match &verdict {
+            Ok(verdict) => {
+                metrics.policy_fuel.observe(verdict.fuel_used as f64);
+                report::classify(&verdict.decision, verdict.rule)
+            }
+            Err(_) => (RouteResult::PolicyError, false),
+        };
         let planned = match verdict {
             Ok(verdict) => self.plan(shared, verdict.decision).await,
             Err(error) => Err(error),
         };
-        let (action, failure) = match planned {
-            Ok(action) => (action, None),
+        let (action, failure, result) = match planned {
+            Ok(action) => (action, None, result),
             Err(error) => {
-                shared
-                    .metrics
-                    .policy_failures
-                    .with_label_values(&[error.kind()])
-                    .inc();
-                tracing::warn!(
-                    client = %self.accepted.conn.client, listener = %self.accepted.conn.listener,
-                    kind = error.kind(), "policy failed, applying on_error: {error}"
-                );
-                (self.fail_mode_action(shared).await, Some(error))
+                metrics.policy_failed(error.kind());
+                let action = self.fail_mode_action(shared).await;
+                (action, Some(error), RouteResult::PolicyError)
             }
         };
+        let listener = self.accepted.active.metrics();
+        listener.route(result);
+        if miss && failure.is_none() {
+            listener.misses.inc();
+        }
+        match &action {
+            Action::Passthrough { upstream, .. } => metrics.routed_to(&upstream.addr),
+            Action::Terminate { terminate, .. } => metrics.routed_to(&terminate.upstream.addr),
+            Action::Reject(_) | Action::Unreachable(_) => {}
+        }
+        report::decided(
+            &self.accepted.conn,
+            self.peeked.hello.as_ref(),
+            &action,
+            result,
+            miss,
+            failure.as_ref(),
+        );
+        self.accepted.trail.result = Some(result);
         Decided {
             peeked: self,
             action,
-            failure,
         }
     }
 

@@ -11,7 +11,7 @@ use super::protocol::{Answer, Reloaded};
 use super::{Control, Trigger, listeners, millis};
 use crate::config::{Config, PolicyConfig};
 use crate::policy::Module;
-use crate::server::{Shared, load_tls};
+use crate::server::{Shared, load_tls, open_access_log};
 
 impl Control {
     pub(super) async fn reload(&mut self, config: Result<Config, String>) -> Answer {
@@ -44,7 +44,7 @@ impl Control {
     }
 
     async fn apply(&mut self, config: Config, start: Instant) -> Result<Reloaded, String> {
-        if config.admin != self.config.admin || config.metrics_bind != self.config.metrics_bind {
+        if config.admin != self.config.admin || config.metrics != self.config.metrics {
             tracing::warn!("[admin] and [metrics] changes take effect at the next start");
         }
         let tls = load_tls(&config).await.map_err(|e| e.to_string())?;
@@ -82,7 +82,17 @@ impl Control {
         addrs.retain(|(name, _)| !removed.contains(name));
         addrs.extend(bound.iter().map(listeners::Bound::addr));
         let old = self.serve.live.shared();
-        let shared = Shared::new(&config, tls, addrs, old.metrics.clone(), old.generation + 1);
+        let access = open_access_log(&config, &old.metrics)
+            .await
+            .map_err(|e| e.to_string())?;
+        let shared = Shared::new(
+            &config,
+            tls,
+            addrs,
+            old.metrics.clone(),
+            access,
+            old.generation + 1,
+        );
         let policy_changed = policy.is_some();
         let policy = match policy {
             Some(policy) => {

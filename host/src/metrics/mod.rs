@@ -1,24 +1,56 @@
-//! Counters for what happens to connections, in a registry owned here, and
-//! their Prometheus exposition at `/metrics` (`endpoint`, `scrape`).
+//! Counters, gauges and histograms for what happens to connections, in a
+//! registry owned here, and their Prometheus exposition at `/metrics`
+//! (`endpoint`, `scrape`).
 //!
-//! Names are constants; label values come from the error types' `reason()`
-//! and `kind()`.
+//! The connection path never looks a label up: per-listener series are
+//! resolved when a listener starts (`listener`), the few global label sets
+//! (failure kinds, directions) when the registry is built, and per-upstream
+//! series through a capped, lock-free map (`upstreams`). Every update is then
+//! an atomic add.
 
 pub(crate) mod endpoint;
+mod listener;
 mod scrape;
+mod upstreams;
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+pub use listener::RouteResult;
+pub(crate) use listener::{Active, ListenerMetrics, Stage};
+pub use upstreams::OTHER as OTHER_UPSTREAM;
+use upstreams::UpstreamLabels;
 
 /// Metric names.
 pub mod names {
     /// Connections accepted, by listener.
     pub const CONNECTIONS: &str = "limen_connections_total";
+    /// Connections open now, by listener and action.
+    pub const ACTIVE: &str = "limen_connections_active";
+    /// Policy decisions, by listener and result (see `RouteResult`).
+    pub const ROUTES: &str = "limen_tls_sni_route_total";
+    /// No rule matched and no fallback: dropped, by listener.
+    pub const MISSES: &str = "limen_tls_sni_listener_miss_total";
     /// ClientHellos that could not be gathered, by listener and reason.
     pub const PARSE_FAILURES: &str = "limen_tls_sni_listener_parse_failures_total";
+    /// Time to gather a ClientHello, by listener.
+    pub const PEEK_DURATION: &str = "limen_tls_client_hello_peek_duration_seconds";
+    /// Time spent in the policy's `route`.
+    pub const POLICY_CALL: &str = "limen_policy_call_duration_seconds";
+    /// Fuel one `route` call used.
+    pub const POLICY_FUEL: &str = "limen_policy_fuel_used";
     /// Policy failures, by kind.
     pub const POLICY_FAILURES: &str = "limen_policy_failures_total";
+    /// Connections routed, by upstream (bounded: see `[metrics] upstream_labels`).
+    pub const UPSTREAM_ROUTED: &str = "limen_upstream_routed_total";
     /// Upstream connection failures, by reason.
     pub const UPSTREAM_FAILURES: &str = "limen_upstream_connect_failures_total";
+    /// Time to connect to an upstream (successful connects).
+    pub const UPSTREAM_CONNECT: &str = "limen_upstream_connect_duration_seconds";
     /// Terminated handshakes that failed, by listener and reason.
     pub const HANDSHAKE_FAILURES: &str = "limen_tls_handshake_failures_total";
     /// Bytes proxied, by direction (`up`: client to upstream).
@@ -30,77 +62,236 @@ pub mod names {
     pub const POLICY_INFO: &str = "limen_policy_info";
     /// Configuration reloads (SIGHUP), by outcome (`applied`, `refused`).
     pub const CONFIG_RELOADS: &str = "limen_config_reloads_total";
+    /// Access log lines dropped because the writer fell behind.
+    pub const ACCESS_LOG_DROPPED: &str = "limen_access_log_dropped_total";
 }
+
+/// Bucket bounds, in seconds, of the peek histogram: finite up to 3 s (a
+/// slower hello counts in `+Inf` only).
+const PEEK_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0,
+];
+/// A warm `route` call takes a few microseconds; the deadline is at most 1 s.
+const POLICY_CALL_BUCKETS: &[f64] = &[
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+    1.0,
+];
+/// Fuel per call: a table lookup uses thousands, the default budget is 10^6.
+const FUEL_BUCKETS: &[f64] = &[1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 1e9];
+const CONNECT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Policy failure kinds counted per call, in label order (`init` also
+/// counts a candidate refused at swap).
+const POLICY_FAILURE_KINDS: [&str; 7] = [
+    "trap",
+    "fuel",
+    "deadline",
+    "memory",
+    "invalid_decision",
+    "init",
+    "selftest",
+];
+
+/// Upstream connect failure reasons, in label order.
+const UPSTREAM_REASONS: [&str; 5] = ["not_allowed", "resolve", "timeout", "refused", "tls"];
+
+/// Distinct upstream labels when `[metrics] upstream_labels` is not set.
+pub const DEFAULT_UPSTREAM_LABELS: usize = 64;
 
 /// limen's metrics.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    pub(crate) connections: IntCounterVec,
-    pub(crate) parse_failures: IntCounterVec,
-    pub(crate) policy_failures: IntCounterVec,
-    pub(crate) upstream_failures: IntCounterVec,
+    connections: IntCounterVec,
+    routes: IntCounterVec,
+    misses: IntCounterVec,
+    parse_failures: IntCounterVec,
+    peek_duration: HistogramVec,
+    active: IntGaugeVec,
+    pub(crate) policy_call: Histogram,
+    pub(crate) policy_fuel: Histogram,
+    policy_failures: [IntCounter; 7],
+    upstream_failures: [IntCounter; 5],
+    pub(crate) upstream_connect: Histogram,
+    upstream_routed: Arc<UpstreamLabels>,
     pub(crate) handshake_failures: IntCounterVec,
     /// `bytes{direction="up"}` and `"down"`, resolved once: they move on every connection.
     pub(crate) bytes_up: IntCounter,
     pub(crate) bytes_down: IntCounter,
     pub(crate) policy_swaps: IntCounterVec,
     pub(crate) config_reloads: IntCounterVec,
+    pub(crate) access_log_dropped: IntCounter,
     policy_info: IntGaugeVec,
 }
 
 impl Metrics {
-    /// A fresh registry with every family registered.
+    /// A fresh registry with every family registered and the default
+    /// upstream label cap.
     pub fn new() -> Metrics {
+        Metrics::with_upstream_labels(DEFAULT_UPSTREAM_LABELS)
+    }
+
+    /// A fresh registry whose `limen_upstream_routed_total` has at most
+    /// `cap` upstream labels (then `other`).
+    pub fn with_upstream_labels(cap: usize) -> Metrics {
         let registry = Registry::new();
-        let vec = |name: &str, help: &str, labels: &[&str]| {
-            let counter = IntCounterVec::new(Opts::new(name, help), labels)
-                .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
-            let _ = registry.register(Box::new(counter.clone()));
-            counter
+        let register = |collector: Box<dyn prometheus::core::Collector>| {
+            // Names are static and distinct: registering cannot fail.
+            let _ = registry.register(collector);
         };
-        let bytes = vec(names::BYTES, "Bytes proxied.", &["direction"]);
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            let family = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+            register(Box::new(family.clone()));
+            family
+        };
+        let gauges = |name: &str, help: &str, labels: &[&str]| {
+            let family = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+            register(Box::new(family.clone()));
+            family
+        };
+        let histograms = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            let family = HistogramVec::new(opts, labels)
+                .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+            register(Box::new(family.clone()));
+            family
+        };
+        let bytes = counters(names::BYTES, "Bytes proxied.", &["direction"]);
+        let failures = counters(names::POLICY_FAILURES, "Policy call failures.", &["kind"]);
+        let upstream_failures = counters(
+            names::UPSTREAM_FAILURES,
+            "Upstream connect failures.",
+            &["reason"],
+        );
+        let routed = counters(
+            names::UPSTREAM_ROUTED,
+            "Connections routed, by upstream (capped; the rest are `other`).",
+            &["upstream"],
+        );
+        let single = |name: &str, help: &str, buckets: &[f64]| {
+            histograms(name, help, buckets, &[]).with_label_values::<&str>(&[])
+        };
         Metrics {
             bytes_up: bytes.with_label_values(&["up"]),
             bytes_down: bytes.with_label_values(&["down"]),
-            connections: vec(names::CONNECTIONS, "Connections accepted.", &["listener"]),
-            parse_failures: vec(
+            connections: counters(names::CONNECTIONS, "Connections accepted.", &["listener"]),
+            routes: counters(
+                names::ROUTES,
+                "Policy decisions, by result.",
+                &["listener", "result"],
+            ),
+            misses: counters(
+                names::MISSES,
+                "Connections no rule matched, with no fallback.",
+                &["listener"],
+            ),
+            parse_failures: counters(
                 names::PARSE_FAILURES,
                 "ClientHellos not gathered.",
                 &["listener", "reason"],
             ),
-            policy_failures: vec(names::POLICY_FAILURES, "Policy call failures.", &["kind"]),
-            upstream_failures: vec(
-                names::UPSTREAM_FAILURES,
-                "Upstream connect failures.",
-                &["reason"],
+            peek_duration: histograms(
+                names::PEEK_DURATION,
+                "Time to gather the ClientHello.",
+                PEEK_BUCKETS,
+                &["listener"],
             ),
-            handshake_failures: vec(
+            active: gauges(
+                names::ACTIVE,
+                "Connections open, by action.",
+                &["listener", "action"],
+            ),
+            policy_call: single(
+                names::POLICY_CALL,
+                "Time in the policy's route call.",
+                POLICY_CALL_BUCKETS,
+            ),
+            policy_fuel: single(names::POLICY_FUEL, "Fuel per route call.", FUEL_BUCKETS),
+            policy_failures: POLICY_FAILURE_KINDS.map(|kind| failures.with_label_values(&[kind])),
+            upstream_failures: UPSTREAM_REASONS
+                .map(|reason| upstream_failures.with_label_values(&[reason])),
+            upstream_connect: single(
+                names::UPSTREAM_CONNECT,
+                "Time to connect to an upstream.",
+                CONNECT_BUCKETS,
+            ),
+            upstream_routed: Arc::new(UpstreamLabels::new(routed, cap)),
+            handshake_failures: counters(
                 names::HANDSHAKE_FAILURES,
                 "Terminated TLS handshakes that failed.",
                 &["listener", "reason"],
             ),
-            policy_swaps: vec(
+            policy_swaps: counters(
                 names::POLICY_SWAPS,
                 "Policy swap attempts.",
                 &["trigger", "outcome"],
             ),
-            config_reloads: vec(
+            config_reloads: counters(
                 names::CONFIG_RELOADS,
                 "Configuration reloads.",
                 &["outcome"],
             ),
-            policy_info: {
-                let gauge = IntGaugeVec::new(
-                    Opts::new(names::POLICY_INFO, "The live policy's version."),
-                    &["version"],
-                )
-                .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-                let _ = registry.register(Box::new(gauge.clone()));
-                gauge
-            },
+            access_log_dropped: counters(
+                names::ACCESS_LOG_DROPPED,
+                "Access log lines dropped: the writer fell behind.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            policy_info: gauges(
+                names::POLICY_INFO,
+                "The live policy's version.",
+                &["version"],
+            ),
             registry,
         }
+    }
+
+    /// Resolve one listener's series (once, when its accept loop starts).
+    pub(crate) fn listener(&self, name: &str) -> ListenerMetrics {
+        ListenerMetrics::new(self, name)
+    }
+
+    /// Count a policy failure of `kind` (a `PolicyError::kind()`).
+    pub(crate) fn policy_failed(&self, kind: &str) {
+        if let Some(i) = POLICY_FAILURE_KINDS.iter().position(|k| *k == kind) {
+            self.policy_failures[i].inc();
+        }
+    }
+
+    /// Count an upstream connect failure (an `UpstreamError::reason()`).
+    pub(crate) fn upstream_failed(&self, reason: &str) {
+        if let Some(i) = UPSTREAM_REASONS.iter().position(|r| *r == reason) {
+            self.upstream_failures[i].inc();
+        }
+    }
+
+    /// Count a connection routed to `upstream`.
+    pub(crate) fn routed_to(&self, upstream: &crate::decision::UpstreamAddr) {
+        self.upstream_routed.inc(upstream);
+    }
+
+    /// Record a successful upstream connect.
+    pub(crate) fn connected(&self, took: Duration) {
+        self.upstream_connect.observe(took.as_secs_f64());
     }
 
     /// Make `version` the one live version in `limen_policy_info`.
@@ -109,7 +300,8 @@ impl Metrics {
         self.policy_info.with_label_values(&[version]).set(1);
     }
 
-    /// The value of one counter (for tests and `limen explain`).
+    /// The value of a counter or gauge, or a histogram's sample count, summed
+    /// over the series whose labels include `labels` (for tests).
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         self.registry
             .gather()
@@ -124,7 +316,13 @@ impl Metrics {
                         .any(|l| l.name() == *k && l.value() == *v)
                 })
             })
-            .map(|metric| metric.get_counter().get_value() as u64)
+            .map(|metric| {
+                // A counter, a gauge, or a histogram's sample count: whichever
+                // the family is (the others read as zero).
+                metric.get_counter().get_value() as u64
+                    + metric.get_gauge().get_value().max(0.0) as u64
+                    + metric.get_histogram().get_sample_count()
+            })
             .sum()
     }
 

@@ -5,11 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::Connection;
-use super::bindings::wit;
+use super::bindings::{wit, wit_host};
 use rustls_pki_types::ServerName;
 
 use crate::decision::{
-    Alert, Decision, ProxyVersion, Reencrypt, Terminate, Upstream, UpstreamAddr,
+    Alert, Decision, ProxyVersion, Reencrypt, Rule, Terminate, Upstream, UpstreamAddr,
 };
 use crate::hello::HelloSummary;
 
@@ -53,6 +53,17 @@ pub(crate) fn client_hello(hello: &HelloSummary) -> wit::ClientHello {
         ech: hello.ech(),
         hello_length: hello.hello_length(),
         record_count: hello.record_count(),
+    }
+}
+
+/// The rule kind a guest reported.
+pub(crate) fn rule(kind: wit_host::RuleKind) -> Rule {
+    match kind {
+        wit_host::RuleKind::Exact => Rule::Exact,
+        wit_host::RuleKind::Wildcard => Rule::Wildcard,
+        wit_host::RuleKind::Regex => Rule::Regex,
+        wit_host::RuleKind::Fallback => Rule::Fallback,
+        wit_host::RuleKind::NoMatch => Rule::NoMatch,
     }
 }
 

@@ -17,7 +17,7 @@ use super::state::HostState;
 use super::version::PolicyVersion;
 use super::{Connection, PolicyError, convert};
 use crate::config::{INIT_BUDGET_FACTOR, PolicyConfig};
-use crate::decision::Decision;
+use crate::decision::{Decision, Rule};
 use crate::hello::HelloSummary;
 
 /// A policy ready to decide.
@@ -42,6 +42,8 @@ pub struct Verdict {
     pub decision: Decision,
     /// Fuel the call consumed.
     pub fuel_used: u64,
+    /// The kind of rule the policy said decided it, if it said.
+    pub rule: Option<Rule>,
 }
 
 impl Policy {
@@ -77,12 +79,14 @@ impl Policy {
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));
         match result {
             Ok(decision) => {
+                let rule = instance.store.data().rule.map(convert::rule);
                 // A full pool means more instances exist than are needed: drop this one.
                 let _ = self.idle.push(instance);
                 let decision = convert::decision(decision).map_err(PolicyError::InvalidDecision)?;
                 Ok(Verdict {
                     decision,
                     fuel_used,
+                    rule,
                 })
             }
             Err(error) => Err(classify(&error, instance.store.data())),

@@ -32,6 +32,8 @@ pub(crate) struct HostState {
     pub(crate) memory_refused: bool,
     /// Lines left in this call's budget, shared with the stdout/stderr streams.
     lines_left: LineBudget,
+    /// What the guest said decided this call (`report-rule`), if it did.
+    pub(crate) rule: Option<wit_host::RuleKind>,
 }
 
 impl HostState {
@@ -52,12 +54,14 @@ impl HostState {
             memory_limit,
             memory_refused: false,
             lines_left,
+            rule: None,
         }
     }
 
     /// Reset per-call state before a call.
     pub(crate) fn start_call(&mut self) {
         self.memory_refused = false;
+        self.rule = None;
         self.lines_left.refill(LOG_LINES_PER_CALL);
     }
 }
@@ -109,6 +113,10 @@ impl wit_host::Host for HostState {
             wit_host::Level::Warn => tracing::warn!(target: "limen::policy", "{message}"),
             wit_host::Level::Error => tracing::error!(target: "limen::policy", "{message}"),
         }
+    }
+
+    fn report_rule(&mut self, kind: wit_host::RuleKind) {
+        self.rule = Some(kind);
     }
 }
 

@@ -1,0 +1,134 @@
+//! `[metrics]`, `[access_log]` and `[log]`: how limen is watched.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use crate::metrics::DEFAULT_UPSTREAM_LABELS;
+
+/// `[metrics] bind = "127.0.0.1:9900"`, `upstream_labels = 64`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileMetrics {
+    #[serde(default)]
+    pub(crate) bind: Option<SocketAddr>,
+    #[serde(default)]
+    pub(crate) upstream_labels: Option<usize>,
+}
+
+/// `[access_log] path = "-"`, `format = "text"`, `buffer = 4096`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAccessLog {
+    #[serde(default)]
+    pub(crate) path: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) format: AccessLogFormat,
+    #[serde(default)]
+    pub(crate) buffer: Option<usize>,
+}
+
+/// `[log] level = "info"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLog {
+    pub(crate) level: String,
+}
+
+/// Where `/metrics` is served and how many upstreams get their own series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where Prometheus scrapes `/metrics`, if anywhere.
+    pub bind: Option<SocketAddr>,
+    /// Distinct `upstream` labels of `limen_upstream_routed_total` before
+    /// the rest count as `other`.
+    pub upstream_labels: usize,
+}
+
+/// The access log: one line per finished connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// Where lines go.
+    pub sink: AccessLogSink,
+    /// Line format.
+    pub format: AccessLogFormat,
+    /// Lines queued for the writer thread; past it lines are dropped and
+    /// counted, so a slow disk never slows a connection.
+    pub buffer: usize,
+}
+
+/// An access log destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogSink {
+    /// limen's standard output.
+    Stdout,
+    /// A file, appended to; reopened on every applied reload (SIGHUP), which
+    /// is what log rotation needs.
+    File(PathBuf),
+}
+
+/// An access log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// `key=value` pairs (values with spaces or quotes are quoted).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Lines the access log queues when `buffer` is not set.
+const DEFAULT_ACCESS_BUFFER: usize = 4096;
+/// Most distinct upstream labels a config may ask for.
+const MAX_UPSTREAM_LABELS: usize = 10_000;
+
+pub(super) fn metrics(file: Option<&FileMetrics>) -> Result<MetricsConfig, ConfigError> {
+    let upstream_labels = file
+        .and_then(|m| m.upstream_labels)
+        .unwrap_or(DEFAULT_UPSTREAM_LABELS);
+    if upstream_labels > MAX_UPSTREAM_LABELS {
+        return Err(ConfigError::Invalid(format!(
+            "metrics.upstream_labels must be at most {MAX_UPSTREAM_LABELS}"
+        )));
+    }
+    Ok(MetricsConfig {
+        bind: file.and_then(|m| m.bind),
+        upstream_labels,
+    })
+}
+
+pub(super) fn access_log(
+    file: Option<&FileAccessLog>,
+) -> Result<Option<AccessLogConfig>, ConfigError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let buffer = file.buffer.unwrap_or(DEFAULT_ACCESS_BUFFER);
+    if !(1..=1 << 20).contains(&buffer) {
+        return Err(ConfigError::Invalid(
+            "access_log.buffer must be between 1 and 1048576 lines".into(),
+        ));
+    }
+    let sink = match &file.path {
+        None => AccessLogSink::Stdout,
+        Some(path) if path.as_os_str() == "-" => AccessLogSink::Stdout,
+        Some(path) => AccessLogSink::File(path.clone()),
+    };
+    Ok(Some(AccessLogConfig {
+        sink,
+        format: file.format,
+        buffer,
+    }))
+}
+
+pub(super) fn log_level(file: Option<&FileLog>) -> Result<Option<String>, ConfigError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    tracing_subscriber::EnvFilter::try_new(&file.level)
+        .map_err(|e| ConfigError::Invalid(format!("log.level `{}`: {e}", file.level)))?;
+    Ok(Some(file.level.clone()))
+}
