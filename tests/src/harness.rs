@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use limen::control::ControlHandle;
 use limen::metrics::Metrics;
 use limen::{Config, Server};
 use tokio::sync::oneshot;
@@ -18,6 +19,8 @@ pub struct Running {
     pub metrics: Metrics,
     /// Where `/metrics` is served, if the config has `[metrics]`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Swaps and reloads, as the admin endpoint and SIGHUP make them.
+    pub control: ControlHandle,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -34,6 +37,7 @@ impl Running {
             .collect();
         let metrics = server.metrics();
         let metrics_addr = server.metrics_addr();
+        let control = server.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -43,6 +47,7 @@ impl Running {
             addrs,
             metrics,
             metrics_addr,
+            control,
             stop: Some(stop),
             task: Some(task),
         })

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod guests;
 pub mod harness;
 pub mod pki;
+pub mod scrape;
 
 use std::path::PathBuf;
 

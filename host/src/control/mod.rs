@@ -279,10 +279,13 @@ impl Control {
 
     fn refused(&self, trigger: Trigger, error: &PolicyError) -> Answer {
         self.count(trigger, "refused");
+        // A candidate that fails `init` or its self-test is a policy failure
+        // too (a module that does not load at all is not).
+        self.serve.live.shared().metrics.policy_failed(error.kind());
         let live = self.serve.live.policy();
         tracing::warn!(
-            trigger = trigger.name(), code = error.code(), live = %live.version(),
-            "policy refused, the live one stays: {error}"
+            target: "tls_sni", trigger = trigger.name(), code = error.code(),
+            live = %live.version(), kind = error.kind(), %error, "policy.failed"
         );
         Answer::Refused {
             code: error.code().into(),

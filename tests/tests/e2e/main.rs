@@ -2,6 +2,7 @@
 //!
 //! One test binary (ripgrep's layout): each module is one area of behaviour.
 
+mod access_log;
 mod bulk;
 mod cli;
 mod common;

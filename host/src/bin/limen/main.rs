@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(version, about = "A TLS SNI router with a WebAssembly routing policy")]
 struct Cli {
-    /// Log format (level from RUST_LOG, default info).
+    /// Log format (level from RUST_LOG, else the config's `[log] level`, else info).
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -45,8 +45,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // RUST_LOG, when set, wins over the config's `[log] level` (a config that
+    // does not load is reported by the command itself).
+    let configured = match &cli.command {
+        Command::Run { config } => limen::Config::load(config).ok().and_then(|c| c.log_level),
+        _ => None,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(configured.as_deref().unwrap_or("info"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,0 +1,144 @@
+//! The access log: one line per finished connection, JSON or text, to a file.
+
+use std::time::Duration;
+
+use limen_e2e::harness::{Running, config};
+use limen_e2e::{backend, guests};
+
+use crate::common::{WAIT, ask, raw_exchange, scratch};
+
+/// One JSON line per connection, whatever became of it, with the fields an
+/// operator reads: here a routed, a rejected and a malformed connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_one_line_per_connection() -> anyhow::Result<()> {
+    let (up, _) = backend::raw(b"U").await?;
+    let path = scratch("access.log");
+    let routes = format!(
+        r#"routes = [{{ match = "a.test", upstream = "{up}" }}, {{ match = "blocked.test", reject = "access_denied" }}]"#
+    );
+    let toml = config(
+        &guests::example("static-routes"),
+        &routes,
+        "",
+        &format!(
+            "[access_log]\npath = \"{}\"\nformat = \"json\"",
+            path.display()
+        ),
+    );
+    let limen = Running::start(&toml).await?;
+    let routed = limen::explain::synthesise("a.test", &["h2".into(), "http/1.1".into()])?;
+    assert_eq!(ask(limen.addr, &routed).await?, b"U");
+    let blocked = limen::explain::synthesise("blocked.test", &[])?;
+    assert!(!ask(limen.addr, &blocked).await?.is_empty());
+    let garbage = raw_exchange(limen.addr, &[b"\x16\x09\x09\x00\x05hello"], Duration::ZERO);
+    assert!(garbage.await?.is_empty());
+
+    let lines = lines_of(&path, 3).await?;
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l))
+        .collect::<Result<_, _>>()?;
+    let find = |action: &str| {
+        parsed
+            .iter()
+            .find(|v| v["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} line in {lines:?}"))
+    };
+    let pass = find("passthrough");
+    assert_eq!(pass["listener"], "public");
+    assert_eq!(pass["sni"], "a.test");
+    assert_eq!(pass["alpn"], "h2,http/1.1");
+    assert_eq!(pass["upstream"], up.to_string());
+    assert_eq!(pass["result"], "exact");
+    assert_eq!(pass["bytes_up"], routed.len());
+    assert_eq!(pass["bytes_down"], 1);
+    assert_eq!(pass["end"], "upstream_close");
+    assert!(pass["connect_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    let version = pass["policy"].as_str().unwrap_or_default();
+    assert!(
+        version.len() == 12 && version.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{pass}"
+    );
+    assert!(
+        pass["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:"))
+    );
+    assert!(pass["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let reject = find("reject");
+    assert_eq!(
+        (&reject["sni"], &reject["detail"], &reject["end"]),
+        (
+            &"blocked.test".into(),
+            &"access_denied".into(),
+            &"rejected".into()
+        )
+    );
+    assert!(reject["upstream"].is_null() && reject["connect_ms"].is_null());
+    let bad = find("none");
+    assert_eq!(
+        (&bad["end"], &bad["result"]),
+        (&"bad_hello".into(), &serde_json::Value::Null)
+    );
+    for line in &parsed {
+        let total = line["total_ms"].as_f64().expect("total_ms");
+        assert!(
+            total >= line["peek_ms"].as_f64().expect("peek_ms"),
+            "{line}"
+        );
+    }
+    limen.stop().await?;
+    // Nothing else arrives: one line per connection, not per event.
+    assert_eq!(lines_of(&path, 3).await?.len(), 3);
+    Ok(())
+}
+
+/// The text format, to a file: `key=value` after the timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_access_log_is_key_value() -> anyhow::Result<()> {
+    let (up, _) = backend::raw(b"U").await?;
+    let path = scratch("access.txt");
+    let toml = config(
+        &guests::example("static-routes"),
+        &format!(r#"default = "{up}""#),
+        "",
+        &format!("[access_log]\npath = \"{}\"", path.display()),
+    );
+    let limen = Running::start(&toml).await?;
+    let hello = limen::explain::synthesise("t.test", &[])?;
+    assert_eq!(ask(limen.addr, &hello).await?, b"U");
+    let lines = lines_of(&path, 1).await?;
+    let fields: Vec<&str> = lines[0].split(' ').collect();
+    assert!(fields[0].ends_with('Z'), "{}", lines[0]);
+    let value = |key: &str| {
+        fields
+            .iter()
+            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key} in {}", lines[0]))
+    };
+    assert_eq!(value("sni"), "t.test");
+    assert_eq!(value("action"), "passthrough");
+    assert_eq!(value("result"), "fallback");
+    assert_eq!(value("upstream"), up.to_string());
+    assert_eq!(value("bytes_up"), hello.len().to_string());
+    assert_eq!(value("end"), "upstream_close");
+    limen.stop().await
+}
+
+/// The file's lines once it has at least `n` (at most 10 s).
+async fn lines_of(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= n || tokio::time::Instant::now() >= deadline {
+            anyhow::ensure!(
+                lines.len() >= n,
+                "{} lines, wanted {n}: {text}",
+                lines.len()
+            );
+            return Ok(lines);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
