@@ -1,12 +1,14 @@
 #!/bin/bash
 # limen as a peerbench router (shared/peerbench, run.sh's --router contract).
-# usage: peerbench-limen.sh LIMEN_BIN GUEST_WASM PORT ROUTES_FILE RUNDIR
+# usage: peerbench-limen.sh LIMEN_BIN GUEST_WASM PORT ROUTES_FILE RUNDIR [observe]
 #   e.g. --router 'limen=8445=/path/peerbench-limen.sh /path/limen /path/static-routes.wasm {PORT} {ROUTES} {RUNDIR}'
+# `observe` adds the /metrics endpoint and a text access log to RUNDIR/access.log
+# (the metrics themselves are always kept).
 # Turns the kit's routes file (`NAME host:port` lines: exact, `*.suffix`, `~regex`, `default`)
 # into RUNDIR/limen.toml for the static-routes guest, checks it, then execs limen in the
 # foreground so that run.sh measures limen's own PID.
 set -euo pipefail
-LIMEN=$1 GUEST=$2 PORT=$3 ROUTES=$4 RUNDIR=$5
+LIMEN=$1 GUEST=$2 PORT=$3 ROUTES=$4 RUNDIR=$5 OBSERVE=${6:-}
 mkdir -p "$RUNDIR"
 CFG=$RUNDIR/limen.toml
 
@@ -43,7 +45,17 @@ max_connections = 20000   # above the kit's concurrency and its 1000-connection 
 allow = ["127.0.0.1/32"]
 CONF
 
+if [ "$OBSERVE" = observe ]; then
+  cat >> "$CFG" <<CONF
+
+[metrics]
+bind = "127.0.0.1:0"
+
+[access_log]
+path = "$RUNDIR/access.log"
+CONF
+fi
+
 "$LIMEN" check --config "$CFG"
-# warn, not the default info: limen logs each connection at info, and that formatting
-# and writing would dominate the router CPU per connection the kit measures.
-RUST_LOG=warn exec "$LIMEN" run --config "$CFG"
+# The default level (info) logs nothing per routed connection: that is the access log's job.
+exec "$LIMEN" run --config "$CFG"

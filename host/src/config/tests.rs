@@ -74,6 +74,27 @@ fn the_readme_example_loads() {
     let config = Config::from_toml(block).unwrap_or_else(|e| panic!("README config: {e}"));
     assert!(config.allow.allows_addr("[fd00::1]:443".parse().unwrap()));
     assert!(config.allow.allows_name("a.b.svc.cluster.local", 443));
+    let access = config.access_log.expect("access log on");
+    assert_eq!(
+        access.sink,
+        AccessLogSink::File("/var/log/limen/access.log".into())
+    );
+    assert_eq!((access.format, access.buffer), (AccessLogFormat::Text, 4096));
+    assert_eq!(config.metrics.upstream_labels, 64);
+    assert_eq!(config.log_level.as_deref(), Some("info"));
+}
+
+#[test]
+fn observability_values_are_checked() {
+    let with = |extra: &str| Config::from_toml(&format!("{GOOD}\n{extra}"));
+    let err = |extra: &str| with(extra).unwrap_err().to_string();
+    assert!(err("[log]\nlevel = \"info,=\"").contains("log.level"));
+    assert!(err("[access_log]\nbuffer = 0").contains("access_log.buffer"));
+    assert!(err("[access_log]\nformat = \"xml\"").contains("E002"));
+    assert!(err("[metrics]\nupstream_labels = 100000").contains("upstream_labels"));
+    let stdout = with("[access_log]\npath = \"-\"").unwrap().access_log.unwrap();
+    assert_eq!(stdout.sink, AccessLogSink::Stdout);
+    assert!(with("").unwrap().access_log.is_none(), "off by default");
 }
 
 #[test]
