@@ -64,10 +64,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
          openssl s_client -connect 127.0.0.1:8443 -servername blocked.test -CAfile {ca} </dev/null   # alert access denied\n  \
          target/debug/limen explain --config examples/demo.toml --sni node7.rx.test\n  \
          target/debug/limen status --admin target/demo/admin.sock\n  \
+         curl -s http://127.0.0.1:9900/metrics | grep limen_tls_sni_route_total   # by listener and result\n  \
          target/debug/limen swap --admin target/demo/admin.sock --module target/guests/static-routes.wasm \\\n      \
          --config-json '{{\"default\":\"127.0.0.1:9452\"}}'   # every name now goes to B\n  \
          kill -HUP $(pgrep -f 'limen run')   # re-read examples/demo.toml\n\n\
-         Ctrl-C stops limen and the backends.\n"
+         Each finished connection prints an access log line below. Ctrl-C stops limen and the backends.\n"
     );
     let status = limen.0.wait()?;
     backends.0.kill().ok();

@@ -79,7 +79,10 @@ fn the_readme_example_loads() {
         access.sink,
         AccessLogSink::File("/var/log/limen/access.log".into())
     );
-    assert_eq!((access.format, access.buffer), (AccessLogFormat::Text, 4096));
+    assert_eq!(
+        (access.format, access.buffer),
+        (AccessLogFormat::Text, 4096)
+    );
     assert_eq!(config.metrics.upstream_labels, 64);
     assert_eq!(config.log_level.as_deref(), Some("info"));
 }
@@ -92,7 +95,10 @@ fn observability_values_are_checked() {
     assert!(err("[access_log]\nbuffer = 0").contains("access_log.buffer"));
     assert!(err("[access_log]\nformat = \"xml\"").contains("E002"));
     assert!(err("[metrics]\nupstream_labels = 100000").contains("upstream_labels"));
-    let stdout = with("[access_log]\npath = \"-\"").unwrap().access_log.unwrap();
+    let stdout = with("[access_log]\npath = \"-\"")
+        .unwrap()
+        .access_log
+        .unwrap();
     assert_eq!(stdout.sink, AccessLogSink::Stdout);
     assert!(with("").unwrap().access_log.is_none(), "off by default");
 }

@@ -42,14 +42,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_over_http() -> anyhow::Result<()> {
     let (a, _) = backend::raw(b"A").await?;
-    let toml = config(
-        &guests::example("static-routes"),
-        &format!(r#"default = "{a}""#),
-        "",
-        "[metrics]\nbind = \"127.0.0.1:0\"",
-    );
-    let limen = Running::start(&toml).await?;
-    let metrics = limen.metrics_addr.expect("metrics endpoint");
+    let (limen, metrics) =
+        with_metrics("static-routes", &format!(r#"default = "{a}""#), "", "").await?;
     let hello = limen::explain::synthesise("t.test", &[])?;
     for _ in 0..3 {
         assert_eq!(ask(limen.addr, &hello).await?, b"A");
@@ -69,6 +63,24 @@ async fn metrics_are_scraped_over_http() -> anyhow::Result<()> {
     let (status, _) = get(metrics, "/").await?;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     limen.stop().await
+}
+
+/// limen running guest `guest` with `/metrics` served; the endpoint's address.
+async fn with_metrics(
+    guest: &str,
+    policy_config: &str,
+    extra_policy: &str,
+    extra: &str,
+) -> anyhow::Result<(Running, SocketAddr)> {
+    let toml = config(
+        &guests::example(guest),
+        policy_config,
+        extra_policy,
+        &format!("[metrics]\nbind = \"127.0.0.1:0\"\n{extra}"),
+    );
+    let limen = Running::start(&toml).await?;
+    let metrics = limen.metrics_addr.expect("metrics endpoint");
+    Ok((limen, metrics))
 }
 
 const PUBLIC: &str = r#"listener="public""#;
@@ -110,14 +122,7 @@ routes = [
   {{ match = "blocked.test", reject = "access_denied" }},
 ]"#
     );
-    let toml = config(
-        &guests::example("static-routes"),
-        &policy,
-        "",
-        "[metrics]\nbind = \"127.0.0.1:0\"",
-    );
-    let limen = Running::start(&toml).await?;
-    let metrics = limen.metrics_addr.expect("metrics endpoint");
+    let (limen, metrics) = with_metrics("static-routes", &policy, "", "").await?;
     let before = Scrape::get(metrics).await?;
     let sni = |name: &str| limen::explain::synthesise(name, &[]).expect("hello");
     let sends: [(Vec<u8>, &[u8]); 9] = [
@@ -200,14 +205,13 @@ routes = [
 async fn each_policy_failure_kind_is_counted() -> anyhow::Result<()> {
     let (fallback, _) = backend::raw(b"F").await?;
     let (upstream, _) = backend::raw(b"U").await?;
-    let toml = config(
-        &guests::example("misbehave"),
+    let (limen, metrics) = with_metrics(
+        "misbehave",
         &format!("upstream = \"{upstream}\""),
         &format!("timeout = \"20ms\"\non_error = {{ fallback = \"{fallback}\" }}"),
-        "[metrics]\nbind = \"127.0.0.1:0\"",
-    );
-    let limen = Running::start(&toml).await?;
-    let metrics = limen.metrics_addr.expect("metrics endpoint");
+        "",
+    )
+    .await?;
     let kinds = "limen_policy_failures_total";
     for (sni, kind) in [
         ("panic.test", "trap"),
@@ -270,14 +274,8 @@ async fn each_policy_failure_kind_is_counted() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_split_hello_moves_the_peek_histogram() -> anyhow::Result<()> {
     let (up, _) = backend::raw(b"U").await?;
-    let toml = config(
-        &guests::example("static-routes"),
-        &format!(r#"default = "{up}""#),
-        "",
-        "[metrics]\nbind = \"127.0.0.1:0\"",
-    );
-    let limen = Running::start(&toml).await?;
-    let metrics = limen.metrics_addr.expect("metrics endpoint");
+    let (limen, metrics) =
+        with_metrics("static-routes", &format!(r#"default = "{up}""#), "", "").await?;
     let before = Scrape::get(metrics).await?;
     let hello = hello("large-a.test.bin");
     let quarter = hello.len() / 4;
@@ -307,15 +305,9 @@ async fn a_slow_split_hello_moves_the_peek_histogram() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_parse_failure_reason_is_counted() -> anyhow::Result<()> {
     let (up, _) = backend::raw(b"U").await?;
-    let toml = config(
-        &guests::example("static-routes"),
-        &format!(r#"default = "{up}""#),
-        "",
-        "[metrics]\nbind = \"127.0.0.1:0\"\n\
-         [limits]\nhello_max_bytes = \"1KiB\"\nhello_timeout = \"300ms\"",
-    );
-    let limen = Running::start(&toml).await?;
-    let metrics = limen.metrics_addr.expect("metrics endpoint");
+    let limits = "[limits]\nhello_max_bytes = \"1KiB\"\nhello_timeout = \"300ms\"";
+    let policy = format!(r#"default = "{up}""#);
+    let (limen, metrics) = with_metrics("static-routes", &policy, "", limits).await?;
     let before = Scrape::get(metrics).await?;
     let small = hello("small-a.test.bin");
     let cases: [&[&[u8]]; 3] = [
