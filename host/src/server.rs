@@ -256,12 +256,14 @@ impl Server {
             serve.force_close.cancel();
             serve.tracker.wait().await;
         }
+        // Every connection has queued its line: let the writer finish them.
+        if let Some(access) = &serve.live.shared().access {
+            access.close().await;
+        }
         tracing::info!("stopped");
     }
 }
 
-/// Read certificates and keys on a blocking thread; warn about what will
-/// fail later (an empty allow-list, certificate names with no entry).
 /// Open the access log, if configured, off the runtime's workers (opening
 /// may create a file).
 pub(crate) async fn open_access_log(
@@ -279,6 +281,8 @@ pub(crate) async fn open_access_log(
         .map_err(StartError::AccessLog)
 }
 
+/// Read certificates and keys on a blocking thread; warn about what will
+/// fail later (an empty allow-list, certificate names with no entry).
 pub(crate) async fn load_tls(config: &Config) -> Result<Tls, TlsError> {
     if config.allow.is_empty() {
         tracing::warn!(

@@ -1,7 +1,9 @@
 //! The access log: one line per finished connection, written by a thread of
-//! its own. A connection hands its [`Record`] over a bounded channel and never
-//! waits: when the writer falls behind (a slow disk, a blocked stdout) the
-//! line is dropped and counted in `limen_access_log_dropped_total`.
+//! its own. A connection pushes its [`Record`] onto a bounded lock-free queue
+//! and never waits: when the writer falls behind (a slow disk, a blocked
+//! stdout) the line is dropped and counted in `limen_access_log_dropped_total`.
+//! The writer polls the queue (every 10 ms when it is empty) rather than
+//! being woken per line, so a connection never touches a lock or a futex.
 //!
 //! Each configuration generation opens its own log (so a reload reopens the
 //! file, which is what log rotation needs); the writer ends, flushing, when
@@ -11,18 +13,33 @@ mod record;
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use crossbeam_queue::ArrayQueue;
 use prometheus::IntCounter;
 
 use crate::config::{AccessLogConfig, AccessLogFormat, AccessLogSink};
 pub(crate) use record::{Action, Record};
 
+/// How long the writer sleeps when the queue is empty: the most a line waits.
+const IDLE_POLL: Duration = Duration::from_millis(10);
+
 /// The sending side; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct AccessLog {
-    lines: SyncSender<Record>,
+    /// Shared with the writer, which ends when it holds the last reference
+    /// (or is told to close) and the queue is empty.
+    queue: Arc<Queue>,
     dropped: IntCounter,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+struct Queue {
+    lines: ArrayQueue<Record>,
+    closing: AtomicBool,
 }
 
 impl AccessLog {
@@ -39,48 +56,70 @@ impl AccessLog {
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
             ),
         };
-        let (lines, rx) = sync_channel(config.buffer);
-        let format = config.format;
-        std::thread::Builder::new()
+        let queue = Arc::new(Queue {
+            lines: ArrayQueue::new(config.buffer),
+            closing: AtomicBool::new(false),
+        });
+        let (theirs, format) = (queue.clone(), config.format);
+        let writer = std::thread::Builder::new()
             .name("limen-access-log".into())
-            .spawn(move || write_lines(&rx, BufWriter::new(out), format))?;
-        Ok(AccessLog { lines, dropped })
+            .spawn(move || write_lines(&theirs, BufWriter::new(out), format))?;
+        Ok(AccessLog {
+            queue,
+            dropped,
+            writer: Arc::new(Mutex::new(Some(writer))),
+        })
     }
 
     /// Queue a line; never waits.
     pub(crate) fn send(&self, record: Record) {
-        if self.lines.try_send(record).is_err() {
+        if self.queue.lines.push(record).is_err() {
             self.dropped.inc();
+        }
+    }
+
+    /// At shutdown, once every connection has finished: write what is
+    /// queued, flush, and wait for the writer to end.
+    pub(crate) async fn close(&self) {
+        self.queue.closing.store(true, Ordering::Release);
+        // The lock only guards the handle; nothing else takes it.
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
     }
 }
 
 /// Write lines as they come, flushing whenever the queue runs dry, until
-/// every sender is gone.
+/// every sender is gone and the queue is empty.
 fn write_lines(
-    rx: &Receiver<Record>,
+    queue: &Arc<Queue>,
     mut out: BufWriter<Box<dyn Write + Send>>,
     format: AccessLogFormat,
 ) {
     let mut line = String::with_capacity(512);
     let mut failing = false;
-    while let Ok(mut record) = rx.recv() {
-        loop {
+    loop {
+        let mut wrote = false;
+        while let Some(record) = queue.lines.pop() {
             line.clear();
             match format {
                 AccessLogFormat::Text => record.text(&mut line),
                 AccessLogFormat::Json => record.json(&mut line),
             }
             line.push('\n');
-            let written = out.write_all(line.as_bytes());
-            report(&mut failing, written);
-            record = match rx.try_recv() {
-                Ok(next) => next,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            };
+            report(&mut failing, out.write_all(line.as_bytes()));
+            wrote = true;
         }
-        let flushed = out.flush();
-        report(&mut failing, flushed);
+        if wrote {
+            report(&mut failing, out.flush());
+        }
+        // Checked after draining: a sender pushes before it can be dropped.
+        let unused = Arc::strong_count(queue) == 1 || queue.closing.load(Ordering::Acquire);
+        if unused && queue.lines.is_empty() {
+            break;
+        }
+        std::thread::sleep(IDLE_POLL);
     }
     let _ = out.flush();
 }
