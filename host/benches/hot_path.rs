@@ -63,7 +63,11 @@ fn hundred_routes() -> String {
 }
 
 fn policy_decision(c: &mut Criterion) {
-    let module = root().join("target/guests/static-routes.wasm");
+    // LIMEN_BENCH_GUEST: another build of static-routes (e.g. one from before a change).
+    let module = std::env::var_os("LIMEN_BENCH_GUEST").map_or_else(
+        || root().join("target/guests/static-routes.wasm"),
+        PathBuf::from,
+    );
     let toml = format!(
         "[[listeners]]\nname = \"bench\"\nbind = \"127.0.0.1:0\"\n[policy]\nmodule = \"{}\"\ninstances = 1\n# A loaded 2-core machine can preempt a call for more than the default 5 ms.\ntimeout = \"1s\"\n[policy.config]\n{}\n",
         module.display(),
