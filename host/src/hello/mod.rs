@@ -6,6 +6,7 @@
 //! [`frame`] after every read and only pays for parsing once.
 
 mod error; // HelloError, the layer's one error type
+mod fingerprint; // JA3 and JA4 from the summary's fields
 mod parse; // ClientHello fields via tls-parser, extension walk and list decoders
 mod record; // record reassembly: is a whole ClientHello buffered yet?
 mod sni; // server_name extension to a validated, normalised DnsName
@@ -13,6 +14,7 @@ mod summary; // HelloSummary, the owned, validated result
 mod synth; // real ClientHellos from a rustls client, for explain and self-tests
 
 pub use error::HelloError;
+pub use fingerprint::Fingerprints;
 pub use record::{Framed, Progress, frame};
 /// The one normalisation of host names (SNI, upstreams, allow rules).
 pub(crate) use sni::normalise as normalise_name;

@@ -168,6 +168,17 @@ pub(crate) fn key_share_groups(data: &[u8]) -> Result<Vec<u16>, HelloError> {
     Ok(groups)
 }
 
+/// ec_point_formats (11): the format codes, for JA3. Only a fingerprint
+/// input, so a body that does not parse gives an empty list rather than
+/// refusing a hello that routes fine.
+pub(crate) fn ec_point_formats(data: &[u8]) -> Vec<u8> {
+    let mut r = Reader(data);
+    r.vec8()
+        .filter(|_| r.0.is_empty())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
 /// A list of big-endian u16s filling `list` exactly.
 fn u16_pairs(list: &[u8]) -> Option<Vec<u16>> {
     let (pairs, []) = list.as_chunks::<2>() else {

@@ -4,6 +4,7 @@
 use rustls_pki_types::DnsName;
 use serde::{Serialize, Serializer};
 
+use super::fingerprint::{self, Fingerprints, Inputs};
 use super::parse::{self, RawExtension};
 use super::{Framed, HelloError, sni};
 
@@ -15,7 +16,10 @@ mod ext {
     pub(super) const ALPN: u16 = 0x0010;
     pub(super) const SUPPORTED_VERSIONS: u16 = 0x002b;
     pub(super) const KEY_SHARE: u16 = 0x0033;
+    pub(super) const EC_POINT_FORMATS: u16 = 0x000b;
     pub(super) const ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
+    /// The withdrawn ESNI drafts' encrypted_server_name.
+    pub(super) const ENCRYPTED_SERVER_NAME: u16 = 0xffce;
 }
 
 /// What a ClientHello offers, parsed once and fully validated.
@@ -41,9 +45,14 @@ pub struct HelloSummary {
     supported_groups: Vec<u16>,
     key_share_groups: Vec<u16>,
     signature_algorithms: Vec<u16>,
+    ec_point_formats: Vec<u8>,
     ech: bool,
+    ech_outer: bool,
+    esni: bool,
     hello_length: u32,
     record_count: u32,
+    #[serde(flatten)]
+    fingerprints: Fingerprints,
 }
 
 impl HelloSummary {
@@ -69,14 +78,28 @@ impl HelloSummary {
             supported_groups: Vec::new(),
             key_share_groups: Vec::new(),
             signature_algorithms: Vec::new(),
+            ec_point_formats: Vec::new(),
             ech: false,
+            ech_outer: false,
+            esni: false,
             // The 24-bit length plus the 4-byte header always fits.
             hello_length: u32::try_from(message.len()).unwrap_or(u32::MAX),
             record_count: framed.records(),
+            fingerprints: Fingerprints::default(),
         };
         for extension in &parts.extensions {
             summary.read_extension(*extension)?;
         }
+        summary.fingerprints = fingerprint::compute(&Inputs {
+            legacy_version: summary.legacy_version,
+            supported_versions: &summary.supported_versions,
+            cipher_suites: &summary.cipher_suites,
+            extensions: &summary.extensions,
+            supported_groups: &summary.supported_groups,
+            ec_point_formats: &summary.ec_point_formats,
+            signature_algorithms: &summary.signature_algorithms,
+            first_alpn: summary.alpn.first().map(Vec::as_slice),
+        });
         Ok(summary)
     }
 
@@ -92,9 +115,14 @@ impl HelloSummary {
             ext::SIGNATURE_ALGORITHMS => {
                 self.signature_algorithms = parse::signature_algorithms(e.data)?;
             }
-            // Only presence matters: the inner hello is encrypted, and the
-            // outer SNI above is the public name to route on.
-            ext::ENCRYPTED_CLIENT_HELLO => self.ech = true,
+            ext::EC_POINT_FORMATS => self.ec_point_formats = parse::ec_point_formats(e.data),
+            // The inner hello is encrypted: what limen sees of an `outer`
+            // (type 0) hello is the public name, not the real destination.
+            ext::ENCRYPTED_CLIENT_HELLO => {
+                self.ech = true;
+                self.ech_outer = e.data.first() == Some(&0);
+            }
+            ext::ENCRYPTED_SERVER_NAME => self.esni = true,
             _ => {}
         }
         Ok(())
@@ -154,6 +182,27 @@ impl HelloSummary {
     /// Whether the encrypted_client_hello extension (0xfe0d) is present.
     pub fn ech(&self) -> bool {
         self.ech
+    }
+
+    /// Whether the ECH extension says this is an outer ClientHello (type
+    /// 0): its SNI is then the ECH public name, not the real destination.
+    pub fn ech_outer(&self) -> bool {
+        self.ech_outer
+    }
+
+    /// Whether the obsolete ESNI extension (0xffce) is present.
+    pub fn esni(&self) -> bool {
+        self.esni
+    }
+
+    /// ec_point_formats entries in wire order.
+    pub fn ec_point_formats(&self) -> &[u8] {
+        &self.ec_point_formats
+    }
+
+    /// JA3 and JA4, computed at parse.
+    pub fn fingerprints(&self) -> &Fingerprints {
+        &self.fingerprints
     }
 
     /// Handshake message length, 4-byte header included.

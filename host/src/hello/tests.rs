@@ -2,6 +2,7 @@
 //! tests in `tests/`.
 
 mod corpus; // external ClientHello corpus and edge cases (shared/testdata)
+mod fingerprints; // JA3 / JA4 against the corpus's stored values
 mod framing; // prefixes, re-recorded hellos, caps, peerbench captures
 mod parsing; // extension block, SNI, ALPN and list rules, JSON output
 
