@@ -1,6 +1,6 @@
 //! Constructors that keep policies short.
 
-use crate::{Alert, Decision, ProxyProtocol, Terminate, Upstream, UpstreamTls};
+use crate::{Alert, Decision, ProxyProtocol, ProxyTlvs, Terminate, Upstream, UpstreamTls};
 
 impl Decision {
     /// Pass the connection through to `address` (`host:port`) untouched.
@@ -31,6 +31,8 @@ pub trait UpstreamExt {
     fn with_proxy_protocol(self, version: ProxyProtocol) -> Self;
     /// Override limen's connect timeout.
     fn with_connect_timeout_ms(self, ms: u32) -> Self;
+    /// Add these TLVs to a v2 PROXY header (SNI as AUTHORITY, ALPN, JA4).
+    fn with_proxy_tlvs(self, tlvs: ProxyTlvs) -> Self;
 }
 
 impl UpstreamExt for Upstream {
@@ -39,6 +41,7 @@ impl UpstreamExt for Upstream {
             address: address.into(),
             proxy_protocol: None,
             connect_timeout_ms: None,
+            proxy_tlvs: ProxyTlvs::empty(),
         }
     }
 
@@ -49,6 +52,11 @@ impl UpstreamExt for Upstream {
 
     fn with_connect_timeout_ms(mut self, ms: u32) -> Upstream {
         self.connect_timeout_ms = Some(ms);
+        self
+    }
+
+    fn with_proxy_tlvs(mut self, tlvs: ProxyTlvs) -> Upstream {
+        self.proxy_tlvs = tlvs;
         self
     }
 }

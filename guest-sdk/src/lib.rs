@@ -53,8 +53,8 @@ pub mod bindings {
 }
 
 pub use bindings::limen::router::types::{
-    Alert, ClientHello, Connection, Decision, IpAddress, ProxyProtocol, SocketAddress, Terminate,
-    Upstream, UpstreamTls,
+    Alert, ClientHello, Connection, Decision, IpAddress, ProxyProtocol, ProxyTlvs, SocketAddress,
+    Terminate, Upstream, UpstreamTls,
 };
 
 /// A routing policy.

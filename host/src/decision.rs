@@ -31,6 +31,23 @@ pub struct Upstream {
     pub proxy_protocol: Option<ProxyVersion>,
     /// Connect timeout overriding limen's default.
     pub connect_timeout: Option<Duration>,
+    /// TLVs to add to a v2 PROXY header.
+    pub proxy_tlvs: ProxyTlvs,
+}
+
+/// limen's PROXY v2 TLV type for the JA4 fingerprint (ASCII), in the range
+/// the PROXY protocol leaves to applications (0xE0-0xEF).
+pub const PP2_TYPE_LIMEN_JA4: u8 = 0xE0;
+
+/// TLVs a v2 PROXY header carries (nothing, by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyTlvs {
+    /// PP2_TYPE_AUTHORITY: the SNI.
+    pub authority: bool,
+    /// PP2_TYPE_ALPN: the negotiated (terminate) or first offered (passthrough) protocol.
+    pub alpn: bool,
+    /// limen's 0xE0: the JA4 fingerprint.
+    pub ja4: bool,
 }
 
 /// A parsed `host:port`.

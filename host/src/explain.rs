@@ -167,6 +167,11 @@ fn upstream_json(up: &Upstream) -> Value {
         "address": up.addr.to_string(),
         "proxy_protocol": up.proxy_protocol.map(|v| format!("{v:?}").to_lowercase()),
         "connect_timeout_ms": up.connect_timeout.map(|t| t.as_millis() as u64),
+        "proxy_tlvs": [
+            ("authority", up.proxy_tlvs.authority),
+            ("alpn", up.proxy_tlvs.alpn),
+            ("ja4", up.proxy_tlvs.ja4),
+        ].iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect::<Vec<_>>(),
     })
 }
 

@@ -7,6 +7,8 @@
 //! routes = [
 //!   { match = "a.test", upstream = "127.0.0.1:9451" },
 //!   { match = "*.wild.test", upstream = "127.0.0.1:9452", proxy_protocol = "v2" },  # one label
+//!   # PROXY v2 with TLVs: the SNI (AUTHORITY), the client's ALPN, limen's JA4 (0xE0):
+//!   { match = "tlv.test", upstream = "127.0.0.1:9452", proxy_protocol = "v2", proxy_tlvs = ["authority", "alpn", "ja4"] },
 //!   { match = ".deep.test", upstream = "127.0.0.1:9452" },                            # any depth
 //!   { match = "~^node[0-9]+\\.rx\\.test$", upstream = "127.0.0.1:9453" },
 //!   { match = "blocked.test", reject = "access_denied" },
@@ -24,8 +26,8 @@
 use std::collections::HashMap;
 
 use limen_guest::{
-    Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, RuleKind,
-    Terminate, TerminateExt, Upstream, UpstreamExt, config_from_json, report_rule,
+    Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, ProxyTlvs,
+    RuleKind, Terminate, TerminateExt, Upstream, UpstreamExt, config_from_json, report_rule,
 };
 use serde::Deserialize;
 
@@ -47,6 +49,8 @@ struct RouteConfig {
     reject: Option<String>,
     terminate: Option<TerminateConfig>,
     proxy_protocol: Option<String>,
+    #[serde(default)]
+    proxy_tlvs: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +63,8 @@ struct TerminateConfig {
     #[serde(default)]
     alpn: Vec<String>,
     proxy_protocol: Option<String>,
+    #[serde(default)]
+    proxy_tlvs: Vec<String>,
 }
 
 /// `false` (plaintext), `true` (TLS, verify the upstream's host) or a name.
@@ -164,12 +170,13 @@ fn action(route: &RouteConfig) -> Result<Decision, String> {
         (Some(upstream), None, None) => Ok(Decision::Passthrough(upstream_of(
             upstream,
             route.proxy_protocol.as_deref(),
+            &route.proxy_tlvs,
         )?)),
         (None, Some(alert), None) => Alert::from_name(alert)
             .map(Decision::Reject)
             .ok_or_else(|| format!("unknown alert `{alert}`")),
-        (None, None, Some(t)) if route.proxy_protocol.is_none() => {
-            let upstream = upstream_of(&t.upstream, t.proxy_protocol.as_deref())?;
+        (None, None, Some(t)) if route.proxy_protocol.is_none() && route.proxy_tlvs.is_empty() => {
+            let upstream = upstream_of(&t.upstream, t.proxy_protocol.as_deref(), &t.proxy_tlvs)?;
             let mut terminate = Terminate::to(t.certificate.clone(), upstream).with_alpn(&t.alpn);
             terminate = match &t.upstream_tls {
                 UpstreamTlsConfig::On(false) => terminate,
@@ -178,19 +185,39 @@ fn action(route: &RouteConfig) -> Result<Decision, String> {
             };
             Ok(Decision::Terminate(terminate))
         }
-        (None, None, Some(_)) => Err("put proxy_protocol inside `terminate`".into()),
+        (None, None, Some(_)) => Err("put proxy_protocol and proxy_tlvs inside `terminate`".into()),
         _ => Err("give exactly one of `upstream`, `reject` or `terminate`".into()),
     }
 }
 
-fn upstream_of(address: &str, proxy_protocol: Option<&str>) -> Result<Upstream, String> {
+fn upstream_of(
+    address: &str,
+    proxy_protocol: Option<&str>,
+    tlvs: &[String],
+) -> Result<Upstream, String> {
     let upstream = Upstream::to(address);
-    Ok(match proxy_protocol {
+    let upstream = match proxy_protocol {
         None => upstream,
         Some("v1") => upstream.with_proxy_protocol(ProxyProtocol::V1),
         Some("v2") => upstream.with_proxy_protocol(ProxyProtocol::V2),
         Some(other) => return Err(format!("proxy_protocol `{other}`: use \"v1\" or \"v2\"")),
-    })
+    };
+    if tlvs.is_empty() {
+        return Ok(upstream);
+    }
+    if proxy_protocol != Some("v2") {
+        return Err("proxy_tlvs needs proxy_protocol = \"v2\"".into());
+    }
+    let mut flags = ProxyTlvs::empty();
+    for tlv in tlvs {
+        flags |= match tlv.as_str() {
+            "authority" => ProxyTlvs::AUTHORITY,
+            "alpn" => ProxyTlvs::ALPN,
+            "ja4" => ProxyTlvs::JA4,
+            other => return Err(format!("proxy_tlvs `{other}`: use authority, alpn, ja4")),
+        };
+    }
+    Ok(upstream.with_proxy_tlvs(flags))
 }
 
 limen_guest::export_policy!(StaticRoutes);

@@ -96,6 +96,9 @@ impl Record {
         );
         field(out, "sni", self.sni());
         field(out, "alpn", self.alpn().as_deref());
+        let fingerprints = self.hello.as_ref().map(HelloSummary::fingerprints);
+        field(out, "ja4", fingerprints.map(|f| f.ja4.as_str()));
+        field(out, "ja3", fingerprints.map(|f| f.ja3_hash.as_str()));
         field(out, "action", Some(self.action.name()));
         field(out, "detail", self.detail().as_deref());
         field(
@@ -129,6 +132,8 @@ impl Record {
             "client": self.client.to_string(),
             "sni": self.sni(),
             "alpn": self.alpn(),
+            "ja4": self.hello.as_ref().map(|h| &h.fingerprints().ja4),
+            "ja3": self.hello.as_ref().map(|h| &h.fingerprints().ja3_hash),
             "action": self.action.name(),
             "detail": self.detail(),
             "upstream": self.upstream.as_ref().map(ToString::to_string),
@@ -197,7 +202,7 @@ mod tests {
         assert_eq!(
             out,
             "2027-01-15T08:00:00.000000Z listener=public client=127.0.0.1:40000 sni=- alpn=- \
-             action=reject detail=unrecognized_name upstream=- result=reject policy=abc@t \
+             ja4=- ja3=- action=reject detail=unrecognized_name upstream=- result=reject policy=abc@t \
              bytes_up=0 bytes_down=0 peek_ms=0.052 connect_ms=- total_ms=1.500 end=rejected"
         );
     }

@@ -5,30 +5,24 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::pipe::{self, Report};
-use super::proxy_header;
 use crate::config::Limits;
-use crate::decision::Upstream;
-use crate::policy::Connection;
 
-/// Replay and pipe until both directions are done.
+/// Replay (after `header`, the PROXY header if the decision asked for one,
+/// else empty) and pipe until both directions are done.
 pub(crate) async fn run(
     client: TcpStream,
     upstream: TcpStream,
-    decision: &Upstream,
-    conn: &Connection,
+    header: Vec<u8>,
     peeked: Vec<u8>,
     limits: &Limits,
     force_close: &CancellationToken,
 ) -> Report {
     let _ = client.set_nodelay(true);
     let replayed = peeked.len();
-    let preamble = match decision.proxy_protocol {
-        Some(version) => [
-            proxy_header::build(version, conn.client, conn.local),
-            peeked,
-        ]
-        .concat(),
-        None => peeked,
+    let preamble = if header.is_empty() {
+        peeked
+    } else {
+        [header, peeked].concat()
     };
     pipe::run(
         client,

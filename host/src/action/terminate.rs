@@ -18,13 +18,11 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use super::pipe::{self, Report};
-use super::proxy_header;
 use super::reject;
 use super::replay::Replay;
 use crate::config::Limits;
 use crate::decision::{Alert, Terminate, UpstreamAddr};
 use crate::hello::HelloSummary;
-use crate::policy::Connection;
 use crate::upstream::{UpstreamError, within};
 
 /// The client's side of a terminated connection.
@@ -120,15 +118,14 @@ pub(crate) async fn forward(
     client: ClientTls,
     mut upstream: TcpStream,
     decision: &Terminate,
-    conn: &Connection,
+    header: Vec<u8>,
     connector: &TlsConnector,
     limits: &Limits,
     force_close: &CancellationToken,
 ) -> Result<Report, UpstreamError> {
     let addr = || decision.upstream.addr.to_string();
     let timeout = limits.handshake_timeout;
-    if let Some(version) = decision.upstream.proxy_protocol {
-        let header = proxy_header::build(version, conn.client, conn.local);
+    if !header.is_empty() {
         within(
             timeout,
             "PROXY header not taken",

@@ -24,7 +24,7 @@ pub use expect::Expectation;
 pub use observe::{AccessLogConfig, AccessLogFormat, AccessLogSink, MetricsConfig};
 pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
-use crate::decision::{Alert, Upstream, UpstreamAddr};
+use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};
 use file::{FileCache, FileConfig, FileFailMode};
 
 /// A validated configuration.
@@ -249,6 +249,7 @@ impl TryFrom<FileConfig> for Config {
                     .map_err(|e| ConfigError::Invalid(format!("policy.on_error.fallback: {e}")))?,
                 proxy_protocol: None,
                 connect_timeout: None,
+                proxy_tlvs: ProxyTlvs::default(),
             }),
         };
         let config_json = serde_json::to_string(&p.config.clone().unwrap_or_default())

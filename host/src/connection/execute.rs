@@ -13,6 +13,7 @@ use super::report::Trail;
 use super::{Accepted, Action, Decided, MAX_CONNECT_TIMEOUT, Peeked};
 use crate::access;
 use crate::action::pipe::Report;
+use crate::action::proxy_header::{self, TlvValues};
 use crate::action::{passthrough, reject, terminate};
 use crate::decision::{Alert, Terminate, Upstream};
 use crate::metrics::Stage;
@@ -118,8 +119,14 @@ async fn passthrough(
             return unreachable(shared, conn, stream, &error).await;
         }
     };
-    let limits = &shared.limits;
-    let report = passthrough::run(stream, up, upstream, conn, bytes, limits, force_close).await;
+    let hello = trail.hello.as_ref();
+    let values = TlvValues {
+        authority: hello.and_then(|h| h.sni()).map(|n| n.as_ref()),
+        alpn: hello.and_then(|h| h.alpn().first()).map(Vec::as_slice),
+        ja4: hello.map(|h| h.fingerprints().ja4.as_str()),
+    };
+    let header = proxy_header(upstream, conn, values);
+    let report = passthrough::run(stream, up, header, bytes, &shared.limits, force_close).await;
     counted(shared, &report)
 }
 
@@ -157,6 +164,12 @@ async fn terminated(
         }
     };
     let session = tls.get_ref().1;
+    let values = TlvValues {
+        authority: hello.sni().map(|n| n.as_ref()),
+        alpn: session.alpn_protocol(),
+        ja4: Some(hello.fingerprints().ja4.as_str()),
+    };
+    let header = proxy_header(&terminate.upstream, conn, values);
     tracing::debug!(
         target: "tls_sni", listener = &*conn.listener, client = %conn.client, certificate,
         tls = session.protocol_version().and_then(|v| v.as_str()),
@@ -173,10 +186,24 @@ async fn terminated(
         Err(error) => return failed(shared, conn, &error),
     };
     let connector = &shared.tls.upstream.connector;
-    match terminate::forward(tls, up, terminate, conn, connector, limits, force_close).await {
+    match terminate::forward(tls, up, terminate, header, connector, limits, force_close).await {
         Ok(report) => counted(shared, &report),
         Err(error) => failed(shared, conn, &error),
     }
+}
+
+/// The PROXY header the decision asked for (empty if none), with the TLVs
+/// it asked for.
+fn proxy_header(upstream: &Upstream, conn: &Connection, values: TlvValues<'_>) -> Vec<u8> {
+    upstream.proxy_protocol.map_or_else(Vec::new, |version| {
+        proxy_header::build(
+            version,
+            conn.client,
+            conn.local,
+            upstream.proxy_tlvs,
+            values,
+        )
+    })
 }
 
 /// Connect within the decision's timeout (capped), or limen's default.

@@ -160,6 +160,7 @@ mod tests {
             addr: UpstreamAddr::parse("127.0.0.1:1").unwrap(),
             proxy_protocol: None,
             connect_timeout: None,
+            proxy_tlvs: Default::default(),
         });
         let deny = Decision::Reject(Alert::AccessDenied);
         let unknown = Decision::Reject(Alert::UnrecognizedName);

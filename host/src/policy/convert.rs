@@ -9,7 +9,7 @@ use super::bindings::{wit, wit_host};
 use rustls_pki_types::ServerName;
 
 use crate::decision::{
-    Alert, Decision, ProxyVersion, Reencrypt, Rule, Terminate, Upstream, UpstreamAddr,
+    Alert, Decision, ProxyTlvs, ProxyVersion, Reencrypt, Rule, Terminate, Upstream, UpstreamAddr,
 };
 use crate::hello::HelloSummary;
 
@@ -51,6 +51,12 @@ pub(crate) fn client_hello(hello: &HelloSummary) -> wit::ClientHello {
         key_share_groups: hello.key_share_groups().to_vec(),
         signature_algorithms: hello.signature_algorithms().to_vec(),
         ech: hello.ech(),
+        ech_outer: hello.ech_outer(),
+        esni: hello.esni(),
+        ja3: hello.fingerprints().ja3.clone(),
+        ja3_hash: hello.fingerprints().ja3_hash.clone(),
+        ja4: hello.fingerprints().ja4.clone(),
+        ja4_r: hello.fingerprints().ja4_r.clone(),
         hello_length: hello.hello_length(),
         record_count: hello.record_count(),
     }
@@ -91,6 +97,11 @@ fn upstream(up: wit::Upstream) -> Result<Upstream, String> {
         connect_timeout: match up.connect_timeout_ms {
             Some(0) => return Err("connect-timeout-ms must be > 0".into()),
             ms => ms.map(|ms| Duration::from_millis(ms.into())),
+        },
+        proxy_tlvs: ProxyTlvs {
+            authority: up.proxy_tlvs.contains(wit::ProxyTlvs::AUTHORITY),
+            alpn: up.proxy_tlvs.contains(wit::ProxyTlvs::ALPN),
+            ja4: up.proxy_tlvs.contains(wit::ProxyTlvs::JA4),
         },
     })
 }
