@@ -163,15 +163,20 @@ fn decision_json(decision: &Decision) -> Value {
 }
 
 fn upstream_json(up: &Upstream) -> Value {
+    let tlvs = &up.proxy_tlvs;
+    let tlvs: Vec<&str> = [
+        ("authority", tlvs.authority),
+        ("alpn", tlvs.alpn),
+        ("ja4", tlvs.ja4),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
     json!({
         "address": up.addr.to_string(),
         "proxy_protocol": up.proxy_protocol.map(|v| format!("{v:?}").to_lowercase()),
         "connect_timeout_ms": up.connect_timeout.map(|t| t.as_millis() as u64),
-        "proxy_tlvs": [
-            ("authority", up.proxy_tlvs.authority),
-            ("alpn", up.proxy_tlvs.alpn),
-            ("ja4", up.proxy_tlvs.ja4),
-        ].iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect::<Vec<_>>(),
+        "proxy_tlvs": tlvs,
     })
 }
 
