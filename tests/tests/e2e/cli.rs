@@ -126,6 +126,22 @@ fn explain_prints_hello_and_decision() {
     assert_eq!(json["decision"]["action"], "passthrough");
     assert_eq!(json["decision"]["upstream"]["address"], "127.0.0.1:9452");
     assert_eq!(json["outcome"], json["decision"]);
+    // The fingerprints: a rustls TLS 1.3 client with SNI and ALPN h2.
+    let ja4 = json["hello"]["ja4"].as_str().expect("ja4");
+    assert!(ja4.starts_with("t13d") && ja4.len() == 36, "{ja4}");
+    assert_eq!(&ja4[8..10], "h2");
+    let ja3_hash = json["hello"]["ja3_hash"].as_str().expect("ja3_hash");
+    assert_eq!(ja3_hash.len(), 32);
+    assert!(
+        json["hello"]["ja3"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("771,"))
+    );
+    assert!(
+        json["hello"]["ja4_r"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&ja4[..10]))
+    );
 
     let out = Command::new(limen())
         .args(["explain", "--sni", "other.test", "--config"])

@@ -7,6 +7,7 @@ mod bulk;
 mod cli;
 mod common;
 mod faults;
+mod fingerprint;
 mod observe;
 mod peek;
 mod process;
