@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use limen::Config;
-use limen::hello::{self, HelloSummary, Progress};
+use limen::hello::{self, Fingerprints, HelloSummary, Progress};
 use limen::policy::{Connection, Policy, PolicyEngine};
 
 fn root() -> PathBuf {
@@ -38,6 +38,11 @@ fn hello_parse(c: &mut Criterion) {
         let bytes = recorded(file);
         c.bench_function(&format!("hello/frame+parse/{label}"), |b| {
             b.iter(|| parse(black_box(&bytes)))
+        });
+        // The JA3 + JA4 share of the parse above (computed once, at parse).
+        let summary = parse(&bytes);
+        c.bench_function(&format!("hello/fingerprints/{label}"), |b| {
+            b.iter(|| Fingerprints::of(black_box(&summary)))
         });
     }
 }

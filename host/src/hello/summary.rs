@@ -4,7 +4,7 @@
 use rustls_pki_types::DnsName;
 use serde::{Serialize, Serializer};
 
-use super::fingerprint::{self, Fingerprints, Inputs};
+use super::fingerprint::Fingerprints;
 use super::parse::{self, RawExtension};
 use super::{Framed, HelloError, sni};
 
@@ -90,16 +90,7 @@ impl HelloSummary {
         for extension in &parts.extensions {
             summary.read_extension(*extension)?;
         }
-        summary.fingerprints = fingerprint::compute(&Inputs {
-            legacy_version: summary.legacy_version,
-            supported_versions: &summary.supported_versions,
-            cipher_suites: &summary.cipher_suites,
-            extensions: &summary.extensions,
-            supported_groups: &summary.supported_groups,
-            ec_point_formats: &summary.ec_point_formats,
-            signature_algorithms: &summary.signature_algorithms,
-            first_alpn: summary.alpn.first().map(Vec::as_slice),
-        });
+        summary.fingerprints = Fingerprints::of(&summary);
         Ok(summary)
     }
 
