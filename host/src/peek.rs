@@ -57,6 +57,16 @@ impl PeekError {
             PeekError::Io(_) => "io_error",
         }
     }
+
+    /// How the connection ended, for the access log.
+    pub(crate) fn end(&self) -> &'static str {
+        match self {
+            PeekError::TimedOut(_) => "hello_timeout",
+            PeekError::Closed(0) => "client_close",
+            PeekError::Io(_) => "io_error",
+            PeekError::TooLarge | PeekError::Malformed(_) | PeekError::Closed(1..) => "bad_hello",
+        }
+    }
 }
 
 impl From<HelloError> for PeekError {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
@@ -89,11 +89,12 @@ impl Decided {
                     force_close,
                 )
                 .await;
+                trail.action = access::Action::Terminate(terminate.certificate);
                 trail.upstream = Some(terminate.upstream.addr);
                 ended
             }
         };
-        trail.finish(shared, moved, end);
+        trail.finish(shared, &conn, moved, end);
     }
 }
 
@@ -109,11 +110,8 @@ async fn passthrough(
     force_close: &CancellationToken,
 ) -> Ended {
     trail.action = access::Action::Passthrough;
-    let up = match connect(shared, upstream, addrs).await {
-        Ok((up, took)) => {
-            trail.connect = Some(took);
-            up
-        }
+    let up = match connect(shared, trail, upstream, addrs).await {
+        Ok(up) => up,
         Err(error) => {
             trail.action = access::Action::Unreachable;
             return unreachable(shared, conn, stream, &error).await;
@@ -141,7 +139,6 @@ async fn terminated(
 ) -> Ended {
     let limits = &shared.limits;
     let certificate = terminate.certificate.as_str();
-    trail.action = access::Action::Terminate(terminate.certificate.clone());
     // `plan` only terminates connections that sent a ClientHello.
     let Some(hello) = trail.hello.as_ref() else {
         return ((0, 0), "io_error");
@@ -176,11 +173,8 @@ async fn terminated(
         alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref(),
         "tls.terminated"
     );
-    let up = match connect(shared, &terminate.upstream, addrs).await {
-        Ok((up, took)) => {
-            trail.connect = Some(took);
-            up
-        }
+    let up = match connect(shared, trail, &terminate.upstream, addrs).await {
+        Ok(up) => up,
         // The client's TLS session drops here: it sees the connection
         // close, as from a backend that went away.
         Err(error) => return failed(shared, conn, &error),
@@ -206,12 +200,14 @@ fn proxy_header(upstream: &Upstream, conn: &Connection, values: TlvValues<'_>) -
     })
 }
 
-/// Connect within the decision's timeout (capped), or limen's default.
+/// Connect within the decision's timeout (capped), or limen's default;
+/// the time it took goes to the histogram and the access log.
 async fn connect(
     shared: &Shared,
+    trail: &mut Trail,
     upstream: &Upstream,
     addrs: &[SocketAddr],
-) -> Result<(TcpStream, Duration), UpstreamError> {
+) -> Result<TcpStream, UpstreamError> {
     let timeout = upstream
         .connect_timeout
         .unwrap_or(shared.limits.connect_timeout)
@@ -220,7 +216,8 @@ async fn connect(
     let stream = upstream::connect(addrs, timeout).await?;
     let took = started.elapsed();
     shared.metrics.connected(took);
-    Ok((stream, took))
+    trail.connect = Some(took);
+    Ok(stream)
 }
 
 /// No upstream connection: counted, logged, and the client gets a bare close

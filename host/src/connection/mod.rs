@@ -75,13 +75,12 @@ impl Accepted {
         policy: Arc<Policy>,
         metrics: Arc<ListenerMetrics>,
     ) -> Accepted {
-        let trail = Trail::new(&conn, Instant::now());
         Accepted {
             stream,
             conn,
             policy,
             active: Active::new(metrics),
-            trail,
+            trail: Trail::new(Instant::now()),
         }
     }
 
@@ -118,13 +117,7 @@ impl Accepted {
                 // No alert: limen has no reason to believe the peer speaks TLS
                 // well enough to read one, and nothing reaches any upstream.
                 reject::run(self.stream, Alert::Close, None).await;
-                let end = match reason {
-                    "timeout" => "hello_timeout",
-                    "closed" => "client_close",
-                    "io_error" => "io_error",
-                    _ => "bad_hello",
-                };
-                self.trail.finish(shared, (0, 0), end);
+                self.trail.finish(shared, &self.conn, (0, 0), error.end());
                 None
             }
         }
@@ -135,12 +128,11 @@ impl Peeked {
     /// Ask the policy, apply the fail mode on any failure, resolve the upstream.
     pub(crate) async fn decide(mut self, shared: &Shared) -> Decided {
         let metrics = &shared.metrics;
-        let hello = self.peeked.hello.as_ref();
         let started = Instant::now();
         let verdict = self
             .accepted
             .policy
-            .decide(&self.accepted.conn, hello)
+            .decide(&self.accepted.conn, self.peeked.hello.as_ref())
             .await;
         metrics.policy_call.observe(started.elapsed().as_secs_f64());
         let (result, miss) = match &verdict {

@@ -2,7 +2,6 @@
 //! decision counts as, its `tls_sni` events (the message is the event's
 //! name), and the access log record it leaves when it ends.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -97,8 +96,6 @@ pub(super) fn peek_failed(conn: &Connection, reason: &str, error: &dyn std::fmt:
 
 /// What the access log line needs, gathered as the connection goes.
 pub(super) struct Trail {
-    pub(super) listener: Arc<str>,
-    pub(super) client: SocketAddr,
     pub(super) start: Instant,
     pub(super) peek: Duration,
     pub(super) hello: Option<HelloSummary>,
@@ -110,10 +107,8 @@ pub(super) struct Trail {
 }
 
 impl Trail {
-    pub(super) fn new(conn: &Connection, start: Instant) -> Trail {
+    pub(super) fn new(start: Instant) -> Trail {
         Trail {
-            listener: conn.listener.clone(),
-            client: conn.client,
             start,
             peek: Duration::ZERO,
             hello: None,
@@ -126,15 +121,21 @@ impl Trail {
     }
 
     /// The connection is over: hand its line to the access log, if on.
-    pub(super) fn finish(self, shared: &Shared, bytes: (u64, u64), end: &'static str) {
+    pub(super) fn finish(
+        self,
+        shared: &Shared,
+        conn: &Connection,
+        bytes: (u64, u64),
+        end: &'static str,
+    ) {
         let Some(log) = &shared.access else {
             return;
         };
         log.send(Record {
             time: SystemTime::now(),
             total: self.start.elapsed(),
-            listener: self.listener,
-            client: self.client,
+            listener: conn.listener.clone(),
+            client: conn.client,
             hello: self.hello,
             action: self.action,
             result: self.result,

@@ -156,7 +156,7 @@ fn ja4(i: &Inputs<'_>) -> (String, String) {
         prefix.push(char::from(b'0' + count / 10));
         prefix.push(char::from(b'0' + count % 10));
     }
-    prefix.push_str(&alpn_chars(i.first_alpn));
+    alpn_chars(&mut prefix, i.first_alpn);
     ciphers.sort_unstable();
     let mut hashed: Vec<u16> = extensions
         .into_iter()
@@ -208,21 +208,20 @@ fn version(i: &Inputs<'_>) -> &'static str {
     }
 }
 
-/// First and last character of the first ALPN value; their hex digits when
-/// either is not alphanumeric; `00` without ALPN.
-fn alpn_chars(first: Option<&[u8]>) -> String {
-    let Some(value) = first.filter(|v| !v.is_empty()) else {
-        return "00".into();
-    };
-    let (a, z) = (value[0], value[value.len() - 1]);
-    if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric() {
-        return [a as char, z as char].iter().collect();
+/// First and last character of the first ALPN value; the first and last
+/// hex digits of that value when either is not alphanumeric; `00` without ALPN.
+fn alpn_chars(out: &mut String, first: Option<&[u8]>) {
+    match first {
+        Some([a, .., z] | [a @ z]) if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric() => {
+            out.push(char::from(*a));
+            out.push(char::from(*z));
+        }
+        Some([a, .., z] | [a @ z]) => {
+            out.push(char::from(HEX[usize::from(a >> 4)]));
+            out.push(char::from(HEX[usize::from(z & 0xf)]));
+        }
+        _ => out.push_str("00"),
     }
-    let hex = hex::encode(value);
-    let digits = hex.as_bytes();
-    [digits[0] as char, digits[digits.len() - 1] as char]
-        .iter()
-        .collect()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -271,10 +270,15 @@ mod tests {
 
     #[test]
     fn alpn_characters_follow_the_spec() {
-        assert_eq!(alpn_chars(Some(b"h2")), "h2");
-        assert_eq!(alpn_chars(Some(b"http/1.1")), "h1");
-        assert_eq!(alpn_chars(Some(b"h")), "hh");
-        assert_eq!(alpn_chars(Some(&[0xba, 0xad])), "bd");
-        assert_eq!(alpn_chars(None), "00");
+        let chars = |first: Option<&[u8]>| {
+            let mut out = String::new();
+            alpn_chars(&mut out, first);
+            out
+        };
+        assert_eq!(chars(Some(b"h2")), "h2");
+        assert_eq!(chars(Some(b"http/1.1")), "h1");
+        assert_eq!(chars(Some(b"h")), "hh");
+        assert_eq!(chars(Some(&[0xba, 0xad])), "bd");
+        assert_eq!(chars(None), "00");
     }
 }
