@@ -1,0 +1,130 @@
+//! `cargo xtask guests`: every `examples-guests/*` policy into
+//! `target/guests/<dir>.wasm`, whatever its language. A directory's language
+//! is told by its entry file: `Cargo.toml` (Rust), `app.py` (Python,
+//! componentize-py), `app.js` (JavaScript, componentize-js), `app.c` (C,
+//! wit-bindgen's C generator and zig's clang with wasi-libc).
+//!
+//! Toolchains other than Rust's are installed from the package registries
+//! into `target/toolchains/` on first use. A language whose toolchain cannot
+//! be installed is skipped with a message saying so and why (and listed again
+//! at the end); it never fails the other languages, and never passes silently.
+
+mod c;
+mod javascript;
+mod python;
+mod rust;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// The languages, in the order they are built.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Language {
+    Rust,
+    Python,
+    JavaScript,
+    C,
+}
+
+impl Language {
+    fn of(dir: &Path) -> Option<Language> {
+        [
+            ("Cargo.toml", Language::Rust),
+            ("app.py", Language::Python),
+            ("app.js", Language::JavaScript),
+            ("app.c", Language::C),
+        ]
+        .into_iter()
+        .find(|(entry, _)| dir.join(entry).is_file())
+        .map(|(_, language)| language)
+    }
+}
+
+/// One guest to build: its directory name is its output name.
+struct Guest {
+    name: String,
+    dir: PathBuf,
+}
+
+/// Build every guest; returns the `.wasm` files written.
+pub(crate) fn build_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = root.join("target/guests");
+    std::fs::create_dir_all(&out)?;
+    let mut by_language: Vec<(Language, Vec<Guest>)> = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("examples-guests"))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    dirs.sort();
+    for dir in dirs {
+        let Some(language) = Language::of(&dir) else {
+            continue;
+        };
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        match by_language.iter_mut().find(|(l, _)| *l == language) {
+            Some((_, guests)) => guests.push(Guest { name, dir }),
+            None => by_language.push((language, vec![Guest { name, dir }])),
+        }
+    }
+    by_language.sort_by_key(|(language, _)| *language as u8);
+    let mut built = Vec::new();
+    let mut skipped = Vec::new();
+    for (language, guests) in &by_language {
+        let result = match language {
+            Language::Rust => rust::build(root, guests, &out),
+            Language::Python => python::build(root, guests, &out),
+            Language::JavaScript => javascript::build(root, guests, &out),
+            Language::C => c::build(root, guests, &out),
+        };
+        match result {
+            Ok(files) => built.extend(files),
+            Err(Skip::Toolchain(why)) => {
+                let names: Vec<&str> = guests.iter().map(|g| g.name.as_str()).collect();
+                eprintln!(
+                    "xtask: SKIPPED {language:?} guests {names:?}: {why:#}\n\
+                     xtask: (the tests that run them will fail until this toolchain installs)"
+                );
+                skipped.push(format!("{language:?} {names:?}: {why:#}"));
+            }
+            Err(Skip::Failed(error)) => {
+                return Err(error).with_context(|| format!("building the {language:?} guests"));
+            }
+        }
+    }
+    for file in &built {
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        eprintln!("xtask: {} ({size} bytes)", file.display());
+    }
+    if !skipped.is_empty() {
+        eprintln!("xtask: guests NOT built (toolchain unavailable):");
+        for line in &skipped {
+            eprintln!("xtask:   {line}");
+        }
+    }
+    Ok(built)
+}
+
+/// Why a language's guests were not built.
+enum Skip {
+    /// Its toolchain could not be installed: skip the language, say why.
+    Toolchain(anyhow::Error),
+    /// The toolchain is there and the build failed: that is an error.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Skip {
+    fn from(error: anyhow::Error) -> Skip {
+        Skip::Failed(error)
+    }
+}
+
+impl From<std::io::Error> for Skip {
+    fn from(error: std::io::Error) -> Skip {
+        Skip::Failed(error.into())
+    }
+}
