@@ -219,6 +219,28 @@ pub enum Rule {
     NoMatch,
 }
 
+impl Rule {
+    /// Every kind, in WIT order.
+    pub const ALL: [Rule; 5] = [
+        Rule::Exact,
+        Rule::Wildcard,
+        Rule::Regex,
+        Rule::Fallback,
+        Rule::NoMatch,
+    ];
+
+    /// The WIT name: `exact`, `wildcard`, `regex`, `fallback`, `no-match`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Exact => "exact",
+            Rule::Wildcard => "wildcard",
+            Rule::Regex => "regex",
+            Rule::Fallback => "fallback",
+            Rule::NoMatch => "no-match",
+        }
+    }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -8,6 +8,8 @@
 mod access;
 /// Carrying out decisions: passthrough and reject.
 mod action;
+/// `limen test`: tables of cases run against a policy, offline.
+pub mod cases;
 /// Settings and limits, validated before anything runs.
 pub mod config;
 /// One connection's typestate: accepted, peeked, decided.

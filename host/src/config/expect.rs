@@ -71,7 +71,7 @@ pub(super) fn expectations(
 
 /// The decision text as limen prints decisions, so comparing strings
 /// compares decisions (`A.Test:443` and `a.test:443` are the same upstream).
-fn canonical(text: &str) -> Result<String, String> {
+pub(crate) fn canonical(text: &str) -> Result<String, String> {
     let upstream = |addr: &str| {
         UpstreamAddr::parse(addr)
             .map(|a| a.to_string())

@@ -200,15 +200,15 @@ pub(crate) struct FileUpstreams {
     pub(crate) allow: Vec<AllowRule>,
 }
 
-fn default_fuel() -> u64 {
+pub(super) fn default_fuel() -> u64 {
     1_000_000
 }
 
-fn default_policy_timeout() -> Duration {
+pub(super) fn default_policy_timeout() -> Duration {
     Duration::from_millis(5)
 }
 
-fn default_memory() -> ByteSize {
+pub(super) fn default_memory() -> ByteSize {
     ByteSize::mib(16)
 }
 

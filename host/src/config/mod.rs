@@ -21,6 +21,7 @@ use std::time::Duration;
 pub use admin::{AdminConfig, AdminEndpoint};
 pub use allow::{AllowList, AllowRule};
 pub use expect::Expectation;
+pub(crate) use expect::canonical as canonical_decision;
 pub use observe::{AccessLogConfig, AccessLogFormat, AccessLogSink, MetricsConfig};
 pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
@@ -84,6 +85,26 @@ pub struct PolicyConfig {
     pub watch: bool,
     /// Decisions a policy must make before it goes live.
     pub expect: Vec<Expectation>,
+}
+
+impl PolicyConfig {
+    /// `module` with `config_json` and limen's default limits, one instance,
+    /// the default compile cache, no watch and no self-test: for offline
+    /// tools such as `limen test`.
+    pub fn offline(module: PathBuf, config_json: String) -> PolicyConfig {
+        PolicyConfig {
+            module,
+            fuel: file::default_fuel(),
+            timeout: file::default_policy_timeout(),
+            memory: usize::try_from(file::default_memory().as_u64()).unwrap_or(usize::MAX),
+            instances: 1,
+            on_error: FailMode::Reject(Alert::InternalError),
+            config_json,
+            cache: default_cache_dir(),
+            watch: false,
+            expect: Vec::new(),
+        }
+    }
 }
 
 /// `init` builds tables and compiles regexes once, so it gets a larger budget

@@ -210,3 +210,58 @@ fn admin_call(args: &AdminArgs, request: Request, module: &[u8]) -> anyhow::Resu
         _ => Ok(()),
     }
 }
+
+/// `limen test` flags.
+#[derive(Args)]
+pub(crate) struct TestArgs {
+    /// The policy component.
+    #[arg(long)]
+    module: PathBuf,
+    /// The policy's config (what `[policy.config]` holds), as TOML or, for a
+    /// `.json` file, JSON. Default: `{}`.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The cases file.
+    cases: PathBuf,
+}
+
+pub(crate) fn test(args: &TestArgs) -> anyhow::Result<()> {
+    use limen::cases::{self, CaseFile};
+    use limen::config::PolicyConfig;
+
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let file = CaseFile::parse(&read(&args.cases)?)
+        .with_context(|| format!("in {}", args.cases.display()))?;
+    let config_json = match &args.config {
+        None => "{}".to_owned(),
+        Some(path) if path.extension().is_some_and(|e| e == "json") => {
+            let text = read(path)?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .with_context(|| format!("E002 {} is not JSON", path.display()))?;
+            text
+        }
+        Some(path) => {
+            let table: toml::Table = toml::from_str(&read(path)?)
+                .with_context(|| format!("E002 {} is not TOML", path.display()))?;
+            serde_json::to_string(&table)?
+        }
+    };
+    let mut settings = PolicyConfig::offline(args.module.clone(), config_json);
+    settings.fuel = file.limits.fuel.unwrap_or(settings.fuel);
+    settings.timeout = file.limits.timeout.unwrap_or(settings.timeout);
+    if let Some(memory) = file.limits.memory {
+        settings.memory = usize::try_from(memory).unwrap_or(usize::MAX);
+    }
+    let base = args.cases.parent().unwrap_or(Path::new("."));
+    let outcomes = small_runtime()?.block_on(async {
+        let policy = Policy::load_offline(&settings).await?;
+        anyhow::Ok(cases::run(&policy, &file, base).await)
+    })?;
+    let failed = cases::report(&outcomes, &mut std::io::stdout().lock())?;
+    if failed > 0 {
+        bail!("{failed} of {} case(s) failed", outcomes.len());
+    }
+    Ok(())
+}

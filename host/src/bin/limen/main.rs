@@ -37,6 +37,8 @@ enum Command {
     },
     /// Print the parsed hello and the policy's decision as JSON, offline.
     Explain(commands::ExplainArgs),
+    /// Run a table of cases (CASES.toml) against a policy, offline; exit 1 on a mismatch.
+    Test(commands::TestArgs),
     /// Make a module the live policy of a running limen (via its [admin] endpoint).
     Swap(commands::SwapArgs),
     /// Show a running limen's live policy version and listeners.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Run { config } => commands::run(&config),
         Command::Check { config } => commands::check(&config),
         Command::Explain(args) => commands::explain(&args),
+        Command::Test(args) => commands::test(&args),
         Command::Swap(args) => commands::swap(&args),
         Command::Status(args) => commands::status(&args),
     };
