@@ -157,6 +157,12 @@ impl CaseFile {
                     .map_err(|e| CaseError::Syntax(format!("timeout `{t}`: {e}")))
             })
             .transpose()?;
+        // The bounds limen's config puts on `[policy] timeout`.
+        if timeout.is_some_and(|t| t < Duration::from_millis(1) || t > Duration::from_secs(1)) {
+            return Err(CaseError::Syntax(
+                "timeout must be between 1ms and 1s".into(),
+            ));
+        }
         if raw.case.is_empty() {
             return Err(CaseError::Syntax("no [[case]] entries".into()));
         }
@@ -300,6 +306,10 @@ mod tests {
             ),
             ("[[case]]\nexpect = \"reject:close\"\nbogus = 1", "E050"),
             ("fuel = 1", "no [[case]]"),
+            (
+                "timeout = \"2s\"\n[[case]]\nexpect = \"reject:close\"",
+                "between 1ms and 1s",
+            ),
         ] {
             let error = CaseFile::parse(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text}: {error}");

@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod faults;
 mod fingerprint;
+mod languages;
 mod observe;
 mod peek;
 mod process;

@@ -1,0 +1,253 @@
+//! Policies in four languages: the Rust, Python, JavaScript and C builds of
+//! `regex-services` pass one shared cases file and route real TLS the same
+//! way; Python and JavaScript loops are stopped and the fail mode applies.
+
+use std::path::Path;
+use std::process::Command;
+
+use limen_e2e::harness::{Running, config};
+use limen_e2e::{backend, guests, pki::Pki, workspace_root};
+
+use crate::common::{limen, scratch, tls_get};
+
+/// The four implementations of one policy.
+const REGEX_SERVICES: [&str; 4] = [
+    "regex-services",
+    "regex-services-py",
+    "regex-services-js",
+    "regex-services-c",
+];
+
+/// The JavaScript engine needs ~0.9 M fuel per decision (limen's default
+/// budget is 1 M): every implementation gets the same, larger budget.
+const FUEL: &str = "fuel = 20_000_000";
+
+/// `limen test --module M --config C CASES`: (exit success, stdout, stderr).
+fn limen_test(module: &Path, config: &Path, cases: &Path) -> (bool, String, String) {
+    let out = Command::new(limen())
+        .arg("test")
+        .arg("--module")
+        .arg(module)
+        .arg("--config")
+        .arg(config)
+        .arg(cases)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run limen test");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_shared_cases_pass_for_all_four_regex_services() {
+    let dir = workspace_root().join("examples-guests/regex-services");
+    for name in REGEX_SERVICES {
+        for (config, cases, count) in [
+            ("policy.toml", "cases.toml", 10),
+            ("strict.toml", "strict-cases.toml", 3),
+        ] {
+            let (ok, stdout, stderr) =
+                limen_test(&guests::example(name), &dir.join(config), &dir.join(cases));
+            assert!(ok, "{name} {cases}:\n{stdout}{stderr}");
+            assert!(
+                stdout.ends_with(&format!("{count} case(s): {count} passed, 0 failed\n")),
+                "{name} {cases}:\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_example_policy_passes_its_own_cases() {
+    for name in [
+        "static-routes",
+        "ja4-gate",
+        "misbehave",
+        "misbehave-py",
+        "misbehave-js",
+    ] {
+        let dir = workspace_root().join("examples-guests").join(name);
+        let (ok, stdout, stderr) = limen_test(
+            &guests::example(name),
+            &dir.join("policy.toml"),
+            &dir.join("cases.toml"),
+        );
+        assert!(ok, "{name}:\n{stdout}{stderr}");
+        assert!(stdout.contains(" passed, 0 failed\n"), "{name}:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_diff() {
+    let dir = workspace_root().join("examples-guests/regex-services");
+    let cases = scratch("cases.toml");
+    std::fs::write(
+        &cases,
+        "[[case]]\nsni = \"web-prod.apps.example\"\nexpect = \"passthrough:web.prod:443\"\n\
+         rule = \"exact\"\n\n[[case]]\nsni = \"shop.eu.example\"\n\
+         expect = \"passthrough:shop.eu.internal:8443\"\n",
+    )
+    .expect("write cases");
+    for name in ["regex-services", "regex-services-py"] {
+        let (ok, stdout, stderr) =
+            limen_test(&guests::example(name), &dir.join("policy.toml"), &cases);
+        assert!(!ok, "{name} passed a wrong case:\n{stdout}");
+        assert!(
+            stdout.contains(
+                "FAIL    1 web-prod.apps.example\n      \
+                 - expected: passthrough:web.prod:443\n      \
+                 + got:      passthrough:web.prod.svc.cluster.local:443\n      \
+                 - rule:     exact\n      + rule:     regex\n"
+            ),
+            "{name}:\n{stdout}"
+        );
+        assert!(stdout.contains("ok      2 shop.eu.example"), "{stdout}");
+        assert!(
+            stdout.ends_with("2 case(s): 1 passed, 1 failed\n"),
+            "{stdout}"
+        );
+        assert!(stderr.contains("1 of 2 case(s) failed"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_language_routes_real_tls_connections() -> anyhow::Result<()> {
+    let pki = Pki::new(&["*.port.test", "*.b.test", "other.test"])?;
+    let server = pki.server_config()?;
+    let a = backend::tls("A", server.clone()).await?;
+    let b = backend::tls("B", server.clone()).await?;
+    let c = backend::tls("C", server.clone()).await?;
+    // The port comes out of the SNI: a real capture decides the upstream.
+    let routes = format!(
+        r#"default = "{c}"
+rules = [
+  {{ pattern = '^p(?<port>[0-9]+)\.port\.test$', upstream = "127.0.0.1:{{port}}" }},
+  {{ pattern = '^(?<name>[a-z]+)\.b\.test$', upstream = "{b}" }},
+]"#
+    );
+    let client = pki.client_config(&["h2"])?;
+    for name in REGEX_SERVICES {
+        let toml = config(&guests::example(name), &routes, FUEL, "");
+        let limen = Running::start(&toml).await?;
+        for (sni, expected) in [
+            (format!("p{}.port.test", a.port()), "A"),
+            ("x.b.test".to_owned(), "B"),
+            ("other.test".to_owned(), "C"),
+            (format!("p{}.port.test", a.port()), "A"),
+        ] {
+            let body = tls_get(limen.addr, &sni, client.clone()).await?;
+            assert!(
+                body.starts_with(&format!("backend={expected} sni={sni}")),
+                "{name}, {sni}: got `{body}`"
+            );
+        }
+        assert_eq!(
+            limen.counter("limen_tls_sni_route_total", &[("result", "regex")]),
+            3,
+            "{name} reports its rule kind"
+        );
+        assert_eq!(
+            limen.counter("limen_tls_sni_route_total", &[("result", "fallback")]),
+            1,
+            "{name}"
+        );
+        limen.stop().await?;
+    }
+    Ok(())
+}
+
+/// `loop.*` spins forever in Python and in JavaScript: stopped by fuel (or,
+/// with fuel to spare, by the deadline), the connection gets the fail mode
+/// (here: the fallback upstream), and the next connection is routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_loops_are_stopped_and_the_fail_mode_applies() -> anyhow::Result<()> {
+    let pki = Pki::new(&["loop.test", "fine.test"])?;
+    let server = pki.server_config()?;
+    let a = backend::tls("A", server.clone()).await?;
+    let fallback = backend::tls("F", server.clone()).await?;
+    let client = pki.client_config(&[])?;
+    for name in ["misbehave-py", "misbehave-js"] {
+        for (limits, kind) in [
+            ("fuel = 20_000_000\ntimeout = \"1s\"", "fuel"),
+            ("fuel = 1_000_000_000_000\ntimeout = \"50ms\"", "deadline"),
+        ] {
+            let policy = format!("{limits}\non_error = {{ fallback = \"{fallback}\" }}");
+            let toml = config(
+                &guests::example(name),
+                &format!("upstream = \"{a}\""),
+                &policy,
+                "",
+            );
+            let limen = Running::start(&toml).await?;
+            let body = tls_get(limen.addr, "loop.test", client.clone()).await?;
+            assert!(body.starts_with("backend=F "), "{name} {kind}: `{body}`");
+            assert_eq!(
+                limen.counter("limen_policy_failures_total", &[("kind", kind)]),
+                1,
+                "{name}: stopped by {kind}"
+            );
+            let body = tls_get(limen.addr, "fine.test", client.clone()).await?;
+            assert!(body.starts_with("backend=A "), "{name} {kind}: `{body}`");
+            limen.stop().await?;
+        }
+    }
+    Ok(())
+}
+
+/// An 18 MB Python and a 12 MB JavaScript component are compiled once: a
+/// second start (a new engine, as a new process has) loads the compiled code
+/// from the cache directory and decides the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_components_are_compiled_once_then_loaded_from_the_cache() -> anyhow::Result<()> {
+    use limen::config::PolicyConfig;
+    use limen::policy::{Module, Policy, PolicyEngine, Source};
+
+    for name in ["regex-services-py", "regex-services-js"] {
+        let cache = scratch("cache");
+        let mut settings = PolicyConfig::offline(
+            guests::example(name),
+            r#"{"rules":[{"pattern":"^(?<s>[a-z]+)\\.svc\\.test$","upstream":"{s}.internal:443"}]}"#
+                .into(),
+        );
+        settings.fuel = 20_000_000;
+        settings.timeout = std::time::Duration::from_secs(1);
+        let module = Module::read(&settings.module).await?;
+        let mut sources = Vec::new();
+        for _start in 0..2 {
+            let engine = PolicyEngine::new()?.with_cache(Some(&cache));
+            let (policy, report) = Policy::prepare(&engine, &settings, &module).await?;
+            sources.push(report.source);
+            let verdict = policy
+                .decide(
+                    &limen::policy::Connection {
+                        client: ([192, 0, 2, 1], 5000).into(),
+                        local: ([192, 0, 2, 2], 443).into(),
+                        listener: "public".into(),
+                    },
+                    Some(&summary("billing.svc.test")?),
+                )
+                .await?;
+            assert_eq!(
+                verdict.decision.to_string(),
+                "passthrough:billing.internal:443"
+            );
+        }
+        assert_eq!(sources, [Source::Compiled, Source::Cache], "{name}");
+        let entries = std::fs::read_dir(&cache)?.count();
+        assert_eq!(entries, 1, "{name}: one compiled component in the cache");
+    }
+    Ok(())
+}
+
+/// What limen's parser makes of a rustls ClientHello for `sni`.
+fn summary(sni: &str) -> anyhow::Result<limen::hello::HelloSummary> {
+    use limen::hello::{HelloSummary, Progress, frame, synthesise};
+    let bytes = synthesise(Some(sni), &[]).map_err(anyhow::Error::msg)?;
+    match frame(&bytes, bytes.len())? {
+        Progress::Complete(framed) => Ok(HelloSummary::parse(&framed)?),
+        _ => anyhow::bail!("the hello did not frame"),
+    }
+}
