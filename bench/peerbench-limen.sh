@@ -5,8 +5,9 @@
 # `observe` adds the /metrics endpoint and a text access log to RUNDIR/access.log
 # (the metrics themselves are always kept).
 # Turns the kit's routes file (`NAME host:port` lines: exact, `*.suffix`, `~regex`, `default`)
-# into RUNDIR/limen.toml for the static-routes guest, checks it, then execs limen in the
-# foreground so that run.sh measures limen's own PID.
+# into RUNDIR/limen.toml for the static-routes guest (or, for a guest file named
+# regex-services*.wasm, in any language, the same routes as anchored regex rules), checks
+# it, then execs limen in the foreground so that run.sh measures limen's own PID.
 set -euo pipefail
 LIMEN=$1 GUEST=$2 PORT=$3 ROUTES=$4 RUNDIR=$5 OBSERVE=${6:-}
 mkdir -p "$RUNDIR"
@@ -22,8 +23,20 @@ while read -r name upstream _; do
   # label, as certificates do, and `.wild.test` is its any-depth form.
   [[ $name == '*.'* ]] && name=${name#\*}
   if [ "$name" = default ]; then default=$upstream
+  elif [[ $(basename "$GUEST") == regex-services* ]]; then
+    case $name in
+      '~'*) pattern=${name#\~} ;;
+      .*) pattern=".*${name//./\\.}\$" ;;         # any depth, as above
+      *) pattern="^${name//./\\.}\$" ;;
+    esac
+    routes+="  { pattern = '$pattern', upstream = \"$upstream\" },"$'\n'
   else routes+="  { match = '$name', upstream = \"$upstream\" },"$'\n'; fi
 done < "$ROUTES"
+if [[ $(basename "$GUEST") == regex-services* ]]; then
+  key=rules fuel="fuel = 20_000_000   # a JavaScript decision needs ~0.9 M"
+else
+  key=routes fuel=""
+fi
 
 cat > "$CFG" <<CONF
 [[listeners]]
@@ -32,10 +45,11 @@ bind = "127.0.0.1:$PORT"
 
 [policy]
 module = "$GUEST"
+$fuel
 
 [policy.config]
 default = "$default"
-routes = [
+$key = [
 $routes]
 
 [limits]
