@@ -138,6 +138,9 @@ impl Peeked {
         let (result, miss) = match &verdict {
             Ok(verdict) => {
                 metrics.policy_fuel.observe(verdict.fuel_used as f64);
+                if verdict.recycled {
+                    metrics.policy_recycled.inc();
+                }
                 report::classify(&verdict.decision, verdict.rule)
             }
             Err(_) => (RouteResult::PolicyError, false),

@@ -45,6 +45,8 @@ pub mod names {
     pub const POLICY_FUEL: &str = "limen_policy_fuel_used";
     /// Policy failures, by kind.
     pub const POLICY_FAILURES: &str = "limen_policy_failures_total";
+    /// Instances replaced before their memory reached the limit.
+    pub const POLICY_RECYCLED: &str = "limen_policy_instances_recycled_total";
     /// Connections routed, by upstream (bounded: see `[metrics] upstream_labels`).
     pub const UPSTREAM_ROUTED: &str = "limen_upstream_routed_total";
     /// Upstream connection failures, by reason.
@@ -127,6 +129,7 @@ pub struct Metrics {
     active: IntGaugeVec,
     pub(crate) policy_call: Histogram,
     pub(crate) policy_fuel: Histogram,
+    pub(crate) policy_recycled: IntCounter,
     policy_failures: [IntCounter; 7],
     upstream_failures: [IntCounter; 5],
     pub(crate) upstream_connect: Histogram,
@@ -226,6 +229,12 @@ impl Metrics {
                 POLICY_CALL_BUCKETS,
             ),
             policy_fuel: single(names::POLICY_FUEL, "Fuel per route call.", FUEL_BUCKETS),
+            policy_recycled: counters(
+                names::POLICY_RECYCLED,
+                "Policy instances replaced before their memory reached the limit.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
             policy_failures: POLICY_FAILURE_KINDS.map(|kind| failures.with_label_values(&[kind])),
             upstream_failures: UPSTREAM_REASONS
                 .map(|reason| upstream_failures.with_label_values(&[reason])),

@@ -44,6 +44,9 @@ pub struct Verdict {
     pub fuel_used: u64,
     /// The kind of rule the policy said decided it, if it said.
     pub rule: Option<Rule>,
+    /// The instance came within an eighth of the memory limit, so it was
+    /// dropped after this call (the next call gets a fresh one).
+    pub recycled: bool,
 }
 
 impl Policy {
@@ -80,13 +83,17 @@ impl Policy {
         match result {
             Ok(decision) => {
                 let rule = instance.store.data().rule.map(convert::rule);
-                // A full pool means more instances exist than are needed: drop this one.
-                let _ = self.idle.push(instance);
+                let recycled = instance.store.data().near_memory_limit();
+                if !recycled {
+                    // A full pool means more instances exist than are needed: drop this one.
+                    let _ = self.idle.push(instance);
+                }
                 let decision = convert::decision(decision).map_err(PolicyError::InvalidDecision)?;
                 Ok(Verdict {
                     decision,
                     fuel_used,
                     rule,
+                    recycled,
                 })
             }
             Err(error) => Err(classify(&error, instance.store.data())),

@@ -30,6 +30,8 @@ pub(crate) struct HostState {
     /// Set when the limiter refused a `memory.grow`, so a trap that follows
     /// is reported as a memory failure rather than a generic trap.
     pub(crate) memory_refused: bool,
+    /// The largest linear memory the instance has grown to, in bytes.
+    memory_high: usize,
     /// Lines left in this call's budget, shared with the stdout/stderr streams.
     lines_left: LineBudget,
     /// What the guest said decided this call (`report-rule`), if it did.
@@ -53,9 +55,19 @@ impl HostState {
             table,
             memory_limit,
             memory_refused: false,
+            memory_high: 0,
             lines_left,
             rule: None,
         }
+    }
+
+    /// Whether the instance's memory is within an eighth of the limit: time
+    /// to replace it before a call fails. Some guests' heaps only grow (a
+    /// componentize-js 0.23 policy keeps ~2.4 KB per call, so with 16 MiB it
+    /// would fail one call in ~2,000); a fresh instance costs far less than a
+    /// failed connection.
+    pub(crate) fn near_memory_limit(&self) -> bool {
+        self.memory_high > self.memory_limit - self.memory_limit / 8
     }
 
     /// Reset per-call state before a call.
@@ -75,6 +87,9 @@ impl ResourceLimiter for HostState {
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.memory_limit;
         self.memory_refused |= !allowed;
+        if allowed {
+            self.memory_high = self.memory_high.max(desired);
+        }
         Ok(allowed)
     }
 

@@ -251,3 +251,47 @@ fn summary(sni: &str) -> anyhow::Result<limen::hello::HelloSummary> {
         _ => anyhow::bail!("the hello did not frame"),
     }
 }
+
+/// componentize-js 0.23's heap keeps ~2.4 KB per call: with limen's default
+/// 16 MiB limit an instance would fail about one call in 2,000. limen
+/// replaces an instance once its memory is within an eighth of the limit, so
+/// no call fails; a Rust instance, whose memory stays flat, is never replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_near_its_memory_limit_is_replaced_before_a_call_fails() -> anyhow::Result<()> {
+    use limen::config::PolicyConfig;
+    use limen::policy::{Connection, Policy};
+
+    let hello = summary("billing.svc.test")?;
+    let conn = Connection {
+        client: ([192, 0, 2, 1], 5000).into(),
+        local: ([192, 0, 2, 2], 443).into(),
+        listener: "public".into(),
+    };
+    for (name, calls, min_recycled, max_recycled) in [
+        ("regex-services-js", 5_000, 1, 10),
+        ("regex-services", 5_000, 0, 0),
+    ] {
+        let mut settings = PolicyConfig::offline(
+            guests::example(name),
+            r#"{"rules":[{"pattern":"^(?<s>[a-z]+)\\.svc\\.test$","upstream":"{s}.internal:443"}]}"#
+                .into(),
+        );
+        settings.fuel = 20_000_000;
+        settings.timeout = std::time::Duration::from_secs(1);
+        assert_eq!(settings.memory, 16 << 20, "limen's default limit");
+        let policy = Policy::load_offline(&settings).await?;
+        let mut recycled = 0;
+        for call in 0..calls {
+            let verdict = policy
+                .decide(&conn, Some(&hello))
+                .await
+                .map_err(|e| anyhow::anyhow!("{name}, call {call}: {e}"))?;
+            recycled += usize::from(verdict.recycled);
+        }
+        assert!(
+            (min_recycled..=max_recycled).contains(&recycled),
+            "{name}: {recycled} instances replaced in {calls} calls"
+        );
+    }
+    Ok(())
+}
