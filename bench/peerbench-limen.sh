@@ -4,6 +4,7 @@
 #   e.g. --router 'limen=8445=/path/peerbench-limen.sh /path/limen /path/static-routes.wasm {PORT} {ROUTES} {RUNDIR}'
 # `observe` adds the /metrics endpoint and a text access log to RUNDIR/access.log
 # (the metrics themselves are always kept).
+# LIMEN_POLICY_EXTRA (environment): extra lines for the [policy] table, e.g. "instances = 1".
 # Turns the kit's routes file (`NAME host:port` lines: exact, `*.suffix`, `~regex`, `default`)
 # into RUNDIR/limen.toml for the static-routes guest (or, for a guest file named
 # regex-services*.wasm, in any language, the same routes as anchored regex rules), checks
@@ -46,6 +47,7 @@ bind = "127.0.0.1:$PORT"
 [policy]
 module = "$GUEST"
 $fuel
+${LIMEN_POLICY_EXTRA:-}
 
 [policy.config]
 default = "$default"

@@ -85,6 +85,11 @@ pub(crate) fn build_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
             Ok(files) => built.extend(files),
             Err(Skip::Toolchain(why)) => {
                 let names: Vec<&str> = guests.iter().map(|g| g.name.as_str()).collect();
+                // A component left by an earlier build would be tested as if
+                // it were this source's: remove it, so its tests fail clearly.
+                for name in &names {
+                    let _ = std::fs::remove_file(out.join(format!("{name}.wasm")));
+                }
                 eprintln!(
                     "xtask: SKIPPED {language:?} guests {names:?}: {why:#}\n\
                      xtask: (the tests that run them will fail until this toolchain installs)"
