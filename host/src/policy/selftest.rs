@@ -60,8 +60,21 @@ pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), Policy
         listener: sample.listener,
     };
     // The pool is first in, first out: consecutive calls visit every instance.
+    let mut failed = None;
     for _ in 0..instances {
-        let _ = policy.decide(&conn, Some(&hello)).await;
+        if let Err(error) = policy.decide(&conn, Some(&hello)).await {
+            failed.get_or_insert(error);
+        }
+    }
+    // Not a refusal, but the likeliest cause is a limit too tight for the
+    // guest's language (a JavaScript decision needs ~0.9 M fuel, limen's
+    // default is 1 M): say so before every connection meets `on_error`.
+    if let Some(error) = failed {
+        tracing::warn!(
+            kind = error.kind(),
+            "the warm-up route call failed ({error}); if real connections fail the same way, \
+             raise [policy] fuel, timeout or memory"
+        );
     }
     Ok(())
 }
