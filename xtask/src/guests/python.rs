@@ -15,6 +15,9 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
         let to = out.join(format!("{}.wasm", guest.name));
         run(Command::new(venv.join("bin/componentize-py"))
             .current_dir(&guest.dir)
+            // It imports the app to find its exports: keep `__pycache__/`
+            // out of the source tree.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg("--wit-path")
             .arg(root.join("wit"))
             .args(["--world", "policy", "componentize", "app", "--output"])
