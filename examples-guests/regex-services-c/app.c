@@ -52,48 +52,89 @@ static bool fail(policy_string_t *err, const char *fmt, const char *a, const cha
   return false;
 }
 
-// Rewrite `(?<name>` to `(`, recording which group each name is.
-// Returns NULL (and sets *why) for a `(?` POSIX does not know.
+// Out of memory inside the sandbox: trap cleanly rather than write through
+// NULL (address 0 is ordinary memory in wasm).
+static void *must(void *p) {
+  if (p == NULL) {
+    abort();
+  }
+  return p;
+}
+
+static bool is_name_char(char c, bool first) {
+  return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (!first && c >= '0' && c <= '9');
+}
+
+// Rewrite `(?<name>` to `(`, recording which group each name is. Returns
+// NULL (and sets *why) for what POSIX would read differently from the other
+// implementations: another `(?` form, a lazy quantifier, a repeated name.
 static char *strip_names(const char *pattern, char *names[MAX_GROUPS], size_t *groups,
                          const char **why) {
   size_t len = strlen(pattern);
-  char *out = malloc(len + 1);
+  char *out = must(malloc(len + 1));
   size_t o = 0;
-  bool in_class = false;
   *groups = 0;
   for (size_t i = 0; i < len; i++) {
     char c = pattern[i];
+    if (c == '[') {
+      // A bracket expression: copied as is. `]` right after `[` or `[^` is
+      // a literal; `[:class:]`, `[.x.]`, `[=x=]` nest; `\` is a literal.
+      out[o++] = pattern[i++];
+      if (i < len && pattern[i] == '^') out[o++] = pattern[i++];
+      if (i < len && pattern[i] == ']') out[o++] = pattern[i++];
+      while (i < len && pattern[i] != ']') {
+        if (pattern[i] == '[' && i + 1 < len && strchr(":.=", pattern[i + 1]) != NULL) {
+          char kind = pattern[i + 1];
+          out[o++] = pattern[i++];
+          out[o++] = pattern[i++];
+          while (i + 1 < len && !(pattern[i] == kind && pattern[i + 1] == ']')) {
+            out[o++] = pattern[i++];
+          }
+          if (i + 1 < len) out[o++] = pattern[i++];
+        }
+        if (i < len) out[o++] = pattern[i++];
+      }
+      if (i < len) out[o++] = pattern[i];  // the closing `]`
+      continue;
+    }
     if (c == '\\' && i + 1 < len) {
       out[o++] = c;
       out[o++] = pattern[++i];
       continue;
     }
-    if (in_class) {
-      in_class = c != ']';
-    } else if (c == '[') {
-      in_class = true;
-      if (pattern[i + 1] == ']' || (pattern[i + 1] == '^' && pattern[i + 2] == ']')) {
-        out[o++] = c;
-        c = pattern[++i];
-      }
-    } else if (c == '(') {
+    if (strchr("*+?}", c) != NULL && pattern[i + 1] == '?') {
+      *why = "lazy quantifiers (`*?`, `+?`, `??`, `{n,m}?`) are not supported";
+      free(out);
+      return NULL;
+    }
+    if (c == '(') {
       if (*groups == MAX_GROUPS) {
         *why = "too many groups (at most 16)";
         free(out);
         return NULL;
       }
-      names[(*groups)++] = NULL;
+      char *name = NULL;
       if (pattern[i + 1] == '?') {
-        const char *close = strchr(pattern + i, '>');
-        if (pattern[i + 2] != '<' || close == NULL || close == pattern + i + 3) {
+        size_t n = 0;
+        while (pattern[i + 3 + n] != '\0' && is_name_char(pattern[i + 3 + n], n == 0)) n++;
+        if (pattern[i + 2] != '<' || n == 0 || pattern[i + 3 + n] != '>') {
           *why = "only (?<name>...) groups are supported after `(?`";
           free(out);
           return NULL;
         }
-        size_t n = (size_t)(close - (pattern + i + 3));
-        names[*groups - 1] = strndup(pattern + i + 3, n);
-        i = (size_t)(close - pattern);
+        name = must(strndup(pattern + i + 3, n));
+        for (size_t g = 0; g < *groups; g++) {
+          if (names[g] != NULL && strcmp(names[g], name) == 0) {
+            *why = "a group name is used twice";
+            free(name);
+            free(out);
+            return NULL;
+          }
+        }
+        i += 3 + n;  // at the `>`
       }
+      names[(*groups)++] = name;
     }
     out[o++] = c;
   }
@@ -120,13 +161,13 @@ static bool compile_rule(size_t index, const char *pattern, const char *upstream
     return fail(err, "%s: bad pattern: %s", where, message);
   }
   // At most one piece per character, plus one.
-  rule->pieces = calloc(strlen(upstream) + 1, sizeof(piece_t));
+  rule->pieces = must(calloc(strlen(upstream) + 1, sizeof(piece_t)));
   rule->piece_count = 0;
   const char *rest = upstream;
   while (*rest) {
     const char *open = strchr(rest, '{');
     if (open == NULL) {
-      rule->pieces[rule->piece_count++].text = strdup(rest);
+      rule->pieces[rule->piece_count++].text = must(strdup(rest));
       break;
     }
     const char *close = strchr(open, '}');
@@ -134,7 +175,7 @@ static bool compile_rule(size_t index, const char *pattern, const char *upstream
       return fail(err, "%s: unclosed `{` in upstream `%s`", where, upstream);
     }
     if (open > rest) {
-      rule->pieces[rule->piece_count++].text = strndup(rest, (size_t)(open - rest));
+      rule->pieces[rule->piece_count++].text = must(strndup(rest, (size_t)(open - rest)));
     }
     size_t n = (size_t)(close - open - 1);
     int group = -1;
@@ -173,7 +214,7 @@ bool exports_policy_init(policy_string_t *config, policy_string_t *err) {
       rule_list = field;
     } else if (strcmp(field->key, "default") == 0 &&
                (field->kind == JSON_STRING || field->kind == JSON_NULL)) {
-      fallback = field->kind == JSON_STRING ? strdup(field->text) : NULL;
+      fallback = field->kind == JSON_STRING ? must(strdup(field->text)) : NULL;
     } else {
       fail(err, "config: field `%s` is unknown or of the wrong type%s", field->key, "");
       goto done;
@@ -222,7 +263,7 @@ static bool expand(const rule_t *rule, const char *sni, policy_string_t *out) {
                           ? 0
                           : (size_t)(found[p->group].rm_eo - found[p->group].rm_so));
   }
-  char *address = malloc(len + 1);
+  char *address = must(malloc(len + 1));
   size_t at = 0;
   for (size_t i = 0; i < rule->piece_count; i++) {
     const piece_t *p = &rule->pieces[i];

@@ -28,11 +28,18 @@ static bool eat(reader_t *r, char c) {
   return false;
 }
 
-static json_t *node(json_kind_t kind) {
-  json_t *n = calloc(1, sizeof(json_t));
-  if (n != NULL) {
-    n->kind = kind;
+// Out of memory inside the sandbox: trap cleanly rather than write through
+// NULL (address 0 is ordinary memory in wasm).
+static void *must(void *p) {
+  if (p == NULL) {
+    abort();
   }
+  return p;
+}
+
+static json_t *node(json_kind_t kind) {
+  json_t *n = must(calloc(1, sizeof(json_t)));
+  n->kind = kind;
   return n;
 }
 
@@ -49,7 +56,7 @@ static char *string(reader_t *r) {
     r->error = "expected a string";
     return NULL;
   }
-  char *out = malloc((size_t)(r->end - r->at) + 1);
+  char *out = must(malloc((size_t)(r->end - r->at) + 1));
   size_t o = 0;
   while (r->at < r->end && *r->at != '"') {
     char c = *r->at++;
@@ -94,7 +101,8 @@ static char *string(reader_t *r) {
   return out;
 }
 
-// Elements of an array or members of an object, up to `close`.
+// Elements of an array or members of an object, up to `close`. Stops at the
+// first error, which is the one reported.
 static json_t *items(reader_t *r, json_kind_t kind, char close) {
   json_t *list = node(kind);
   json_t **tail = &list->child;
@@ -117,6 +125,7 @@ static json_t *items(reader_t *r, json_kind_t kind, char close) {
     item->key = key;
     *tail = item;
     tail = &item->next;
+    if (r->error != NULL) return list;
   } while (eat(r, ','));
   if (!eat(r, close)) {
     r->error = kind == JSON_OBJECT ? "expected `,` or `}`" : "expected `,` or `]`";

@@ -26,6 +26,9 @@ function compile(rule, index) {
   if (keys.join(",") !== "pattern,upstream") {
     throw `${where}: needs exactly \`pattern\` and \`upstream\``;
   }
+  if (typeof rule.pattern !== "string" || typeof rule.upstream !== "string") {
+    throw `${where}: \`pattern\` and \`upstream\` must be strings`;
+  }
   let regex;
   try {
     regex = new RegExp(rule.pattern);
@@ -86,8 +89,12 @@ export function init(config) {
   if (!Array.isArray(parsed.rules)) {
     throw "config: missing field `rules`";
   }
+  const fallbackValue = parsed.default ?? null;
+  if (fallbackValue !== null && typeof fallbackValue !== "string") {
+    throw "config: `default` must be a string";
+  }
   rules = parsed.rules.map(compile);
-  fallback = parsed.default ?? null;
+  fallback = fallbackValue;
 }
 
 export function route(conn, hello) {

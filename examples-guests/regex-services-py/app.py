@@ -32,6 +32,8 @@ class _Rule:
         where = f"rules[{index}]"
         if not isinstance(rule, dict) or set(rule) != {"pattern", "upstream"}:
             raise ValueError(f"{where}: needs exactly `pattern` and `upstream`")
+        if not isinstance(rule["pattern"], str) or not isinstance(rule["upstream"], str):
+            raise ValueError(f"{where}: `pattern` and `upstream` must be strings")
         try:
             self.regex = re.compile(_NAMED_GROUP.sub("(?P<", rule["pattern"]))
         except re.error as e:
@@ -69,8 +71,13 @@ class WitWorld(wit_world.WitWorld):
                 raise ValueError("config: only `default` and `rules` are known")
             if "rules" not in parsed:
                 raise ValueError("config: missing field `rules`")
+            if not isinstance(parsed["rules"], list):
+                raise ValueError("config: `rules` must be a list")
+            default = parsed.get("default")
+            if default is not None and not isinstance(default, str):
+                raise ValueError("config: `default` must be a string")
             WitWorld.rules = [_Rule(i, r) for i, r in enumerate(parsed["rules"])]
-            WitWorld.default = parsed.get("default")
+            WitWorld.default = default
         except (ValueError, TypeError) as e:
             raise Err(str(e))
 

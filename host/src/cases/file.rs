@@ -163,6 +163,14 @@ impl CaseFile {
                 "timeout must be between 1ms and 1s".into(),
             ));
         }
+        if raw.fuel == Some(0) {
+            return Err(CaseError::Syntax("fuel must be > 0".into()));
+        }
+        if raw.memory.is_some_and(|m| m.as_u64() < 128 * 1024) {
+            return Err(CaseError::Syntax(
+                "memory must be at least 128KiB, as in limen's config".into(),
+            ));
+        }
         if raw.case.is_empty() {
             return Err(CaseError::Syntax("no [[case]] entries".into()));
         }
@@ -306,6 +314,10 @@ mod tests {
             ),
             ("[[case]]\nexpect = \"reject:close\"\nbogus = 1", "E050"),
             ("fuel = 1", "no [[case]]"),
+            (
+                "fuel = 0\n[[case]]\nexpect = \"reject:close\"",
+                "fuel must be > 0",
+            ),
             (
                 "timeout = \"2s\"\n[[case]]\nexpect = \"reject:close\"",
                 "between 1ms and 1s",

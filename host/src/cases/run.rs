@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::file::{Case, CaseFile, CaseHello, Expected};
+use crate::config::DEFAULT_HELLO_MAX_BYTES;
 use crate::decision::Rule;
 use crate::hello::{self, HelloSummary, Progress};
 use crate::policy::{Connection, Policy};
@@ -96,11 +97,14 @@ fn hello_of(case: &Case, base: &Path) -> Result<Option<HelloSummary>, String> {
             std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
         }
     };
-    match hello::frame(&bytes, bytes.len()).map_err(|e| e.to_string())? {
+    // limen's default cap, so a hello limen would refuse live fails here too.
+    match hello::frame(&bytes, DEFAULT_HELLO_MAX_BYTES).map_err(|e| e.to_string())? {
         Progress::Complete(framed) => HelloSummary::parse(&framed)
             .map(Some)
             .map_err(|e| format!("the hello does not parse: {e}")),
         Progress::NotTls => Ok(None),
-        Progress::NeedMore => Err("the hello is incomplete".into()),
+        Progress::NeedMore => {
+            Err("the hello is incomplete (limen would wait, then time out)".into())
+        }
     }
 }

@@ -181,7 +181,7 @@ pub(crate) struct FileLimits {
 impl Default for FileLimits {
     fn default() -> Self {
         FileLimits {
-            hello_max_bytes: ByteSize::kib(16),
+            hello_max_bytes: ByteSize::b(super::DEFAULT_HELLO_MAX_BYTES as u64),
             hello_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(600),

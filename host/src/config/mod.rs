@@ -121,6 +121,9 @@ pub enum FailMode {
     Fallback(Upstream),
 }
 
+/// `[limits] hello_max_bytes` when the config does not say.
+pub const DEFAULT_HELLO_MAX_BYTES: usize = 16 * 1024;
+
 /// Limits on each connection.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -133,6 +133,7 @@ impl Policy {
             settings: settings.clone(),
             idle: ArrayQueue::new(settings.instances),
             version: PolicyVersion::new(hash, &settings.config_json),
+            memory_warned: Default::default(),
         };
         let start = Instant::now();
         policy.fill().await?;

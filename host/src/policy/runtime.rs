@@ -6,6 +6,7 @@
 //! so instances live as long as they behave. An instance that fails a call is
 //! dropped: after a trap its state cannot be trusted.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
@@ -27,6 +28,8 @@ pub struct Policy {
     pub(super) settings: PolicyConfig,
     pub(super) idle: ArrayQueue<Instance>,
     pub(super) version: PolicyVersion,
+    /// The too-tight-memory warning was logged (once per policy).
+    pub(super) memory_warned: AtomicBool,
 }
 
 /// One instance and the store it lives in.
@@ -134,6 +137,13 @@ impl Policy {
             .await
             .map_err(|e| PolicyError::Init(classify(&e, store.data()).to_string()))?
             .map_err(PolicyError::Init)?;
+        if store.data_mut().settle_memory() && !self.memory_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                memory_limit = self.settings.memory,
+                "a fresh policy instance already uses most of its memory limit, so instances \
+                 will be replaced often; raise [policy] memory"
+            );
+        }
         Ok(Instance { store, world })
     }
 

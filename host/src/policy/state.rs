@@ -32,6 +32,8 @@ pub(crate) struct HostState {
     pub(crate) memory_refused: bool,
     /// The largest linear memory the instance has grown to, in bytes.
     memory_high: usize,
+    /// `memory_high` once `init` returned: what a fresh instance needs.
+    memory_base: usize,
     /// Lines left in this call's budget, shared with the stdout/stderr streams.
     lines_left: LineBudget,
     /// What the guest said decided this call (`report-rule`), if it did.
@@ -56,18 +58,29 @@ impl HostState {
             memory_limit,
             memory_refused: false,
             memory_high: 0,
+            memory_base: 0,
             lines_left,
             rule: None,
         }
     }
 
-    /// Whether the instance's memory is within an eighth of the limit: time
-    /// to replace it before a call fails. Some guests' heaps only grow (a
-    /// componentize-js 0.23 policy keeps ~2.4 KB per call, so with 16 MiB it
-    /// would fail one call in ~2,000); a fresh instance costs far less than a
-    /// failed connection.
+    /// Record what the instance holds after `init`; returns whether that is
+    /// already past the recycling threshold (the limit is too tight).
+    pub(crate) fn settle_memory(&mut self) -> bool {
+        self.memory_base = self.memory_high;
+        self.memory_base > self.memory_limit - self.memory_limit / 8
+    }
+
+    /// Whether the instance should be replaced before its next call: its
+    /// memory is within an eighth of the limit (or, when a fresh instance is
+    /// already that close, has used half the room it had left). Some guests'
+    /// heaps only grow (a componentize-js 0.23 policy keeps ~2.4 KB per call,
+    /// so with 16 MiB it would fail one call in ~2,000); a fresh instance
+    /// costs far less than a failed connection.
     pub(crate) fn near_memory_limit(&self) -> bool {
-        self.memory_high > self.memory_limit - self.memory_limit / 8
+        let top_eighth = self.memory_limit - self.memory_limit / 8;
+        let half_the_room = self.memory_base + (self.memory_limit - self.memory_base) / 2;
+        self.memory_high > top_eighth.max(half_the_room)
     }
 
     /// Reset per-call state before a call.
