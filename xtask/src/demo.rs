@@ -67,6 +67,8 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
          curl -s http://127.0.0.1:9900/metrics | grep limen_tls_sni_route_total   # by listener and result\n  \
          target/debug/limen swap --admin target/demo/admin.sock --module target/guests/static-routes.wasm \\\n      \
          --config-json '{{\"default\":\"127.0.0.1:9452\"}}'   # every name now goes to B\n  \
+         target/debug/limen swap --admin target/demo/admin.sock --module target/guests/regex-services-py.wasm \\\n      \
+         --config-json '{{\"default\":\"127.0.0.1:9451\",\"rules\":[{{\"pattern\":\"^(?<n>node[0-9]+)\\\\.rx\\\\.test$\",\"upstream\":\"127.0.0.1:9453\"}}]}}'   # a Python policy\n  \
          kill -HUP $(pgrep -f 'limen run')   # re-read examples/demo.toml\n\n\
          Each finished connection prints an access log line below. Ctrl-C stops limen and the backends.\n"
     );
