@@ -357,3 +357,54 @@ async fn all_four_regex_services_refuse_the_same_bad_configs() -> anyhow::Result
     }
     Ok(())
 }
+
+/// Recorded hellos in a cases file: a post-quantum 1.8 KB hello from a file,
+/// one split over two TLS records in hex, and a truncated one, which fails
+/// with the reason rather than reaching the policy.
+#[test]
+fn cases_can_replay_recorded_hellos() {
+    let shared = limen_e2e::shared_dir().join("peerbench/hello");
+    let split = std::fs::read(shared.join("large2rec-b.test.bin")).expect("../shared hello");
+    let hex: String = split.iter().map(|b| format!("{b:02x}")).collect();
+    let cases = scratch("cases.toml");
+    std::fs::write(
+        &cases,
+        format!(
+            "[[case]]\nname = \"file\"\nhello_file = \"{}\"\nexpect = \"passthrough:127.0.0.1:9451\"\n\
+             rule = \"exact\"\n\n\
+             [[case]]\nname = \"two records\"\nhello_hex = \"{hex}\"\nexpect = \"passthrough:127.0.0.1:9452\"\n\n\
+             [[case]]\nname = \"truncated\"\nhello_hex = \"{}\"\nexpect = \"passthrough:127.0.0.1:9452\"\n",
+            shared.join("large-a.test.bin").display(),
+            &hex[..hex.len() / 4 * 2],
+        ),
+    )
+    .expect("write cases");
+    let policy = scratch("policy.toml");
+    std::fs::write(
+        &policy,
+        "default = \"127.0.0.1:9\"\nroutes = [\n  { match = \"a.test\", upstream = \"127.0.0.1:9451\" },\n  \
+         { match = \"b.test\", upstream = \"127.0.0.1:9452\" },\n]\n",
+    )
+    .expect("write policy config");
+    let (ok, stdout, stderr) = limen_test(&guests::example("static-routes"), &policy, &cases);
+    assert!(
+        !ok && stderr.contains("1 of 3 case(s) failed"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("ok      1 file: passthrough:127.0.0.1:9451 (exact"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok      2 two records: passthrough:127.0.0.1:9452"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL    3 truncated\n      - expected: passthrough:127.0.0.1:9452\n      + got:      no decision\n        (the hello is incomplete"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("3 case(s): 2 passed, 1 failed\n"),
+        "{stdout}"
+    );
+}
