@@ -1,17 +1,16 @@
 //! Policies in four languages: the Rust, Python, JavaScript and C builds of
-//! `regex-services` pass one shared cases file and route real TLS the same
-//! way; Python and JavaScript loops are stopped and the fail mode applies.
-
-use std::path::Path;
-use std::process::Command;
+//! `regex-services` route real TLS the same way and refuse the same configs;
+//! Python and JavaScript loops are stopped and the fail mode applies; big
+//! components are compiled once; growing heaps are recycled. (`cases.rs`
+//! runs the four against one cases file.)
 
 use limen_e2e::harness::{Running, config};
-use limen_e2e::{backend, guests, pki::Pki, workspace_root};
+use limen_e2e::{backend, guests, pki::Pki};
 
-use crate::common::{limen, scratch, tls_get};
+use crate::common::{scratch, tls_get};
 
 /// The four implementations of one policy.
-const REGEX_SERVICES: [&str; 4] = [
+pub(crate) const REGEX_SERVICES: [&str; 4] = [
     "regex-services",
     "regex-services-py",
     "regex-services-js",
@@ -21,97 +20,6 @@ const REGEX_SERVICES: [&str; 4] = [
 /// The JavaScript engine needs ~0.9 M fuel per decision (limen's default
 /// budget is 1 M): every implementation gets the same, larger budget.
 const FUEL: &str = "fuel = 20_000_000";
-
-/// `limen test --module M --config C CASES`: (exit success, stdout, stderr).
-fn limen_test(module: &Path, config: &Path, cases: &Path) -> (bool, String, String) {
-    let out = Command::new(limen())
-        .arg("test")
-        .arg("--module")
-        .arg(module)
-        .arg("--config")
-        .arg(config)
-        .arg(cases)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run limen test");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn the_shared_cases_pass_for_all_four_regex_services() {
-    let dir = workspace_root().join("examples-guests/regex-services");
-    for name in REGEX_SERVICES {
-        for (config, cases, count) in [
-            ("policy.toml", "cases.toml", 11),
-            ("strict.toml", "strict-cases.toml", 3),
-        ] {
-            let (ok, stdout, stderr) =
-                limen_test(&guests::example(name), &dir.join(config), &dir.join(cases));
-            assert!(ok, "{name} {cases}:\n{stdout}{stderr}");
-            assert!(
-                stdout.ends_with(&format!("{count} case(s): {count} passed, 0 failed\n")),
-                "{name} {cases}:\n{stdout}"
-            );
-        }
-    }
-}
-
-#[test]
-fn every_example_policy_passes_its_own_cases() {
-    for name in [
-        "static-routes",
-        "ja4-gate",
-        "misbehave",
-        "misbehave-py",
-        "misbehave-js",
-    ] {
-        let dir = workspace_root().join("examples-guests").join(name);
-        let (ok, stdout, stderr) = limen_test(
-            &guests::example(name),
-            &dir.join("policy.toml"),
-            &dir.join("cases.toml"),
-        );
-        assert!(ok, "{name}:\n{stdout}{stderr}");
-        assert!(stdout.contains(" passed, 0 failed\n"), "{name}:\n{stdout}");
-    }
-}
-
-#[test]
-fn a_wrong_expectation_fails_with_a_diff() {
-    let dir = workspace_root().join("examples-guests/regex-services");
-    let cases = scratch("cases.toml");
-    std::fs::write(
-        &cases,
-        "[[case]]\nsni = \"web-prod.apps.example\"\nexpect = \"passthrough:web.prod:443\"\n\
-         rule = \"exact\"\n\n[[case]]\nsni = \"shop.eu.example\"\n\
-         expect = \"passthrough:shop.eu.internal:8443\"\n",
-    )
-    .expect("write cases");
-    for name in ["regex-services", "regex-services-py"] {
-        let (ok, stdout, stderr) =
-            limen_test(&guests::example(name), &dir.join("policy.toml"), &cases);
-        assert!(!ok, "{name} passed a wrong case:\n{stdout}");
-        assert!(
-            stdout.contains(
-                "FAIL    1 web-prod.apps.example\n      \
-                 - expected: passthrough:web.prod:443\n      \
-                 + got:      passthrough:web.prod.svc.cluster.local:443\n      \
-                 - rule:     exact\n      + rule:     regex\n"
-            ),
-            "{name}:\n{stdout}"
-        );
-        assert!(stdout.contains("ok      2 shop.eu.example"), "{stdout}");
-        assert!(
-            stdout.ends_with("2 case(s): 1 passed, 1 failed\n"),
-            "{stdout}"
-        );
-        assert!(stderr.contains("1 of 2 case(s) failed"), "{stderr}");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_language_routes_real_tls_connections() -> anyhow::Result<()> {
@@ -356,55 +264,4 @@ async fn all_four_regex_services_refuse_the_same_bad_configs() -> anyhow::Result
             .map_err(|e| anyhow::anyhow!("{name} refused a good config: {e}"))?;
     }
     Ok(())
-}
-
-/// Recorded hellos in a cases file: a post-quantum 1.8 KB hello from a file,
-/// one split over two TLS records in hex, and a truncated one, which fails
-/// with the reason rather than reaching the policy.
-#[test]
-fn cases_can_replay_recorded_hellos() {
-    let shared = limen_e2e::shared_dir().join("peerbench/hello");
-    let split = std::fs::read(shared.join("large2rec-b.test.bin")).expect("../shared hello");
-    let hex: String = split.iter().map(|b| format!("{b:02x}")).collect();
-    let cases = scratch("cases.toml");
-    std::fs::write(
-        &cases,
-        format!(
-            "[[case]]\nname = \"file\"\nhello_file = \"{}\"\nexpect = \"passthrough:127.0.0.1:9451\"\n\
-             rule = \"exact\"\n\n\
-             [[case]]\nname = \"two records\"\nhello_hex = \"{hex}\"\nexpect = \"passthrough:127.0.0.1:9452\"\n\n\
-             [[case]]\nname = \"truncated\"\nhello_hex = \"{}\"\nexpect = \"passthrough:127.0.0.1:9452\"\n",
-            shared.join("large-a.test.bin").display(),
-            &hex[..hex.len() / 4 * 2],
-        ),
-    )
-    .expect("write cases");
-    let policy = scratch("policy.toml");
-    std::fs::write(
-        &policy,
-        "default = \"127.0.0.1:9\"\nroutes = [\n  { match = \"a.test\", upstream = \"127.0.0.1:9451\" },\n  \
-         { match = \"b.test\", upstream = \"127.0.0.1:9452\" },\n]\n",
-    )
-    .expect("write policy config");
-    let (ok, stdout, stderr) = limen_test(&guests::example("static-routes"), &policy, &cases);
-    assert!(
-        !ok && stderr.contains("1 of 3 case(s) failed"),
-        "{stdout}{stderr}"
-    );
-    assert!(
-        stdout.contains("ok      1 file: passthrough:127.0.0.1:9451 (exact"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("ok      2 two records: passthrough:127.0.0.1:9452"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("FAIL    3 truncated\n      - expected: passthrough:127.0.0.1:9452\n      + got:      no decision\n        (the hello is incomplete"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.ends_with("3 case(s): 2 passed, 1 failed\n"),
-        "{stdout}"
-    );
 }

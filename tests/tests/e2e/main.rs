@@ -4,6 +4,7 @@
 
 mod access_log;
 mod bulk;
+mod cases;
 mod cli;
 mod common;
 mod faults;
