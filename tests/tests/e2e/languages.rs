@@ -80,7 +80,7 @@ async fn python_and_javascript_loops_are_stopped_and_the_fail_mode_applies() -> 
     for name in ["misbehave-py", "misbehave-js"] {
         for (limits, kind) in [
             ("fuel = 20_000_000\ntimeout = \"1s\"", "fuel"),
-            ("fuel = 1_000_000_000_000\ntimeout = \"50ms\"", "deadline"),
+            ("fuel = 1_000_000_000_000\ntimeout = \"200ms\"", "deadline"),
         ] {
             let policy = format!("{limits}\non_error = {{ fallback = \"{fallback}\" }}");
             let toml = config(
