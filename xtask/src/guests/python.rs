@@ -12,12 +12,19 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
     let venv = toolchain::pip(root, COMPONENTIZE_PY).map_err(Skip::Toolchain)?;
     let mut built = Vec::new();
     for guest in guests {
+        // componentize-py writes `__pycache__/` beside the app whatever
+        // PYTHONDONTWRITEBYTECODE says: build from a copy under target/.
+        let work = root.join("target/guest-build/python").join(&guest.name);
+        std::fs::create_dir_all(&work)?;
+        for entry in std::fs::read_dir(&guest.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "py") {
+                std::fs::copy(&path, work.join(path.file_name().unwrap_or_default()))?;
+            }
+        }
         let to = out.join(format!("{}.wasm", guest.name));
         run(Command::new(venv.join("bin/componentize-py"))
-            .current_dir(&guest.dir)
-            // It imports the app to find its exports: keep `__pycache__/`
-            // out of the source tree.
-            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(&work)
             .arg("--wit-path")
             .arg(root.join("wit"))
             .args(["--world", "policy", "componentize", "app", "--output"])
