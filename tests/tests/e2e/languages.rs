@@ -21,6 +21,20 @@ pub(crate) const REGEX_SERVICES: [&str; 4] = [
 /// budget is 1 M): every implementation gets the same, larger budget.
 const FUEL: &str = "fuel = 20_000_000";
 
+/// One rule routing `NAME.svc.test` to `NAME.internal:443`.
+const SVC_RULE: &str =
+    r#"{"rules":[{"pattern":"^(?<s>[a-z]+)\\.svc\\.test$","upstream":"{s}.internal:443"}]}"#;
+
+/// `name`'s settings for an offline load: `config_json`, the same fuel as
+/// [`FUEL`], a 1 s deadline (a loaded machine is no reason to fail here).
+fn offline(name: &str, config_json: &str) -> limen::config::PolicyConfig {
+    let mut settings =
+        limen::config::PolicyConfig::offline(guests::example(name), config_json.into());
+    settings.fuel = 20_000_000;
+    settings.timeout = std::time::Duration::from_secs(1);
+    settings
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_language_routes_real_tls_connections() -> anyhow::Result<()> {
     let pki = Pki::new(&["*.port.test", "*.b.test", "other.test"])?;
@@ -110,18 +124,11 @@ async fn python_and_javascript_loops_are_stopped_and_the_fail_mode_applies() -> 
 /// from the cache directory and decides the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_components_are_compiled_once_then_loaded_from_the_cache() -> anyhow::Result<()> {
-    use limen::config::PolicyConfig;
     use limen::policy::{Module, Policy, PolicyEngine, Source};
 
     for name in ["regex-services-py", "regex-services-js"] {
         let cache = scratch("cache");
-        let mut settings = PolicyConfig::offline(
-            guests::example(name),
-            r#"{"rules":[{"pattern":"^(?<s>[a-z]+)\\.svc\\.test$","upstream":"{s}.internal:443"}]}"#
-                .into(),
-        );
-        settings.fuel = 20_000_000;
-        settings.timeout = std::time::Duration::from_secs(1);
+        let settings = offline(name, SVC_RULE);
         let module = Module::read(&settings.module).await?;
         let mut sources = Vec::new();
         for _start in 0..2 {
@@ -167,7 +174,6 @@ fn summary(sni: &str) -> anyhow::Result<limen::hello::HelloSummary> {
 /// nor is a Python one that starts near its limit but does not grow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_near_its_memory_limit_is_replaced_before_a_call_fails() -> anyhow::Result<()> {
-    use limen::config::PolicyConfig;
     use limen::policy::{Connection, Policy};
 
     let hello = summary("billing.svc.test")?;
@@ -183,13 +189,7 @@ async fn an_instance_near_its_memory_limit_is_replaced_before_a_call_fails() -> 
         ("regex-services", 16, 5_000, 0, 0),
         ("regex-services-py", 14, 2_000, 0, 5),
     ] {
-        let mut settings = PolicyConfig::offline(
-            guests::example(name),
-            r#"{"rules":[{"pattern":"^(?<s>[a-z]+)\\.svc\\.test$","upstream":"{s}.internal:443"}]}"#
-                .into(),
-        );
-        settings.fuel = 20_000_000;
-        settings.timeout = std::time::Duration::from_secs(1);
+        let mut settings = offline(name, SVC_RULE);
         settings.memory = memory_mib << 20;
         let policy = Policy::load_offline(&settings).await?;
         let mut recycled = 0;
@@ -212,7 +212,6 @@ async fn an_instance_near_its_memory_limit_is_replaced_before_a_call_fails() -> 
 /// config that loads in one language loads in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_regex_services_refuse_the_same_bad_configs() -> anyhow::Result<()> {
-    use limen::config::PolicyConfig;
     use limen::policy::{Policy, PolicyError};
 
     let bad = [
@@ -246,9 +245,7 @@ async fn all_four_regex_services_refuse_the_same_bad_configs() -> anyhow::Result
     ];
     for name in REGEX_SERVICES {
         for (what, json) in bad {
-            let mut settings = PolicyConfig::offline(guests::example(name), json.into());
-            settings.fuel = 20_000_000;
-            match Policy::load_offline(&settings).await {
+            match Policy::load_offline(&offline(name, json)).await {
                 Err(PolicyError::Init(message)) => {
                     assert!(!message.is_empty(), "{name}, {what}: an empty reason")
                 }
@@ -257,9 +254,7 @@ async fn all_four_regex_services_refuse_the_same_bad_configs() -> anyhow::Result
             }
         }
         let good = r#"{"rules":[{"pattern":"^(?<a>x)$","upstream":"{a}:1"}],"default":null}"#;
-        let mut settings = PolicyConfig::offline(guests::example(name), good.into());
-        settings.fuel = 20_000_000;
-        Policy::load_offline(&settings)
+        Policy::load_offline(&offline(name, good))
             .await
             .map_err(|e| anyhow::anyhow!("{name} refused a good config: {e}"))?;
     }

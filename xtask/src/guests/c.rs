@@ -15,11 +15,14 @@ use crate::run;
 
 pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<PathBuf>, Skip> {
     let venv = toolchain::pip(root, ZIG).map_err(Skip::Toolchain)?;
+    // One set of bindings: every C guest implements the same world.
+    let generated = root.join("target/guest-build/c/bindings");
+    std::fs::create_dir_all(&generated)?;
+    bindings(&root.join("wit"), &generated)?;
     let mut built = Vec::new();
     for guest in guests {
         let work = root.join("target/guest-build/c").join(&guest.name);
         std::fs::create_dir_all(&work)?;
-        bindings(&root.join("wit"), &work)?;
         let mut sources: Vec<PathBuf> = std::fs::read_dir(&guest.dir)?
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()?;
@@ -37,10 +40,10 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
                 "-mexec-model=reactor",
             ])
             .args(["-Os", "-Wall", "-Wextra", "-Werror", "-I"])
-            .arg(&work)
+            .arg(&generated)
             .args(&sources)
-            .arg(work.join("policy.c"))
-            .arg(work.join("policy_component_type.o"))
+            .arg(generated.join("policy.c"))
+            .arg(generated.join("policy_component_type.o"))
             .args([
                 "-Wl,-z,stack-size=65536",
                 "-Wl,--initial-memory=1048576",

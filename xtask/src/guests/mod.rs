@@ -15,12 +15,13 @@ mod python;
 mod rust;
 mod toolchain;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 /// The languages, in the order they are built.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Language {
     Rust,
     Python,
@@ -52,26 +53,24 @@ struct Guest {
 pub(crate) fn build_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let out = root.join("target/guests");
     std::fs::create_dir_all(&out)?;
-    let mut by_language: Vec<(Language, Vec<Guest>)> = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("examples-guests"))?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     dirs.sort();
+    let mut by_language: BTreeMap<Language, Vec<Guest>> = BTreeMap::new();
     for dir in dirs {
-        let Some(language) = Language::of(&dir) else {
-            continue;
-        };
-        let name = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        match by_language.iter_mut().find(|(l, _)| *l == language) {
-            Some((_, guests)) => guests.push(Guest { name, dir }),
-            None => by_language.push((language, vec![Guest { name, dir }])),
+        if let Some(language) = Language::of(&dir) {
+            let name = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            by_language
+                .entry(language)
+                .or_default()
+                .push(Guest { name, dir });
         }
     }
-    by_language.sort_by_key(|(language, _)| *language as u8);
     let mut built = Vec::new();
     let mut skipped = Vec::new();
     for (language, guests) in &by_language {
