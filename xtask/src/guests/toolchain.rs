@@ -29,17 +29,25 @@ fn installed(stamp: &Path, what: &str) -> bool {
 /// returns the venv's directory.
 pub(super) fn pip(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
     let venv = dir(root, "python");
+    // A venv's scripts name its interpreter by absolute path: one created
+    // elsewhere (a moved or copied target/) is rebuilt, package stamps and all.
+    let created_at = venv.join("created-at");
+    let here = venv.display().to_string();
+    if !installed(&created_at, &here) {
+        let _ = std::fs::remove_dir_all(&venv);
+    }
     let stamp = venv.join(format!("{}.installed", stamp_name(package)));
     if installed(&stamp, package) {
         return Ok(venv);
     }
-    if !venv.join("bin/pip").is_file() {
+    if !installed(&created_at, &here) {
         let python = ["python3", "python"]
             .into_iter()
             .find(|p| Command::new(p).arg("--version").output().is_ok())
             .context("no python3 on PATH (needed to install Python-based toolchains)")?;
         run(Command::new(python).args(["-m", "venv"]).arg(&venv))
             .context("cannot create a Python virtual environment")?;
+        std::fs::write(&created_at, &here)?;
     }
     run(Command::new(venv.join("bin/pip")).args([
         "install",
