@@ -5,13 +5,16 @@
 //! wire. Nothing touches the network: a name upstream is checked against the
 //! allow-list's name rules only.
 
-use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
 
 use crate::config::{Config, FailMode};
 use crate::decision::{Decision, Upstream, UpstreamAddr};
-use crate::hello::{self, HelloSummary, Progress};
-use crate::policy::{Connection, Policy, PolicyError};
+use crate::hello::{self, Examined};
+use crate::plan;
+use crate::policy::{Connection, Failure, LoadError, Policy};
 
 /// Where the ClientHello comes from.
 #[derive(Debug, Clone)]
@@ -33,14 +36,26 @@ pub enum HelloSource {
 pub enum ExplainError {
     /// The policy could not be loaded.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(#[from] LoadError),
     /// `--sni` is not a name rustls would send.
     #[error("E020 cannot build a ClientHello for `{0}`: {1}")]
     Synthesis(String, String),
 }
 
+impl ExplainError {
+    /// The code that starts the message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExplainError::Policy(error) => error.code(),
+            ExplainError::Synthesis(..) => "E020",
+        }
+    }
+}
+
 /// Build one JSON object: the parsed `hello`, the policy's `decision`, and the
-/// `outcome` limen would carry out (after the allow-list and fail mode).
+/// `outcome` limen would carry out: the same `plan` as a live connection
+/// (allow-list, limen's own listeners, certificates, terminate needing a
+/// hello), then the fail mode. Only DNS is not consulted.
 pub async fn explain(
     config: &Config,
     source: HelloSource,
@@ -57,46 +72,32 @@ pub async fn explain(
         local,
         listener: name,
     };
-    let hello = match hello::frame(&bytes, config.limits.hello_max_bytes) {
-        Ok(Progress::Complete(framed)) => HelloSummary::parse(&framed)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        Ok(Progress::NotTls) => Ok(None),
-        Ok(Progress::NeedMore) => {
-            Err("incomplete ClientHello (limen would wait, then time out)".to_owned())
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    let hello = match hello {
-        Ok(hello) => hello,
-        Err(error) => {
-            return Ok(
-                json!({ "hello": null, "hello_error": error, "decision": null,
-                "outcome": { "action": "close", "reason": "the hello never reaches the policy" } }),
-            );
-        }
+    let hello = match hello::examine(&bytes, config.limits.hello_max_bytes) {
+        Ok(Examined::Hello(hello)) => Some(Arc::new(hello)),
+        Ok(Examined::NotTls) => None,
+        Ok(Examined::NeedMore) => return Ok(unread(Examined::INCOMPLETE)),
+        Err(error) => return Ok(unread(&error.to_string())),
     };
     let policy = Policy::load_offline(&config.policy).await?;
-    let (decision, fuel_used, outcome) = match policy.decide(&conn, hello.as_ref()).await {
+    let rules = plan::offline(&config.policy.rules);
+    let summary = hello.as_deref();
+    let (decision, fuel_used, outcome) = match policy.decide(&conn, summary).await {
         Ok(verdict) => {
-            let outcome = match refusal(config, &verdict.decision) {
-                None => decision_json(&verdict.decision),
-                Some(why) => fail_mode(config, &why),
+            let shown = decision_json(&verdict.decision);
+            let outcome = match plan::plan(&rules, verdict.decision.clone(), hello.as_ref()) {
+                Ok(_) => with_dns_note(config, &verdict.decision, shown.clone()),
+                Err(refusal) => fail_mode(config, &Failure::Refused(refusal)),
             };
-            (
-                decision_json(&verdict.decision),
-                Some(verdict.fuel_used),
-                outcome,
-            )
+            (shown, Some(verdict.fuel_used), outcome)
         }
         Err(error) => (
-            json!({ "error": error.to_string(), "kind": error.kind() }),
+            json!({ "error": error.to_string(), "kind": error.kind().as_str(), "code": error.code() }),
             None,
-            fail_mode(config, &error.to_string()),
+            fail_mode(config, &Failure::Call(error)),
         ),
     };
     Ok(json!({
-        "hello": hello,
+        "hello": summary,
         "connection": { "client": conn.client.to_string(), "local": conn.local.to_string(), "listener": &*conn.listener },
         "decision": decision,
         "fuel_used": fuel_used,
@@ -104,45 +105,38 @@ pub async fn explain(
     }))
 }
 
-/// Why limen would refuse this decision, if it would.
-fn refusal(config: &Config, decision: &Decision) -> Option<String> {
-    match decision {
-        Decision::Passthrough(up) => upstream_refusal(config, up),
-        Decision::Terminate(t) => {
-            if config.has_certificate(&t.certificate) {
-                upstream_refusal(config, &t.upstream)
-            } else {
-                Some(format!(
-                    "no certificate named `{}` in [certificates]",
-                    t.certificate
-                ))
-            }
-        }
-        Decision::Reject(_) => None,
-    }
+/// The answer for bytes that never become a hello: nothing reaches the policy.
+fn unread(error: &str) -> Value {
+    json!({ "hello": null, "hello_error": error, "decision": null,
+        "outcome": { "action": "close", "reason": "the hello never reaches the policy" } })
 }
 
-fn upstream_refusal(config: &Config, up: &Upstream) -> Option<String> {
-    match &up.addr {
-        UpstreamAddr::Ip(ip) if !config.allow.allows_addr(*ip) => {
-            Some(format!("upstream {ip} is not in the allow-list"))
-        }
-        UpstreamAddr::Name(name, port) if !config.allow.allows_name(name.as_ref(), *port) => {
-            Some(format!(
-                "upstream {} is allowed only if it resolves to an allowed address (not checked offline)",
-                up.addr
-            ))
-        }
-        _ => None,
+/// A name upstream that only an address rule could admit depends on what
+/// it resolves to, which explain does not look up.
+fn with_dns_note(config: &Config, decision: &Decision, mut outcome: Value) -> Value {
+    let upstream = match decision {
+        Decision::Passthrough(up) => up,
+        Decision::Terminate(t) => &t.upstream,
+        Decision::Reject(_) => return outcome,
+    };
+    if let UpstreamAddr::Name(name, port) = &upstream.addr
+        && !config.allow.allows_name(name.as_ref(), *port)
+    {
+        outcome["note"] = json!(format!(
+            "upstream {} is allowed only if it resolves to an allowed address (not checked offline)",
+            upstream.addr
+        ));
     }
+    outcome
 }
 
-fn fail_mode(config: &Config, why: &str) -> Value {
+fn fail_mode(config: &Config, failure: &Failure) -> Value {
     let mut outcome = match &config.policy.on_error {
         FailMode::Reject(alert) => decision_json(&Decision::Reject(*alert)),
         FailMode::Fallback(up) => decision_json(&Decision::Passthrough(up.clone())),
     };
-    outcome["on_error"] = json!(why);
+    outcome["on_error"] = json!(failure.to_string());
+    outcome["kind"] = json!(failure.kind().as_str());
     outcome
 }
 

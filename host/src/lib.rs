@@ -1,41 +1,68 @@
 //! limen: a TLS SNI router whose routing policy is a sandboxed WebAssembly
 //! component.
 //!
-//! The modules read in the order a connection travels through them.
+//! The data path's modules come first, in the order a connection travels
+//! through them; then what they read (the live state, settings,
+//! certificates), then what changes and watches them, then the offline tools.
+//! Imports only point down this list's layers (checked by `tests/layers.rs`).
 #![warn(missing_docs)]
+
+/// The accept loop of one listener.
+mod listener;
+
+/// One connection's typestate: accepted, peeked, decided; its access log trail.
+mod connection;
+
+/// Reading the ClientHello off the socket without forwarding it.
+mod peek;
+
+/// Framing and parsing the ClientHello, without I/O.
+pub mod hello;
+
+/// The Wasm policy and its sandbox.
+pub mod policy;
+
+/// What a policy can decide.
+pub mod decision;
+
+/// From a decision to an action or a refusal: limen's rules, pure.
+pub mod plan;
+
+/// Resolving and connecting to upstreams.
+mod upstream;
+
+/// Carrying out decisions: passthrough, terminate and reject.
+mod action;
+
+/// The live state: configuration generation and policy, swapped whole.
+mod live;
+
+/// Settings and limits, validated before anything runs.
+pub mod config;
+
+/// Certificates for `terminate`, and trust for re-encrypted upstreams.
+pub mod tls;
+
+/// Every outcome vocabulary (metric labels, log words), one enum each.
+pub mod outcome;
+
+/// Counters.
+pub mod metrics;
 
 /// The access log: a line per finished connection, written off the data path.
 mod access;
-/// Carrying out decisions: passthrough and reject.
-mod action;
-/// `limen test`: tables of cases run against a policy, offline.
-pub mod cases;
-/// Settings and limits, validated before anything runs.
-pub mod config;
-/// One connection's typestate: accepted, peeked, decided.
-mod connection;
+
 /// Changing a running limen: policy swaps, reloads, the admin endpoint.
 pub mod control;
-/// What a policy can decide.
-pub mod decision;
-/// `limen explain`: one decision, offline.
-pub mod explain;
-/// Framing and parsing the ClientHello, without I/O.
-pub mod hello;
-/// The accept loop of one listener.
-mod listener;
-/// Counters.
-pub mod metrics;
-/// Reading the ClientHello off the socket without forwarding it.
-mod peek;
-/// The Wasm policy and its sandbox.
-pub mod policy;
+
 /// Binding listeners, running until shutdown, draining.
 pub mod server;
-/// Certificates for `terminate`, and trust for re-encrypted upstreams.
-pub mod tls;
-/// Resolving, allow-listing and connecting to upstreams.
-mod upstream;
+
+/// `limen explain`: one decision, offline.
+pub mod explain;
+
+/// `limen test`: tables of cases run against a policy, offline.
+pub mod cases;
 
 pub use config::Config;
 pub use server::Server;

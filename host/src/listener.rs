@@ -13,9 +13,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, Accepted};
+use crate::connection;
+use crate::live::Live;
 use crate::policy::Connection;
-use crate::server::Live;
 
 /// Everything an accept loop shares with the server.
 pub(crate) struct Serve {
@@ -39,7 +39,7 @@ pub(crate) async fn run(
 ) {
     let mut backoff = Duration::from_millis(5);
     // Resolved once: a labelled lookup per connection would hash and lock.
-    let metrics = Arc::new(serve.live.shared().metrics.listener(&name));
+    let metrics = Arc::new(serve.live.generation().metrics.listener(&name));
     let addr = listener.local_addr().ok();
     tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, "tls.sni_listener.started");
     let stopped = || {
@@ -91,11 +91,9 @@ pub(crate) async fn run(
         // The snapshot that decides this connection, whatever is swapped in
         // while it runs.
         let snapshot = serve.live.load();
-        let (shared, policy) = (snapshot.shared.clone(), snapshot.policy.clone());
-        let force_close = serve.force_close.clone();
-        let accepted = Accepted::new(stream, conn, policy, metrics.clone());
+        let (metrics, force_close) = (metrics.clone(), serve.force_close.clone());
         serve.tracker.spawn(async move {
-            connection::handle(accepted, shared, force_close).await;
+            connection::handle(stream, conn, snapshot, metrics, force_close).await;
             drop(permit);
         });
     }

@@ -11,18 +11,23 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
-use crate::hello::{self, HelloError, HelloSummary, Progress};
+use crate::hello::{self, Examined, HelloError, HelloSummary};
+use crate::outcome::{End, ParseFailure};
 
 /// Most ClientHellos fit; post-quantum ones (about 1.8 KB) grow the buffer once.
 const INITIAL_CAPACITY: usize = 2048;
 
-/// The bytes read and what they are.
+/// The bytes read and what they are. Either way every byte read is kept, in
+/// order, to be replayed.
+// Made once per connection and taken apart at once: boxing the hello
+// would add an allocation to every connection to save a move.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub(crate) struct PeekedBytes {
-    /// Everything read from the client so far, to be replayed.
-    pub(crate) bytes: Vec<u8>,
-    /// The parsed hello, or `None` when the first bytes were not TLS.
-    pub(crate) hello: Option<HelloSummary>,
+pub(crate) enum FirstBytes {
+    /// A whole ClientHello (and anything the client sent after it).
+    Hello { bytes: Vec<u8>, hello: HelloSummary },
+    /// The first byte was not a TLS handshake record.
+    NotTls(Vec<u8>),
 }
 
 /// Why no ClientHello was obtained. None of these reach the policy.
@@ -46,25 +51,25 @@ pub(crate) enum PeekError {
 }
 
 impl PeekError {
-    /// Metric label.
-    pub(crate) fn reason(&self) -> &'static str {
+    /// Its metric label.
+    pub(crate) fn reason(&self) -> ParseFailure {
         match self {
-            PeekError::TimedOut(_) => "timeout",
-            PeekError::TooLarge => "too_large",
-            PeekError::Malformed(_) | PeekError::Closed(1..) => "malformed",
+            PeekError::TimedOut(_) => ParseFailure::Timeout,
+            PeekError::TooLarge => ParseFailure::TooLarge,
+            PeekError::Malformed(_) | PeekError::Closed(1..) => ParseFailure::Malformed,
             // A connect-and-close (a TCP health check) is not a bad hello.
-            PeekError::Closed(0) => "closed",
-            PeekError::Io(_) => "io_error",
+            PeekError::Closed(0) => ParseFailure::Closed,
+            PeekError::Io(_) => ParseFailure::IoError,
         }
     }
 
     /// How the connection ended, for the access log.
-    pub(crate) fn end(&self) -> &'static str {
+    pub(crate) fn end(&self) -> End {
         match self {
-            PeekError::TimedOut(_) => "hello_timeout",
-            PeekError::Closed(0) => "client_close",
-            PeekError::Io(_) => "io_error",
-            PeekError::TooLarge | PeekError::Malformed(_) | PeekError::Closed(1..) => "bad_hello",
+            PeekError::TimedOut(_) => End::HelloTimeout,
+            PeekError::Closed(0) => End::ClientClose,
+            PeekError::Io(_) => End::IoError,
+            PeekError::TooLarge | PeekError::Malformed(_) | PeekError::Closed(1..) => End::BadHello,
         }
     }
 }
@@ -83,7 +88,7 @@ pub(crate) async fn peek<S: AsyncRead + Unpin>(
     stream: &mut S,
     max_bytes: usize,
     timeout: Duration,
-) -> Result<PeekedBytes, PeekError> {
+) -> Result<FirstBytes, PeekError> {
     let start = Instant::now();
     let deadline = start + timeout;
     let mut bytes = Vec::with_capacity(INITIAL_CAPACITY.min(max_bytes));
@@ -96,11 +101,10 @@ pub(crate) async fn peek<S: AsyncRead + Unpin>(
         if n == 0 {
             return Err(PeekError::Closed(bytes.len()));
         }
-        let hello = match hello::frame(&bytes, max_bytes)? {
-            Progress::NeedMore => continue,
-            Progress::NotTls => None,
-            Progress::Complete(framed) => Some(HelloSummary::parse(&framed)?),
+        return match hello::examine(&bytes, max_bytes)? {
+            Examined::NeedMore => continue,
+            Examined::NotTls => Ok(FirstBytes::NotTls(bytes)),
+            Examined::Hello(hello) => Ok(FirstBytes::Hello { bytes, hello }),
         };
-        return Ok(PeekedBytes { bytes, hello });
     }
 }

@@ -1,109 +1,26 @@
 //! Assembling limen: load the policy, bind the listeners and the admin
-//! endpoint, run until told to stop, then drain.
-//!
-//! What connections read lives in [`Live`]: one atomically swapped pointer
-//! to a [`Snapshot`], the configuration generation ([`Shared`]) and the
-//! policy live with it. Each connection takes it at accept; `control`
-//! replaces it.
+//! endpoint, run until told to stop, then drain. This module only
+//! assembles: the live state is `live`'s, the accept loops `listener`'s,
+//! changes `control`'s.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::access::AccessLog;
-use crate::config::{AllowList, Config, FailMode, Limits};
-use crate::control::{Control, ControlHandle, admin, listeners};
+use crate::config::Config;
+use crate::control::admin::{self, AdminError};
+use crate::control::listeners::{self, BindError};
+use crate::control::{Control, ControlHandle};
 use crate::listener::Serve;
+use crate::live::{Generation, Live, load_tls, open_access_log};
 use crate::metrics::{Metrics, endpoint};
-use crate::policy::{Module, Policy, PolicyEngine, PolicyError};
-use crate::tls::{Tls, TlsError};
-
-/// One configuration generation: what a connection reads besides the
-/// policy. Immutable; a reload builds a new one.
-pub(crate) struct Shared {
-    pub(crate) limits: Limits,
-    pub(crate) allow: AllowList,
-    pub(crate) on_error: FailMode,
-    pub(crate) metrics: Metrics,
-    /// Where limen listens: never an upstream.
-    pub(crate) own: Vec<SocketAddr>,
-    /// Listener names and bound addresses.
-    pub(crate) listeners: Vec<(Arc<str>, SocketAddr)>,
-    /// Certificates for `terminate`, trust for re-encryption.
-    pub(crate) tls: Tls,
-    /// 1 at start, +1 per applied reload.
-    pub(crate) generation: u64,
-    /// This generation's access log, if on.
-    pub(crate) access: Option<AccessLog>,
-}
-
-impl Shared {
-    pub(crate) fn new(
-        config: &Config,
-        tls: Tls,
-        listeners: Vec<(Arc<str>, SocketAddr)>,
-        metrics: Metrics,
-        access: Option<AccessLog>,
-        generation: u64,
-    ) -> Shared {
-        Shared {
-            limits: config.limits.clone(),
-            allow: config.allow.clone(),
-            on_error: config.policy.on_error.clone(),
-            metrics,
-            own: listeners.iter().map(|(_, addr)| *addr).collect(),
-            listeners,
-            tls,
-            generation,
-            access,
-        }
-    }
-}
-
-/// A configuration generation and the policy live with it.
-pub(crate) struct Snapshot {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) policy: Arc<Policy>,
-}
-
-/// What new connections get: one pointer, swapped whole and read once per
-/// accept, so no connection pairs one generation with another's policy
-/// (a reload that renames a certificate and the policy naming it changes
-/// both at once). Only the control task stores into it.
-pub(crate) struct Live(ArcSwap<Snapshot>);
-
-impl Live {
-    pub(crate) fn new(shared: Shared, policy: Policy) -> Live {
-        Live(ArcSwap::from_pointee(Snapshot {
-            shared: Arc::new(shared),
-            policy: Arc::new(policy),
-        }))
-    }
-
-    /// The current snapshot.
-    pub(crate) fn load(&self) -> Arc<Snapshot> {
-        self.0.load_full()
-    }
-
-    pub(crate) fn shared(&self) -> Arc<Shared> {
-        self.load().shared.clone()
-    }
-
-    pub(crate) fn policy(&self) -> Arc<Policy> {
-        self.load().policy.clone()
-    }
-
-    /// Replace both at once.
-    pub(crate) fn store(&self, shared: Arc<Shared>, policy: Arc<Policy>) {
-        self.0.store(Arc::new(Snapshot { shared, policy }));
-    }
-}
+use crate::policy::{LoadError, Module, Policy, PolicyEngine};
+use crate::tls::TlsError;
 
 /// Why limen could not start.
 #[derive(Debug, thiserror::Error)]
@@ -111,20 +28,13 @@ impl Live {
 pub enum StartError {
     /// The policy was refused.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(#[from] LoadError),
     /// A certificate, key or CA bundle was refused.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// A listener could not bind.
-    #[error("E010 cannot listen on {addr} ({name}): {error}")]
-    Bind {
-        /// Listener name.
-        name: String,
-        /// Its address.
-        addr: SocketAddr,
-        /// Why.
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The metrics endpoint could not bind.
     #[error("E012 cannot serve metrics on {addr}: {error}")]
     Metrics {
@@ -137,13 +47,22 @@ pub enum StartError {
     #[error("E013 cannot open the access log: {0}")]
     AccessLog(std::io::Error),
     /// The admin endpoint could not be opened, or its token read.
-    #[error("E011 admin endpoint {endpoint}: {reason}")]
-    Admin {
-        /// The socket path or address.
-        endpoint: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+impl StartError {
+    /// The code that starts the message (`E010`, `P004`...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StartError::Policy(error) => error.code(),
+            StartError::Tls(error) => error.code(),
+            StartError::Bind(error) => error.code(),
+            StartError::Metrics { .. } => "E012",
+            StartError::AccessLog(_) => "E013",
+            StartError::Admin(error) => error.code(),
+        }
+    }
 }
 
 /// A bound, ready limen.
@@ -183,11 +102,13 @@ impl Server {
         };
         let addrs = bound.iter().map(listeners::Bound::addr).collect();
         let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
-        let access = open_access_log(&config, &metrics).await?;
-        let shared = Shared::new(&config, tls, addrs, metrics, access, 1);
-        shared.metrics.set_policy_version(&policy.version().id);
+        let access = open_access_log(&config, &metrics)
+            .await
+            .map_err(StartError::AccessLog)?;
+        let generation = Generation::new(&config, tls, addrs, metrics, access, 1);
+        generation.metrics.set_policy_version(&policy.version().id);
         let serve = Arc::new(Serve {
-            live: Live::new(shared, policy),
+            live: Live::new(generation, policy),
             permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             stop: CancellationToken::new(),
             force_close: CancellationToken::new(),
@@ -204,7 +125,7 @@ impl Server {
 
     /// Each listener's name and bound address (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
-        self.serve.live.shared().listeners.clone()
+        self.serve.live.generation().listeners.clone()
     }
 
     /// Where `/metrics` is served, if `[metrics]` is configured.
@@ -214,7 +135,7 @@ impl Server {
 
     /// The metrics this server counts into.
     pub fn metrics(&self) -> Metrics {
-        self.serve.live.shared().metrics.clone()
+        self.serve.live.generation().metrics.clone()
     }
 
     /// A handle to reload the configuration or swap the policy while it runs.
@@ -232,11 +153,11 @@ impl Server {
             .admin
             .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
         if let Some(listener) = self.metrics {
-            let metrics = serve.live.shared().metrics.clone();
+            let metrics = serve.live.generation().metrics.clone();
             tokio::spawn(endpoint::serve(listener, metrics, serve.stop.clone()));
         }
         shutdown.await;
-        let grace = serve.live.shared().limits.shutdown_grace;
+        let grace = serve.live.generation().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");
         serve.stop.cancel();
         // The control task stops the accept loops and waits for them.
@@ -257,50 +178,9 @@ impl Server {
             serve.tracker.wait().await;
         }
         // Every connection has queued its line: let the writer finish them.
-        if let Some(access) = &serve.live.shared().access {
+        if let Some(access) = &serve.live.generation().access {
             access.close().await;
         }
         tracing::info!("stopped");
     }
-}
-
-/// Open the access log, if configured, off the runtime's workers (opening
-/// may create a file).
-pub(crate) async fn open_access_log(
-    config: &Config,
-    metrics: &Metrics,
-) -> Result<Option<AccessLog>, StartError> {
-    let Some(access) = config.access_log.clone() else {
-        return Ok(None);
-    };
-    let dropped = metrics.access_log_dropped.clone();
-    tokio::task::spawn_blocking(move || AccessLog::open(&access, dropped))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-        .map(Some)
-        .map_err(StartError::AccessLog)
-}
-
-/// Read certificates and keys on a blocking thread; warn about what will
-/// fail later (an empty allow-list, certificate names with no entry).
-pub(crate) async fn load_tls(config: &Config) -> Result<Tls, TlsError> {
-    if config.allow.is_empty() {
-        tracing::warn!(
-            "[upstreams] allow is empty: every passthrough a policy decides will be refused"
-        );
-    }
-    let (certificates, trust) = (config.certificates.clone(), config.upstream_trust.clone());
-    let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-    for warning in tls.warnings() {
-        tracing::warn!("{warning}");
-    }
-    for name in config.unknown_certificates() {
-        tracing::warn!(
-            "policy.config names certificate `{name}` with no [certificates.{name}] entry: \
-             such terminate decisions will fail"
-        );
-    }
-    Ok(tls)
 }

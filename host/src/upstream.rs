@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::config::AllowList;
 use crate::decision::UpstreamAddr;
+use crate::outcome::UpstreamFailure;
+use crate::plan::{self, Rules};
 
 /// Why no upstream connection was made.
 #[derive(Debug, thiserror::Error)]
@@ -29,54 +30,37 @@ pub(crate) enum UpstreamError {
 }
 
 impl UpstreamError {
-    pub(crate) fn reason(&self) -> &'static str {
+    /// Its metric label.
+    pub(crate) fn reason(&self) -> UpstreamFailure {
         match self {
-            UpstreamError::NotAllowed(_) => "not_allowed",
-            UpstreamError::Resolve { .. } => "resolve",
+            UpstreamError::NotAllowed(_) => UpstreamFailure::NotAllowed,
+            UpstreamError::Resolve { .. } => UpstreamFailure::Resolve,
             UpstreamError::Connect { error, .. } if error.kind() == io::ErrorKind::TimedOut => {
-                "timeout"
+                UpstreamFailure::Timeout
             }
-            UpstreamError::Connect { .. } => "refused",
-            UpstreamError::Tls { .. } => "tls",
+            UpstreamError::Connect { .. } => UpstreamFailure::Refused,
+            UpstreamError::Tls { .. } => UpstreamFailure::Tls,
         }
     }
 }
 
-/// Where limen itself listens: an upstream there would loop connections
-/// back into limen until every permit is taken.
-pub(crate) struct Own<'a>(pub(crate) &'a [SocketAddr]);
-
-impl Own<'_> {
-    fn is_self(&self, addr: SocketAddr) -> bool {
-        addr.ip().is_unspecified()
-            || self.0.iter().any(|l| {
-                l.port() == addr.port()
-                    && (l.ip().is_unspecified()
-                        || l.ip().to_canonical() == addr.ip().to_canonical())
-            })
-    }
-}
-
-/// The addresses limen may connect to for `addr`. `trusted` skips the
-/// allow-list, for upstreams the operator wrote (the fail-mode fallback).
-pub(crate) async fn resolve(
+/// The addresses limen may connect to for `addr`: a policy's upstream after
+/// `plan` accepted it, or (`trusted`: the allow-list does not apply) the
+/// operator's fail-mode fallback. limen's own listeners are never among them.
+pub(crate) async fn resolve<C: ?Sized>(
     addr: &UpstreamAddr,
-    allow: &AllowList,
-    own: &Own<'_>,
+    rules: &Rules<'_, C>,
     trusted: bool,
     timeout: Duration,
 ) -> Result<Vec<SocketAddr>, UpstreamError> {
     let refused = || UpstreamError::NotAllowed(addr.to_string());
     let addrs = match addr {
-        UpstreamAddr::Ip(ip) if trusted || allow.allows_addr(*ip) => vec![*ip],
+        UpstreamAddr::Ip(ip) if trusted || plan::admits(rules, *ip, false) => vec![*ip],
         UpstreamAddr::Ip(_) => return Err(refused()),
         UpstreamAddr::Name(name, port) => {
-            let by_name = trusted || allow.allows_name(name.as_ref(), *port);
-            // A policy must not be able to make limen query DNS for names it
-            // could never use.
-            if !by_name && !allow.has_ip_rules() {
-                return Err(refused());
-            }
+            // `plan` already refused a name no rule could admit, so a policy
+            // cannot make limen query DNS for names it could never use.
+            let by_name = trusted || rules.allow.allows_name(name.as_ref(), *port);
             // Fully qualified, so resolv.conf search domains cannot turn the
             // name into another one.
             let fqdn = format!("{}.", name.as_ref());
@@ -87,28 +71,19 @@ pub(crate) async fn resolve(
                     addr: addr.to_string(),
                     error,
                 })?;
-            // A name rule trusts DNS, but not to point at this host's own
-            // loopback or link-local services: those need an address rule.
             resolved
-                .filter(|a| {
-                    let local = a.ip().is_loopback() || is_link_local(a.ip());
-                    (by_name && !local) || allow.allows_addr(*a)
-                })
+                .filter(|a| plan::admits(rules, *a, by_name))
                 .collect()
         }
     };
-    let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| !own.is_self(*a)).collect();
+    let addrs: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| !plan::is_own(rules.own, *a))
+        .collect();
     if addrs.is_empty() {
         return Err(refused());
     }
     Ok(addrs)
-}
-
-fn is_link_local(ip: std::net::IpAddr) -> bool {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(v4) => v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
-    }
 }
 
 /// `io` bounded by `timeout`; running out is a `TimedOut` error saying `what`.

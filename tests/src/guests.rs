@@ -91,6 +91,22 @@ pub fn route_body(body: &str, data: &str) -> String {
 /// pointer and length; both options `none`).
 pub const PASSTHROUGH_10_255_0_1: &str = r#"(data (i32.const 512) "\00\00\00\00\00\04\00\00\0e\00\00\00") (data (i32.const 1024) "10.255.0.1:443")"#;
 
+/// A component that decides `terminate` with `certificate` towards
+/// `upstream` for every connection, TLS or not. The `terminate` record sits
+/// in the decision's payload at 516: the certificate string (pointer,
+/// length), the upstream record at +8 (its address string first; the
+/// options and flags zero: none), `upstream-tls` none at +32, `alpn` an
+/// empty list at +48.
+pub fn terminate_to(certificate: &str, upstream: &str) -> anyhow::Result<Vec<u8>> {
+    let (cert_len, up_len) = (certificate.len(), upstream.len());
+    anyhow::ensure!(cert_len < 256 && up_len < 256, "too long");
+    let data = format!(
+        r#"(data (i32.const 512) "\01\00\00\00\00\04\00\00\{cert_len:02x}\00\00\00\00\06\00\00\{up_len:02x}\00\00\00")
+  (data (i32.const 1024) "{certificate}") (data (i32.const 1536) "{upstream}")"#
+    );
+    policy_component(&route_body("(i32.const 512)", &data))
+}
+
 /// A component that passes every connection through to `upstream`
 /// (`host:port`), ignoring its config: the smallest real policy.
 pub fn passthrough_to(upstream: &str) -> anyhow::Result<Vec<u8>> {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::decision::{Alert, UpstreamAddr};
 use crate::hello::HelloSummary;
-use crate::metrics::RouteResult;
+use crate::outcome::{End, RouteResult};
 
 /// A finished connection.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub(crate) struct Record {
     pub(crate) listener: Arc<str>,
     pub(crate) client: SocketAddr,
     /// Its ClientHello, if it sent one (SNI and ALPN are read from it).
-    pub(crate) hello: Option<HelloSummary>,
+    pub(crate) hello: Option<Arc<HelloSummary>>,
     pub(crate) action: Action,
     /// How the policy's decision counted; `None` if the policy was not asked.
     pub(crate) result: Option<RouteResult>,
@@ -32,7 +32,7 @@ pub(crate) struct Record {
     pub(crate) connect: Option<Duration>,
     pub(crate) total: Duration,
     /// How it ended (see the README's table).
-    pub(crate) end: &'static str,
+    pub(crate) end: End,
 }
 
 /// What limen did with the connection.
@@ -96,7 +96,7 @@ impl Record {
         );
         field(out, "sni", self.sni());
         field(out, "alpn", self.alpn().as_deref());
-        let fingerprints = self.hello.as_ref().map(HelloSummary::fingerprints);
+        let fingerprints = self.hello.as_deref().map(HelloSummary::fingerprints);
         field(out, "ja4", fingerprints.map(|f| f.ja4.as_str()));
         field(out, "ja3", fingerprints.map(|f| f.ja3_hash.as_str()));
         field(out, "action", Some(self.action.name()));
@@ -106,7 +106,7 @@ impl Record {
             "upstream",
             self.upstream.as_ref().map(ToString::to_string).as_deref(),
         );
-        field(out, "result", self.result.map(RouteResult::name));
+        field(out, "result", self.result.map(RouteResult::as_str));
         field(out, "policy", self.policy_version.as_deref());
         let _ = write!(
             out,
@@ -137,14 +137,14 @@ impl Record {
             "action": self.action.name(),
             "detail": self.detail(),
             "upstream": self.upstream.as_ref().map(ToString::to_string),
-            "result": self.result.map(RouteResult::name),
+            "result": self.result.map(RouteResult::as_str),
             "policy": self.policy_version.as_deref(),
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
             "peek_ms": round(millis(self.peek)),
             "connect_ms": self.connect.map(|c| round(millis(c))),
             "total_ms": round(millis(self.total)),
-            "end": self.end,
+            "end": self.end.as_str(),
         });
         let _ = write!(out, "{value}");
     }
@@ -191,7 +191,7 @@ mod tests {
             peek: Duration::from_micros(52),
             connect: None,
             total: Duration::from_micros(1500),
-            end: "rejected",
+            end: End::Rejected,
         }
     }
 

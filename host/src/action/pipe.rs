@@ -16,32 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How a proxied connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    /// Both sides finished; the client's FIN came first.
-    ClientClosed,
-    /// Both sides finished; the upstream's FIN came first.
-    UpstreamClosed,
-    /// No bytes either way for the idle timeout.
-    Idle,
-    /// A read or write failed (reset, broken pipe).
-    Error,
-    /// limen shut down and the grace period ran out.
-    Shutdown,
-}
-
-impl End {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            End::ClientClosed => "client_close",
-            End::UpstreamClosed => "upstream_close",
-            End::Idle => "idle_timeout",
-            End::Error => "io_error",
-            End::Shutdown => "shutdown",
-        }
-    }
-}
+use crate::outcome::End;
 
 /// Bytes each way and how it ended.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +25,7 @@ pub(crate) struct Report {
     pub(crate) up: u64,
     /// Upstream to client.
     pub(crate) down: u64,
+    /// One of `client_close`, `upstream_close`, `idle_timeout`, `io_error`, `shutdown`.
     pub(crate) end: End,
 }
 
@@ -70,8 +46,8 @@ where
 {
     // An upstream that never reads must not hold the connection forever.
     let written = tokio::select! {
-        result = write_all_flush(&mut upstream, preamble) => if result.is_ok() { None } else { Some(End::Error) },
-        () = tokio::time::sleep(idle) => Some(End::Idle),
+        result = write_all_flush(&mut upstream, preamble) => if result.is_ok() { None } else { Some(End::IoError) },
+        () = tokio::time::sleep(idle) => Some(End::IdleTimeout),
         () = force_close.cancelled() => Some(End::Shutdown),
     };
     if let Some(end) = written {
@@ -112,11 +88,11 @@ where
         // others are cancelled with it, and the sockets close on drop.
         tokio::select! {
             result = copy => match (result, first_eof.load(Ordering::Relaxed)) {
-                (Ok(_), UPSTREAM) => End::UpstreamClosed,
-                (Ok(_), _) => End::ClientClosed,
-                (Err(_), _) => End::Error,
+                (Ok(_), UPSTREAM) => End::UpstreamClose,
+                (Ok(_), _) => End::ClientClose,
+                (Err(_), _) => End::IoError,
             },
-            () = idle_watch(&activity, start, idle) => End::Idle,
+            () = idle_watch(&activity, start, idle) => End::IdleTimeout,
             () = force_close.cancelled() => End::Shutdown,
         }
     };

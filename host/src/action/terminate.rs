@@ -23,6 +23,7 @@ use super::replay::Replay;
 use crate::config::Limits;
 use crate::decision::{Alert, Terminate, UpstreamAddr};
 use crate::hello::HelloSummary;
+use crate::outcome::HandshakeFailure;
 use crate::upstream::{UpstreamError, within};
 
 /// The client's side of a terminated connection.
@@ -42,21 +43,22 @@ pub(crate) enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// A bounded label for metrics.
-    pub(crate) fn reason(&self) -> &'static str {
+    /// Its metric label.
+    pub(crate) fn reason(&self) -> HandshakeFailure {
+        use HandshakeFailure as F;
         use rustls::Error as E;
         match self {
-            HandshakeError::Timeout => "timeout",
-            HandshakeError::NoAlpn => "no_alpn",
-            HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => "client_closed",
-            HandshakeError::Io(_) => "io",
+            HandshakeError::Timeout => F::Timeout,
+            HandshakeError::NoAlpn => F::NoAlpn,
+            HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => F::ClientClosed,
+            HandshakeError::Io(_) => F::Io,
             HandshakeError::Tls(e) => match e {
-                E::AlertReceived(_) => "client_alert",
-                E::PeerIncompatible(_) => "incompatible",
-                E::NoApplicationProtocol => "no_alpn",
-                E::InvalidMessage(_) | E::InappropriateHandshakeMessage { .. } => "malformed",
-                E::PeerMisbehaved(_) => "misbehaved",
-                _ => "other",
+                E::AlertReceived(_) => F::ClientAlert,
+                E::PeerIncompatible(_) => F::Incompatible,
+                E::NoApplicationProtocol => F::NoAlpn,
+                E::InvalidMessage(_) | E::InappropriateHandshakeMessage { .. } => F::Malformed,
+                E::PeerMisbehaved(_) => F::Misbehaved,
+                _ => F::Other,
             },
         }
     }

@@ -2,12 +2,14 @@
 //! (a failing call replaces it, as in production).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::file::{Case, CaseFile, CaseHello, Expected};
-use crate::config::DEFAULT_HELLO_MAX_BYTES;
+use crate::config::{DEFAULT_HELLO_MAX_BYTES, OfflineRules};
 use crate::decision::Rule;
-use crate::hello::{self, HelloSummary, Progress};
-use crate::policy::{Connection, Policy};
+use crate::hello::{self, Examined, HelloSummary};
+use crate::plan;
+use crate::policy::{Connection, Failure, Policy};
 
 /// What one case came to.
 #[derive(Debug, Clone)]
@@ -41,7 +43,15 @@ impl Outcome {
 }
 
 /// Run every case; `base` is the directory `hello_file` paths are relative to.
-pub async fn run(policy: &Policy, file: &CaseFile, base: &Path) -> Vec<Outcome> {
+/// With `rules` (from the limen config the policy runs under), each decision
+/// is also planned as a live connection's would be: one limen would refuse
+/// comes out as `error:invalid_decision`, with the refusal as its detail.
+pub async fn run(
+    policy: &Policy,
+    file: &CaseFile,
+    base: &Path,
+    rules: Option<&OfflineRules>,
+) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(file.cases.len());
     for (i, case) in file.cases.iter().enumerate() {
         let mut outcome = Outcome {
@@ -68,15 +78,26 @@ pub async fn run(policy: &Policy, file: &CaseFile, base: &Path) -> Vec<Outcome> 
                     local: case.local,
                     listener: case.listener.as_str().into(),
                 };
-                match policy.decide(&conn, hello.as_ref()).await {
-                    Ok(verdict) => {
-                        outcome.got = verdict.decision.to_string();
-                        outcome.got_rule = verdict.rule;
-                        outcome.fuel_used = Some(verdict.fuel_used);
-                    }
-                    Err(error) => {
-                        outcome.got = format!("error:{}", error.kind());
-                        outcome.detail = Some(error.to_string());
+                let hello = hello.map(Arc::new);
+                let verdict = policy.decide(&conn, hello.as_deref()).await;
+                if let Ok(verdict) = &verdict {
+                    outcome.got_rule = verdict.rule;
+                    outcome.fuel_used = Some(verdict.fuel_used);
+                }
+                let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
+                    let Some(rules) = rules else {
+                        return Ok(verdict.decision);
+                    };
+                    let rules = plan::offline(rules);
+                    plan::plan(&rules, verdict.decision.clone(), hello.as_ref())
+                        .map(|_| verdict.decision)
+                        .map_err(Failure::Refused)
+                });
+                match planned {
+                    Ok(decision) => outcome.got = decision.to_string(),
+                    Err(failure) => {
+                        outcome.got = format!("error:{}", failure.kind().as_str());
+                        outcome.detail = Some(failure.to_string());
                     }
                 }
             }
@@ -98,13 +119,10 @@ fn hello_of(case: &Case, base: &Path) -> Result<Option<HelloSummary>, String> {
         }
     };
     // limen's default cap, so a hello limen would refuse live fails here too.
-    match hello::frame(&bytes, DEFAULT_HELLO_MAX_BYTES).map_err(|e| e.to_string())? {
-        Progress::Complete(framed) => HelloSummary::parse(&framed)
-            .map(Some)
-            .map_err(|e| format!("the hello does not parse: {e}")),
-        Progress::NotTls => Ok(None),
-        Progress::NeedMore => {
-            Err("the hello is incomplete (limen would wait, then time out)".into())
-        }
+    match hello::examine(&bytes, DEFAULT_HELLO_MAX_BYTES) {
+        Ok(Examined::Hello(hello)) => Ok(Some(hello)),
+        Ok(Examined::NotTls) => Ok(None),
+        Ok(Examined::NeedMore) => Err(Examined::INCOMPLETE.into()),
+        Err(error) => Err(format!("the hello is refused: {error}")),
     }
 }

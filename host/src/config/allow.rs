@@ -20,19 +20,19 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 /// A parsed allow-list.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AllowList {
     rules: Vec<AllowRule>,
 }
 
 /// One allow rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AllowRule {
     target: Target,
     ports: RangeInclusive<u16>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Target {
     Net(IpNet),
     Name(String),

@@ -22,7 +22,9 @@ pub use admin::{AdminConfig, AdminEndpoint};
 pub use allow::{AllowList, AllowRule};
 pub use expect::Expectation;
 pub(crate) use expect::canonical as canonical_decision;
-pub use observe::{AccessLogConfig, AccessLogFormat, AccessLogSink, MetricsConfig};
+pub use observe::{
+    AccessLogConfig, AccessLogFormat, AccessLogSink, DEFAULT_UPSTREAM_LABELS, MetricsConfig,
+};
 pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
 use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};
@@ -85,6 +87,23 @@ pub struct PolicyConfig {
     pub watch: bool,
     /// Decisions a policy must make before it goes live.
     pub expect: Vec<Expectation>,
+    /// What those decisions (and `limen explain`'s) are planned against.
+    pub rules: OfflineRules,
+}
+
+/// The rules limen applies to a decision, as far as they can be known
+/// without binding a socket or reading a key: the allow-list, the
+/// configured listener addresses, the certificate names. The self-test and
+/// `limen explain` plan decisions against them, as a live limen does
+/// against the generation it built from the same config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OfflineRules {
+    /// `[upstreams] allow`.
+    pub allow: AllowList,
+    /// Every listener's `bind` (a port 0 bind matches no upstream).
+    pub own: Vec<SocketAddr>,
+    /// The `[certificates]` names.
+    pub certificates: Vec<Arc<str>>,
 }
 
 impl PolicyConfig {
@@ -103,6 +122,7 @@ impl PolicyConfig {
             cache: default_cache_dir(),
             watch: false,
             expect: Vec::new(),
+            rules: OfflineRules::default(),
         }
     }
 }
@@ -164,6 +184,17 @@ pub enum ConfigError {
     /// Values that are well-formed alone but wrong together, or out of range.
     #[error("E003 invalid config: {0}")]
     Invalid(String),
+}
+
+impl ConfigError {
+    /// The code that starts the message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "E001",
+            ConfigError::Toml(_) => "E002",
+            ConfigError::Invalid(_) => "E003",
+        }
+    }
 }
 
 impl Config {
@@ -292,6 +323,8 @@ impl TryFrom<FileConfig> for Config {
             Some(FileCache::Enabled(false)) => None,
             Some(FileCache::Dir(dir)) => Some(dir.clone()),
         };
+        let certificates = tls::certificates(&file.certificates)?;
+        let allow = AllowList::new(file.upstreams.allow);
         Ok(Config {
             policy: PolicyConfig {
                 module: p.module.clone(),
@@ -304,6 +337,11 @@ impl TryFrom<FileConfig> for Config {
                 cache,
                 watch: p.watch.unwrap_or(true),
                 expect: expect::expectations(&p.expect, &listeners)?,
+                rules: OfflineRules {
+                    allow: allow.clone(),
+                    own: listeners.iter().map(|l| l.bind).collect(),
+                    certificates: certificates.iter().map(|c| c.name.clone()).collect(),
+                },
             },
             listeners,
             limits: Limits {
@@ -316,9 +354,9 @@ impl TryFrom<FileConfig> for Config {
                 copy_buffer,
                 handshake_timeout: lim.handshake_timeout,
             },
-            certificates: tls::certificates(&file.certificates)?,
+            certificates,
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
-            allow: AllowList::new(file.upstreams.allow),
+            allow,
             admin: admin::admin(&file.admin)?,
             metrics: observe::metrics(file.metrics.as_ref())?,
             access_log: observe::access_log(file.access_log.as_ref())?,

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::metrics::DEFAULT_UPSTREAM_LABELS;
+
+/// Distinct upstream labels when `[metrics] upstream_labels` is not set.
+pub const DEFAULT_UPSTREAM_LABELS: usize = 64;
 
 /// `[metrics] bind = "127.0.0.1:9900"`, `upstream_labels = 64`.
 #[derive(Debug, Default, Deserialize)]

@@ -1,5 +1,5 @@
 //! The last stage of a connection: carry out the decided action, count what
-//! happened and leave the connection's access log line.
+//! happened, and tell the trail how it ended.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,157 +7,123 @@ use std::time::Instant;
 
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-use super::report::Trail;
-use super::{Accepted, Action, Decided, MAX_CONNECT_TIMEOUT, Peeked};
+use super::trail::Trail;
+use super::{Action, Context, Decided};
 use crate::access;
 use crate::action::pipe::Report;
 use crate::action::proxy_header::{self, TlvValues};
 use crate::action::{passthrough, reject, terminate};
 use crate::decision::{Alert, Terminate, Upstream};
-use crate::metrics::Stage;
-use crate::peek::PeekedBytes;
+use crate::hello::HelloSummary;
+use crate::live::Generation;
+use crate::metrics::ListenerMetrics;
+use crate::outcome::{End, Stage};
 use crate::policy::Connection;
-use crate::server::Shared;
 use crate::upstream::{self, UpstreamError};
 
-/// Bytes each way and how the connection ended (an access log `end`).
-type Ended = ((u64, u64), &'static str);
+/// However long a policy asks for, a connect attempt ends after this.
+const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Bytes each way and how the connection ended.
+type Ended = ((u64, u64), End);
 
 impl Decided {
-    /// Carry out the action; count it and log it.
-    pub(crate) async fn execute(self, shared: &Shared, force_close: &CancellationToken) {
+    /// Carry out the action; count it and note how it ended.
+    pub(super) async fn execute(self, cx: &Context, trail: &mut Trail) {
         let Decided {
-            peeked: Peeked { accepted, peeked },
+            stream,
+            mut active,
+            bytes,
             action,
         } = self;
-        let Accepted {
-            stream,
-            conn,
-            policy: live,
-            mut active,
-            mut trail,
-        } = accepted;
-        // Released before the action: a connection that lasts for days must
-        // not keep a swapped-out policy (and its instances) alive.
-        trail.policy_version = Some(live.version().id.clone());
-        drop(live);
-        let PeekedBytes { bytes, hello, .. } = peeked;
-        trail.hello = hello;
         let (moved, end) = match action {
             Action::Reject(alert) => {
                 active.enter(Stage::Reject);
-                trail.action = access::Action::Reject(alert);
-                let record_version = trail.hello.as_ref().map(|h| h.record_version());
+                trail.acting(access::Action::Reject(alert), None);
+                let record_version = trail.hello().map(|h| h.record_version());
                 reject::run(stream, alert, record_version).await;
-                ((0, 0), "rejected")
+                ((0, 0), End::Rejected)
             }
             Action::Unreachable(error) => {
-                trail.action = access::Action::Unreachable;
-                unreachable(shared, &conn, stream, &error).await
+                trail.acting(access::Action::Unreachable, None);
+                unreachable(cx, stream, &error).await
             }
             Action::Passthrough { upstream, addrs } => {
                 active.enter(Stage::Passthrough);
-                let ended = passthrough(
-                    shared,
-                    &conn,
-                    &mut trail,
-                    stream,
-                    &upstream,
-                    &addrs,
-                    bytes,
-                    force_close,
-                )
-                .await;
-                trail.upstream = Some(upstream.addr);
-                ended
+                passthrough(cx, trail, stream, upstream, &addrs, bytes).await
             }
             Action::Terminate {
                 terminate,
                 config,
+                hello,
                 addrs,
             } => {
                 active.enter(Stage::Terminate);
-                let ended = terminated(
-                    shared,
-                    &conn,
-                    &mut trail,
-                    stream,
-                    bytes,
-                    (&terminate, config, &addrs),
-                    force_close,
-                )
-                .await;
-                trail.action = access::Action::Terminate(terminate.certificate);
-                trail.upstream = Some(terminate.upstream.addr);
-                ended
+                let certificate = terminate.certificate.clone();
+                let upstream = Some(terminate.upstream.addr.clone());
+                trail.acting(access::Action::Terminate(certificate), upstream);
+                let listener = active.metrics();
+                let planned = (&terminate, config, &addrs[..]);
+                terminated(cx, trail, listener, stream, bytes, &hello, planned).await
             }
         };
-        trail.finish(shared, &conn, moved, end);
+        trail.ended(moved, end);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn passthrough(
-    shared: &Shared,
-    conn: &Connection,
+    cx: &Context,
     trail: &mut Trail,
     stream: TcpStream,
-    upstream: &Upstream,
+    upstream: Upstream,
     addrs: &[SocketAddr],
     bytes: Vec<u8>,
-    force_close: &CancellationToken,
 ) -> Ended {
-    trail.action = access::Action::Passthrough;
-    let up = match connect(shared, trail, upstream, addrs).await {
+    let generation = &cx.generation;
+    trail.acting(access::Action::Passthrough, Some(upstream.addr.clone()));
+    let up = match connect(generation, trail, &upstream, addrs).await {
         Ok(up) => up,
         Err(error) => {
-            trail.action = access::Action::Unreachable;
-            return unreachable(shared, conn, stream, &error).await;
+            trail.acting(access::Action::Unreachable, Some(upstream.addr));
+            return unreachable(cx, stream, &error).await;
         }
     };
-    let hello = trail.hello.as_ref();
+    let hello = trail.hello();
     let values = TlvValues {
         authority: hello.and_then(|h| h.sni()).map(|n| n.as_ref()),
         alpn: hello.and_then(|h| h.alpn().first()).map(Vec::as_slice),
         ja4: hello.map(|h| h.fingerprints().ja4.as_str()),
     };
-    let header = proxy_header(upstream, conn, values);
-    let report = passthrough::run(stream, up, header, bytes, &shared.limits, force_close).await;
-    counted(shared, &report)
+    let header = proxy_header(&upstream, &cx.conn, values);
+    let limits = &generation.limits;
+    let report = passthrough::run(stream, up, header, bytes, limits, &cx.force_close).await;
+    counted(generation, &report)
 }
 
 async fn terminated(
-    shared: &Shared,
-    conn: &Connection,
+    cx: &Context,
     trail: &mut Trail,
+    listener: &ListenerMetrics,
     stream: TcpStream,
     bytes: Vec<u8>,
+    hello: &HelloSummary,
     (terminate, config, addrs): (&Terminate, Arc<ServerConfig>, &[SocketAddr]),
-    force_close: &CancellationToken,
 ) -> Ended {
-    let limits = &shared.limits;
+    let (generation, conn) = (&*cx.generation, &cx.conn);
+    let limits = &generation.limits;
     let certificate = terminate.certificate.as_str();
-    // `plan` only terminates connections that sent a ClientHello.
-    let Some(hello) = trail.hello.as_ref() else {
-        return ((0, 0), "io_error");
-    };
     let handshake = terminate::handshake(stream, bytes, hello, config, limits.handshake_timeout);
     let tls = match handshake.await {
         Ok(tls) => tls,
         Err(error) => {
             let reason = error.reason();
-            shared
-                .metrics
-                .handshake_failures
-                .with_label_values(&[&conn.listener, reason])
-                .inc();
+            listener.handshake_failed(reason);
             tracing::info!(
                 target: "tls_sni", listener = &*conn.listener, client = %conn.client,
-                certificate, reason, %error, "tls.handshake_failed"
+                certificate, reason = reason.as_str(), %error, "tls.handshake_failed"
             );
-            return ((0, 0), "handshake_failed");
+            return ((0, 0), End::HandshakeFailed);
         }
     };
     let session = tls.get_ref().1;
@@ -173,19 +139,27 @@ async fn terminated(
         alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref(),
         "tls.terminated"
     );
-    let up = match connect(shared, trail, &terminate.upstream, addrs).await {
+    let up = match connect(generation, trail, &terminate.upstream, addrs).await {
         Ok(up) => up,
         // The client's TLS session drops here: it sees the connection
         // close, as from a backend that went away.
-        Err(error) => return failed(shared, conn, &error),
+        Err(error) => return failed(generation, conn, &error),
     };
-    let connector = &shared.tls.upstream.connector;
-    match terminate::forward(tls, up, terminate, header, connector, limits, force_close).await {
-        Ok(report) => counted(shared, &report),
-        Err(error) => failed(shared, conn, &error),
+    let connector = &generation.tls.upstream.connector;
+    let forward = terminate::forward(
+        tls,
+        up,
+        terminate,
+        header,
+        connector,
+        limits,
+        &cx.force_close,
+    );
+    match forward.await {
+        Ok(report) => counted(generation, &report),
+        Err(error) => failed(generation, conn, &error),
     }
 }
-
 /// The PROXY header the decision asked for (empty if none), with the TLVs
 /// it asked for.
 fn proxy_header(upstream: &Upstream, conn: &Connection, values: TlvValues<'_>) -> Vec<u8> {
@@ -203,49 +177,44 @@ fn proxy_header(upstream: &Upstream, conn: &Connection, values: TlvValues<'_>) -
 /// Connect within the decision's timeout (capped), or limen's default;
 /// the time it took goes to the histogram and the access log.
 async fn connect(
-    shared: &Shared,
+    generation: &Generation,
     trail: &mut Trail,
     upstream: &Upstream,
     addrs: &[SocketAddr],
 ) -> Result<TcpStream, UpstreamError> {
     let timeout = upstream
         .connect_timeout
-        .unwrap_or(shared.limits.connect_timeout)
+        .unwrap_or(generation.limits.connect_timeout)
         .min(MAX_CONNECT_TIMEOUT);
     let started = Instant::now();
     let stream = upstream::connect(addrs, timeout).await?;
     let took = started.elapsed();
-    shared.metrics.connected(took);
-    trail.connect = Some(took);
+    generation.metrics.connected(took);
+    trail.connected(took);
     Ok(stream)
 }
 
 /// No upstream connection: counted, logged, and the client gets a bare close
 /// (limen is not the TLS endpoint, so it has no alert to speak for the upstream).
-async fn unreachable(
-    shared: &Shared,
-    conn: &Connection,
-    stream: TcpStream,
-    error: &UpstreamError,
-) -> Ended {
-    let ended = failed(shared, conn, error);
+async fn unreachable(cx: &Context, stream: TcpStream, error: &UpstreamError) -> Ended {
+    let ended = failed(&cx.generation, &cx.conn, error);
     reject::run(stream, Alert::Close, None).await;
     ended
 }
 
 /// Count and log an upstream that could not be reached (or verified).
-fn failed(shared: &Shared, conn: &Connection, error: &UpstreamError) -> Ended {
+fn failed(generation: &Generation, conn: &Connection, error: &UpstreamError) -> Ended {
     let reason = error.reason();
-    shared.metrics.upstream_failed(reason);
+    generation.metrics.upstream_failed(reason);
     tracing::info!(
-        target: "tls_sni", listener = &*conn.listener, client = %conn.client, reason, %error,
-        "upstream.connect_failed"
+        target: "tls_sni", listener = &*conn.listener, client = %conn.client,
+        reason = reason.as_str(), %error, "upstream.connect_failed"
     );
-    ((0, 0), "connect_failed")
+    ((0, 0), End::ConnectFailed)
 }
 
-fn counted(shared: &Shared, report: &Report) -> Ended {
-    shared.metrics.bytes_up.inc_by(report.up);
-    shared.metrics.bytes_down.inc_by(report.down);
-    ((report.up, report.down), report.end.name())
+fn counted(generation: &Generation, report: &Report) -> Ended {
+    generation.metrics.bytes_up.inc_by(report.up);
+    generation.metrics.bytes_down.inc_by(report.down);
+    ((report.up, report.down), report.end)
 }

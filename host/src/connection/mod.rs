@@ -1,66 +1,81 @@
-//! One connection's life, as a typestate: [`Accepted`] → [`Peeked`] →
-//! [`Decided`] → done. Each step takes `self`, so the policy cannot be
+//! One connection's life, as a typestate: `Accepted` → `Peeked` →
+//! `Decided` → done. Each step takes `self`, so the policy cannot be
 //! skipped or asked twice, and only a `Decided` connection reaches an action.
 //! The stages are described in `host/LIFECYCLE.md`; carrying out the
-//! action is in `execute.rs`.
+//! action is in `execute.rs`, the access log line in `trail.rs`.
 
 mod execute;
 mod report;
+mod trail;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use rustls::ServerConfig;
-
 use crate::action::reject;
 use crate::config::FailMode;
-use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
-use crate::metrics::{Active, ListenerMetrics, RouteResult};
-use crate::peek::{self, PeekedBytes};
-use crate::policy::{Connection, Policy, PolicyError};
-use crate::server::Shared;
-use crate::upstream::{self, Own, UpstreamError};
-use report::Trail;
+use crate::decision::{Alert, Terminate, Upstream, UpstreamAddr};
+use crate::hello::HelloSummary;
+use crate::live::{Generation, Snapshot};
+use crate::metrics::{Active, ListenerMetrics};
+use crate::outcome::{ParseFailure, RouteResult};
+use crate::peek::{self, FirstBytes};
+use crate::plan::{self, Plan, Refusal};
+use crate::policy::{Connection, Failure, Policy};
+use crate::upstream::{self, UpstreamError};
+use trail::Trail;
 
-/// However long a policy asks for, a connect attempt ends after this.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// What a connection keeps from accept to close: who it is and the
+/// configuration generation it was accepted under.
+struct Context {
+    conn: Connection,
+    generation: Arc<Generation>,
+    force_close: CancellationToken,
+}
 
 /// A socket just accepted.
-pub(crate) struct Accepted {
+struct Accepted {
     stream: TcpStream,
-    conn: Connection,
     /// The policy live when the connection was accepted: a swap during its
     /// peek does not change what decides it.
     policy: Arc<Policy>,
     /// Its place in `limen_connections_active`, and its listener's series.
     active: Active,
-    trail: Trail,
 }
 
-/// Its ClientHello (or non-TLS first bytes) is buffered.
-pub(crate) struct Peeked {
-    accepted: Accepted,
-    peeked: PeekedBytes,
+/// Its ClientHello (or non-TLS first bytes) is buffered; the hello itself
+/// is in the trail, which keeps it for the access log.
+struct Peeked {
+    stream: TcpStream,
+    policy: Arc<Policy>,
+    active: Active,
+    /// Everything read so far, to be replayed.
+    bytes: Vec<u8>,
 }
 
 /// The policy (or its fail mode) has spoken, and the upstream is resolved.
-pub(crate) struct Decided {
-    peeked: Peeked,
+struct Decided {
+    stream: TcpStream,
+    active: Active,
+    bytes: Vec<u8>,
     action: Action,
 }
 
 enum Action {
     Passthrough {
         upstream: Upstream,
-        addrs: Vec<std::net::SocketAddr>,
+        addrs: Vec<SocketAddr>,
     },
+    /// Carries the hello it answers: a terminate without one cannot exist.
     Terminate {
         terminate: Terminate,
         config: Arc<ServerConfig>,
-        addrs: Vec<std::net::SocketAddr>,
+        hello: Arc<HelloSummary>,
+        addrs: Vec<SocketAddr>,
     },
     Reject(Alert),
     /// The upstream's name did not resolve (or the fallback's was refused):
@@ -69,24 +84,9 @@ enum Action {
 }
 
 impl Accepted {
-    pub(crate) fn new(
-        stream: TcpStream,
-        conn: Connection,
-        policy: Arc<Policy>,
-        metrics: Arc<ListenerMetrics>,
-    ) -> Accepted {
-        Accepted {
-            stream,
-            conn,
-            policy,
-            active: Active::new(metrics),
-            trail: Trail::new(Instant::now()),
-        }
-    }
-
     /// Gather the ClientHello. A failure is counted, logged and closed here.
-    pub(crate) async fn peek(mut self, shared: &Shared) -> Option<Peeked> {
-        let limits = &shared.limits;
+    async fn peek(mut self, cx: &Context, trail: &mut Trail) -> Option<Peeked> {
+        let limits = &cx.generation.limits;
         let started = Instant::now();
         let peeked = peek::peek(
             &mut self.stream,
@@ -95,47 +95,49 @@ impl Accepted {
         )
         .await;
         let took = started.elapsed();
-        self.trail.peek = took;
         let metrics = self.active.metrics();
         metrics.peek_duration.observe(took.as_secs_f64());
-        match peeked {
-            Ok(peeked) => {
-                if peeked.hello.is_none() {
-                    // Not a failure of the connection (the policy still
-                    // decides it, with `hello` none), but no ClientHello.
-                    metrics.parse_failed("not_tls");
-                }
-                Some(Peeked {
-                    accepted: self,
-                    peeked,
-                })
+        let (bytes, hello) = match peeked {
+            Ok(FirstBytes::Hello { bytes, hello }) => (bytes, Some(hello)),
+            Ok(FirstBytes::NotTls(bytes)) => {
+                // Not a failure of the connection (the policy still
+                // decides it, with `hello` none), but no ClientHello.
+                metrics.parse_failed(ParseFailure::NotTls);
+                (bytes, None)
             }
             Err(error) => {
+                trail.peeked(took, None);
                 let reason = error.reason();
                 metrics.parse_failed(reason);
-                report::peek_failed(&self.conn, reason, &error);
+                report::peek_failed(&cx.conn, reason, &error);
                 // No alert: limen has no reason to believe the peer speaks TLS
                 // well enough to read one, and nothing reaches any upstream.
                 reject::run(self.stream, Alert::Close, None).await;
-                self.trail.finish(shared, &self.conn, (0, 0), error.end());
-                None
+                trail.ended((0, 0), error.end());
+                return None;
             }
-        }
+        };
+        trail.peeked(took, hello);
+        Some(Peeked {
+            stream: self.stream,
+            policy: self.policy,
+            active: self.active,
+            bytes,
+        })
     }
 }
 
 impl Peeked {
-    /// Ask the policy, apply the fail mode on any failure, resolve the upstream.
-    pub(crate) async fn decide(mut self, shared: &Shared) -> Decided {
-        let metrics = &shared.metrics;
+    /// Ask the policy, plan its decision, apply the fail mode on any
+    /// failure, resolve the upstream.
+    async fn decide(self, cx: &Context, trail: &mut Trail) -> Decided {
+        let generation = &cx.generation;
+        let metrics = &generation.metrics;
         let started = Instant::now();
-        let verdict = self
-            .accepted
-            .policy
-            .decide(&self.accepted.conn, self.peeked.hello.as_ref())
-            .await;
+        let hello = trail.hello().map(Arc::as_ref);
+        let verdict = self.policy.decide(&cx.conn, hello).await;
         metrics.policy_call.observe(started.elapsed().as_secs_f64());
-        let (result, miss) = match &verdict {
+        let (mut result, miss) = match &verdict {
             Ok(verdict) => {
                 metrics.policy_fuel.observe(verdict.fuel_used as f64);
                 if verdict.recycled {
@@ -145,19 +147,23 @@ impl Peeked {
             }
             Err(_) => (RouteResult::PolicyError, false),
         };
-        let planned = match verdict {
-            Ok(verdict) => self.plan(shared, verdict.decision).await,
-            Err(error) => Err(error),
+        let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
+            plan::plan(&generation.rules(), verdict.decision, trail.hello())
+                .map_err(Failure::Refused)
+        });
+        let resolved = match planned {
+            Ok(plan) => resolve(generation, plan).await,
+            Err(failure) => Err(failure),
         };
-        let (action, failure, result) = match planned {
-            Ok(action) => (action, None, result),
-            Err(error) => {
-                metrics.policy_failed(error.kind());
-                let action = self.fail_mode_action(shared).await;
-                (action, Some(error), RouteResult::PolicyError)
+        let (action, failure) = match resolved {
+            Ok(action) => (action, None),
+            Err(failure) => {
+                metrics.policy_failed(failure.kind());
+                result = RouteResult::PolicyError;
+                (fail_mode(generation).await, Some(failure))
             }
         };
-        let listener = self.accepted.active.metrics();
+        let listener = self.active.metrics();
         listener.route(result);
         if miss && failure.is_none() {
             listener.misses.inc();
@@ -167,122 +173,115 @@ impl Peeked {
             Action::Terminate { terminate, .. } => metrics.routed_to(&terminate.upstream.addr),
             Action::Reject(_) | Action::Unreachable(_) => {}
         }
-        report::decided(
-            &self.accepted.conn,
-            self.peeked.hello.as_ref(),
-            &action,
-            result,
-            miss,
-            failure.as_ref(),
-        );
-        self.accepted.trail.result = Some(result);
+        let hello = trail.hello().map(Arc::as_ref);
+        report::decided(&cx.conn, hello, &action, result, miss, failure.as_ref());
+        trail.decided(result, self.policy.version().id.clone());
         Decided {
-            peeked: self,
+            stream: self.stream,
+            active: self.active,
+            bytes: self.bytes,
             action,
         }
     }
+}
 
-    /// What limen will do for this decision; a decision limen must refuse is
-    /// the policy's failure.
-    async fn plan(&self, shared: &Shared, decision: Decision) -> Result<Action, PolicyError> {
-        let refused = |why: String| Err(PolicyError::InvalidDecision(why));
-        match decision {
-            Decision::Reject(alert) => Ok(Action::Reject(alert)),
-            Decision::Passthrough(upstream) => Ok(match allowed(shared, &upstream.addr).await? {
-                Ok(addrs) => Action::Passthrough { upstream, addrs },
-                Err(error) => Action::Unreachable(error),
-            }),
-            Decision::Terminate(terminate) => {
-                if self.peeked.hello.is_none() {
-                    return refused("terminate needs a TLS ClientHello".into());
+/// Turn a plan into an action: resolve its upstream. Addresses a name
+/// resolved to that the allow-list does not admit are the policy's
+/// failure; a name that does not resolve is not.
+async fn resolve(
+    generation: &Generation,
+    plan: Plan<Arc<ServerConfig>>,
+) -> Result<Action, Failure> {
+    let lookup = |addr: &UpstreamAddr| {
+        let timeout = generation.limits.connect_timeout;
+        let rules = generation.rules();
+        let addr = addr.clone();
+        async move {
+            match upstream::resolve(&addr, &rules, false, timeout).await {
+                Err(UpstreamError::NotAllowed(addr)) => {
+                    Err(Failure::Refused(Refusal::NotAllowed(addr)))
                 }
-                let Some(config) = shared
-                    .tls
-                    .certs
-                    .server_config(&terminate.certificate, &terminate.alpn)
-                else {
-                    return refused(format!(
-                        "no certificate named `{}` in [certificates]",
-                        terminate.certificate
-                    ));
-                };
-                Ok(match allowed(shared, &terminate.upstream.addr).await? {
-                    Ok(addrs) => Action::Terminate {
-                        terminate,
-                        config,
-                        addrs,
-                    },
-                    Err(error) => Action::Unreachable(error),
-                })
+                other => Ok(other),
             }
         }
-    }
+    };
+    Ok(match plan {
+        Plan::Reject(alert) => Action::Reject(alert),
+        Plan::Passthrough(upstream) => match lookup(&upstream.addr).await? {
+            Ok(addrs) => Action::Passthrough { upstream, addrs },
+            Err(error) => Action::Unreachable(error),
+        },
+        Plan::Terminate {
+            terminate,
+            config,
+            hello,
+        } => match lookup(&terminate.upstream.addr).await? {
+            Ok(addrs) => Action::Terminate {
+                terminate,
+                config,
+                hello,
+                addrs,
+            },
+            Err(error) => Action::Unreachable(error),
+        },
+    })
+}
 
-    async fn fail_mode_action(&self, shared: &Shared) -> Action {
-        match &shared.on_error {
-            FailMode::Reject(alert) => Action::Reject(*alert),
-            FailMode::Fallback(upstream) => match resolve(shared, &upstream.addr, true).await {
+/// The operator's `on_error`: trusted, so not planned.
+async fn fail_mode(generation: &Generation) -> Action {
+    match &generation.on_error {
+        FailMode::Reject(alert) => Action::Reject(*alert),
+        FailMode::Fallback(upstream) => {
+            let timeout = generation.limits.connect_timeout;
+            match upstream::resolve(&upstream.addr, &generation.rules(), true, timeout).await {
                 Ok(addrs) => Action::Passthrough {
                     upstream: upstream.clone(),
                     addrs,
                 },
                 Err(error) => Action::Unreachable(error),
-            },
+            }
         }
     }
 }
 
-/// Resolve an upstream a policy named. Outside the allow-list (or limen
-/// itself) is the policy's failure; a name that does not resolve is not.
-async fn allowed(
-    shared: &Shared,
-    addr: &UpstreamAddr,
-) -> Result<Result<Vec<std::net::SocketAddr>, UpstreamError>, PolicyError> {
-    match resolve(shared, addr, false).await {
-        Err(UpstreamError::NotAllowed(addr)) => Err(PolicyError::InvalidDecision(format!(
-            "upstream {addr} is not allowed (allow-list, or limen itself)"
-        ))),
-        other => Ok(other),
-    }
-}
-
-/// Resolve and check an upstream; `trusted` for the operator's fallback.
-async fn resolve(
-    shared: &Shared,
-    addr: &UpstreamAddr,
-    trusted: bool,
-) -> Result<Vec<std::net::SocketAddr>, UpstreamError> {
-    let own = Own(&shared.own);
-    upstream::resolve(
-        addr,
-        &shared.allow,
-        &own,
-        trusted,
-        shared.limits.connect_timeout,
-    )
-    .await
-}
-
-/// Drive one connection from accept to close.
+/// Drive one connection from accept to close, under the `snapshot` taken
+/// at accept; leave its access log line.
 pub(crate) async fn handle(
-    accepted: Accepted,
-    shared: Arc<Shared>,
+    stream: TcpStream,
+    conn: Connection,
+    snapshot: Arc<Snapshot>,
+    metrics: Arc<ListenerMetrics>,
     force_close: CancellationToken,
 ) {
-    let run = async {
-        let Some(peeked) = accepted.peek(&shared).await else {
-            return;
-        };
-        let decided = peeked.decide(&shared).await;
-        decided.execute(&shared, &force_close).await;
+    let mut trail = Trail::new();
+    let accepted = Accepted {
+        stream,
+        policy: snapshot.policy.clone(),
+        active: Active::new(metrics),
     };
-    // When the shutdown grace period is over, every stage ends, not only the copy.
-    // Biased: a copy under way sees the same cancellation and ends itself
-    // with `end=shutdown` counted and logged; this branch only cuts the
-    // stages before it.
-    tokio::select! {
-        biased;
-        () = run => {}
-        () = force_close.cancelled() => {}
+    let cx = Context {
+        conn,
+        generation: snapshot.generation.clone(),
+        force_close,
+    };
+    drop(snapshot);
+    {
+        let run = async {
+            let Some(peeked) = accepted.peek(&cx, &mut trail).await else {
+                return;
+            };
+            let decided = peeked.decide(&cx, &mut trail).await;
+            decided.execute(&cx, &mut trail).await;
+        };
+        // When the shutdown grace period is over, every stage ends, not only
+        // the copy. Biased: a copy under way sees the same cancellation and
+        // ends itself with `end=shutdown` and its byte counts; this branch
+        // only cuts the stages before it (their trail then ends `shutdown`).
+        tokio::select! {
+            biased;
+            () = run => {}
+            () = cx.force_close.cancelled() => {}
+        }
     }
+    trail.finish(&cx.generation, &cx.conn);
 }

@@ -2,16 +2,11 @@
 //! decision counts as, its `tls_sni` events (the message is the event's
 //! name), and the access log record it leaves when it ends.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-
 use super::Action;
-use crate::access::{self, Record};
-use crate::decision::{Alert, Decision, Rule, UpstreamAddr};
+use crate::decision::{Alert, Decision, Rule};
 use crate::hello::HelloSummary;
-use crate::metrics::RouteResult;
-use crate::policy::{Connection, PolicyError};
-use crate::server::Shared;
+use crate::outcome::{ParseFailure, RouteResult};
+use crate::policy::{Connection, Failure};
 
 /// How a decision counts in `limen_tls_sni_route_total`, and whether it is a
 /// miss (no rule, no default: dropped). A policy that never reports its rule
@@ -38,7 +33,7 @@ pub(super) fn decided(
     action: &Action,
     result: RouteResult,
     miss: bool,
-    failure: Option<&PolicyError>,
+    failure: Option<&Failure>,
 ) {
     let (listener, client) = (&*conn.listener, conn.client);
     let sni = hello.and_then(|h| h.sni()).map(|n| n.as_ref());
@@ -47,11 +42,11 @@ pub(super) fn decided(
     }
     if let Some(error) = failure {
         tracing::warn!(
-            target: "tls_sni", listener, %client, sni, kind = error.kind(), %error,
+            target: "tls_sni", listener, %client, sni, kind = error.kind().as_str(), %error,
             "policy.failed"
         );
     }
-    let result = result.name();
+    let result = result.as_str();
     match action {
         Action::Reject(alert) if miss => {
             tracing::info!(target: "tls_sni", listener, %client, sni, alert = alert.name(), "tls.sni_no_match");
@@ -79,81 +74,27 @@ pub(super) fn decided(
 /// A ClientHello that could not be gathered: `tls.client_hello_timeout` or
 /// `tls.parse_failed`. Health checks (connect, close) and plain-text
 /// clients are routine, so those are debug.
-pub(super) fn peek_failed(conn: &Connection, reason: &str, error: &dyn std::fmt::Display) {
+pub(super) fn peek_failed(conn: &Connection, reason: ParseFailure, error: &dyn std::fmt::Display) {
     let (listener, client) = (&*conn.listener, conn.client);
     match reason {
-        "timeout" => {
+        ParseFailure::Timeout => {
             tracing::info!(target: "tls_sni", listener, %client, %error, "tls.client_hello_timeout")
         }
-        "closed" => {
+        ParseFailure::Closed => {
+            let reason = reason.as_str();
             tracing::debug!(target: "tls_sni", listener, %client, reason, %error, "tls.parse_failed")
         }
         _ => {
+            let reason = reason.as_str();
             tracing::info!(target: "tls_sni", listener, %client, reason, %error, "tls.parse_failed")
         }
-    }
-}
-
-/// What the access log line needs, gathered as the connection goes.
-pub(super) struct Trail {
-    pub(super) start: Instant,
-    pub(super) peek: Duration,
-    pub(super) hello: Option<HelloSummary>,
-    pub(super) result: Option<RouteResult>,
-    pub(super) policy_version: Option<Arc<str>>,
-    pub(super) action: access::Action,
-    pub(super) upstream: Option<UpstreamAddr>,
-    pub(super) connect: Option<Duration>,
-}
-
-impl Trail {
-    pub(super) fn new(start: Instant) -> Trail {
-        Trail {
-            start,
-            peek: Duration::ZERO,
-            hello: None,
-            result: None,
-            policy_version: None,
-            action: access::Action::None,
-            upstream: None,
-            connect: None,
-        }
-    }
-
-    /// The connection is over: hand its line to the access log, if on.
-    pub(super) fn finish(
-        self,
-        shared: &Shared,
-        conn: &Connection,
-        bytes: (u64, u64),
-        end: &'static str,
-    ) {
-        let Some(log) = &shared.access else {
-            return;
-        };
-        log.send(Record {
-            time: SystemTime::now(),
-            total: self.start.elapsed(),
-            listener: conn.listener.clone(),
-            client: conn.client,
-            hello: self.hello,
-            action: self.action,
-            result: self.result,
-            upstream: self.upstream,
-            policy_version: self.policy_version,
-            bytes_up: bytes.0,
-            bytes_down: bytes.1,
-            peek: self.peek,
-            connect: self.connect,
-            end,
-        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Upstream;
+    use crate::decision::{Upstream, UpstreamAddr};
 
     #[test]
     fn results_follow_the_reported_rule_and_rejects_stay_rejects() {

@@ -17,7 +17,6 @@ use super::protocol::{Answer, Envelope, MAX_LINE, Request};
 use crate::config::{AdminConfig, AdminEndpoint};
 use crate::listener::Serve;
 use crate::policy::MAX_MODULE_BYTES;
-use crate::server::StartError;
 
 /// Time a client has to send its whole request (an 18 MB module included).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +32,23 @@ enum Socket {
     Tcp(TcpListener),
 }
 
+/// The admin endpoint could not be opened, or its token read.
+#[derive(Debug, thiserror::Error)]
+#[error("E011 admin endpoint {endpoint}: {reason}")]
+pub struct AdminError {
+    /// The socket path or address.
+    pub endpoint: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl AdminError {
+    /// The code that starts the message.
+    pub fn code(&self) -> &'static str {
+        "E011"
+    }
+}
+
 /// A bound admin endpoint and the token it requires.
 pub(crate) struct Endpoint {
     socket: Socket,
@@ -41,8 +57,8 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     /// Bind the endpoint and read the token file.
-    pub(crate) async fn open(config: &AdminConfig) -> Result<Endpoint, StartError> {
-        let fail = |reason: String| StartError::Admin {
+    pub(crate) async fn open(config: &AdminConfig) -> Result<Endpoint, AdminError> {
+        let fail = |reason: String| AdminError {
             endpoint: match &config.endpoint {
                 AdminEndpoint::Unix(path) => path.display().to_string(),
                 AdminEndpoint::Tcp(addr) => addr.to_string(),

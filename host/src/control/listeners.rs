@@ -12,7 +12,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::listener::{self, Serve};
-use crate::server::StartError;
 
 /// A socket bound for a listener, not yet accepting.
 pub(crate) struct Bound {
@@ -28,12 +27,31 @@ impl Bound {
     }
 }
 
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("E010 cannot listen on {addr} ({name}): {error}")]
+pub struct BindError {
+    /// Listener name.
+    pub name: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Why.
+    pub error: std::io::Error,
+}
+
+impl BindError {
+    /// The code that starts the message.
+    pub fn code(&self) -> &'static str {
+        "E010"
+    }
+}
+
 /// Bind each listener, or fail on the first that cannot be bound (the
 /// others are closed when dropped).
-pub(crate) async fn bind(configs: &[ListenerConfig]) -> Result<Vec<Bound>, StartError> {
+pub(crate) async fn bind(configs: &[ListenerConfig]) -> Result<Vec<Bound>, BindError> {
     let mut bound = Vec::with_capacity(configs.len());
     for config in configs {
-        let bind_error = |error| StartError::Bind {
+        let bind_error = |error| BindError {
             name: config.name.to_string(),
             addr: config.bind,
             error,

@@ -20,35 +20,18 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Config;
 use crate::config::PolicyConfig;
+use crate::config::{Config, ConfigError};
 use crate::listener::Serve;
+use crate::outcome::{ChangeOutcome, Trigger};
 use crate::policy::{
-    LoadReport, Module, ModuleHash, Policy, PolicyEngine, PolicyError, PolicyVersion,
+    LoadError, LoadReport, Module, ModuleHash, Policy, PolicyEngine, PolicyVersion,
 };
 use listeners::{Bound, ListenerSet};
 use protocol::{Answer, Status, Swapped};
 
 /// Queued changes; a full queue makes the sender wait.
 const QUEUE: usize = 16;
-
-/// What set a change off: the label of `limen_policy_swaps_total{trigger}`.
-#[derive(Debug, Clone, Copy)]
-enum Trigger {
-    Admin,
-    File,
-    Reload,
-}
-
-impl Trigger {
-    fn name(self) -> &'static str {
-        match self {
-            Trigger::Admin => "admin",
-            Trigger::File => "file",
-            Trigger::Reload => "reload",
-        }
-    }
-}
 
 enum Command {
     Swap {
@@ -64,7 +47,7 @@ enum Command {
     /// A configuration to apply, or why the file did not validate (refused
     /// and counted by the control task like any other refusal).
     Reload {
-        config: Result<Box<Config>, String>,
+        config: Result<Box<Config>, ConfigError>,
         reply: oneshot::Sender<Answer>,
     },
 }
@@ -83,8 +66,7 @@ impl ControlHandle {
         let path = path.to_owned();
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| loaded.map_err(|e| e.to_string()));
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         self.send_reload(loaded.map(Box::new)).await
     }
 
@@ -110,7 +92,7 @@ impl ControlHandle {
         self.send_reload(Ok(Box::new(config))).await
     }
 
-    async fn send_reload(&self, config: Result<Box<Config>, String>) -> Answer {
+    async fn send_reload(&self, config: Result<Box<Config>, ConfigError>) -> Answer {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Reload { config, reply }, answer).await
     }
@@ -239,8 +221,8 @@ impl Control {
             settings.config_json = json;
         }
         if PolicyVersion::new(module.hash, &settings.config_json).same_content(live.version()) {
-            self.count(trigger, "unchanged");
-            tracing::info!(trigger = trigger.name(), version = %live.version(), "policy unchanged");
+            self.count(trigger, ChangeOutcome::Unchanged);
+            tracing::info!(trigger = trigger.as_str(), version = %live.version(), "policy unchanged");
             return Answer::Unchanged {
                 version: live.version().to_string(),
             };
@@ -260,9 +242,9 @@ impl Control {
             samples: report.samples,
             total_ms: millis(start.elapsed()),
         };
-        self.count(trigger, "applied");
+        self.count(trigger, ChangeOutcome::Applied);
         tracing::info!(
-            trigger = trigger.name(), version = %answer.version, previous = %answer.previous,
+            trigger = trigger.as_str(), version = %answer.version, previous = %answer.previous,
             compiled_from = %answer.compiled_from, compile_ms = answer.compile_ms,
             init_ms = answer.init_ms, samples = answer.samples, total_ms = answer.total_ms,
             "policy swapped"
@@ -272,20 +254,22 @@ impl Control {
 
     /// The one place a policy goes live.
     fn make_live(&self, policy: Policy) {
-        let shared = self.serve.live.shared();
-        shared.metrics.set_policy_version(&policy.version().id);
-        self.serve.live.store(shared, Arc::new(policy));
+        let generation = self.serve.live.generation();
+        generation.metrics.set_policy_version(&policy.version().id);
+        self.serve.live.store(generation, Arc::new(policy));
     }
 
-    fn refused(&self, trigger: Trigger, error: &PolicyError) -> Answer {
-        self.count(trigger, "refused");
+    fn refused(&self, trigger: Trigger, error: &LoadError) -> Answer {
+        self.count(trigger, ChangeOutcome::Refused);
         // A candidate that fails `init` or its self-test is a policy failure
         // too (a module that does not load at all is not).
-        self.serve.live.shared().metrics.policy_failed(error.kind());
+        if let Some(kind) = error.kind() {
+            self.serve.live.generation().metrics.policy_failed(kind);
+        }
         let live = self.serve.live.policy();
         tracing::warn!(
-            target: "tls_sni", trigger = trigger.name(), code = error.code(),
-            live = %live.version(), kind = error.kind(), %error, "policy.failed"
+            target: "tls_sni", trigger = trigger.as_str(), code = error.code(),
+            live = %live.version(), kind = error.kind().map(|k| k.as_str()), %error, "policy.failed"
         );
         Answer::Refused {
             code: error.code().into(),
@@ -294,13 +278,9 @@ impl Control {
         }
     }
 
-    fn count(&self, trigger: Trigger, outcome: &str) {
-        let shared = self.serve.live.shared();
-        shared
-            .metrics
-            .policy_swaps
-            .with_label_values(&[trigger.name(), outcome])
-            .inc();
+    fn count(&self, trigger: Trigger, outcome: ChangeOutcome) {
+        let generation = self.serve.live.generation();
+        generation.metrics.policy_swap(trigger, outcome);
     }
 
     /// Follow the configured module file (again, after a reload changed it).
@@ -331,32 +311,32 @@ async fn prepare(
     engine: &PolicyEngine,
     settings: &PolicyConfig,
     module: &Module,
-) -> Result<(Policy, LoadReport), PolicyError> {
+) -> Result<(Policy, LoadReport), LoadError> {
     let (engine, settings, module) = (engine.clone(), settings.clone(), module.clone());
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         runtime.block_on(Policy::prepare(&engine, &settings, &module))
     })
     .await
-    .map_err(|e| PolicyError::Compile(format!("loader thread failed: {e}")))?
+    .map_err(|e| LoadError::Compile(format!("loader thread failed: {e}")))?
 }
 
 /// The live state, as `limen status` shows it.
 pub(crate) fn status(serve: &Serve) -> Status {
     let snapshot = serve.live.load();
-    let (policy, shared) = (&snapshot.policy, &snapshot.shared);
+    let (policy, generation) = (&snapshot.policy, &snapshot.generation);
     let version = policy.version();
     Status {
         version: version.to_string(),
         module_sha256: version.module.to_hex(),
         loaded_at: humantime::format_rfc3339_millis(version.loaded_at).to_string(),
         module_path: policy.settings().module.display().to_string(),
-        listeners: shared
+        listeners: generation
             .listeners
             .iter()
             .map(|(name, addr)| (name.to_string(), addr.to_string()))
             .collect(),
-        generation: shared.generation,
+        generation: generation.number,
     }
 }
 

@@ -7,22 +7,52 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::listeners::{self, BindError};
 use super::protocol::{Answer, Reloaded};
-use super::{Control, Trigger, listeners, millis};
-use crate::config::{Config, PolicyConfig};
-use crate::policy::Module;
-use crate::server::{Shared, load_tls, open_access_log};
+use super::{Control, millis};
+use crate::config::{Config, ConfigError, PolicyConfig};
+use crate::live::{Generation, load_tls, open_access_log};
+use crate::outcome::{ChangeOutcome, Trigger};
+use crate::policy::{LoadError, Module};
+use crate::tls::TlsError;
+
+/// Why a new configuration was refused (the old one runs on).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Policy(#[from] LoadError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("E013 cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+}
+
+impl ReloadError {
+    fn code(&self) -> &'static str {
+        match self {
+            ReloadError::Config(error) => error.code(),
+            ReloadError::Tls(error) => error.code(),
+            ReloadError::Policy(error) => error.code(),
+            ReloadError::Bind(error) => error.code(),
+            ReloadError::AccessLog(_) => "E013",
+        }
+    }
+}
 
 impl Control {
-    pub(super) async fn reload(&mut self, config: Result<Config, String>) -> Answer {
+    pub(super) async fn reload(&mut self, config: Result<Config, ConfigError>) -> Answer {
         let start = Instant::now();
         let applied = match config {
             Ok(config) => self.apply(config, start).await,
-            Err(error) => Err(error),
+            Err(error) => Err(error.into()),
         };
         match applied {
             Ok(reloaded) => {
-                self.reloads("applied");
+                self.reloads(ChangeOutcome::Applied);
                 tracing::info!(
                     version = %reloaded.version, added = ?reloaded.added, removed = ?reloaded.removed,
                     policy_changed = reloaded.policy_changed, total_ms = reloaded.total_ms,
@@ -31,27 +61,25 @@ impl Control {
                 Answer::Reloaded(reloaded)
             }
             Err(error) => {
-                self.reloads("refused");
+                self.reloads(ChangeOutcome::Refused);
                 let live = self.serve.live.policy().version().to_string();
                 tracing::warn!(%live, "configuration refused, the old one stays: {error}");
                 Answer::Refused {
-                    code: code_of(&error),
-                    error,
+                    code: error.code().into(),
+                    error: error.to_string(),
                     live,
                 }
             }
         }
     }
 
-    async fn apply(&mut self, config: Config, start: Instant) -> Result<Reloaded, String> {
+    async fn apply(&mut self, config: Config, start: Instant) -> Result<Reloaded, ReloadError> {
         if config.admin != self.config.admin || config.metrics != self.config.metrics {
             tracing::warn!("[admin] and [metrics] changes take effect at the next start");
         }
-        let tls = load_tls(&config).await.map_err(|e| e.to_string())?;
+        let tls = load_tls(&config).await?;
         let live = self.serve.live.policy();
-        let module = Module::read(&config.policy.module)
-            .await
-            .map_err(|e| e.to_string())?;
+        let module = Module::read(&config.policy.module).await?;
         if config.policy.cache != self.config.policy.cache {
             tracing::warn!("[policy] cache changes take effect at the next start");
         }
@@ -61,19 +89,19 @@ impl Control {
             ..config.policy.clone()
         };
         let policy = if module.hash == live.version().module && settings == *live.settings() {
-            self.count(Trigger::Reload, "unchanged");
+            self.count(Trigger::Reload, ChangeOutcome::Unchanged);
             None
         } else {
             match super::prepare(&self.engine, &config.policy, &module).await {
                 Ok((policy, _)) => Some(policy),
                 Err(error) => {
-                    self.count(Trigger::Reload, "refused");
-                    return Err(error.to_string());
+                    self.count(Trigger::Reload, ChangeOutcome::Refused);
+                    return Err(error.into());
                 }
             }
         };
         let (added, removed) = self.listeners.diff(&config.listeners);
-        let bound = listeners::bind(&added).await.map_err(|e| e.to_string())?;
+        let bound = listeners::bind(&added).await?;
 
         // Everything is ready: switch. The new generation is stored before
         // new listeners accept, so their connections never see an old one
@@ -81,17 +109,17 @@ impl Control {
         let mut addrs = self.listeners.addrs();
         addrs.retain(|(name, _)| !removed.contains(name));
         addrs.extend(bound.iter().map(listeners::Bound::addr));
-        let old = self.serve.live.shared();
+        let old = self.serve.live.generation();
         let access = open_access_log(&config, &old.metrics)
             .await
-            .map_err(|e| e.to_string())?;
-        let shared = Shared::new(
+            .map_err(ReloadError::AccessLog)?;
+        let generation = Generation::new(
             &config,
             tls,
             addrs,
             old.metrics.clone(),
             access,
-            old.generation + 1,
+            old.number + 1,
         );
         let policy_changed = policy.is_some();
         let policy = match policy {
@@ -101,9 +129,9 @@ impl Control {
             }
             None => live,
         };
-        self.serve.live.store(Arc::new(shared), policy);
+        self.serve.live.store(Arc::new(generation), policy);
         if policy_changed {
-            self.count(Trigger::Reload, "applied");
+            self.count(Trigger::Reload, ChangeOutcome::Applied);
         }
         self.file_hash = module.hash;
         for name in &removed {
@@ -144,21 +172,7 @@ impl Control {
         }
     }
 
-    fn reloads(&self, outcome: &str) {
-        let shared = self.serve.live.shared();
-        shared
-            .metrics
-            .config_reloads
-            .with_label_values(&[outcome])
-            .inc();
+    fn reloads(&self, outcome: ChangeOutcome) {
+        self.serve.live.generation().metrics.config_reload(outcome);
     }
-}
-
-/// The `E030`/`P003` code a message starts with.
-fn code_of(message: &str) -> String {
-    let word = message.split_whitespace().next().unwrap_or("");
-    let coded = word.len() == 4
-        && word.starts_with(['E', 'P'])
-        && word[1..].bytes().all(|b| b.is_ascii_digit());
-    if coded { word } else { "E000" }.to_owned()
 }

@@ -6,6 +6,7 @@
 //! [`frame`] after every read and only pays for parsing once.
 
 mod error; // HelloError, the layer's one error type
+mod examine; // bytes → hello / not TLS / need more: the one rule every caller uses
 mod fingerprint; // JA3 and JA4 from the summary's fields
 mod parse; // ClientHello fields via tls-parser, extension walk and list decoders
 mod record; // record reassembly: is a whole ClientHello buffered yet?
@@ -14,6 +15,7 @@ mod summary; // HelloSummary, the owned, validated result
 mod synth; // real ClientHellos from a rustls client, for explain and self-tests
 
 pub use error::HelloError;
+pub use examine::{Examined, examine};
 pub use fingerprint::Fingerprints;
 pub use record::{Framed, Progress, frame};
 /// The one normalisation of host names (SNI, upstreams, allow rules).

@@ -20,8 +20,9 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-pub use listener::RouteResult;
-pub(crate) use listener::{Active, ListenerMetrics, Stage};
+use crate::outcome::{ChangeOutcome, Trigger, UpstreamFailure};
+pub use crate::outcome::{PolicyFailure, RouteResult, Stage};
+pub(crate) use listener::{Active, ListenerMetrics};
 pub use upstreams::OTHER as OTHER_UPSTREAM;
 use upstreams::UpstreamLabels;
 
@@ -99,24 +100,6 @@ const CONNECT_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
-/// Policy failure kinds counted per call, in label order (`init` also
-/// counts a candidate refused at swap).
-const POLICY_FAILURE_KINDS: [&str; 7] = [
-    "trap",
-    "fuel",
-    "deadline",
-    "memory",
-    "invalid_decision",
-    "init",
-    "selftest",
-];
-
-/// Upstream connect failure reasons, in label order.
-const UPSTREAM_REASONS: [&str; 5] = ["not_allowed", "resolve", "timeout", "refused", "tls"];
-
-/// Distinct upstream labels when `[metrics] upstream_labels` is not set.
-pub const DEFAULT_UPSTREAM_LABELS: usize = 64;
-
 /// limen's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -130,16 +113,16 @@ pub struct Metrics {
     pub(crate) policy_call: Histogram,
     pub(crate) policy_fuel: Histogram,
     pub(crate) policy_recycled: IntCounter,
-    policy_failures: [IntCounter; 7],
-    upstream_failures: [IntCounter; 5],
+    policy_failures: [IntCounter; PolicyFailure::COUNT],
+    upstream_failures: [IntCounter; UpstreamFailure::COUNT],
     pub(crate) upstream_connect: Histogram,
     upstream_routed: Arc<UpstreamLabels>,
-    pub(crate) handshake_failures: IntCounterVec,
+    handshake_failures: IntCounterVec,
     /// `bytes{direction="up"}` and `"down"`, resolved once: they move on every connection.
     pub(crate) bytes_up: IntCounter,
     pub(crate) bytes_down: IntCounter,
-    pub(crate) policy_swaps: IntCounterVec,
-    pub(crate) config_reloads: IntCounterVec,
+    policy_swaps: IntCounterVec,
+    config_reloads: IntCounterVec,
     pub(crate) access_log_dropped: IntCounter,
     policy_info: IntGaugeVec,
 }
@@ -148,7 +131,7 @@ impl Metrics {
     /// A fresh registry with every family registered and the default
     /// upstream label cap.
     pub fn new() -> Metrics {
-        Metrics::with_upstream_labels(DEFAULT_UPSTREAM_LABELS)
+        Metrics::with_upstream_labels(crate::config::DEFAULT_UPSTREAM_LABELS)
     }
 
     /// A fresh registry whose `limen_upstream_routed_total` has at most
@@ -235,9 +218,10 @@ impl Metrics {
                 &[],
             )
             .with_label_values::<&str>(&[]),
-            policy_failures: POLICY_FAILURE_KINDS.map(|kind| failures.with_label_values(&[kind])),
-            upstream_failures: UPSTREAM_REASONS
-                .map(|reason| upstream_failures.with_label_values(&[reason])),
+            policy_failures: PolicyFailure::ALL
+                .map(|kind| failures.with_label_values(&[kind.as_str()])),
+            upstream_failures: UpstreamFailure::ALL
+                .map(|reason| upstream_failures.with_label_values(&[reason.as_str()])),
             upstream_connect: single(
                 names::UPSTREAM_CONNECT,
                 "Time to connect to an upstream.",
@@ -279,18 +263,28 @@ impl Metrics {
         ListenerMetrics::new(self, name)
     }
 
-    /// Count a policy failure of `kind` (a `PolicyError::kind()`).
-    pub(crate) fn policy_failed(&self, kind: &str) {
-        if let Some(i) = POLICY_FAILURE_KINDS.iter().position(|k| *k == kind) {
-            self.policy_failures[i].inc();
-        }
+    /// Count a policy failure.
+    pub(crate) fn policy_failed(&self, kind: PolicyFailure) {
+        self.policy_failures[kind as usize].inc();
     }
 
-    /// Count an upstream connect failure (an `UpstreamError::reason()`).
-    pub(crate) fn upstream_failed(&self, reason: &str) {
-        if let Some(i) = UPSTREAM_REASONS.iter().position(|r| *r == reason) {
-            self.upstream_failures[i].inc();
-        }
+    /// Count an upstream connect failure.
+    pub(crate) fn upstream_failed(&self, reason: UpstreamFailure) {
+        self.upstream_failures[reason as usize].inc();
+    }
+
+    /// Count a policy swap attempt (off the data path: a labelled lookup).
+    pub(crate) fn policy_swap(&self, trigger: Trigger, outcome: ChangeOutcome) {
+        self.policy_swaps
+            .with_label_values(&[trigger.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    /// Count a configuration reload.
+    pub(crate) fn config_reload(&self, outcome: ChangeOutcome) {
+        self.config_reloads
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
     /// Count a connection routed to `upstream`.

@@ -27,9 +27,8 @@ pub struct PolicyEngine {
 
 impl PolicyEngine {
     /// Build the engine (fuel and epoch interruption on) and start its ticker.
-    pub fn new() -> Result<PolicyEngine, super::PolicyError> {
-        let setup =
-            |e: wasmtime::Error| super::PolicyError::Compile(format!("engine setup: {e:#}"));
+    pub fn new() -> Result<PolicyEngine, super::LoadError> {
+        let setup = |e: wasmtime::Error| super::LoadError::Compile(format!("engine setup: {e:#}"));
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(true);
@@ -40,7 +39,7 @@ impl PolicyEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
         PolicyWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(setup)?;
         let ticker = EpochTicker::start(engine.clone())
-            .map_err(|e| super::PolicyError::Compile(format!("epoch ticker thread: {e}")))?;
+            .map_err(|e| super::LoadError::Compile(format!("epoch ticker thread: {e}")))?;
         Ok(PolicyEngine {
             engine,
             cache: ComponentCache::off(),

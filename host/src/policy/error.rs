@@ -1,10 +1,15 @@
-//! Every way a policy can fail, at load time or on a call.
+//! How a policy fails: at load time ([`LoadError`], the module is refused)
+//! or on a call ([`CallError`], the connection gets the fail mode). A
+//! decision the guest made that limen will not carry out is neither: it is
+//! a refusal, which `plan` owns; [`Failure`] is either of the last two.
 
-/// A policy failure. On the connection path every variant leads to the
-/// policy's fail mode; at load time it refuses the module.
+use crate::outcome::PolicyFailure;
+use crate::plan::Refusal;
+
+/// Why a module could not become a policy. Nothing of it goes live.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum PolicyError {
+pub enum LoadError {
     /// The module file could not be read.
     #[error("P001 cannot read policy module {path}: {reason}")]
     Read {
@@ -13,7 +18,7 @@ pub enum PolicyError {
         /// Why.
         reason: String,
     },
-    /// Not a valid Wasm component.
+    /// Not a valid Wasm component (or the engine could not be set up).
     #[error("P002 not a valid WebAssembly component: {0}")]
     Compile(String),
     /// A component, but not of the `limen:router/policy` world (missing or
@@ -27,6 +32,38 @@ pub enum PolicyError {
     /// says, or failed on one.
     #[error("P005 policy self-test failed: {0}")]
     SelfTest(String),
+}
+
+impl LoadError {
+    /// The code that starts the message (`P003`), for machine-read answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "P001",
+            LoadError::Compile(_) => "P002",
+            LoadError::WrongWorld(_) => "P003",
+            LoadError::Init(_) => "P004",
+            LoadError::SelfTest(_) => "P005",
+        }
+    }
+
+    /// How it counts in `limen_policy_failures_total`: a candidate whose
+    /// code ran and failed is a policy failure; a module that never ran is not.
+    pub fn kind(&self) -> Option<PolicyFailure> {
+        match self {
+            LoadError::Read { .. } | LoadError::Compile(_) | LoadError::WrongWorld(_) => None,
+            LoadError::Init(_) => Some(PolicyFailure::Init),
+            LoadError::SelfTest(_) => Some(PolicyFailure::Selftest),
+        }
+    }
+}
+
+/// Why one `route` call gave no decision. The instance it ran on is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No warm instance was free and a new one failed `init`.
+    #[error("P004 policy init failed: {0}")]
+    Init(String),
     /// The guest trapped.
     #[error("P010 policy trapped: {0}")]
     Trap(String),
@@ -39,41 +76,64 @@ pub enum PolicyError {
     /// The guest tried to grow memory past its limit and then failed.
     #[error("P013 policy exceeded its memory limit")]
     Memory,
-    /// The decision cannot be carried out (bad address, not allowed, not supported).
+    /// The guest's answer is not a decision limen can read (an address
+    /// that does not parse, a certificate name that is empty...).
     #[error("P014 policy decision refused: {0}")]
     InvalidDecision(String),
 }
 
-impl PolicyError {
-    /// The code that starts the message (`P003`), for machine-read answers.
+impl CallError {
+    /// The code that starts the message.
     pub fn code(&self) -> &'static str {
         match self {
-            PolicyError::Read { .. } => "P001",
-            PolicyError::Compile(_) => "P002",
-            PolicyError::WrongWorld(_) => "P003",
-            PolicyError::Init(_) => "P004",
-            PolicyError::SelfTest(_) => "P005",
-            PolicyError::Trap(_) => "P010",
-            PolicyError::OutOfFuel => "P011",
-            PolicyError::Deadline => "P012",
-            PolicyError::Memory => "P013",
-            PolicyError::InvalidDecision(_) => "P014",
+            CallError::Init(_) => "P004",
+            CallError::Trap(_) => "P010",
+            CallError::OutOfFuel => "P011",
+            CallError::Deadline => "P012",
+            CallError::Memory => "P013",
+            CallError::InvalidDecision(_) => "P014",
         }
     }
 
-    /// Short label for metrics and logs.
-    pub fn kind(&self) -> &'static str {
+    /// How it counts in `limen_policy_failures_total`.
+    pub fn kind(&self) -> PolicyFailure {
         match self {
-            PolicyError::Read { .. } | PolicyError::Compile(_) | PolicyError::WrongWorld(_) => {
-                "load"
-            }
-            PolicyError::Init(_) => "init",
-            PolicyError::SelfTest(_) => "selftest",
-            PolicyError::Trap(_) => "trap",
-            PolicyError::OutOfFuel => "fuel",
-            PolicyError::Deadline => "deadline",
-            PolicyError::Memory => "memory",
-            PolicyError::InvalidDecision(_) => "invalid_decision",
+            CallError::Init(_) => PolicyFailure::Init,
+            CallError::Trap(_) => PolicyFailure::Trap,
+            CallError::OutOfFuel => PolicyFailure::Fuel,
+            CallError::Deadline => PolicyFailure::Deadline,
+            CallError::Memory => PolicyFailure::Memory,
+            CallError::InvalidDecision(_) => PolicyFailure::InvalidDecision,
+        }
+    }
+}
+
+/// Why a connection's decision did not stand: the policy gave none, or
+/// limen refused the one it gave. Either way the fail mode applies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The decision was refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl Failure {
+    /// The code that starts the message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::Call(error) => error.code(),
+            Failure::Refused(refusal) => refusal.code(),
+        }
+    }
+
+    /// How it counts in `limen_policy_failures_total`.
+    pub fn kind(&self) -> PolicyFailure {
+        match self {
+            Failure::Call(error) => error.kind(),
+            Failure::Refused(refusal) => refusal.kind(),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::engine::PolicyEngine;
 use super::runtime::Policy;
 use super::state::HostState;
 use super::version::{ModuleHash, PolicyVersion};
-use super::{PolicyError, selftest};
+use super::{LoadError, selftest};
 use crate::config::PolicyConfig;
 
 /// Largest module limen reads (an 18 MB Python component fits).
@@ -49,10 +49,10 @@ pub struct Module {
 impl Module {
     /// Read and hash a module file on a blocking thread, refusing one over
     /// [`MAX_MODULE_BYTES`].
-    pub async fn read(path: impl AsRef<Path>) -> Result<Module, PolicyError> {
+    pub async fn read(path: impl AsRef<Path>) -> Result<Module, LoadError> {
         let path = path.as_ref().to_owned();
         blocking(move || {
-            let fail = |reason: String| PolicyError::Read {
+            let fail = |reason: String| LoadError::Read {
                 path: path.display().to_string(),
                 reason,
             };
@@ -76,7 +76,7 @@ impl Module {
     }
 
     /// Hash bytes received otherwise (from `limen swap`), on a blocking thread.
-    pub async fn from_bytes(bytes: Arc<[u8]>) -> Result<Module, PolicyError> {
+    pub async fn from_bytes(bytes: Arc<[u8]>) -> Result<Module, LoadError> {
         blocking(move || {
             Ok(Module {
                 hash: ModuleHash::of(&bytes),
@@ -89,17 +89,14 @@ impl Module {
 
 impl Policy {
     /// Read `settings.module` and [`prepare`](Self::prepare) it.
-    pub async fn load(
-        engine: &PolicyEngine,
-        settings: &PolicyConfig,
-    ) -> Result<Policy, PolicyError> {
+    pub async fn load(engine: &PolicyEngine, settings: &PolicyConfig) -> Result<Policy, LoadError> {
         let module = Module::read(&settings.module).await?;
         Ok(Policy::prepare(engine, settings, &module).await?.0)
     }
 
     /// Load one instance of the configured policy on an engine of its own
     /// (sharing the compile cache): `limen check` and `limen explain`.
-    pub async fn load_offline(settings: &PolicyConfig) -> Result<Policy, PolicyError> {
+    pub async fn load_offline(settings: &PolicyConfig) -> Result<Policy, LoadError> {
         let engine = PolicyEngine::new()?.with_cache(settings.cache.as_deref());
         let settings = PolicyConfig {
             instances: 1,
@@ -115,14 +112,14 @@ impl Policy {
         engine: &PolicyEngine,
         settings: &PolicyConfig,
         module: &Module,
-    ) -> Result<(Policy, LoadReport), PolicyError> {
+    ) -> Result<(Policy, LoadReport), LoadError> {
         let start = Instant::now();
         let (engine2, bytes, hash) = (engine.clone(), module.bytes.clone(), module.hash);
         let (component, source) = blocking(move || {
             engine2
                 .cache
                 .load(&engine2.engine, hash, &bytes)
-                .map_err(|e| PolicyError::Compile(format!("{e:#}")))
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))
         })
         .await?;
         let pre = link(engine, &component)?;
@@ -157,19 +154,19 @@ impl Policy {
 
 /// Type-check: the component must be of the policy world, and import
 /// nothing limen does not provide.
-fn link(engine: &PolicyEngine, component: &Component) -> Result<PolicyPre<HostState>, PolicyError> {
+fn link(engine: &PolicyEngine, component: &Component) -> Result<PolicyPre<HostState>, LoadError> {
     let instance_pre = engine
         .linker
         .instantiate_pre(component)
-        .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
-    PolicyPre::new(instance_pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))
+        .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+    PolicyPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))
 }
 
 /// Run file reading, hashing or compiling where it cannot stall connections.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, PolicyError> + Send + 'static,
-) -> Result<T, PolicyError> {
+    work: impl FnOnce() -> Result<T, LoadError> + Send + 'static,
+) -> Result<T, LoadError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| PolicyError::Compile(format!("loader thread failed: {e}")))?
+        .map_err(|e| LoadError::Compile(format!("loader thread failed: {e}")))?
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use cache::{ComponentCache, Source};
 pub use engine::PolicyEngine;
-pub use error::PolicyError;
+pub use error::{CallError, Failure, LoadError};
 pub use load::{LoadReport, MAX_MODULE_BYTES, Module};
 pub use runtime::{Policy, Verdict};
 pub use version::{ModuleHash, PolicyVersion};

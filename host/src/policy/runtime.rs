@@ -16,7 +16,7 @@ use super::bindings::{PolicyPre, PolicyWorld};
 use super::engine::{EPOCH_TICK, PolicyEngine};
 use super::state::HostState;
 use super::version::PolicyVersion;
-use super::{Connection, PolicyError, convert};
+use super::{CallError, Connection, LoadError, convert};
 use crate::config::{INIT_BUDGET_FACTOR, PolicyConfig};
 use crate::decision::{Decision, Rule};
 use crate::hello::HelloSummary;
@@ -63,10 +63,10 @@ impl Policy {
         &self,
         conn: &Connection,
         hello: Option<&HelloSummary>,
-    ) -> Result<Verdict, PolicyError> {
+    ) -> Result<Verdict, CallError> {
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,
-            None => self.instantiate().await?,
+            None => self.instantiate().await.map_err(CallError::Init)?,
         };
         let conn = convert::connection(conn);
         let hello = hello.map(convert::client_hello);
@@ -80,7 +80,7 @@ impl Policy {
         let result = match tokio::time::timeout(self.settings.timeout + 2 * EPOCH_TICK, call).await
         {
             Ok(result) => result,
-            Err(_) => return Err(PolicyError::Deadline),
+            Err(_) => return Err(CallError::Deadline),
         };
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));
         match result {
@@ -91,7 +91,7 @@ impl Policy {
                     // A full pool means more instances exist than are needed: drop this one.
                     let _ = self.idle.push(instance);
                 }
-                let decision = convert::decision(decision).map_err(PolicyError::InvalidDecision)?;
+                let decision = convert::decision(decision).map_err(CallError::InvalidDecision)?;
                 Ok(Verdict {
                     decision,
                     fuel_used,
@@ -104,25 +104,26 @@ impl Policy {
     }
 
     /// Top the pool up to `settings.instances` warm instances.
-    pub(super) async fn fill(&self) -> Result<(), PolicyError> {
+    pub(super) async fn fill(&self) -> Result<(), LoadError> {
         while self.idle.len() < self.settings.instances {
-            let instance = self.instantiate().await?;
+            let instance = self.instantiate().await.map_err(LoadError::Init)?;
             let _ = self.idle.push(instance);
         }
         Ok(())
     }
 
-    pub(super) async fn instantiate(&self) -> Result<Instance, PolicyError> {
+    /// A fresh instance that ran `init`, or why not.
+    async fn instantiate(&self) -> Result<Instance, String> {
         let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
         tokio::time::timeout(
             init_time + 2 * EPOCH_TICK,
             self.instantiate_within(init_time),
         )
         .await
-        .unwrap_or_else(|_| Err(PolicyError::Init("init missed its deadline".into())))
+        .unwrap_or_else(|_| Err("init missed its deadline".into()))
     }
 
-    async fn instantiate_within(&self, init_time: Duration) -> Result<Instance, PolicyError> {
+    async fn instantiate_within(&self, init_time: Duration) -> Result<Instance, String> {
         let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
@@ -131,12 +132,11 @@ impl Policy {
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| PolicyError::Init(classify(&e, store.data()).to_string()))?;
+            .map_err(|e| classify(&e, store.data()).to_string())?;
         world
             .call_init(&mut store, &self.settings.config_json)
             .await
-            .map_err(|e| PolicyError::Init(classify(&e, store.data()).to_string()))?
-            .map_err(PolicyError::Init)?;
+            .map_err(|e| classify(&e, store.data()).to_string())??;
         if store.data_mut().settle_memory() && !self.memory_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 memory_limit = self.settings.memory,
@@ -166,14 +166,14 @@ fn arm(store: &mut Store<HostState>, fuel: u64, timeout: Duration) {
     store.set_epoch_deadline(PolicyEngine::ticks_for(timeout));
 }
 
-fn classify(error: &wasmtime::Error, state: &HostState) -> PolicyError {
+fn classify(error: &wasmtime::Error, state: &HostState) -> CallError {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => PolicyError::OutOfFuel,
-        Some(Trap::Interrupt) => PolicyError::Deadline,
-        _ if state.memory_refused => PolicyError::Memory,
-        Some(trap) => PolicyError::Trap(trap.to_string()),
+        Some(Trap::OutOfFuel) => CallError::OutOfFuel,
+        Some(Trap::Interrupt) => CallError::Deadline,
+        _ if state.memory_refused => CallError::Memory,
+        Some(trap) => CallError::Trap(trap.to_string()),
         // Not a trap: the guest's answer could not be lifted (bad UTF-8, bad
         // discriminant...), which is the guest's fault too.
-        None => PolicyError::InvalidDecision(format!("{error:#}")),
+        None => CallError::InvalidDecision(format!("{error:#}")),
     }
 }

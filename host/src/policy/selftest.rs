@@ -3,19 +3,22 @@
 //! client) through the candidate's own `route`, compared with the decisions
 //! the config expects. One mismatch or failure refuses the candidate.
 
+use std::sync::Arc;
+
 use super::runtime::Policy;
-use super::{Connection, PolicyError};
+use super::{Connection, LoadError};
 use crate::config::Expectation;
-use crate::hello::{self, HelloSummary, Progress};
+use crate::hello::{self, Examined, HelloSummary};
+use crate::plan;
 
 /// Run every sample; the number that passed (all of them) or why not.
-pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize, PolicyError> {
+pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize, LoadError> {
     for (i, sample) in expect.iter().enumerate() {
         let what = format!(
             "expect[{i}] (sni {})",
             sample.sni.as_deref().unwrap_or("none")
         );
-        let fail = |why: String| PolicyError::SelfTest(format!("{what}: {why}"));
+        let fail = |why: String| LoadError::SelfTest(format!("{what}: {why}"));
         let hello = summary(sample).map_err(fail)?;
         let conn = Connection {
             client: sample.client,
@@ -29,6 +32,12 @@ pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize
         let got = verdict.decision.to_string();
         if got != sample.decision {
             return Err(fail(format!("expected {}, got {got}", sample.decision)));
+        }
+        // The decision it was expected to make must also be one limen
+        // carries out, by the same rules as a live connection.
+        let rules = plan::offline(&policy.settings().rules);
+        if let Err(refusal) = plan::plan(&rules, verdict.decision, Some(&Arc::new(hello))) {
+            return Err(fail(format!("{got} is what was expected, but {refusal}")));
         }
     }
     Ok(expect.len())
@@ -44,7 +53,7 @@ const WARM_UP_SNI: &str = "warm-up.limen.invalid";
 /// self-test's job, with decisions the operator wrote down (a policy may
 /// fail on purpose, to exercise the fail mode). An instance that fails is
 /// dropped by `decide`, and the caller refills the pool.
-pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), PolicyError> {
+pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), LoadError> {
     let sample = Expectation {
         sni: Some(WARM_UP_SNI.into()),
         alpn: Vec::new(),
@@ -53,7 +62,7 @@ pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), Policy
         local: ([192, 0, 2, 2], 443).into(),
         decision: String::new(),
     };
-    let hello = summary(&sample).map_err(PolicyError::SelfTest)?;
+    let hello = summary(&sample).map_err(LoadError::SelfTest)?;
     let conn = Connection {
         client: sample.client,
         local: sample.local,
@@ -71,7 +80,7 @@ pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), Policy
     // default is 1 M): say so before every connection meets `on_error`.
     if let Some(error) = failed {
         tracing::warn!(
-            kind = error.kind(),
+            kind = error.kind().as_str(),
             "the warm-up route call failed ({error}); if real connections fail the same way, \
              raise [policy] fuel, timeout or memory"
         );
@@ -81,8 +90,8 @@ pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), Policy
 
 fn summary(sample: &Expectation) -> Result<HelloSummary, String> {
     let bytes = hello::synthesise(sample.sni.as_deref(), &sample.alpn)?;
-    match hello::frame(&bytes, bytes.len()).map_err(|e| e.to_string())? {
-        Progress::Complete(framed) => HelloSummary::parse(&framed).map_err(|e| e.to_string()),
+    match hello::examine(&bytes, bytes.len()).map_err(|e| e.to_string())? {
+        Examined::Hello(hello) => Ok(hello),
         _ => Err("the synthesised ClientHello did not frame".into()),
     }
 }

@@ -46,3 +46,16 @@ pub enum TlsError {
     #[error("E034 upstream_tls: {0}")]
     Trust(String),
 }
+
+impl TlsError {
+    /// The code that starts the message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TlsError::Read { .. } => "E030",
+            TlsError::Pem { .. } => "E031",
+            TlsError::KeyMismatch { .. } => "E032",
+            TlsError::Key { .. } => "E033",
+            TlsError::Trust(_) => "E034",
+        }
+    }
+}

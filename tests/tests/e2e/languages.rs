@@ -212,7 +212,7 @@ async fn an_instance_near_its_memory_limit_is_replaced_before_a_call_fails() -> 
 /// config that loads in one language loads in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_regex_services_refuse_the_same_bad_configs() -> anyhow::Result<()> {
-    use limen::policy::{Policy, PolicyError};
+    use limen::policy::{LoadError, Policy};
 
     let bad = [
         ("an unknown field", r#"{"rules":[],"bogus":1}"#),
@@ -246,7 +246,7 @@ async fn all_four_regex_services_refuse_the_same_bad_configs() -> anyhow::Result
     for name in REGEX_SERVICES {
         for (what, json) in bad {
             match Policy::load_offline(&offline(name, json)).await {
-                Err(PolicyError::Init(message)) => {
+                Err(LoadError::Init(message)) => {
                     assert!(!message.is_empty(), "{name}, {what}: an empty reason")
                 }
                 Err(other) => panic!("{name}, {what}: refused, but not by init: {other}"),

@@ -7,6 +7,7 @@ mod bulk;
 mod cases;
 mod cli;
 mod common;
+mod explain_parity;
 mod faults;
 mod fingerprint;
 mod languages;

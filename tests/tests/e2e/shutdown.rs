@@ -96,3 +96,69 @@ async fn idle_connections_are_closed() -> anyhow::Result<()> {
     );
     limen.stop().await
 }
+
+/// Connections still peeking, still waiting for the policy, or piping when
+/// the grace period ends each leave their access log line, `end=shutdown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_closed_connections_each_leave_an_access_log_line() -> anyhow::Result<()> {
+    let up = backend::echo().await?;
+    let path = crate::common::scratch("shutdown-access.log");
+    let toml = config(
+        &guests::example("misbehave"),
+        &format!("upstream = \"{up}\""),
+        "timeout = \"30s\"",
+        &format!(
+            "[limits]\nshutdown_grace = \"300ms\"\nhello_timeout = \"30s\"\n\
+             [access_log]\npath = \"{}\"\nformat = \"json\"",
+            path.display()
+        ),
+    );
+    let limen = Running::start(&toml).await?;
+    // Peeking: a record header announcing 512 bytes, then nothing.
+    let mut peeking = TcpStream::connect(limen.addr).await?;
+    peeking.write_all(b"\x16\x03\x01\x02\x00").await?;
+    // Deciding: the policy sleeps 10 s in a WASI call for `sleep.*`.
+    let mut deciding = TcpStream::connect(limen.addr).await?;
+    deciding
+        .write_all(&limen::explain::synthesise("sleep.test", &[])?)
+        .await?;
+    // Piping: routed to the echo upstream, and kept open.
+    let hello = limen::explain::synthesise("print.test", &[])?;
+    let mut piping = TcpStream::connect(limen.addr).await?;
+    piping.write_all(&hello).await?;
+    let mut back = vec![0u8; hello.len()];
+    tokio::time::timeout(WAIT, piping.read_exact(&mut back)).await??;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(WAIT, limen.stop()).await??;
+
+    let text = std::fs::read_to_string(&path)?;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 3, "one line per connection:\n{text}");
+    for line in &lines {
+        assert_eq!(line["end"], "shutdown", "{line}");
+    }
+    let by_sni = |sni: Option<&str>| {
+        lines
+            .iter()
+            .find(|l| l["sni"].as_str() == sni)
+            .unwrap_or_else(|| panic!("no line for {sni:?} in\n{text}"))
+    };
+    let peeked = by_sni(None);
+    assert_eq!(
+        (&peeked["action"], &peeked["result"]),
+        (&"none".into(), &serde_json::Value::Null)
+    );
+    let decided = by_sni(Some("sleep.test"));
+    assert_eq!(
+        (&decided["action"], &decided["result"]),
+        (&"none".into(), &serde_json::Value::Null)
+    );
+    let piped = by_sni(Some("print.test"));
+    assert_eq!(piped["action"], "passthrough");
+    assert_eq!(piped["bytes_up"], hello.len());
+    drop((peeking, deciding, piping));
+    Ok(())
+}

@@ -221,6 +221,11 @@ pub(crate) struct TestArgs {
     /// `.json` file, JSON. Default: `{}`.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// The limen config the policy runs under: each decision is also
+    /// checked against its allow-list, listeners and certificate names, as
+    /// `limen explain` and a live limen check it.
+    #[arg(long)]
+    limen_config: Option<PathBuf>,
     /// The cases file.
     cases: PathBuf,
 }
@@ -254,10 +259,14 @@ pub(crate) fn test(args: &TestArgs) -> anyhow::Result<()> {
     if let Some(memory) = file.limits.memory {
         settings.memory = usize::try_from(memory).unwrap_or(usize::MAX);
     }
+    let rules = match &args.limen_config {
+        Some(path) => Some(limen::Config::load(path)?.policy.rules),
+        None => None,
+    };
     let base = args.cases.parent().unwrap_or(Path::new("."));
     let outcomes = small_runtime()?.block_on(async {
         let policy = Policy::load_offline(&settings).await?;
-        anyhow::Ok(cases::run(&policy, &file, base).await)
+        anyhow::Ok(cases::run(&policy, &file, base, rules.as_ref()).await)
     })?;
     let failed = cases::report(&outcomes, &mut std::io::stdout().lock())?;
     if failed > 0 {
