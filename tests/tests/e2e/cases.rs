@@ -151,3 +151,74 @@ fn cases_can_replay_recorded_hellos() {
         "{stdout}"
     );
 }
+
+/// With `--limen-config`, `limen test` plans each decision against limen's
+/// rules as a live limen does: a route outside the allow-list, or to one of
+/// limen's own listeners, is `error:invalid_decision` with the refusal;
+/// without it, the policy's decision is all that is checked.
+#[test]
+fn limen_test_applies_limen_rules_when_given_its_config() -> anyhow::Result<()> {
+    let dir = scratch("cases-limen-config");
+    std::fs::create_dir_all(&dir)?;
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"routes = [
+  { match = "a.test", upstream = "127.0.0.1:9451" },
+  { match = "out.test", upstream = "10.255.0.1:443" },
+  { match = "own.test", upstream = "127.0.0.1:8443" },
+]"#,
+    )?;
+    let limen_config = dir.join("limen.toml");
+    std::fs::write(
+        &limen_config,
+        format!(
+            "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:8443\"\n\
+             [policy]\nmodule = \"{}\"\n[upstreams]\nallow = [\"127.0.0.0/8\"]\n",
+            guests::example("static-routes").display()
+        ),
+    )?;
+    let case =
+        |sni: &str, expect: &str| format!("[[case]]\nsni = \"{sni}\"\nexpect = \"{expect}\"\n");
+    let planned = dir.join("planned.toml");
+    std::fs::write(
+        &planned,
+        [
+            case("a.test", "passthrough:127.0.0.1:9451"),
+            case("out.test", "error:invalid_decision"),
+            case("own.test", "error:invalid_decision"),
+        ]
+        .concat(),
+    )?;
+    let run = |extra: &[&Path], cases: &Path| {
+        let mut command = Command::new(limen());
+        command
+            .arg("test")
+            .arg("--module")
+            .arg(guests::example("static-routes"));
+        command.arg("--config").arg(&policy);
+        for path in extra {
+            command.arg("--limen-config").arg(path);
+        }
+        let out = command.arg(cases).env("RUST_LOG", "warn").output()?;
+        anyhow::Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (ok, stdout) = run(&[&limen_config], &planned)?;
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.ends_with("3 case(s): 3 passed, 0 failed\n"),
+        "{stdout}"
+    );
+    // The same cases without limen's config: the policy's own decisions.
+    let (ok, stdout) = run(&[], &planned)?;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains("+ got:      passthrough:10.255.0.1:443")
+            && stdout.contains("+ got:      passthrough:127.0.0.1:8443"),
+        "{stdout}"
+    );
+    Ok(())
+}

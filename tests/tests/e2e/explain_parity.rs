@@ -132,3 +132,22 @@ async fn terminate_without_a_hello_is_refused_live_and_offline() -> anyhow::Resu
     );
     Ok(())
 }
+
+/// `[[policy.expect]]` plans its samples too: a sample the policy decides as
+/// written, but that limen would refuse (here: outside the allow-list),
+/// refuses the policy at start with `P005` and the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_test_sample_limen_would_refuse_refuses_the_policy() -> anyhow::Result<()> {
+    let routes = r#"routes = [{ match = "out.test", upstream = "10.255.0.1:443" }]"#;
+    let expect = "[[policy.expect]]\nsni = \"out.test\"\ndecision = \"passthrough:10.255.0.1:443\"";
+    let toml = config(&guests::example("static-routes"), routes, "", expect);
+    let error = Running::start(&toml).await.err().expect("refused at start");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("P005") && text.contains("not in the allow-list"),
+        "{text}"
+    );
+    // Inside the allow-list, the same sample passes.
+    let allowed = toml.replace("10.255.0.1:443", "127.0.0.1:9");
+    Running::start(&allowed).await?.stop().await
+}

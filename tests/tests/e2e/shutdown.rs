@@ -106,7 +106,7 @@ async fn force_closed_connections_each_leave_an_access_log_line() -> anyhow::Res
     let toml = config(
         &guests::example("misbehave"),
         &format!("upstream = \"{up}\""),
-        "timeout = \"30s\"",
+        "timeout = \"1s\"",
         &format!(
             "[limits]\nshutdown_grace = \"300ms\"\nhello_timeout = \"30s\"\n\
              [access_log]\npath = \"{}\"\nformat = \"json\"",
