@@ -33,11 +33,8 @@ while read -r name upstream _; do
     routes+="  { pattern = '$pattern', upstream = \"$upstream\" },"$'\n'
   else routes+="  { match = '$name', upstream = \"$upstream\" },"$'\n'; fi
 done < "$ROUTES"
-if [[ $(basename "$GUEST") == regex-services* ]]; then
-  key=rules fuel="fuel = 20_000_000   # a JavaScript decision needs ~0.9 M"
-else
-  key=routes fuel=""
-fi
+# limen's default fuel (10 M) fits every language's regex-services.
+if [[ $(basename "$GUEST") == regex-services* ]]; then key=rules; else key=routes; fi
 
 cat > "$CFG" <<CONF
 [[listeners]]
@@ -46,7 +43,6 @@ bind = "127.0.0.1:$PORT"
 
 [policy]
 module = "$GUEST"
-$fuel
 ${LIMEN_POLICY_EXTRA:-}
 
 [policy.config]
