@@ -6,4 +6,6 @@ pub(crate) mod pipe;
 pub(crate) mod proxy_header;
 pub(crate) mod reject;
 pub(crate) mod replay;
+#[cfg(target_os = "linux")]
+pub(crate) mod splice;
 pub(crate) mod terminate;

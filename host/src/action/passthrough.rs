@@ -24,6 +24,11 @@ pub(crate) async fn run(
     } else {
         [header, peeked].concat()
     };
+    #[cfg(target_os = "linux")]
+    if super::splice::available() {
+        let idle = limits.idle_timeout;
+        return super::splice::run(client, upstream, &preamble, replayed, idle, force_close).await;
+    }
     pipe::run(
         client,
         upstream,

@@ -113,7 +113,7 @@ async fn write_all_flush<U: AsyncWrite + Unpin>(upstream: &mut U, bytes: &[u8]) 
 }
 
 /// Resolves once no byte has moved for `idle`.
-async fn idle_watch(activity: &AtomicU64, start: Instant, idle: Duration) {
+pub(super) async fn idle_watch(activity: &AtomicU64, start: Instant, idle: Duration) {
     loop {
         let last = Duration::from_millis(activity.load(Ordering::Relaxed));
         let deadline = start + last + idle;
@@ -124,9 +124,10 @@ async fn idle_watch(activity: &AtomicU64, start: Instant, idle: Duration) {
     }
 }
 
-const NO_EOF: u8 = 0;
-const CLIENT: u8 = 1;
-const UPSTREAM: u8 = 2;
+/// Who reached end-of-stream first: nobody yet, the client, the upstream.
+pub(super) const NO_EOF: u8 = 0;
+pub(super) const CLIENT: u8 = 1;
+pub(super) const UPSTREAM: u8 = 2;
 
 /// Counts bytes read from one side, stamps the time of the last activity and
 /// notes which side reached end-of-stream first (who closed the connection).

@@ -1,6 +1,6 @@
 //! The routing policy: a sandboxed Wasm component. All of wasmtime lives here.
 //!
-//! `engine` holds the process-wide compiler and epoch ticker, `load` makes a
+//! `engine` holds the process-wide compiler (`deadline` times calls), `load` makes a
 //! policy ready (`cache` keeps compiled code on disk, `selftest` runs the
 //! expected decisions, `version` names the result), `runtime` holds a loaded
 //! policy with its warm instances, `state` what an instance can reach,
@@ -9,6 +9,7 @@
 mod bindings;
 mod cache;
 mod convert;
+mod deadline;
 mod engine;
 mod error;
 mod load;

@@ -7,13 +7,14 @@
 //! dropped: after a trap its state cannot be trusted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{PolicyPre, PolicyWorld};
-use super::engine::{EPOCH_TICK, PolicyEngine};
+use super::deadline::Deadline;
+use super::engine::{PolicyEngine, YIELD_EVERY};
 use super::state::HostState;
 use super::version::PolicyVersion;
 use super::{CallError, Connection, LoadError, convert};
@@ -71,16 +72,13 @@ impl Policy {
         let conn = convert::connection(conn);
         let hello = hello.map(convert::client_hello);
         let budget = self.settings.fuel;
-        arm(&mut instance.store, budget, self.settings.timeout);
-        // The epoch deadline stops a guest that computes; this stops one that
-        // waits in a WASI call (a sleep, a poll), where no epoch check runs.
+        arm(&mut instance.store, budget);
         let call = instance
             .world
             .call_route(&mut instance.store, &conn, hello.as_ref());
-        let result = match tokio::time::timeout(self.settings.timeout + 2 * EPOCH_TICK, call).await
-        {
-            Ok(result) => result,
-            Err(_) => return Err(CallError::Deadline),
+        let result = match within(self.settings.timeout, call).await {
+            Some(result) => result,
+            None => return Err(CallError::Deadline),
         };
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));
         match result {
@@ -115,19 +113,16 @@ impl Policy {
     /// A fresh instance that ran `init`, or why not.
     async fn instantiate(&self) -> Result<Instance, String> {
         let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
-        tokio::time::timeout(
-            init_time + 2 * EPOCH_TICK,
-            self.instantiate_within(init_time),
-        )
-        .await
-        .unwrap_or_else(|_| Err("init missed its deadline".into()))
+        within(init_time, self.instantiate_fueled())
+            .await
+            .unwrap_or_else(|| Err("init missed its deadline".into()))
     }
 
-    async fn instantiate_within(&self, init_time: Duration) -> Result<Instance, String> {
+    async fn instantiate_fueled(&self) -> Result<Instance, String> {
         let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
-        arm(&mut store, init_fuel, init_time);
+        arm(&mut store, init_fuel);
         let world = self
             .pre
             .instantiate_async(&mut store)
@@ -158,18 +153,31 @@ impl Policy {
     }
 }
 
-/// Give the store a fresh fuel budget and deadline before a call.
-fn arm(store: &mut Store<HostState>, fuel: u64, timeout: Duration) {
+/// Give the store a fresh fuel budget before a call, and make the guest
+/// yield every [`YIELD_EVERY`] of it so its deadline can be checked.
+fn arm(store: &mut Store<HostState>, fuel: u64) {
     store.data_mut().start_call();
-    // Fuel is on for every store of this engine, so this cannot fail.
+    // Fuel is on for every store of this engine, and calls are async, so
+    // neither can fail.
     let _ = store.set_fuel(fuel);
-    store.set_epoch_deadline(PolicyEngine::ticks_for(timeout));
+    let _ = store.fuel_async_yield_interval(Some(YIELD_EVERY));
+}
+
+/// `call`'s output, or `None` when it outlasts `timeout`: checked at each of
+/// the guest's fuel yields (a computing guest) and by a tokio timer (a guest
+/// waiting in a WASI call, which does not yield).
+async fn within<F: Future>(timeout: Duration, call: F) -> Option<F::Output> {
+    let call = std::pin::pin!(call);
+    let deadline = Deadline::new(call, Instant::now() + timeout);
+    match tokio::time::timeout(timeout, deadline).await {
+        Ok(Ok(output)) => Some(output),
+        Ok(Err(_)) | Err(_) => None,
+    }
 }
 
 fn classify(error: &wasmtime::Error, state: &HostState) -> CallError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::OutOfFuel,
-        Some(Trap::Interrupt) => CallError::Deadline,
         _ if state.memory_refused => CallError::Memory,
         Some(trap) => CallError::Trap(trap.to_string()),
         // Not a trap: the guest's answer could not be lifted (bad UTF-8, bad

@@ -1,0 +1,182 @@
+//! Passthrough's copy on Linux: splice(2) from one socket into a pipe and
+//! from the pipe into the other socket, so the bytes never enter limen's
+//! memory. Each direction waits for readiness first and only then takes a
+//! pipe from this thread's pool, giving it back once drained: an idle
+//! connection holds no pipe and no buffer, only its sockets.
+//!
+//! Same contract as `pipe::run` (half-close, idle timeout, shutdown, byte
+//! counts, who closed first); `pipe::run` remains for terminated
+//! connections and wherever a pipe cannot be had.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, idle_watch};
+use crate::outcome::End;
+
+/// Bytes moved per splice call: a pipe's default capacity.
+const CHUNK: usize = 64 * 1024;
+
+/// Idle pipes kept per thread; more are closed when given back.
+const POOL: usize = 64;
+
+thread_local! {
+    static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty pipe: (read end, write end).
+struct Pipe(OwnedFd, OwnedFd);
+
+impl Pipe {
+    fn take() -> io::Result<Pipe> {
+        if let Some(pipe) = PIPES.with_borrow_mut(Vec::pop) {
+            return Ok(pipe);
+        }
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        Ok(Pipe(read, write))
+    }
+
+    /// Back to the pool; only ever called on an empty pipe.
+    fn give(self) {
+        PIPES.with_borrow_mut(|pool| {
+            if pool.len() < POOL {
+                pool.push(self);
+            }
+        });
+    }
+}
+
+/// Whether this thread can splice at all (a pipe can be made).
+pub(crate) fn available() -> bool {
+    match Pipe::take() {
+        Ok(pipe) => {
+            pipe.give();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Write `preamble` upstream, then splice both ways until both directions
+/// are done, nothing moves for `idle`, or `force_close`.
+pub(crate) async fn run(
+    client: TcpStream,
+    mut upstream: TcpStream,
+    preamble: &[u8],
+    replayed: usize,
+    idle: Duration,
+    force_close: &CancellationToken,
+) -> Report {
+    let written = tokio::select! {
+        result = upstream.write_all(preamble) => if result.is_ok() { None } else { Some(End::IoError) },
+        () = tokio::time::sleep(idle) => Some(End::IdleTimeout),
+        () = force_close.cancelled() => Some(End::Shutdown),
+    };
+    if let Some(end) = written {
+        return Report {
+            up: 0,
+            down: 0,
+            end,
+        };
+    }
+    let meter = Meter {
+        start: Instant::now(),
+        activity: AtomicU64::new(0),
+        first_eof: AtomicU8::new(NO_EOF),
+    };
+    let (up, down) = (AtomicU64::new(replayed as u64), AtomicU64::new(0));
+    let both = async {
+        tokio::try_join!(
+            one_way(&client, &upstream, &up, &meter, CLIENT),
+            one_way(&upstream, &client, &down, &meter, UPSTREAM),
+        )
+    };
+    let end = tokio::select! {
+        result = both => match (result, meter.first_eof.load(Ordering::Relaxed)) {
+            (Ok(_), UPSTREAM) => End::UpstreamClose,
+            (Ok(_), _) => End::ClientClose,
+            (Err(_), _) => End::IoError,
+        },
+        () = idle_watch(&meter.activity, meter.start, idle) => End::IdleTimeout,
+        () = force_close.cancelled() => End::Shutdown,
+    };
+    Report {
+        up: up.into_inner(),
+        down: down.into_inner(),
+        end,
+    }
+}
+
+/// What both directions note: the last activity and who reached EOF first.
+struct Meter {
+    start: Instant,
+    activity: AtomicU64,
+    first_eof: AtomicU8,
+}
+
+/// `from` → `to` until `from` ends; then `to`'s write half is shut down.
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    bytes: &AtomicU64,
+    meter: &Meter,
+    side: u8,
+) -> io::Result<()> {
+    loop {
+        from.readable().await?;
+        let pipe = Pipe::take()?;
+        let read = from.try_io(Interest::READABLE, || {
+            Ok(splice(from, None, &pipe.1, None, CHUNK, flags())?)
+        });
+        let n = match read {
+            Ok(0) => {
+                pipe.give();
+                let _ = meter.first_eof.compare_exchange(
+                    NO_EOF,
+                    side,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                // A peer that is already gone makes this fail; the other
+                // direction then sees that for itself.
+                let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                pipe.give();
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let millis = u64::try_from(meter.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        meter.activity.store(millis, Ordering::Relaxed);
+        // On an error the pipe may hold bytes: it is closed, not pooled.
+        let mut left = n;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                Ok(splice(&pipe.0, None, to, None, left, flags())?)
+            }) {
+                Ok(m) => left -= m,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+        pipe.give();
+    }
+}
+
+fn flags() -> SpliceFlags {
+    SpliceFlags::MOVE | SpliceFlags::NONBLOCK
+}
