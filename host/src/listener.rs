@@ -6,6 +6,7 @@
 //! logged and retried with a backoff; they never end the loop.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -16,6 +17,9 @@ use tokio_util::task::TaskTracker;
 use crate::connection;
 use crate::live::Live;
 use crate::policy::Connection;
+
+/// The first connection logs its task's size (debug), once per process.
+static SIZE_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Everything an accept loop shares with the server.
 pub(crate) struct Serve {
@@ -92,9 +96,15 @@ pub(crate) async fn run(
         // while it runs.
         let snapshot = serve.live.load();
         let (metrics, force_close) = (metrics.clone(), serve.force_close.clone());
-        serve.tracker.spawn(async move {
+        let task = async move {
             connection::handle(stream, conn, snapshot, metrics, force_close).await;
             drop(permit);
-        });
+        };
+        // What every connection costs before it does anything: its task.
+        if !SIZE_LOGGED.swap(true, Ordering::Relaxed) {
+            let bytes = std::mem::size_of_val(&task);
+            tracing::debug!(bytes, "connection task size");
+        }
+        serve.tracker.spawn(task);
     }
 }

@@ -65,7 +65,13 @@ impl Decided {
                 trail.acting(access::Action::Terminate(certificate), upstream);
                 let listener = active.metrics();
                 let planned = (&terminate, config, &addrs[..]);
-                terminated(cx, trail, listener, stream, bytes, &hello, planned).await
+                // Boxed: a TLS session's state is large, and a future is as
+                // large as its largest stage, which every passthrough
+                // connection would otherwise carry from accept.
+                Box::pin(terminated(
+                    cx, trail, listener, stream, bytes, &hello, planned,
+                ))
+                .await
             }
         };
         trail.ended(moved, end);

@@ -270,7 +270,9 @@ pub(crate) async fn handle(
             let Some(peeked) = accepted.peek(&cx, &mut trail).await else {
                 return;
             };
-            let decided = peeked.decide(&cx, &mut trail).await;
+            // Boxed for the moment it runs: the policy call's state would
+            // otherwise be carried by every connection for its whole life.
+            let decided = Box::pin(peeked.decide(&cx, &mut trail)).await;
             decided.execute(&cx, &mut trail).await;
         };
         // When the shutdown grace period is over, every stage ends, not only
