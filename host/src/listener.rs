@@ -79,12 +79,17 @@ pub(crate) async fn run(
             }
         };
         backoff = Duration::from_millis(5);
-        let local = match stream.local_addr() {
-            Ok(local) => local,
-            Err(error) => {
-                tracing::warn!(listener = %name, %client, "dropped: no local address: {error}");
-                continue;
-            }
+        // A listener bound to one address accepts only on it: ask the kernel
+        // (getsockname) only for a wildcard bind.
+        let local = match addr {
+            Some(addr) if !addr.ip().is_unspecified() => addr,
+            _ => match stream.local_addr() {
+                Ok(local) => local,
+                Err(error) => {
+                    tracing::warn!(listener = %name, %client, "dropped: no local address: {error}");
+                    continue;
+                }
+            },
         };
         metrics.accepted.inc();
         let conn = Connection {

@@ -1,0 +1,37 @@
+#!/bin/bash
+# limen beside nginx, HAProxy and HAProxy with splice, in one peerbench run:
+# phases b (router CPU per connection), c (bulk CPU per GiB) and d (memory per
+# connection), then the kit's table (results/<stamp>/table.md).
+#
+#   bench/peerbench.sh [LIMEN_BIN ...] [-- run.sh options]
+#   e.g. bench/peerbench.sh /tmp/limen-base target/release/limen -- --reps 2 --dur 5
+#
+# Each LIMEN_BIN is a router of its own (named limen, limen2, ...; ports 8449+),
+# so a before/after pair is measured in the same run. Default: a release
+# build of this checkout (built if missing). The kit is set up in
+# ${PEERBENCH_DIR:-/tmp/peerbench} from ../shared/peerbench if it is not yet.
+# Quote ratios only from one run, and check its "foreign CPU" line: a loaded
+# machine gives no figure.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+KIT=${PEERBENCH_SRC:-$ROOT/../shared/peerbench}
+PB=${PEERBENCH_DIR:-${TMPDIR:-/tmp}/peerbench}
+bins=() extra=()
+while [ $# -gt 0 ]; do
+  case $1 in --) shift; extra=("$@"); break;; *) bins+=("$1"); shift;; esac
+done
+if [ ${#bins[@]} -eq 0 ]; then
+  (cd "$ROOT" && cargo build --release -q -p limen)
+  bins=("$ROOT/target/release/limen")
+fi
+[ -x "$PB/bin/pb" ] || bash "$KIT/setup.sh"
+(cd "$ROOT" && cargo xtask guests >/dev/null)
+guest=$ROOT/target/guests/static-routes.wasm
+routers=() port=8449 n=0
+for bin in "${bins[@]}"; do
+  n=$((n + 1)); name=limen; [ $n -gt 1 ] && name=limen$n
+  routers+=(--router "$name=$port=env RUST_LOG=warn $ROOT/bench/peerbench-limen.sh $bin $guest {PORT} {ROUTES} {RUNDIR}")
+  port=$((port + 1))
+done
+cd "$PB"
+./run.sh --routers direct,nginx,haproxy,haproxy-splice "${routers[@]}" --phases b,c,d "${extra[@]}"
