@@ -23,8 +23,10 @@ use tokio_util::sync::CancellationToken;
 use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, idle_watch};
 use crate::outcome::End;
 
-/// Bytes moved per splice call: a pipe's default capacity.
-const CHUNK: usize = 64 * 1024;
+/// Bytes moved per splice call, and the capacity asked of each pipe (the
+/// kernel's default is 64 KiB; a pipe's pages exist only while it holds
+/// bytes, and a pipe is only held while they are in flight).
+const CHUNK: usize = 512 * 1024;
 
 /// Idle pipes kept per thread; more are closed when given back.
 const POOL: usize = 64;
@@ -42,6 +44,9 @@ impl Pipe {
             return Ok(pipe);
         }
         let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        // Fewer, larger moves for bulk transfers; the default size (refused
+        // beyond /proc/sys/fs/pipe-max-size for unprivileged users) also works.
+        let _ = rustix::pipe::fcntl_setpipe_size(&write, CHUNK);
         Ok(Pipe(read, write))
     }
 
