@@ -145,15 +145,20 @@ async fn one_way(
         let n = match read {
             Ok(0) => {
                 pipe.give();
-                let _ = meter.first_eof.compare_exchange(
+                let first = meter.first_eof.compare_exchange(
                     NO_EOF,
                     side,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
-                // A peer that is already gone makes this fail; the other
-                // direction then sees that for itself.
-                let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+                // Half-close: pass the FIN on while the other direction still
+                // runs. When that one has ended already, both sockets close
+                // at once, which sends the FIN anyway: one syscall fewer. A
+                // peer that is already gone makes shutdown fail; the other
+                // direction sees that for itself.
+                if first.is_ok() {
+                    let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+                }
                 return Ok(());
             }
             Ok(n) => n,
