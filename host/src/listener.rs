@@ -82,7 +82,7 @@ pub(crate) async fn run(
         // A listener bound to one address accepts only on it: ask the kernel
         // (getsockname) only for a wildcard bind.
         let local = match addr {
-            Some(addr) if !addr.ip().is_unspecified() => addr,
+            Some(addr) if !addr.ip().to_canonical().is_unspecified() => addr,
             _ => match stream.local_addr() {
                 Ok(local) => local,
                 Err(error) => {

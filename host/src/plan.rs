@@ -159,7 +159,9 @@ fn check_upstream<C: ?Sized>(rules: &Rules<'_, C>, addr: &UpstreamAddr) -> Resul
 /// rule (`by_name`) trusts DNS, but not to point at this host's own loopback
 /// or link-local services: those need an address rule.
 pub(crate) fn admits(rules: &Rules<'_, impl ?Sized>, addr: SocketAddr, by_name: bool) -> bool {
-    let local = addr.ip().is_loopback() || is_link_local(addr.ip());
+    // Canonical, so `::ffff:127.0.0.1` is loopback too.
+    let ip = addr.ip().to_canonical();
+    let local = ip.is_loopback() || is_link_local(ip);
     !is_own(rules.own, addr) && ((by_name && !local) || rules.allow.allows_addr(addr))
 }
 
@@ -167,10 +169,12 @@ pub(crate) fn admits(rules: &Rules<'_, impl ?Sized>, addr: SocketAddr, by_name: 
 /// back into limen until every permit is taken. An unspecified address
 /// (`0.0.0.0`) reaches every local listener.
 pub(crate) fn is_own(own: &[SocketAddr], addr: SocketAddr) -> bool {
-    addr.ip().is_unspecified()
+    // Canonical, so `::ffff:0.0.0.0` is unspecified too.
+    let ip = addr.ip().to_canonical();
+    ip.is_unspecified()
         || own.iter().any(|l| {
-            l.port() == addr.port()
-                && (l.ip().is_unspecified() || l.ip().to_canonical() == addr.ip().to_canonical())
+            let bound = l.ip().to_canonical();
+            l.port() == addr.port() && (bound.is_unspecified() || bound == ip)
         })
 }
 
@@ -219,5 +223,23 @@ mod tests {
             refused(passthrough("0.0.0.0:9000")).map(|r| r.code()),
             Some("P014")
         );
+    }
+
+    #[test]
+    fn mapped_addresses_are_judged_as_their_ipv4_selves() {
+        let allow = AllowList::default();
+        let own = ["127.0.0.1:8443".parse().unwrap()];
+        let rules = Rules {
+            allow: &allow,
+            own: &own,
+            certificates: &[] as &[Arc<str>],
+        };
+        let mapped = |text: &str| text.parse::<SocketAddr>().unwrap();
+        // A name rule may not reach loopback through a mapped address...
+        assert!(!admits(&rules, mapped("[::ffff:127.0.0.1]:9000"), true));
+        assert!(admits(&rules, mapped("[::ffff:192.0.2.1]:9000"), true));
+        // ...nor limen's own listener, nor every local one.
+        assert!(is_own(&own, mapped("[::ffff:127.0.0.1]:8443")));
+        assert!(is_own(&own, mapped("[::ffff:0.0.0.0]:9000")));
     }
 }

@@ -28,8 +28,11 @@ use crate::outcome::End;
 /// bytes, and a pipe is only held while they are in flight).
 const CHUNK: usize = 512 * 1024;
 
-/// Idle pipes kept per thread; more are closed when given back.
-const POOL: usize = 64;
+/// Idle pipes kept per thread; more are closed when given back. Few: every
+/// pipe of `CHUNK` counts 128 pages against the user's pipe allowance
+/// (`fs.pipe-user-pages-soft`, 16384 by default) whether or not it holds
+/// bytes, and past it the kernel hands out 8 KiB pipes.
+const POOL: usize = 16;
 
 thread_local! {
     static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
@@ -137,28 +140,26 @@ async fn one_way(
     side: u8,
 ) -> io::Result<()> {
     loop {
+        // Readiness alone spends no tokio budget: a transfer where neither
+        // side ever blocks must still let the rest of the worker run.
+        tokio::task::consume_budget().await;
         from.readable().await?;
-        let pipe = Pipe::take()?;
+        let Ok(pipe) = Pipe::take() else {
+            // Out of descriptors (or pipe pages) for a moment: this chunk is
+            // copied instead, so an established connection never fails on it.
+            if !copy_chunk(from, to, bytes, meter).await? {
+                ended(to, meter, side);
+                return Ok(());
+            }
+            continue;
+        };
         let read = from.try_io(Interest::READABLE, || {
             Ok(splice(from, None, &pipe.1, None, CHUNK, flags())?)
         });
         let n = match read {
             Ok(0) => {
                 pipe.give();
-                let first = meter.first_eof.compare_exchange(
-                    NO_EOF,
-                    side,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-                // Half-close: pass the FIN on while the other direction still
-                // runs. When that one has ended already, both sockets close
-                // at once, which sends the FIN anyway: one syscall fewer. A
-                // peer that is already gone makes shutdown fail; the other
-                // direction sees that for itself.
-                if first.is_ok() {
-                    let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
-                }
+                ended(to, meter, side);
                 return Ok(());
             }
             Ok(n) => n,
@@ -168,9 +169,6 @@ async fn one_way(
             }
             Err(error) => return Err(error),
         };
-        bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let millis = u64::try_from(meter.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        meter.activity.store(millis, Ordering::Relaxed);
         // On an error the pipe may hold bytes: it is closed, not pooled.
         let mut left = n;
         while left > 0 {
@@ -178,12 +176,69 @@ async fn one_way(
             match to.try_io(Interest::WRITABLE, || {
                 Ok(splice(&pipe.0, None, to, None, left, flags())?)
             }) {
-                Ok(m) => left -= m,
+                Ok(m) => {
+                    left -= m;
+                    meter.moved(bytes, m);
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Err(error),
             }
         }
         pipe.give();
+    }
+}
+
+/// One chunk through a buffer, for when no pipe can be had; `false` at EOF.
+async fn copy_chunk(
+    from: &TcpStream,
+    to: &TcpStream,
+    bytes: &AtomicU64,
+    meter: &Meter,
+) -> io::Result<bool> {
+    let mut buffer = vec![0u8; 16 * 1024];
+    let n = match from.try_read(&mut buffer) {
+        Ok(0) => return Ok(false),
+        Ok(n) => n,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+        Err(error) => return Err(error),
+    };
+    let mut sent = 0;
+    while sent < n {
+        to.writable().await?;
+        match to.try_write(&buffer[sent..n]) {
+            Ok(m) => {
+                sent += m;
+                meter.moved(bytes, m);
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(true)
+}
+
+/// `from` reached EOF: note who closed first and pass the FIN on.
+fn ended(to: &TcpStream, meter: &Meter, side: u8) {
+    let first =
+        meter
+            .first_eof
+            .compare_exchange(NO_EOF, side, Ordering::Relaxed, Ordering::Relaxed);
+    // Half-close: pass the FIN on while the other direction still runs. When
+    // that one has ended already, both sockets close at once, which sends the
+    // FIN anyway: one syscall fewer. A peer that is already gone makes
+    // shutdown fail; the other direction sees that for itself.
+    if first.is_ok() {
+        let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
+    }
+}
+
+impl Meter {
+    /// `n` bytes were delivered: count them and stamp the activity (per
+    /// write, so a slow reader of a large chunk is not taken for idle).
+    fn moved(&self, bytes: &AtomicU64, n: usize) {
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.store(millis, Ordering::Relaxed);
     }
 }
 

@@ -42,12 +42,14 @@ impl Decided {
                 active.enter(Stage::Reject);
                 trail.acting(access::Action::Reject(alert), None);
                 let record_version = trail.hello().map(|h| h.record_version());
+                // Noted before the linger, which a shutdown may cut.
+                trail.ended((0, 0), End::Rejected);
                 reject::run(stream, alert, record_version).await;
                 ((0, 0), End::Rejected)
             }
             Action::Unreachable(error) => {
                 trail.acting(access::Action::Unreachable, None);
-                unreachable(cx, stream, &error).await
+                unreachable(cx, trail, stream, &error).await
             }
             Action::Passthrough { upstream, addrs } => {
                 active.enter(Stage::Passthrough);
@@ -92,7 +94,7 @@ async fn passthrough(
         Ok(up) => up,
         Err(error) => {
             trail.acting(access::Action::Unreachable, Some(upstream.addr));
-            return unreachable(cx, stream, &error).await;
+            return unreachable(cx, trail, stream, &error).await;
         }
     };
     let hello = trail.hello();
@@ -202,10 +204,17 @@ async fn connect(
 
 /// No upstream connection: counted, logged, and the client gets a bare close
 /// (limen is not the TLS endpoint, so it has no alert to speak for the upstream).
-async fn unreachable(cx: &Context, stream: TcpStream, error: &UpstreamError) -> Ended {
-    let ended = failed(&cx.generation, &cx.conn, error);
+async fn unreachable(
+    cx: &Context,
+    trail: &mut Trail,
+    stream: TcpStream,
+    error: &UpstreamError,
+) -> Ended {
+    let (moved, end) = failed(&cx.generation, &cx.conn, error);
+    // Noted before the linger, which a shutdown may cut.
+    trail.ended(moved, end);
     reject::run(stream, Alert::Close, None).await;
-    ended
+    (moved, end)
 }
 
 /// Count and log an upstream that could not be reached (or verified).

@@ -112,8 +112,10 @@ impl Accepted {
                 report::peek_failed(&cx.conn, reason, &error);
                 // No alert: limen has no reason to believe the peer speaks TLS
                 // well enough to read one, and nothing reaches any upstream.
-                reject::run(self.stream, Alert::Close, None).await;
+                // Noted before the linger, so a shutdown cutting it logs
+                // how the connection really ended.
                 trail.ended((0, 0), error.end());
+                reject::run(self.stream, Alert::Close, None).await;
                 return None;
             }
         };

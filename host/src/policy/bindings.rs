@@ -10,6 +10,10 @@ mod generated {
         // message to stderr, a clock) use the async WASI host and never block
         // a runtime worker. limen's own `log` import stays synchronous.
         exports: { default: async },
+        // `log` traps once the call's deadline has passed: copying its
+        // message costs no fuel, so a guest looping on it would otherwise
+        // outrun a deadline that is only checked at fuel yields.
+        imports: { "limen:router/host.log": trappable },
     });
 }
 

@@ -3,28 +3,75 @@
 //! before the trap, and is the best clue to why it trapped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 /// Longest line kept; the rest of an over-long line is dropped.
 const MAX_LINE: usize = 1024;
 
-/// How many more lines the current call may write (logs and output share it).
-#[derive(Clone, Default)]
-pub(crate) struct LineBudget(Arc<AtomicU32>);
+/// How many more lines the current call may write (logs and output share
+/// it), and when the call's deadline passes: work a guest makes the host do
+/// in a synchronous import (a log line, a write) costs it no fuel, so these
+/// imports check the clock themselves and trap a late call.
+#[derive(Clone)]
+pub(crate) struct LineBudget(Arc<Budget>);
+
+struct Budget {
+    lines: AtomicU32,
+    /// The deadline, as nanoseconds after `base`.
+    deadline: AtomicU64,
+    base: Instant,
+    /// A call was trapped for lateness (reported as a deadline failure).
+    late: AtomicBool,
+}
+
+impl Default for LineBudget {
+    fn default() -> LineBudget {
+        LineBudget(Arc::new(Budget {
+            lines: AtomicU32::new(0),
+            deadline: AtomicU64::new(u64::MAX),
+            base: Instant::now(),
+            late: AtomicBool::new(false),
+        }))
+    }
+}
 
 impl LineBudget {
-    pub(crate) fn refill(&self, lines: u32) {
-        self.0.store(lines, Ordering::Relaxed);
+    /// A new call: `lines` to write, until `deadline`.
+    pub(crate) fn refill(&self, lines: u32, deadline: Instant) {
+        let budget = &self.0;
+        budget.lines.store(lines, Ordering::Relaxed);
+        let nanos = deadline.saturating_duration_since(budget.base).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        budget.deadline.store(nanos, Ordering::Relaxed);
+        budget.late.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the call is past its deadline (and then remember it was).
+    pub(crate) fn late(&self) -> bool {
+        let budget = &self.0;
+        let now = u64::try_from(budget.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let late = now >= budget.deadline.load(Ordering::Relaxed);
+        if late {
+            budget.late.store(true, Ordering::Relaxed);
+        }
+        late
+    }
+
+    /// Whether an import trapped this call for lateness.
+    pub(crate) fn was_late(&self) -> bool {
+        self.0.late.load(Ordering::Relaxed)
     }
 
     /// Take one line; the last one announces that the rest are dropped.
     pub(crate) fn take(&self) -> bool {
         let before = self
             .0
+            .lines
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         if before == Ok(1) {
             tracing::warn!(target: "limen::policy", "this call's log budget is spent; dropping its further lines");
@@ -109,6 +156,9 @@ impl LineLogger {
 #[async_trait::async_trait]
 impl OutputStream for LineLogger {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if self.output.budget.late() {
+            return Err(StreamError::trap("policy missed its deadline"));
+        }
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             let room = MAX_LINE.saturating_sub(self.line.len());
             self.line.extend_from_slice(&chunk[..chunk.len().min(room)]);

@@ -72,7 +72,7 @@ impl Policy {
         let conn = convert::connection(conn);
         let hello = hello.map(convert::client_hello);
         let budget = self.settings.fuel;
-        arm(&mut instance.store, budget);
+        arm(&mut instance.store, budget, self.settings.timeout);
         let call = instance
             .world
             .call_route(&mut instance.store, &conn, hello.as_ref());
@@ -113,16 +113,16 @@ impl Policy {
     /// A fresh instance that ran `init`, or why not.
     async fn instantiate(&self) -> Result<Instance, String> {
         let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
-        within(init_time, self.instantiate_fueled())
+        within(init_time, self.instantiate_fueled(init_time))
             .await
             .unwrap_or_else(|| Err("init missed its deadline".into()))
     }
 
-    async fn instantiate_fueled(&self) -> Result<Instance, String> {
+    async fn instantiate_fueled(&self, init_time: Duration) -> Result<Instance, String> {
         let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
-        arm(&mut store, init_fuel);
+        arm(&mut store, init_fuel, init_time);
         let world = self
             .pre
             .instantiate_async(&mut store)
@@ -155,8 +155,8 @@ impl Policy {
 
 /// Give the store a fresh fuel budget before a call, and make the guest
 /// yield every [`YIELD_EVERY`] of it so its deadline can be checked.
-fn arm(store: &mut Store<HostState>, fuel: u64) {
-    store.data_mut().start_call();
+fn arm(store: &mut Store<HostState>, fuel: u64, timeout: Duration) {
+    store.data_mut().start_call(Instant::now() + timeout);
     // Fuel is on for every store of this engine, and calls are async, so
     // neither can fail.
     let _ = store.set_fuel(fuel);
@@ -178,6 +178,7 @@ async fn within<F: Future>(timeout: Duration, call: F) -> Option<F::Output> {
 fn classify(error: &wasmtime::Error, state: &HostState) -> CallError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::OutOfFuel,
+        _ if state.was_late() => CallError::Deadline,
         _ if state.memory_refused => CallError::Memory,
         Some(trap) => CallError::Trap(trap.to_string()),
         // Not a trap: the guest's answer could not be lifted (bad UTF-8, bad

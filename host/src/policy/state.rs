@@ -5,6 +5,8 @@
 //! directories, no environment or arguments, no sockets, no stdin; stdout
 //! and stderr go to limen's log.
 
+use std::time::Instant;
+
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -84,10 +86,16 @@ impl HostState {
     }
 
     /// Reset per-call state before a call.
-    pub(crate) fn start_call(&mut self) {
+    /// A new call, due by `deadline`.
+    pub(crate) fn start_call(&mut self, deadline: Instant) {
         self.memory_refused = false;
         self.rule = None;
-        self.lines_left.refill(LOG_LINES_PER_CALL);
+        self.lines_left.refill(LOG_LINES_PER_CALL, deadline);
+    }
+
+    /// An import trapped the call because its deadline had passed.
+    pub(crate) fn was_late(&self) -> bool {
+        self.lines_left.was_late()
     }
 }
 
@@ -129,9 +137,12 @@ impl WasiView for HostState {
 impl wit::Host for HostState {}
 
 impl wit_host::Host for HostState {
-    fn log(&mut self, level: wit_host::Level, message: String) {
+    fn log(&mut self, level: wit_host::Level, message: String) -> wasmtime::Result<()> {
+        if self.lines_left.late() {
+            wasmtime::bail!("policy missed its deadline");
+        }
         if !self.lines_left.take() {
-            return;
+            return Ok(());
         }
         let message = truncate(&message, MAX_LOG_BYTES);
         match level {
@@ -141,6 +152,7 @@ impl wit_host::Host for HostState {
             wit_host::Level::Warn => tracing::warn!(target: "limen::policy", "{message}"),
             wit_host::Level::Error => tracing::error!(target: "limen::policy", "{message}"),
         }
+        Ok(())
     }
 
     fn report_rule(&mut self, kind: wit_host::RuleKind) {

@@ -173,3 +173,48 @@ async fn a_misbehaving_rust_guest_is_contained() -> anyhow::Result<()> {
     }
     limen.stop().await
 }
+
+/// A guest that loops on `log` with a 2 MiB message spends almost no fuel
+/// (the copy is the host's work), so fuel yields never come; `log` itself
+/// traps once the call is late: the deadline holds, counted as `deadline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_looping_on_log_still_meets_its_deadline() -> anyhow::Result<()> {
+    let (fallback, _) = backend::raw(b"F").await?;
+    // The message (2 MiB of zeros at 1 MiB) lies beyond what the host's
+    // argument allocator (from 4096) uses.
+    let wat = r#"(module
+  (import "limen:router/host@0.1.0" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 64)
+  (global $bump (mut i32) (i32.const 4096))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $bump (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (func (export "init") (param i32 i32) (result i32) (i32.const 256))
+  (func (export "route") (param i32) (result i32)
+    (global.set $bump (i32.const 4096))
+    (loop $spin
+      (call $log (i32.const 1) (i32.const 1048576) (i32.const 2097152))
+      (br $spin))
+    unreachable)
+)"#;
+    let policy = format!(
+        "fuel = 1_000_000_000_000\ntimeout = \"50ms\"\non_error = {{ fallback = \"{fallback}\" }}"
+    );
+    let limen = limen_with(wat, &policy).await?;
+    let started = std::time::Instant::now();
+    let reply = raw_exchange(limen.addr, &[&hello("small-a.test.bin")], Duration::ZERO).await?;
+    assert_eq!(reply, b"F", "the fail mode serves the connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped near its 50 ms deadline, not after minutes: {:?}",
+        started.elapsed()
+    );
+    let late = limen
+        .counter_reaches(POLICY_FAILURES, &[("kind", "deadline")], 1)
+        .await;
+    assert!(late >= 1, "counted as a deadline failure");
+    limen.stop().await
+}
