@@ -63,9 +63,16 @@ fn encode(wat: &str, resolve: &Resolve, world: wit_parser::WorldId) -> anyhow::R
 /// 512; `init`'s `ok` result is the zeroed word at 256; the bump allocator
 /// the host uses for arguments starts at 4096 and is reset after each call.
 pub fn route_body(body: &str, data: &str) -> String {
+    route_module("", 1, body, data)
+}
+
+/// [`route_body`] with `imports` (which a module declares first) and a
+/// memory of `pages` 64 KiB pages.
+pub fn route_module(imports: &str, pages: u32, body: &str, data: &str) -> String {
     format!(
         r#"(module
-  (memory (export "memory") 1)
+  {imports}
+  (memory (export "memory") {pages})
   (global $bump (mut i32) (i32.const 4096))
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
     (local $p i32)

@@ -4,7 +4,9 @@
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::pipe::{self, Report};
+#[cfg(not(target_os = "linux"))]
+use super::pipe;
+use super::pipe::Report;
 use crate::config::Limits;
 
 /// Replay (after `header`, the PROXY header if the decision asked for one,
@@ -24,11 +26,14 @@ pub(crate) async fn run(
     } else {
         [header, peeked].concat()
     };
+    // A chunk that finds no pipe is copied (see `splice`), so nothing needs
+    // checking here.
     #[cfg(target_os = "linux")]
-    if super::splice::available() {
+    {
         let idle = limits.idle_timeout;
-        return super::splice::run(client, upstream, &preamble, replayed, idle, force_close).await;
+        super::splice::run(client, upstream, &preamble, replayed, idle, force_close).await
     }
+    #[cfg(not(target_os = "linux"))]
     pipe::run(
         client,
         upstream,

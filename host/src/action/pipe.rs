@@ -44,18 +44,8 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    // An upstream that never reads must not hold the connection forever.
-    let written = tokio::select! {
-        result = write_all_flush(&mut upstream, preamble) => if result.is_ok() { None } else { Some(End::IoError) },
-        () = tokio::time::sleep(idle) => Some(End::IdleTimeout),
-        () = force_close.cancelled() => Some(End::Shutdown),
-    };
-    if let Some(end) = written {
-        return Report {
-            up: 0,
-            down: 0,
-            end,
-        };
+    if let Err(report) = send_preamble(&mut upstream, preamble, idle, force_close).await {
+        return report;
     }
     let start = Instant::now();
     let activity = AtomicU64::new(0);
@@ -101,6 +91,30 @@ where
         down: down.into_inner(),
         end,
     }
+}
+
+/// Write `preamble` upstream before any copy; the report of a connection
+/// that ended there. An upstream that never reads must not hold the
+/// connection forever, so the idle timeout bounds the write.
+pub(super) async fn send_preamble<U: AsyncWrite + Unpin>(
+    upstream: &mut U,
+    preamble: &[u8],
+    idle: Duration,
+    force_close: &CancellationToken,
+) -> Result<(), Report> {
+    let ended = tokio::select! {
+        result = write_all_flush(upstream, preamble) => match result {
+            Ok(()) => return Ok(()),
+            Err(_) => End::IoError,
+        },
+        () = tokio::time::sleep(idle) => End::IdleTimeout,
+        () = force_close.cancelled() => End::Shutdown,
+    };
+    Err(Report {
+        up: 0,
+        down: 0,
+        end: ended,
+    })
 }
 
 async fn write_all_flush<U: AsyncWrite + Unpin>(upstream: &mut U, bytes: &[u8]) -> io::Result<()> {

@@ -6,7 +6,7 @@
 //!
 //! Same contract as `pipe::run` (half-close, idle timeout, shutdown, byte
 //! counts, who closed first); `pipe::run` remains for terminated
-//! connections and wherever a pipe cannot be had.
+//! connections, and a chunk that finds no pipe (descriptors short) is copied.
 
 use std::cell::RefCell;
 use std::io;
@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, idle_watch};
+use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, idle_watch, send_preamble};
 use crate::outcome::End;
 
 /// Bytes moved per splice call, and the capacity asked of each pipe (the
@@ -63,17 +63,6 @@ impl Pipe {
     }
 }
 
-/// Whether this thread can splice at all (a pipe can be made).
-pub(crate) fn available() -> bool {
-    match Pipe::take() {
-        Ok(pipe) => {
-            pipe.give();
-            true
-        }
-        Err(_) => false,
-    }
-}
-
 /// Write `preamble` upstream, then splice both ways until both directions
 /// are done, nothing moves for `idle`, or `force_close`.
 pub(crate) async fn run(
@@ -84,17 +73,8 @@ pub(crate) async fn run(
     idle: Duration,
     force_close: &CancellationToken,
 ) -> Report {
-    let written = tokio::select! {
-        result = upstream.write_all(preamble) => if result.is_ok() { None } else { Some(End::IoError) },
-        () = tokio::time::sleep(idle) => Some(End::IdleTimeout),
-        () = force_close.cancelled() => Some(End::Shutdown),
-    };
-    if let Some(end) = written {
-        return Report {
-            up: 0,
-            down: 0,
-            end,
-        };
+    if let Err(report) = send_preamble(&mut upstream, preamble, idle, force_close).await {
+        return report;
     }
     let meter = Meter {
         start: Instant::now(),

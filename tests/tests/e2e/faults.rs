@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use limen::metrics::names::POLICY_FAILURES;
 use limen_e2e::backend;
-use limen_e2e::guests::{PASSTHROUGH_10_255_0_1, policy_component, route_body};
+use limen_e2e::guests::{PASSTHROUGH_10_255_0_1, policy_component, route_body, route_module};
 use limen_e2e::harness::{Running, config};
 use limen_e2e::pki::Pki;
 use rustls::AlertDescription;
@@ -182,28 +182,19 @@ async fn a_guest_looping_on_log_still_meets_its_deadline() -> anyhow::Result<()>
     let (fallback, _) = backend::raw(b"F").await?;
     // The message (2 MiB of zeros at 1 MiB) lies beyond what the host's
     // argument allocator (from 4096) uses.
-    let wat = r#"(module
-  (import "limen:router/host@0.1.0" "log" (func $log (param i32 i32 i32)))
-  (memory (export "memory") 64)
-  (global $bump (mut i32) (i32.const 4096))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
-                           (i32.sub (i32.const 0) (local.get 2))))
-    (global.set $bump (i32.add (local.get $p) (local.get 3)))
-    (local.get $p))
-  (func (export "init") (param i32 i32) (result i32) (i32.const 256))
-  (func (export "route") (param i32) (result i32)
-    (global.set $bump (i32.const 4096))
-    (loop $spin
+    let wat = route_module(
+        r#"(import "limen:router/host@0.1.0" "log" (func $log (param i32 i32 i32)))"#,
+        64,
+        "(loop $spin
       (call $log (i32.const 1) (i32.const 1048576) (i32.const 2097152))
       (br $spin))
-    unreachable)
-)"#;
+    unreachable",
+        "",
+    );
     let policy = format!(
         "fuel = 1_000_000_000_000\ntimeout = \"50ms\"\non_error = {{ fallback = \"{fallback}\" }}"
     );
-    let limen = limen_with(wat, &policy).await?;
+    let limen = limen_with(&wat, &policy).await?;
     let started = std::time::Instant::now();
     let reply = raw_exchange(limen.addr, &[&hello("small-a.test.bin")], Duration::ZERO).await?;
     assert_eq!(reply, b"F", "the fail mode serves the connection");
