@@ -7,6 +7,9 @@
 //! Imports only point down this list's layers (checked by `tests/layers.rs`).
 #![warn(missing_docs)]
 
+/// Worker threads: one current-thread runtime per core.
+pub mod worker;
+
 /// The accept loop of one listener.
 mod listener;
 

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::connection;
 use crate::live::Live;
 use crate::policy::Connection;
+use crate::worker::{self, Workers};
 
 /// The first connection logs its task's size (debug), once per process.
 static SIZE_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -31,23 +32,35 @@ pub(crate) struct Serve {
     /// Cancelled when the shutdown grace period is over.
     pub(crate) force_close: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// The threads connections run on.
+    pub(crate) workers: Workers,
 }
 
-/// Accept until `stop` (a child of `serve.stop`, so shutdown also ends it;
-/// a reload that removes this listener cancels it alone) is cancelled.
+/// Accept on this worker's socket of a listener until `stop` (a child of
+/// `serve.stop`, so shutdown also ends it; a reload that removes this
+/// listener cancels it alone) is cancelled. Runs on the worker, whose
+/// runtime the socket registers with.
 pub(crate) async fn run(
     name: Arc<str>,
-    listener: TcpListener,
+    socket: std::net::TcpListener,
     serve: Arc<Serve>,
     stop: CancellationToken,
 ) {
+    let listener = match TcpListener::from_std(socket) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listener = &*name, worker = worker::index(), %error, "cannot accept");
+            return;
+        }
+    };
     let mut backoff = Duration::from_millis(5);
+    let worker = worker::index();
     // Resolved once: a labelled lookup per connection would hash and lock.
-    let metrics = Arc::new(serve.live.generation().metrics.listener(&name));
+    let metrics = Arc::new(serve.live.generation().metrics.listener(&name, worker));
     let addr = listener.local_addr().ok();
-    tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, "tls.sni_listener.started");
+    tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, worker, "tls.sni_listener.started");
     let stopped = || {
-        tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, "tls.sni_listener.stopped");
+        tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, worker, "tls.sni_listener.stopped");
     };
     loop {
         // Both waits also watch `stop`: shutdown must not hang on a full
@@ -91,7 +104,7 @@ pub(crate) async fn run(
                 }
             },
         };
-        metrics.accepted.inc();
+        metrics.accepted();
         let conn = Connection {
             client,
             local,

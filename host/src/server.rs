@@ -21,6 +21,7 @@ use crate::live::{Generation, Live, load_tls, open_access_log};
 use crate::metrics::{Metrics, endpoint};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::tls::TlsError;
+use crate::worker::Workers;
 
 /// Why limen could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum StartError {
     /// The admin endpoint could not be opened, or its token read.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// A worker thread or its runtime could not be started.
+    #[error("E014 cannot start the workers: {0}")]
+    Workers(std::io::Error),
 }
 
 impl StartError {
@@ -61,6 +65,7 @@ impl StartError {
             StartError::Metrics { .. } => "E012",
             StartError::AccessLog(_) => "E013",
             StartError::Admin(error) => error.code(),
+            StartError::Workers(_) => "E014",
         }
     }
 }
@@ -87,7 +92,8 @@ impl Server {
             compile_ms = report.compile.as_millis() as u64, init_ms = report.init.as_millis() as u64,
             samples = report.samples, module = %config.policy.module.display(), "policy live"
         );
-        let bound = listeners::bind(&config.listeners).await?;
+        let workers = Workers::start(config.workers).map_err(StartError::Workers)?;
+        let bound = listeners::bind(&config.listeners, workers.count())?;
         let admin = match &config.admin {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,
@@ -113,6 +119,7 @@ impl Server {
             stop: CancellationToken::new(),
             force_close: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            workers,
         });
         let control = Control::new(engine, config, serve.clone(), bound);
         Ok(Server {
@@ -181,6 +188,7 @@ impl Server {
         if let Some(access) = &serve.live.generation().access {
             access.close().await;
         }
+        serve.workers.stop().await;
         tracing::info!("stopped");
     }
 }

@@ -18,6 +18,8 @@ use super::observe::{FileAccessLog, FileLog, FileMetrics};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
+    #[serde(default)]
+    pub(crate) workers: Option<usize>,
     pub(crate) listeners: Vec<FileListener>,
     pub(crate) policy: FilePolicy,
     #[serde(default)]

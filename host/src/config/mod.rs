@@ -33,6 +33,9 @@ use file::{FileCache, FileConfig, FileFailMode};
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Worker threads, each with its own runtime, sockets and instances
+    /// (default: the CPUs limen may run on). Fixed at start.
+    pub workers: usize,
     /// Where limen listens; at least one, names unique.
     pub listeners: Vec<ListenerConfig>,
     /// The routing policy and its sandbox limits.
@@ -75,8 +78,12 @@ pub struct PolicyConfig {
     pub timeout: Duration,
     /// Linear-memory limit per instance, in bytes.
     pub memory: usize,
-    /// Warm instances kept for reuse (default: one per worker thread, plus one).
+    /// Warm instances kept for reuse by each worker (default 2: a guest
+    /// that yields mid-call lets the worker start another call).
     pub instances: usize,
+    /// Pools of warm instances: one per worker, each used only by its own
+    /// thread (offline tools: 1).
+    pub workers: usize,
     /// What a failing policy call turns into.
     pub on_error: FailMode,
     /// `[policy.config]` as JSON, handed to `init`.
@@ -117,6 +124,7 @@ impl PolicyConfig {
             timeout: file::default_policy_timeout(),
             memory: usize::try_from(file::default_memory().as_u64()).unwrap_or(usize::MAX),
             instances: 1,
+            workers: 1,
             on_error: FailMode::Reject(Alert::InternalError),
             config_json,
             cache: default_cache_dir(),
@@ -309,7 +317,10 @@ impl TryFrom<FileConfig> for Config {
         };
         let config_json = serde_json::to_string(&p.config.clone().unwrap_or_default())
             .map_err(|e| ConfigError::Invalid(format!("policy.config: {e}")))?;
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        if file.workers.is_some_and(|n| n == 0 || n > 1024) {
+            return invalid("workers must be between 1 and 1024".into());
+        }
+        let workers = file.workers.unwrap_or_else(crate::worker::default_count);
         let listeners: Vec<ListenerConfig> = file
             .listeners
             .iter()
@@ -326,12 +337,14 @@ impl TryFrom<FileConfig> for Config {
         let certificates = tls::certificates(&file.certificates)?;
         let allow = AllowList::new(file.upstreams.allow);
         Ok(Config {
+            workers,
             policy: PolicyConfig {
                 module: p.module.clone(),
                 fuel: p.fuel,
                 timeout: p.timeout,
                 memory,
-                instances: p.instances.unwrap_or(workers + 1),
+                instances: p.instances.unwrap_or(2),
+                workers,
                 on_error,
                 config_json,
                 cache,

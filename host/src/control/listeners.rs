@@ -2,21 +2,28 @@
 //! every added listener before anything changes, so a bind failure refuses
 //! the new configuration whole; removing a listener stops its accept loop
 //! while the connections it accepted carry on.
+//!
+//! Each listener is one `SO_REUSEPORT` socket per worker, all bound to the
+//! same address: the kernel balances connections across them, and each
+//! worker accepts only on its own.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::listener::{self, Serve};
 
-/// A socket bound for a listener, not yet accepting.
+/// Connections the kernel queues for a socket before limen accepts them.
+const BACKLOG: i32 = 1024;
+
+/// A listener's sockets (one per worker), bound, not yet accepting.
 pub(crate) struct Bound {
     config: ListenerConfig,
-    socket: TcpListener,
+    sockets: Vec<TcpListener>,
     local: SocketAddr,
 }
 
@@ -46,9 +53,9 @@ impl BindError {
     }
 }
 
-/// Bind each listener, or fail on the first that cannot be bound (the
-/// others are closed when dropped).
-pub(crate) async fn bind(configs: &[ListenerConfig]) -> Result<Vec<Bound>, BindError> {
+/// Bind each listener once per worker, or fail on the first that cannot be
+/// bound (the others are closed when dropped).
+pub(crate) fn bind(configs: &[ListenerConfig], workers: usize) -> Result<Vec<Bound>, BindError> {
     let mut bound = Vec::with_capacity(configs.len());
     for config in configs {
         let bind_error = |error| BindError {
@@ -56,15 +63,32 @@ pub(crate) async fn bind(configs: &[ListenerConfig]) -> Result<Vec<Bound>, BindE
             addr: config.bind,
             error,
         };
-        let socket = TcpListener::bind(config.bind).await.map_err(bind_error)?;
-        let local = socket.local_addr().map_err(bind_error)?;
+        let first = reuseport(config.bind).map_err(bind_error)?;
+        // Port 0: the first socket got a port; the others join it there.
+        let local = first.local_addr().map_err(bind_error)?;
+        let mut sockets = vec![first];
+        for _ in 1..workers.max(1) {
+            sockets.push(reuseport(local).map_err(bind_error)?);
+        }
         bound.push(Bound {
             config: config.clone(),
-            socket,
+            sockets,
             local,
         });
     }
     Ok(bound)
+}
+
+/// One non-blocking listening socket in `addr`'s `SO_REUSEPORT` group.
+fn reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std and tokio do: a restart must not wait out TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// One accept loop.
@@ -100,16 +124,22 @@ impl ListenerSet {
         (added, removed)
     }
 
-    /// Start accepting on a bound socket.
+    /// Start accepting on a bound listener: each socket on its worker.
     pub(crate) fn start(&mut self, bound: Bound, serve: &Arc<Serve>) {
         let stop = serve.stop.child_token();
-        tracing::info!(listener = %bound.config.name, addr = %bound.local, "listening");
-        self.loops.spawn(listener::run(
-            bound.config.name.clone(),
-            bound.socket,
-            serve.clone(),
-            stop.clone(),
-        ));
+        tracing::info!(
+            listener = %bound.config.name, addr = %bound.local,
+            workers = bound.sockets.len(), "listening"
+        );
+        for (worker, socket) in bound.sockets.into_iter().enumerate() {
+            let accept = listener::run(
+                bound.config.name.clone(),
+                socket,
+                serve.clone(),
+                stop.clone(),
+            );
+            serve.workers.spawn(worker, self.loops.track_future(accept));
+        }
         self.running.push(Running {
             config: bound.config,
             local: bound.local,

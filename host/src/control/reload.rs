@@ -83,16 +83,25 @@ impl Control {
         if config.policy.cache != self.config.policy.cache {
             tracing::warn!("[policy] cache changes take effect at the next start");
         }
-        // The cache directory belongs to the engine, not the policy.
+        let workers = self.serve.workers.count();
+        if config.workers != workers {
+            tracing::warn!(
+                running = workers,
+                "workers changes take effect at the next start"
+            );
+        }
+        // The cache directory belongs to the engine, the pools to the
+        // running workers, not the policy.
         let settings = PolicyConfig {
             cache: live.settings().cache.clone(),
+            workers,
             ..config.policy.clone()
         };
         let policy = if module.hash == live.version().module && settings == *live.settings() {
             self.count(Trigger::Reload, ChangeOutcome::Unchanged);
             None
         } else {
-            match super::prepare(&self.engine, &config.policy, &module).await {
+            match super::prepare(&self.engine, &settings, &module).await {
                 Ok((policy, _)) => Some(policy),
                 Err(error) => {
                     self.count(Trigger::Reload, ChangeOutcome::Refused);
@@ -101,7 +110,7 @@ impl Control {
             }
         };
         let (added, removed) = self.listeners.diff(&config.listeners);
-        let bound = listeners::bind(&added).await?;
+        let bound = listeners::bind(&added, self.serve.workers.count())?;
 
         // Everything is ready: switch. The new generation is stored before
         // new listeners accept, so their connections never see an old one

@@ -11,7 +11,9 @@ use crate::outcome::{HandshakeFailure, ParseFailure, RouteResult, Stage};
 
 /// One listener's series.
 pub(crate) struct ListenerMetrics {
-    pub(crate) accepted: IntCounter,
+    accepted: IntCounter,
+    /// This worker's share of every listener's connections.
+    worker_accepted: IntCounter,
     routes: [IntCounter; RouteResult::COUNT],
     pub(crate) misses: IntCounter,
     parse_failures: [IntCounter; ParseFailure::COUNT],
@@ -21,9 +23,12 @@ pub(crate) struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
-    pub(crate) fn new(metrics: &Metrics, listener: &str) -> ListenerMetrics {
+    pub(crate) fn new(metrics: &Metrics, listener: &str, worker: usize) -> ListenerMetrics {
         ListenerMetrics {
             accepted: metrics.connections.with_label_values(&[listener]),
+            worker_accepted: metrics
+                .worker_connections
+                .with_label_values(&[&worker.to_string()]),
             routes: RouteResult::ALL
                 .map(|r| metrics.routes.with_label_values(&[listener, r.as_str()])),
             misses: metrics.misses.with_label_values(&[listener]),
@@ -40,6 +45,12 @@ impl ListenerMetrics {
             peek_duration: metrics.peek_duration.with_label_values(&[listener]),
             active: Stage::ALL.map(|s| metrics.active.with_label_values(&[listener, s.as_str()])),
         }
+    }
+
+    /// Count a connection this worker accepted.
+    pub(crate) fn accepted(&self) {
+        self.accepted.inc();
+        self.worker_accepted.inc();
     }
 
     pub(crate) fn route(&self, result: RouteResult) {

@@ -30,6 +30,8 @@ use upstreams::UpstreamLabels;
 pub mod names {
     /// Connections accepted, by listener.
     pub const CONNECTIONS: &str = "limen_connections_total";
+    /// Connections accepted, by worker (how the kernel spread them).
+    pub const WORKER_CONNECTIONS: &str = "limen_worker_connections_total";
     /// Connections open now, by listener and action.
     pub const ACTIVE: &str = "limen_connections_active";
     /// Policy decisions, by listener and result (see `RouteResult`).
@@ -105,6 +107,7 @@ const CONNECT_BUCKETS: &[f64] = &[
 pub struct Metrics {
     registry: Registry,
     connections: IntCounterVec,
+    worker_connections: IntCounterVec,
     routes: IntCounterVec,
     misses: IntCounterVec,
     parse_failures: IntCounterVec,
@@ -180,6 +183,11 @@ impl Metrics {
             bytes_up: bytes.with_label_values(&["up"]),
             bytes_down: bytes.with_label_values(&["down"]),
             connections: counters(names::CONNECTIONS, "Connections accepted.", &["listener"]),
+            worker_connections: counters(
+                names::WORKER_CONNECTIONS,
+                "Connections accepted, by worker.",
+                &["worker"],
+            ),
             routes: counters(
                 names::ROUTES,
                 "Policy decisions, by result.",
@@ -258,9 +266,10 @@ impl Metrics {
         }
     }
 
-    /// Resolve one listener's series (once, when its accept loop starts).
-    pub(crate) fn listener(&self, name: &str) -> ListenerMetrics {
-        ListenerMetrics::new(self, name)
+    /// Resolve one listener's series for one worker (once, when that
+    /// worker's accept loop starts).
+    pub(crate) fn listener(&self, name: &str, worker: usize) -> ListenerMetrics {
+        ListenerMetrics::new(self, name, worker)
     }
 
     /// Count a policy failure.

@@ -100,13 +100,14 @@ impl Policy {
         let engine = PolicyEngine::new()?.with_cache(settings.cache.as_deref());
         let settings = PolicyConfig {
             instances: 1,
+            workers: 1,
             ..settings.clone()
         };
         Policy::load(&engine, &settings).await
     }
 
     /// Make a policy of `module`: compile it (or load it from the cache) on a
-    /// blocking thread, type-check it, warm `settings.instances` instances,
+    /// blocking thread, type-check it, warm `settings.instances` instances per worker,
     /// run the self-test. The live policy serves meanwhile.
     pub async fn prepare(
         engine: &PolicyEngine,
@@ -128,13 +129,15 @@ impl Policy {
             engine: engine.clone(),
             pre,
             settings: settings.clone(),
-            idle: ArrayQueue::new(settings.instances),
+            idle: (0..settings.workers.max(1))
+                .map(|_| ArrayQueue::new(settings.instances))
+                .collect(),
             version: PolicyVersion::new(hash, &settings.config_json),
             memory_warned: Default::default(),
         };
         let start = Instant::now();
         policy.fill().await?;
-        selftest::warm(&policy, settings.instances).await?;
+        selftest::warm(&policy).await?;
         // A warm-up call that failed dropped its instance: replace it now,
         // not on a connection.
         policy.fill().await?;

@@ -21,13 +21,16 @@ use super::{CallError, Connection, LoadError, convert};
 use crate::config::{INIT_BUDGET_FACTOR, PolicyConfig};
 use crate::decision::{Decision, Rule};
 use crate::hello::HelloSummary;
+use crate::worker;
 
 /// A policy ready to decide.
 pub struct Policy {
     pub(super) engine: PolicyEngine,
     pub(super) pre: PolicyPre<HostState>,
     pub(super) settings: PolicyConfig,
-    pub(super) idle: ArrayQueue<Instance>,
+    /// Warm instances, one pool per worker: a worker takes and returns
+    /// instances only in its own, so no cache line crosses cores.
+    pub(super) idle: Box<[ArrayQueue<Instance>]>,
     pub(super) version: PolicyVersion,
     /// The too-tight-memory warning was logged (once per policy).
     pub(super) memory_warned: AtomicBool,
@@ -65,7 +68,19 @@ impl Policy {
         conn: &Connection,
         hello: Option<&HelloSummary>,
     ) -> Result<Verdict, CallError> {
-        let mut instance = match self.idle.pop() {
+        self.decide_in(worker::index(), conn, hello).await
+    }
+
+    /// [`decide`](Self::decide) with an instance of worker `pool`'s pool
+    /// (the warm-up visits every pool from the control thread).
+    pub(super) async fn decide_in(
+        &self,
+        pool: usize,
+        conn: &Connection,
+        hello: Option<&HelloSummary>,
+    ) -> Result<Verdict, CallError> {
+        let idle = &self.idle[pool % self.idle.len()];
+        let mut instance = match idle.pop() {
             Some(instance) => instance,
             None => self.instantiate().await.map_err(CallError::Init)?,
         };
@@ -87,7 +102,7 @@ impl Policy {
                 let recycled = instance.store.data().near_memory_limit();
                 if !recycled {
                     // A full pool means more instances exist than are needed: drop this one.
-                    let _ = self.idle.push(instance);
+                    let _ = idle.push(instance);
                 }
                 let decision = convert::decision(decision).map_err(CallError::InvalidDecision)?;
                 Ok(Verdict {
@@ -101,11 +116,13 @@ impl Policy {
         }
     }
 
-    /// Top the pool up to `settings.instances` warm instances.
+    /// Top every worker's pool up to `settings.instances` warm instances.
     pub(super) async fn fill(&self) -> Result<(), LoadError> {
-        while self.idle.len() < self.settings.instances {
-            let instance = self.instantiate().await.map_err(LoadError::Init)?;
-            let _ = self.idle.push(instance);
+        for idle in &self.idle {
+            while idle.len() < self.settings.instances {
+                let instance = self.instantiate().await.map_err(LoadError::Init)?;
+                let _ = idle.push(instance);
+            }
         }
         Ok(())
     }

@@ -53,7 +53,7 @@ const WARM_UP_SNI: &str = "warm-up.limen.invalid";
 /// self-test's job, with decisions the operator wrote down (a policy may
 /// fail on purpose, to exercise the fail mode). An instance that fails is
 /// dropped by `decide`, and the caller refills the pool.
-pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), LoadError> {
+pub(crate) async fn warm(policy: &Policy) -> Result<(), LoadError> {
     let sample = Expectation {
         sni: Some(WARM_UP_SNI.into()),
         alpn: Vec::new(),
@@ -68,11 +68,13 @@ pub(crate) async fn warm(policy: &Policy, instances: usize) -> Result<(), LoadEr
         local: sample.local,
         listener: sample.listener,
     };
-    // The pool is first in, first out: consecutive calls visit every instance.
+    // Each pool is first in, first out: consecutive calls visit every instance.
     let mut failed = None;
-    for _ in 0..instances {
-        if let Err(error) = policy.decide(&conn, Some(&hello)).await {
-            failed.get_or_insert(error);
+    for pool in 0..policy.idle.len() {
+        for _ in 0..policy.settings.instances {
+            if let Err(error) = policy.decide_in(pool, &conn, Some(&hello)).await {
+                failed.get_or_insert(error);
+            }
         }
     }
     // Not a refusal, but the likeliest cause is a limit too tight for the

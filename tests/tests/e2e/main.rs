@@ -20,3 +20,4 @@ mod shutdown;
 mod swap;
 mod swap_safety;
 mod terminate;
+mod workers;

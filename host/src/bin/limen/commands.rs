@@ -39,18 +39,12 @@ pub(crate) struct ExplainArgs {
 
 pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    // With one CPU to run on (a container limit, a taskset), a work-stealing
-    // pool only adds cross-thread wake-ups: measured 4-10 % more CPU per
-    // connection in peerbench than a single-threaded runtime.
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let runtime = if one_cpu {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Runtime::new()
-    }
-    .context("cannot start the async runtime")?;
+    // Connections run on the workers' runtimes (`workers`); this one only
+    // takes signals, changes, admin and metrics requests.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         tokio::spawn(reload_on_sighup(path.to_owned(), server.handle()));

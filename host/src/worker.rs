@@ -1,0 +1,109 @@
+//! Workers: one thread per core, each a current-thread tokio runtime.
+//!
+//! Every listener has one `SO_REUSEPORT` socket per worker, so the kernel
+//! spreads connections over the workers and a connection lives its whole
+//! life on the worker that accepted it: its task, its timers, its policy
+//! instance (`index()` picks the worker's own pool) and its splice pipes
+//! never cross a thread. Control, admin and metrics run on the main runtime.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+thread_local! {
+    /// The worker this thread is; 0 on any other thread (control, tools).
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker running the caller (0 off the workers).
+pub fn index() -> usize {
+    INDEX.get()
+}
+
+/// The CPUs limen may run on (affinity and cgroup limits included): the
+/// default number of workers.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The running workers.
+pub(crate) struct Workers {
+    handles: Vec<Handle>,
+    /// Cancelled when every worker may exit (after the drain).
+    exit: CancellationToken,
+    /// Taken once, by `stop` (shutdown only: no lock on the path).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Workers {
+    /// Start `count` workers (at least one).
+    pub(crate) fn start(count: usize) -> std::io::Result<Workers> {
+        let mut workers = Workers {
+            handles: Vec::with_capacity(count),
+            exit: CancellationToken::new(),
+            threads: Mutex::new(Vec::with_capacity(count)),
+        };
+        // On an error, dropping `workers` lets the threads started so far exit.
+        for index in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            let exit = workers.exit.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("limen-worker-{index}"))
+                .spawn(move || {
+                    INDEX.set(index);
+                    // Tasks spawned through the handle run while this
+                    // thread is inside `block_on`: until the drain is over.
+                    runtime.block_on(exit.cancelled());
+                })?;
+            workers.handles.push(handle);
+            if let Ok(threads) = workers.threads.get_mut() {
+                threads.push(thread);
+            }
+        }
+        Ok(workers)
+    }
+
+    /// How many workers run.
+    pub(crate) fn count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Run `task` on worker `index`.
+    pub(crate) fn spawn<F>(&self, index: usize, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.handles[index].spawn(task));
+    }
+
+    /// Let every worker exit and wait for their threads (off the runtime:
+    /// joining blocks).
+    pub(crate) async fn stop(&self) {
+        self.exit.cancel();
+        let threads = match self.threads.lock() {
+            Ok(mut threads) => std::mem::take(&mut *threads),
+            Err(_) => return,
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Workers {
+    /// A server dropped without `run` (a test, a failed start): the threads
+    /// exit by themselves, dropping whatever their runtimes still hold.
+    fn drop(&mut self) {
+        self.exit.cancel();
+    }
+}
