@@ -5,6 +5,7 @@
 # `observe` adds the /metrics endpoint and a text access log to RUNDIR/access.log
 # (the metrics themselves are always kept).
 # LIMEN_POLICY_EXTRA (environment): extra lines for the [policy] table, e.g. "instances = 1".
+# LIMEN_WORKERS (environment): `workers = N` (default: limen's, the CPUs it may run on).
 # Turns the kit's routes file (`NAME host:port` lines: exact, `*.suffix`, `~regex`, `default`)
 # into RUNDIR/limen.toml for the static-routes guest (or, for a guest file named
 # regex-services*.wasm, in any language, the same routes as anchored regex rules), checks
@@ -37,6 +38,7 @@ done < "$ROUTES"
 if [[ $(basename "$GUEST") == regex-services* ]]; then key=rules; else key=routes; fi
 
 cat > "$CFG" <<CONF
+${LIMEN_WORKERS:+workers = $LIMEN_WORKERS}
 [[listeners]]
 name = "bench"
 bind = "127.0.0.1:$PORT"

@@ -14,7 +14,7 @@
 //   [policy.config]
 //   upstream = "127.0.0.1:9451"
 
-import { log } from "limen:router/host@0.1.0";
+import { log } from "limen:router/host@0.2.0";
 
 let upstream = "";
 
@@ -35,7 +35,7 @@ export function init(config) {
 }
 
 export function route(conn, hello) {
-  const sni = hello?.sni ?? "";
+  const sni = hello?.sni() ?? "";
   const label = sni.split(".")[0];
   if (label === "loop") {
     let n = 0;

@@ -28,7 +28,7 @@ class WitWorld(wit_world.WitWorld):
         WitWorld.upstream = json.loads(config)["upstream"]
 
     def route(self, conn, hello):
-        sni = (hello.sni if hello is not None else None) or ""
+        sni = (hello.sni() if hello is not None else None) or ""
         label = sni.split(".")[0]
         if label == "loop":
             n = 0

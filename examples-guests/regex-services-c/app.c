@@ -293,7 +293,7 @@ static void reject(policy_decision_t *ret, limen_router_types_alert_t alert) {
   ret->val.reject = alert;
 }
 
-void exports_policy_route(policy_connection_t *conn, policy_client_hello_t *maybe_hello,
+void exports_policy_route(policy_connection_t *conn, policy_borrow_client_hello_t *maybe_hello,
                           policy_decision_t *ret) {
   policy_connection_free(conn);
   if (maybe_hello == NULL) {
@@ -301,14 +301,21 @@ void exports_policy_route(policy_connection_t *conn, policy_client_hello_t *mayb
     reject(ret, LIMEN_ROUTER_TYPES_ALERT_CLOSE);
     return;
   }
+  // The hello is a borrowed handle: ask limen for the one field we need.
+  policy_string_t name;
+  bool sent = limen_router_types_method_client_hello_sni(*maybe_hello, &name);
   // regexec needs a terminated string; SNIs are DNS names (at most 253 bytes).
   char sni[MAX_SNI + 1];
-  bool has_sni = maybe_hello->sni.is_some && maybe_hello->sni.val.len <= MAX_SNI;
+  bool has_sni = sent && name.len <= MAX_SNI;
   if (has_sni) {
-    memcpy(sni, maybe_hello->sni.val.ptr, maybe_hello->sni.val.len);
-    sni[maybe_hello->sni.val.len] = '\0';
+    memcpy(sni, name.ptr, name.len);
+    sni[name.len] = '\0';
   }
-  policy_client_hello_free(maybe_hello);
+  if (sent) {
+    policy_string_free(&name);
+  }
+  // The canonical ABI traps a call that returns holding a borrow.
+  limen_router_types_client_hello_drop_borrow(*maybe_hello);
   policy_string_t address;
   for (size_t i = 0; has_sni && i < rule_count; i++) {
     if (expand(&rules[i], sni, &address)) {

@@ -13,7 +13,7 @@
 // capture. Patterns are compiled once, in `init`. No match and no default:
 // `unrecognized_name`; not TLS: closed.
 
-import { reportRule } from "limen:router/host@0.1.0";
+import { reportRule } from "limen:router/host@0.2.0";
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 
@@ -102,9 +102,10 @@ export function route(conn, hello) {
     reportRule("no-match");
     return { tag: "reject", val: "close" };
   }
-  if (hello.sni !== undefined && hello.sni !== null) {
+  const sni = hello.sni(); // one host call: read a field once
+  if (sni !== undefined && sni !== null) {
     for (const rule of rules) {
-      const address = expand(rule, hello.sni);
+      const address = expand(rule, sni);
       if (address !== null) {
         reportRule("regex");
         return passthrough(address);

@@ -86,9 +86,10 @@ class WitWorld(wit_world.WitWorld):
             host.report_rule(host.RuleKind.NO_MATCH)
             return types.Decision_Reject(types.Alert.CLOSE)
         address = None
-        if hello.sni is not None:
+        sni = hello.sni()  # one host call: read a field once
+        if sni is not None:
             for rule in WitWorld.rules:
-                address = rule.expand(hello.sni)
+                address = rule.expand(sni)
                 if address is not None:
                     host.report_rule(host.RuleKind.REGEX)
                     return _passthrough(address)

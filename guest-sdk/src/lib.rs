@@ -15,7 +15,7 @@
 //!         Ok(OnlyExample)
 //!     }
 //!     fn route(&self, _conn: &Connection, hello: Option<&ClientHello>) -> Decision {
-//!         match hello.and_then(|h| h.sni.as_deref()) {
+//!         match hello.and_then(|h| h.sni()).as_deref() {
 //!             Some("example.test") => Decision::passthrough("127.0.0.1:9451"),
 //!             _ => Decision::Reject(Alert::UnrecognizedName),
 //!         }
@@ -68,7 +68,9 @@ pub trait Policy: Sized + Send + Sync + 'static {
     fn init(config: &str) -> Result<Self, String>;
 
     /// Decide one connection. `hello` is `None` when the client's first bytes
-    /// were not a TLS handshake.
+    /// were not a TLS handshake. Its getters (`sni()`, `alpn()`, `ja4()`...)
+    /// each ask limen for one field: read what the decision needs, once
+    /// (the fingerprints are computed only if a policy asks for one).
     fn route(&self, conn: &Connection, hello: Option<&ClientHello>) -> Decision;
 }
 
@@ -120,10 +122,10 @@ macro_rules! export_policy {
 
             fn route(
                 conn: $crate::Connection,
-                hello: ::core::option::Option<$crate::ClientHello>,
+                hello: ::core::option::Option<&$crate::ClientHello>,
             ) -> $crate::Decision {
                 match __LIMEN_POLICY.get() {
-                    Some(policy) => $crate::Policy::route(policy, &conn, hello.as_ref()),
+                    Some(policy) => $crate::Policy::route(policy, &conn, hello),
                     // limen always calls init first; refuse rather than guess.
                     None => $crate::Decision::Reject($crate::Alert::InternalError),
                 }

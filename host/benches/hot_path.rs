@@ -97,9 +97,9 @@ fn policy_decision(c: &mut Criterion) {
         ("hit-exact", "host98.example"),
         ("miss-all-patterns", "nothing.example"),
     ] {
-        let hello = parse(
+        let hello = std::sync::Arc::new(parse(
             &limen::explain::synthesise(sni, &["h2".into(), "http/1.1".into()]).expect("hello"),
-        );
+        ));
         // Warm up the guest's lazy structures (regex caches) before measuring.
         for _ in 0..100 {
             rt.block_on(policy.decide(&conn, Some(&hello)))

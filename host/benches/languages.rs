@@ -17,10 +17,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn summary(sni: &str) -> HelloSummary {
+fn summary(sni: &str) -> std::sync::Arc<HelloSummary> {
     let bytes = hello::synthesise(Some(sni), &["h2".into()]).expect("hello");
     match hello::frame(&bytes, bytes.len()) {
-        Ok(Progress::Complete(framed)) => HelloSummary::parse(&framed).expect("valid hello"),
+        Ok(Progress::Complete(framed)) => {
+            std::sync::Arc::new(HelloSummary::parse(&framed).expect("valid hello"))
+        }
         other => panic!("not a complete hello: {other:?}"),
     }
 }

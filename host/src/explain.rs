@@ -81,7 +81,7 @@ pub async fn explain(
     let policy = Policy::load_offline(&config.policy).await?;
     let rules = plan::offline(&config.policy.rules);
     let summary = hello.as_deref();
-    let (decision, fuel_used, outcome) = match policy.decide(&conn, summary).await {
+    let (decision, fuel_used, outcome) = match policy.decide(&conn, hello.as_ref()).await {
         Ok(verdict) => {
             let shown = decision_json(&verdict.decision);
             let outcome = match plan::plan(&rules, verdict.decision.clone(), hello.as_ref()) {

@@ -72,6 +72,7 @@ pub fn route_module(imports: &str, pages: u32, body: &str, data: &str) -> String
     format!(
         r#"(module
   {imports}
+  (import "limen:router/types@0.2.0" "[resource-drop]client-hello" (func $drop_hello (param i32)))
   (memory (export "memory") {pages})
   (global $bump (mut i32) (i32.const 4096))
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
@@ -87,6 +88,11 @@ pub fn route_module(imports: &str, pages: u32, body: &str, data: &str) -> String
   (func (export "init") (param i32 i32) (result i32) (i32.const 256))
   (func (export "route") (param i32) (result i32)
     (global.set $bump (i32.const 4096))
+    ;; A returning call must not hold the hello's borrow: the arguments are
+    ;; the connection (48 bytes), then option<borrow<client-hello>> at 48
+    ;; (discriminant) and 52 (handle).
+    (if (i32.load8_u offset=48 (local.get 0))
+      (then (call $drop_hello (i32.load offset=52 (local.get 0)))))
     {body})
   {data}
 )"#

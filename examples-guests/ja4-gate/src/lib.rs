@@ -73,18 +73,20 @@ impl Policy for Ja4Gate {
             report_rule(RuleKind::NoMatch);
             return Decision::Reject(Alert::Close);
         };
+        let ja4 = hello.ja4();
         if self
             .deny
             .iter()
-            .any(|prefix| hello.ja4.starts_with(prefix.as_str()))
+            .any(|prefix| ja4.starts_with(prefix.as_str()))
         {
-            limen_guest::log::debug(&format!("denied JA4 {}", hello.ja4));
+            limen_guest::log::debug(&format!("denied JA4 {ja4}"));
             return Decision::Reject(Alert::AccessDenied);
         }
-        let matched = hello
-            .sni
-            .as_deref()
-            .and_then(|sni| self.routes.iter().find(|(pattern, _)| pattern.matches(sni)));
+        let matched = hello.sni().and_then(|sni| {
+            self.routes
+                .iter()
+                .find(|(pattern, _)| pattern.matches(&sni))
+        });
         match (matched, &self.default) {
             (Some((pattern, decision)), _) => {
                 report_rule(pattern.kind());

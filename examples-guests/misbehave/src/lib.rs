@@ -39,7 +39,8 @@ impl Policy for Misbehave {
     }
 
     fn route(&self, _conn: &Connection, hello: Option<&ClientHello>) -> Decision {
-        let sni = hello.and_then(|h| h.sni.as_deref()).unwrap_or("");
+        let sni = hello.and_then(|h| h.sni()).unwrap_or_default();
+        let sni = sni.as_str();
         match sni.split('.').next() {
             Some("panic") => panic!("asked to panic for {sni}"),
             Some("loop") => spin(),

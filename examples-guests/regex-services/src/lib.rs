@@ -71,9 +71,8 @@ impl Policy for RegexServices {
             return Decision::Reject(Alert::Close);
         };
         let matched = hello
-            .sni
-            .as_deref()
-            .and_then(|sni| self.rules.iter().find_map(|rule| rule.expand(sni)));
+            .sni()
+            .and_then(|sni| self.rules.iter().find_map(|rule| rule.expand(&sni)));
         let (kind, upstream) = match matched {
             Some(address) => (RuleKind::Regex, Some(address)),
             None => (RuleKind::Fallback, self.default.clone()),

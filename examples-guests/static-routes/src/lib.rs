@@ -21,7 +21,9 @@
 //! ]
 //! ```
 //! A name no route matches, with no `default`, is rejected with
-//! `unrecognized_name`.
+//! `unrecognized_name`. A server_name that is not a DNS name (an IP literal
+//! such as `82.81.46.13`, which some VPN clients send) matches only an exact
+//! route written the same way.
 
 use std::collections::HashMap;
 
@@ -127,7 +129,14 @@ impl Policy for StaticRoutes {
         let Some(hello) = hello else {
             return fallback(&self.plain, Alert::Close);
         };
-        let matched = hello.sni.as_deref().and_then(|sni| self.first_match(sni));
+        let matched = match hello.sni() {
+            Some(sni) => self.first_match(&sni),
+            // Not a DNS name (an IP literal such as FortiClient sends): only
+            // an exact route names it, as sent. One more host call, only then.
+            None => hello
+                .server_name()
+                .and_then(|sent| self.exact.get(&sent.to_ascii_lowercase()).copied()),
+        };
         match matched {
             Some(index) => {
                 report_rule(self.kinds[index]);

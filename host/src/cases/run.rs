@@ -79,7 +79,7 @@ pub async fn run(
                     listener: case.listener.as_str().into(),
                 };
                 let hello = hello.map(Arc::new);
-                let verdict = policy.decide(&conn, hello.as_deref()).await;
+                let verdict = policy.decide(&conn, hello.as_ref()).await;
                 if let Ok(verdict) = &verdict {
                     outcome.got_rule = verdict.rule;
                     outcome.fuel_used = Some(verdict.fuel_used);

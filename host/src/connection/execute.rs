@@ -14,7 +14,7 @@ use crate::access;
 use crate::action::pipe::Report;
 use crate::action::proxy_header::{self, TlvValues};
 use crate::action::{passthrough, reject, terminate};
-use crate::decision::{Alert, Terminate, Upstream};
+use crate::decision::{Alert, ProxyVersion, Terminate, Upstream};
 use crate::hello::HelloSummary;
 use crate::live::Generation;
 use crate::metrics::ListenerMetrics;
@@ -101,7 +101,9 @@ async fn passthrough(
     let values = TlvValues {
         authority: hello.and_then(|h| h.sni()).map(|n| n.as_ref()),
         alpn: hello.and_then(|h| h.alpn().first()).map(Vec::as_slice),
-        ja4: hello.map(|h| h.fingerprints().ja4.as_str()),
+        ja4: hello
+            .filter(|_| wants_ja4(&upstream))
+            .map(|h| h.fingerprints().ja4.as_str()),
     };
     let header = proxy_header(&upstream, &cx.conn, values);
     let limits = &generation.limits;
@@ -138,7 +140,9 @@ async fn terminated(
     let values = TlvValues {
         authority: hello.sni().map(|n| n.as_ref()),
         alpn: session.alpn_protocol(),
-        ja4: Some(hello.fingerprints().ja4.as_str()),
+        ja4: Some(hello)
+            .filter(|_| wants_ja4(&terminate.upstream))
+            .map(|h| h.fingerprints().ja4.as_str()),
     };
     let header = proxy_header(&terminate.upstream, conn, values);
     tracing::debug!(
@@ -232,4 +236,10 @@ fn counted(generation: &Generation, report: &Report) -> Ended {
     generation.metrics.bytes_up.inc_by(report.up);
     generation.metrics.bytes_down.inc_by(report.down);
     ((report.up, report.down), report.end)
+}
+
+/// Whether `upstream`'s PROXY header carries the JA4 TLV: only then is the
+/// fingerprint computed for this connection (if nothing else asked for it).
+fn wants_ja4(upstream: &Upstream) -> bool {
+    upstream.proxy_protocol == Some(ProxyVersion::V2) && upstream.proxy_tlvs.ja4
 }

@@ -136,8 +136,7 @@ impl Peeked {
         let generation = &cx.generation;
         let metrics = &generation.metrics;
         let started = Instant::now();
-        let hello = trail.hello().map(Arc::as_ref);
-        let verdict = self.policy.decide(&cx.conn, hello).await;
+        let verdict = self.policy.decide(&cx.conn, trail.hello()).await;
         metrics.policy_call.observe(started.elapsed().as_secs_f64());
         let (mut result, miss) = match &verdict {
             Ok(verdict) => {

@@ -6,14 +6,26 @@ use tls_parser::{SNIType, TlsExtension, parse_tls_extension_sni_content};
 
 use super::HelloError;
 
+/// The first host_name of a server_name extension.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ServerName {
+    /// A valid DNS name, normalised.
+    Dns(DnsName<'static>),
+    /// Something else, as sent (non-UTF-8 bytes replaced): an IP literal,
+    /// bad characters.
+    Other(Box<str>),
+    /// No host_name entry.
+    Absent,
+}
+
 /// Decode the server_name extension body (via tls-parser) and return its
-/// first host_name entry as a normalised DNS name.
+/// first host_name entry.
 ///
 /// The list itself must be well formed (a router that misread it could route
 /// on the wrong name), but a name that is not a usable DNS name (an IP
 /// literal, which RFC 6066 forbids here, an empty or non-ASCII name) yields
 /// `None`: the client is routed as one without SNI rather than refused.
-pub(crate) fn server_name(data: &[u8]) -> Result<Option<DnsName<'static>>, HelloError> {
+pub(crate) fn server_name(data: &[u8]) -> Result<ServerName, HelloError> {
     const BAD: HelloError = HelloError::Malformed("bad server_name extension");
     let entries = match parse_tls_extension_sni_content(data) {
         // An empty body is legal from servers and harmless from clients.
@@ -26,10 +38,13 @@ pub(crate) fn server_name(data: &[u8]) -> Result<Option<DnsName<'static>>, Hello
     if !data.is_empty() && used + 2 != data.len() {
         return Err(BAD);
     }
-    Ok(entries
-        .iter()
-        .find(|(kind, _)| *kind == SNIType::HostName)
-        .and_then(|(_, name)| normalise(name)))
+    let Some((_, sent)) = entries.iter().find(|(kind, _)| *kind == SNIType::HostName) else {
+        return Ok(ServerName::Absent);
+    };
+    Ok(match normalise(sent) {
+        Some(name) => ServerName::Dns(name),
+        None => ServerName::Other(String::from_utf8_lossy(sent).into()),
+    })
 }
 
 /// Lower-case and drop one trailing dot, so `Example.COM.` and `example.com`

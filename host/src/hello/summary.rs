@@ -1,6 +1,8 @@
 //! `HelloSummary`: the validated, owned view of a ClientHello that the
 //! policy, logs and `limen explain` see.
 
+use std::sync::OnceLock;
+
 use rustls_pki_types::DnsName;
 use serde::{Serialize, Serializer};
 
@@ -29,12 +31,19 @@ mod ext {
 /// Codepoints (versions, suites, groups, extensions) are kept as raw `u16`s in
 /// wire order, GREASE and unknown values included, so a new codepoint never
 /// makes a client unroutable and fingerprints can be derived later.
+// `remote = "Self"`: the derive writes an inherent `serialize` of the
+// fields, which the `Serialize` impl below completes with the fingerprints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(remote = "Self")]
 pub struct HelloSummary {
     /// A `rustls_pki_types::DnsName`, so anything holding one knows it is a
     /// valid, lower-case DNS name without a trailing dot.
     #[serde(serialize_with = "ser_sni")]
     sni: Option<DnsName<'static>>,
+    /// The first host_name as sent, kept only when it is not a valid DNS
+    /// name (so `sni` is `None`): an IP literal, bad characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_name: Option<Box<str>>,
     #[serde(serialize_with = "ser_alpn")]
     alpn: Vec<Vec<u8>>,
     legacy_version: u16,
@@ -51,8 +60,10 @@ pub struct HelloSummary {
     esni: bool,
     hello_length: u32,
     record_count: u32,
-    #[serde(flatten)]
-    fingerprints: Fingerprints,
+    /// Computed on first use: most policies and connections never read
+    /// them (MD5 and two SHA-256 plus formatting, per connection).
+    #[serde(skip)]
+    fingerprints: OnceLock<Fingerprints>,
 }
 
 impl HelloSummary {
@@ -69,6 +80,7 @@ impl HelloSummary {
         let parts = parse::client_hello(message)?;
         let mut summary = Self {
             sni: None,
+            server_name: None,
             alpn: Vec::new(),
             legacy_version: parts.legacy_version,
             record_version: framed.record_version(),
@@ -85,12 +97,11 @@ impl HelloSummary {
             // The 24-bit length plus the 4-byte header always fits.
             hello_length: u32::try_from(message.len()).unwrap_or(u32::MAX),
             record_count: framed.records(),
-            fingerprints: Fingerprints::default(),
+            fingerprints: OnceLock::new(),
         };
         for extension in &parts.extensions {
             summary.read_extension(*extension)?;
         }
-        summary.fingerprints = Fingerprints::of(&summary);
         Ok(summary)
     }
 
@@ -98,7 +109,11 @@ impl HelloSummary {
     /// formats for JA3) is one more arm here.
     fn read_extension(&mut self, e: RawExtension<'_>) -> Result<(), HelloError> {
         match e.kind {
-            ext::SERVER_NAME => self.sni = sni::server_name(e.data)?,
+            ext::SERVER_NAME => match sni::server_name(e.data)? {
+                sni::ServerName::Dns(name) => self.sni = Some(name),
+                sni::ServerName::Other(sent) => self.server_name = Some(sent),
+                sni::ServerName::Absent => {}
+            },
             ext::ALPN => self.alpn = parse::alpn(e.data)?,
             ext::SUPPORTED_VERSIONS => self.supported_versions = parse::supported_versions(e.data)?,
             ext::SUPPORTED_GROUPS => self.supported_groups = parse::supported_groups(e.data)?,
@@ -191,9 +206,16 @@ impl HelloSummary {
         &self.ec_point_formats
     }
 
-    /// JA3 and JA4, computed at parse.
+    /// The first host_name exactly as sent, when it is not a valid DNS
+    /// name (then [`sni`](Self::sni) is `None`): an IP literal such as
+    /// `82.81.46.13`, bad characters (non-UTF-8 bytes replaced).
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// JA3 and JA4, computed on the first call.
     pub fn fingerprints(&self) -> &Fingerprints {
-        &self.fingerprints
+        self.fingerprints.get_or_init(|| Fingerprints::of(self))
     }
 
     /// Handshake message length, 4-byte header included.
@@ -204,6 +226,28 @@ impl HelloSummary {
     /// How many TLS records carried the hello.
     pub fn record_count(&self) -> u32 {
         self.record_count
+    }
+}
+
+/// The fields, then the fingerprints (computed now if nobody asked yet): what
+/// `limen explain` prints.
+impl Serialize for HelloSummary {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            #[serde(flatten, serialize_with = "fields")]
+            hello: &'a HelloSummary,
+            #[serde(flatten)]
+            fingerprints: &'a Fingerprints,
+        }
+        fn fields<S: Serializer>(hello: &&HelloSummary, s: S) -> Result<S::Ok, S::Error> {
+            HelloSummary::serialize(hello, s)
+        }
+        View {
+            hello: self,
+            fingerprints: self.fingerprints(),
+        }
+        .serialize(serializer)
     }
 }
 

@@ -13,9 +13,22 @@ mod generated {
         // `log` traps once the call's deadline has passed: copying its
         // message costs no fuel, so a guest looping on it would otherwise
         // outrun a deadline that is only checked at fuel yields.
-        imports: { "limen:router/host.log": trappable },
+        // The hello's getters trap when called outside a `route` call.
+        imports: {
+            "limen:router/host.log": trappable,
+            "limen:router/types": trappable,
+        },
+        // The hello a `route` call reads through getters (`hello.rs`).
+        with: { "limen:router/types.client-hello": super::HelloRef },
     });
 }
+
+/// The host side of the `client-hello` resource. A call has at most one
+/// hello, held in the instance's state for the call (`HostState::hello`),
+/// so the handle carries nothing: no table entry is made per call.
+// `pub`: the generated code re-exports it (this module is private).
+#[allow(unreachable_pub)]
+pub struct HelloRef;
 
 pub(crate) use generated::limen::router::host as wit_host;
 pub(crate) use generated::limen::router::types as wit;

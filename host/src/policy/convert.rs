@@ -11,7 +11,6 @@ use rustls_pki_types::ServerName;
 use crate::decision::{
     Alert, Decision, ProxyTlvs, ProxyVersion, Reencrypt, Rule, Terminate, Upstream, UpstreamAddr,
 };
-use crate::hello::HelloSummary;
 
 pub(crate) fn connection(conn: &Connection) -> wit::Connection {
     wit::Connection {
@@ -35,30 +34,6 @@ fn socket_address(addr: SocketAddr) -> wit::SocketAddress {
     wit::SocketAddress {
         ip,
         port: addr.port(),
-    }
-}
-
-pub(crate) fn client_hello(hello: &HelloSummary) -> wit::ClientHello {
-    wit::ClientHello {
-        sni: hello.sni().map(|name| name.as_ref().to_owned()),
-        alpn: hello.alpn().to_vec(),
-        legacy_version: hello.legacy_version(),
-        record_version: hello.record_version(),
-        supported_versions: hello.supported_versions().to_vec(),
-        cipher_suites: hello.cipher_suites().to_vec(),
-        extensions: hello.extensions().to_vec(),
-        supported_groups: hello.supported_groups().to_vec(),
-        key_share_groups: hello.key_share_groups().to_vec(),
-        signature_algorithms: hello.signature_algorithms().to_vec(),
-        ech: hello.ech(),
-        ech_outer: hello.ech_outer(),
-        esni: hello.esni(),
-        ja3: hello.fingerprints().ja3.clone(),
-        ja3_hash: hello.fingerprints().ja3_hash.clone(),
-        ja4: hello.fingerprints().ja4.clone(),
-        ja4_r: hello.fingerprints().ja4_r.clone(),
-        hello_length: hello.hello_length(),
-        record_count: hello.record_count(),
     }
 }
 

@@ -23,8 +23,20 @@ pub enum LoadError {
     Compile(String),
     /// A component, but not of the `limen:router/policy` world (missing or
     /// mistyped exports, imports limen does not provide).
-    #[error("P003 component does not implement limen:router/policy@0.1.0: {0}")]
+    #[error("P003 component does not implement limen:router/policy@0.2.0: {0}")]
     WrongWorld(String),
+    /// Built for another version of limen's interface (`wit/`).
+    #[error(
+        "P006 the module was built for limen:router@{found}; this limen needs \
+         limen:router@{needed}: rebuild it against this limen's wit/ (guest SDK, \
+         componentize-py/-js or wit-bindgen with the same files)"
+    )]
+    WrongVersion {
+        /// The version the module imports.
+        found: String,
+        /// The version limen provides.
+        needed: &'static str,
+    },
     /// `init` returned an error, or trapped.
     #[error("P004 policy init failed: {0}")]
     Init(String),
@@ -41,6 +53,7 @@ impl LoadError {
             LoadError::Read { .. } => "P001",
             LoadError::Compile(_) => "P002",
             LoadError::WrongWorld(_) => "P003",
+            LoadError::WrongVersion { .. } => "P006",
             LoadError::Init(_) => "P004",
             LoadError::SelfTest(_) => "P005",
         }
@@ -50,7 +63,10 @@ impl LoadError {
     /// code ran and failed is a policy failure; a module that never ran is not.
     pub fn kind(&self) -> Option<PolicyFailure> {
         match self {
-            LoadError::Read { .. } | LoadError::Compile(_) | LoadError::WrongWorld(_) => None,
+            LoadError::Read { .. }
+            | LoadError::Compile(_)
+            | LoadError::WrongWorld(_)
+            | LoadError::WrongVersion { .. } => None,
             LoadError::Init(_) => Some(PolicyFailure::Init),
             LoadError::SelfTest(_) => Some(PolicyFailure::Selftest),
         }

@@ -155,9 +155,25 @@ impl Policy {
     }
 }
 
+/// The version of `wit/router.wit` this limen provides.
+pub const INTERFACE_VERSION: &str = "0.2.0";
+
 /// Type-check: the component must be of the policy world, and import
-/// nothing limen does not provide.
+/// nothing limen does not provide. A module built for another version of
+/// the interface is told so, rather than which function does not match.
 fn link(engine: &PolicyEngine, component: &Component) -> Result<PolicyPre<HostState>, LoadError> {
+    let ty = component.component_type();
+    let names = ty.imports(&engine.engine).map(|(name, _)| name);
+    let foreign = names
+        .chain(ty.exports(&engine.engine).map(|(name, _)| name))
+        .filter_map(|name| name.strip_prefix("limen:router/")?.split_once('@'))
+        .find(|(_, version)| *version != INTERFACE_VERSION);
+    if let Some((_, found)) = foreign {
+        return Err(LoadError::WrongVersion {
+            found: found.to_owned(),
+            needed: INTERFACE_VERSION,
+        });
+    }
     let instance_pre = engine
         .linker
         .instantiate_pre(component)

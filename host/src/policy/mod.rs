@@ -3,7 +3,7 @@
 //! `engine` holds the process-wide compiler (`deadline` times calls), `load` makes a
 //! policy ready (`cache` keeps compiled code on disk, `selftest` runs the
 //! expected decisions, `version` names the result), `runtime` holds a loaded
-//! policy with its warm instances, `state` what an instance can reach,
+//! policy with its warm instances, `state` what an instance can reach, `hello` the getters of the hello it reads,
 //! `convert` the mapping between WIT and host types.
 
 mod bindings;
@@ -12,6 +12,7 @@ mod convert;
 mod deadline;
 mod engine;
 mod error;
+mod hello;
 mod load;
 mod output;
 mod runtime;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 pub use cache::{ComponentCache, Source};
 pub use engine::PolicyEngine;
 pub use error::{CallError, Failure, LoadError};
-pub use load::{LoadReport, MAX_MODULE_BYTES, Module};
+pub use load::{INTERFACE_VERSION, LoadReport, MAX_MODULE_BYTES, Module};
 pub use runtime::{Policy, Verdict};
 pub use version::{ModuleHash, PolicyVersion};
 

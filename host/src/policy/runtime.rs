@@ -6,13 +6,15 @@
 //! so instances live as long as they behave. An instance that fails a call is
 //! dropped: after a trap its state cannot be trusted.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{PolicyPre, PolicyWorld};
+use super::bindings::{HelloRef, PolicyPre, PolicyWorld};
 use super::deadline::Deadline;
 use super::engine::{PolicyEngine, YIELD_EVERY};
 use super::state::HostState;
@@ -66,7 +68,7 @@ impl Policy {
     pub async fn decide(
         &self,
         conn: &Connection,
-        hello: Option<&HelloSummary>,
+        hello: Option<&Arc<HelloSummary>>,
     ) -> Result<Verdict, CallError> {
         self.decide_in(worker::index(), conn, hello).await
     }
@@ -77,7 +79,7 @@ impl Policy {
         &self,
         pool: usize,
         conn: &Connection,
-        hello: Option<&HelloSummary>,
+        hello: Option<&Arc<HelloSummary>>,
     ) -> Result<Verdict, CallError> {
         let idle = &self.idle[pool % self.idle.len()];
         let mut instance = match idle.pop() {
@@ -85,16 +87,20 @@ impl Policy {
             None => self.instantiate().await.map_err(CallError::Init)?,
         };
         let conn = convert::connection(conn);
-        let hello = hello.map(convert::client_hello);
+        // The guest reads the hello through getters on this borrow, which
+        // the component model ends with the call.
+        instance.store.data_mut().hello = hello.cloned();
+        let handle = hello.map(|_| Resource::<HelloRef>::new_borrow(0));
         let budget = self.settings.fuel;
         arm(&mut instance.store, budget, self.settings.timeout);
         let call = instance
             .world
-            .call_route(&mut instance.store, &conn, hello.as_ref());
+            .call_route(&mut instance.store, &conn, handle);
         let result = match within(self.settings.timeout, call).await {
             Some(result) => result,
             None => return Err(CallError::Deadline),
         };
+        instance.store.data_mut().hello = None;
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));
         match result {
             Ok(decision) => {

@@ -19,7 +19,7 @@ pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize
             sample.sni.as_deref().unwrap_or("none")
         );
         let fail = |why: String| LoadError::SelfTest(format!("{what}: {why}"));
-        let hello = summary(sample).map_err(fail)?;
+        let hello = Arc::new(summary(sample).map_err(fail)?);
         let conn = Connection {
             client: sample.client,
             local: sample.local,
@@ -36,7 +36,7 @@ pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize
         // The decision it was expected to make must also be one limen
         // carries out, by the same rules as a live connection.
         let rules = plan::offline(&policy.settings().rules);
-        if let Err(refusal) = plan::plan(&rules, verdict.decision, Some(&Arc::new(hello))) {
+        if let Err(refusal) = plan::plan(&rules, verdict.decision, Some(&hello)) {
             return Err(fail(format!("{got} is what was expected, but {refusal}")));
         }
     }
@@ -62,7 +62,7 @@ pub(crate) async fn warm(policy: &Policy) -> Result<(), LoadError> {
         local: ([192, 0, 2, 2], 443).into(),
         decision: String::new(),
     };
-    let hello = summary(&sample).map_err(LoadError::SelfTest)?;
+    let hello = Arc::new(summary(&sample).map_err(LoadError::SelfTest)?);
     let conn = Connection {
         client: sample.client,
         local: sample.local,

@@ -5,14 +5,16 @@
 //! directories, no environment or arguments, no sockets, no stdin; stdout
 //! and stderr go to limen's log.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{wit, wit_host};
+use super::bindings::wit_host;
 use super::output::{GuestOutput, LineBudget};
+use crate::hello::HelloSummary;
 
 /// Longest log line a policy may write; the rest is cut.
 const MAX_LOG_BYTES: usize = 1024;
@@ -40,6 +42,8 @@ pub(crate) struct HostState {
     lines_left: LineBudget,
     /// What the guest said decided this call (`report-rule`), if it did.
     pub(crate) rule: Option<wit_host::RuleKind>,
+    /// The hello of the `route` call running now (its getters read it).
+    pub(crate) hello: Option<Arc<HelloSummary>>,
 }
 
 impl HostState {
@@ -63,6 +67,7 @@ impl HostState {
             memory_base: 0,
             lines_left,
             rule: None,
+            hello: None,
         }
     }
 
@@ -133,8 +138,6 @@ impl WasiView for HostState {
         }
     }
 }
-
-impl wit::Host for HostState {}
 
 impl wit_host::Host for HostState {
     fn log(&mut self, level: wit_host::Level, message: String) -> wasmtime::Result<()> {

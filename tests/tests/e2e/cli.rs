@@ -80,6 +80,36 @@ fn check_refuses_a_core_module_and_a_component_of_another_world() {
     assert!(stderr(&out).contains("P003"), "{}", stderr(&out));
 }
 
+/// A module built against an earlier `wit/` is told which version limen
+/// needs, not which function fails to type-check.
+#[test]
+fn check_refuses_a_module_built_for_interface_0_1_with_the_version_it_needs() {
+    let old = component_of_world(
+        "package limen:router@0.1.0;
+         interface host { log: func(message: string); }
+         world policy { import host; export init: func(config: string) -> result<_, string>; }",
+        "policy",
+        r#"(module
+  (import "limen:router/host@0.1.0" "log" (func (param i32 i32)))
+  (memory (export "memory") 1)
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
+  (func (export "init") (param i32 i32) (result i32) (i32.const 256)))"#,
+    )
+    .expect("encode");
+    let out = check(&config(&module_file(&old), "", "", ""));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("P006")
+            && err.contains("limen:router@0.1.0")
+            && err.contains(&format!(
+                "limen:router@{}",
+                limen::policy::INTERFACE_VERSION
+            )),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_refuses_a_failing_init() {
     let wat = route_body("unreachable", "").replace(

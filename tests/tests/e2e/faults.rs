@@ -183,7 +183,7 @@ async fn a_guest_looping_on_log_still_meets_its_deadline() -> anyhow::Result<()>
     // The message (2 MiB of zeros at 1 MiB) lies beyond what the host's
     // argument allocator (from 4096) uses.
     let wat = route_module(
-        r#"(import "limen:router/host@0.1.0" "log" (func $log (param i32 i32 i32)))"#,
+        r#"(import "limen:router/host@0.2.0" "log" (func $log (param i32 i32 i32)))"#,
         64,
         "(loop $spin
       (call $log (i32.const 1) (i32.const 1048576) (i32.const 2097152))

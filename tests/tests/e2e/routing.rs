@@ -258,3 +258,38 @@ async fn an_upstream_that_is_limen_itself_is_refused() -> anyhow::Result<()> {
     );
     limen.stop().await
 }
+
+/// A server_name that is not a DNS name (FortiClient's capture in the shared
+/// corpus sends the IP literal `82.81.46.13`) has no validated SNI, but the
+/// policy reads it as sent (`server-name`) and static-routes routes it by an
+/// exact route written the same way; any other client without SNI gets the
+/// default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_name_sent_as_an_ip_literal_routes_by_an_exact_route() -> anyhow::Result<()> {
+    let corpus = limen_e2e::shared_dir().join("testdata/clienthello/corpus.jsonl");
+    let row: serde_json::Value = std::fs::read_to_string(corpus)?
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .find(|row| {
+            row.as_ref()
+                .is_ok_and(|r| r["id"] == "ndpi:forticlient.pcap#s0")
+        })
+        .expect("the FortiClient row")?;
+    assert_eq!(row["sni"], "82.81.46.13");
+    let forticlient = hex::decode(row["record_hex"].as_str().expect("record_hex"))?;
+    let (a, _a_rx) = backend::raw(b"A").await?;
+    let (b, mut b_rx) = backend::raw(b"B").await?;
+    let routes = format!(
+        "default = \"{a}\"\nroutes = [ {{ match = \"82.81.46.13\", upstream = \"{b}\" }} ]"
+    );
+    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let reply = raw_exchange(limen.addr, &[&forticlient], Duration::ZERO).await?;
+    assert_eq!(reply, b"B", "routed by the name as sent");
+    let received = tokio::time::timeout(crate::common::WAIT, b_rx.recv())
+        .await?
+        .expect("backend report");
+    assert_eq!(received.bytes, forticlient, "the hello byte for byte");
+    let reply = raw_exchange(limen.addr, &[&hello("small-nosni.bin")], Duration::ZERO).await?;
+    assert_eq!(reply, b"A", "no server_name at all: the default");
+    limen.stop().await
+}

@@ -68,6 +68,15 @@ pub(super) fn check_row(row: &Value, s: &HelloSummary) -> Result<(), String> {
     if sni != expected_sni(row) {
         return Err(format!("sni {sni:?}, row {}", row["sni"]));
     }
+    // A name that is not a DNS name (the IP literals) is carried as sent.
+    let sent = row["sni"].as_str().filter(|_| sni.is_none());
+    if s.server_name() != sent {
+        return Err(format!(
+            "server_name {:?}, row {}",
+            s.server_name(),
+            row["sni"]
+        ));
+    }
     if s.alpn() != expected_alpn(row) {
         return Err(format!("alpn {:?}, row {}", s.alpn(), row["alpn"]));
     }

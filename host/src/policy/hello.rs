@@ -1,0 +1,117 @@
+//! The `client-hello` resource's getters: a policy pays for what it reads.
+//!
+//! Each getter copies one field of the call's `HelloSummary` into the guest;
+//! the fingerprints are computed by the first getter that asks (then kept
+//! with the summary for the access log and the PROXY header). The handle is
+//! a borrow the host made for this call only (`HelloRef`), so it cannot
+//! outlive the call; between calls there is no hello, and a getter then
+//! traps.
+
+use wasmtime::component::Resource;
+
+use super::bindings::{HelloRef, wit};
+use super::state::HostState;
+use crate::hello::HelloSummary;
+
+type Handle = Resource<HelloRef>;
+
+impl HostState {
+    /// The call's hello. `route` is only given a handle while one is set.
+    fn read<T>(&self, field: impl FnOnce(&HelloSummary) -> T) -> wasmtime::Result<T> {
+        match self.hello.as_deref() {
+            Some(hello) => Ok(field(hello)),
+            None => Err(wasmtime::format_err!(
+                "client-hello used outside its route call"
+            )),
+        }
+    }
+}
+
+impl wit::Host for HostState {}
+
+impl wit::HostClientHello for HostState {
+    fn sni(&mut self, _: Handle) -> wasmtime::Result<Option<String>> {
+        self.read(|h| h.sni().map(|name| name.as_ref().to_owned()))
+    }
+
+    fn server_name(&mut self, _: Handle) -> wasmtime::Result<Option<String>> {
+        self.read(|h| h.server_name().map(str::to_owned))
+    }
+
+    fn alpn(&mut self, _: Handle) -> wasmtime::Result<Vec<Vec<u8>>> {
+        self.read(|h| h.alpn().to_vec())
+    }
+
+    fn legacy_version(&mut self, _: Handle) -> wasmtime::Result<u16> {
+        self.read(HelloSummary::legacy_version)
+    }
+
+    fn record_version(&mut self, _: Handle) -> wasmtime::Result<u16> {
+        self.read(HelloSummary::record_version)
+    }
+
+    fn supported_versions(&mut self, _: Handle) -> wasmtime::Result<Vec<u16>> {
+        self.read(|h| h.supported_versions().to_vec())
+    }
+
+    fn cipher_suites(&mut self, _: Handle) -> wasmtime::Result<Vec<u16>> {
+        self.read(|h| h.cipher_suites().to_vec())
+    }
+
+    fn extensions(&mut self, _: Handle) -> wasmtime::Result<Vec<u16>> {
+        self.read(|h| h.extensions().to_vec())
+    }
+
+    fn supported_groups(&mut self, _: Handle) -> wasmtime::Result<Vec<u16>> {
+        self.read(|h| h.supported_groups().to_vec())
+    }
+
+    fn key_share_groups(&mut self, _: Handle) -> wasmtime::Result<Vec<u16>> {
+        self.read(|h| h.key_share_groups().to_vec())
+    }
+
+    fn signature_algorithms(&mut self, _: Handle) -> wasmtime::Result<Vec<u16>> {
+        self.read(|h| h.signature_algorithms().to_vec())
+    }
+
+    fn ech(&mut self, _: Handle) -> wasmtime::Result<bool> {
+        self.read(HelloSummary::ech)
+    }
+
+    fn ech_outer(&mut self, _: Handle) -> wasmtime::Result<bool> {
+        self.read(HelloSummary::ech_outer)
+    }
+
+    fn esni(&mut self, _: Handle) -> wasmtime::Result<bool> {
+        self.read(HelloSummary::esni)
+    }
+
+    fn ja3(&mut self, _: Handle) -> wasmtime::Result<String> {
+        self.read(|h| h.fingerprints().ja3.clone())
+    }
+
+    fn ja3_hash(&mut self, _: Handle) -> wasmtime::Result<String> {
+        self.read(|h| h.fingerprints().ja3_hash.clone())
+    }
+
+    fn ja4(&mut self, _: Handle) -> wasmtime::Result<String> {
+        self.read(|h| h.fingerprints().ja4.clone())
+    }
+
+    fn ja4_r(&mut self, _: Handle) -> wasmtime::Result<String> {
+        self.read(|h| h.fingerprints().ja4_r.clone())
+    }
+
+    fn hello_length(&mut self, _: Handle) -> wasmtime::Result<u32> {
+        self.read(HelloSummary::hello_length)
+    }
+
+    fn record_count(&mut self, _: Handle) -> wasmtime::Result<u32> {
+        self.read(HelloSummary::record_count)
+    }
+
+    /// The host made the borrow; nothing to free.
+    fn drop(&mut self, _: Handle) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
