@@ -31,13 +31,13 @@ pub(crate) async fn run(
     #[cfg(target_os = "linux")]
     {
         let idle = limits.idle_timeout;
-        super::splice::run(client, upstream, &preamble, replayed, idle, force_close).await
+        super::splice::run(client, upstream, preamble, replayed, idle, force_close).await
     }
     #[cfg(not(target_os = "linux"))]
     pipe::run(
         client,
         upstream,
-        &preamble,
+        preamble,
         replayed,
         limits.idle_timeout,
         limits.copy_buffer,

@@ -34,7 +34,7 @@ pub(crate) struct Report {
 pub(crate) async fn run<C, U>(
     mut client: C,
     mut upstream: U,
-    preamble: &[u8],
+    preamble: Vec<u8>,
     replayed: usize,
     idle: Duration,
     buffer: usize,
@@ -95,15 +95,16 @@ where
 
 /// Write `preamble` upstream before any copy; the report of a connection
 /// that ended there. An upstream that never reads must not hold the
-/// connection forever, so the idle timeout bounds the write.
+/// connection forever, so the idle timeout bounds the write. The bytes are
+/// freed once written: a connection that then idles for hours holds none.
 pub(super) async fn send_preamble<U: AsyncWrite + Unpin>(
     upstream: &mut U,
-    preamble: &[u8],
+    preamble: Vec<u8>,
     idle: Duration,
     force_close: &CancellationToken,
 ) -> Result<(), Report> {
     let ended = tokio::select! {
-        result = write_all_flush(upstream, preamble) => match result {
+        result = write_all_flush(upstream, &preamble) => match result {
             Ok(()) => return Ok(()),
             Err(_) => End::IoError,
         },

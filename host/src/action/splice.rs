@@ -68,7 +68,7 @@ impl Pipe {
 pub(crate) async fn run(
     client: TcpStream,
     mut upstream: TcpStream,
-    preamble: &[u8],
+    preamble: Vec<u8>,
     replayed: usize,
     idle: Duration,
     force_close: &CancellationToken,
@@ -127,7 +127,9 @@ async fn one_way(
         let Ok(pipe) = Pipe::take() else {
             // Out of descriptors (or pipe pages) for a moment: this chunk is
             // copied instead, so an established connection never fails on it.
-            if !copy_chunk(from, to, bytes, meter).await? {
+            // Boxed: rare, and its buffer and waits would otherwise be
+            // carried by every spliced connection while it idles.
+            if !Box::pin(copy_chunk(from, to, bytes, meter)).await? {
                 ended(to, meter, side);
                 return Ok(());
             }

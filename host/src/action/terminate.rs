@@ -141,7 +141,7 @@ pub(crate) async fn forward(
     }
     let (idle, buffer) = (limits.idle_timeout, limits.copy_buffer);
     let Some(reencrypt) = &decision.reencrypt else {
-        return Ok(pipe::run(client, upstream, &[], 0, idle, buffer, force_close).await);
+        return Ok(pipe::run(client, upstream, Vec::new(), 0, idle, buffer, force_close).await);
     };
     let name = match (&reencrypt.server_name, &decision.upstream.addr) {
         (Some(name), _) => name.clone(),
@@ -158,5 +158,5 @@ pub(crate) async fn forward(
             addr: addr(),
             error,
         })?;
-    Ok(pipe::run(client, upstream, &[], 0, idle, buffer, force_close).await)
+    Ok(pipe::run(client, upstream, Vec::new(), 0, idle, buffer, force_close).await)
 }

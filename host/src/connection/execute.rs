@@ -53,7 +53,7 @@ impl Decided {
             }
             Action::Passthrough { upstream, addrs } => {
                 active.enter(Stage::Passthrough);
-                passthrough(cx, trail, stream, upstream, &addrs, bytes).await
+                passthrough(cx, trail, stream, &upstream, &addrs, bytes).await
             }
             Action::Terminate {
                 terminate,
@@ -66,7 +66,7 @@ impl Decided {
                 let upstream = Some(terminate.upstream.addr.clone());
                 trail.acting(access::Action::Terminate(certificate), upstream);
                 let listener = active.metrics();
-                let planned = (&terminate, config, &addrs[..]);
+                let planned = (&*terminate, config, &addrs[..]);
                 // Boxed: a TLS session's state is large, and a future is as
                 // large as its largest stage, which every passthrough
                 // connection would otherwise carry from accept.
@@ -84,16 +84,16 @@ async fn passthrough(
     cx: &Context,
     trail: &mut Trail,
     stream: TcpStream,
-    upstream: Upstream,
+    upstream: &Upstream,
     addrs: &[SocketAddr],
     bytes: Vec<u8>,
 ) -> Ended {
     let generation = &cx.generation;
     trail.acting(access::Action::Passthrough, Some(upstream.addr.clone()));
-    let up = match connect(generation, trail, &upstream, addrs).await {
+    let up = match connect(generation, trail, upstream, addrs).await {
         Ok(up) => up,
         Err(error) => {
-            trail.acting(access::Action::Unreachable, Some(upstream.addr));
+            trail.acting(access::Action::Unreachable, Some(upstream.addr.clone()));
             return unreachable(cx, trail, stream, &error).await;
         }
     };
@@ -102,10 +102,11 @@ async fn passthrough(
         authority: hello.and_then(|h| h.sni()).map(|n| n.as_ref()),
         alpn: hello.and_then(|h| h.alpn().first()).map(Vec::as_slice),
         ja4: hello
-            .filter(|_| wants_ja4(&upstream))
+            .filter(|_| wants_ja4(upstream))
             .map(|h| h.fingerprints().ja4.as_str()),
     };
-    let header = proxy_header(&upstream, &cx.conn, values);
+    let header = proxy_header(upstream, &cx.conn, values);
+    trail.hello_read(generation);
     let limits = &generation.limits;
     let report = passthrough::run(stream, up, header, bytes, limits, &cx.force_close).await;
     counted(generation, &report)

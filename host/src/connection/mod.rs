@@ -72,7 +72,9 @@ enum Action {
     },
     /// Carries the hello it answers: a terminate without one cannot exist.
     Terminate {
-        terminate: Terminate,
+        /// Boxed: the largest variant, carried by every connection's task
+        /// (passthroughs included) if it were inline.
+        terminate: Box<Terminate>,
         config: Arc<ServerConfig>,
         hello: Arc<HelloSummary>,
         addrs: Vec<SocketAddr>,
@@ -218,7 +220,7 @@ async fn resolve(
             hello,
         } => match lookup(&terminate.upstream.addr).await? {
             Ok(addrs) => Action::Terminate {
-                terminate,
+                terminate: Box::new(terminate),
                 config,
                 hello,
                 addrs,

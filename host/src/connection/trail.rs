@@ -54,6 +54,15 @@ impl Trail {
         self.hello = hello.map(Arc::new);
     }
 
+    /// The action has read what it needs of the hello: keep it only for
+    /// the access log line, so that, without one, a connection that pipes
+    /// for hours holds no summary.
+    pub(super) fn hello_read(&mut self, generation: &Generation) {
+        if generation.access.is_none() {
+            self.hello = None;
+        }
+    }
+
     /// The ClientHello, once peeked.
     pub(super) fn hello(&self) -> Option<&Arc<HelloSummary>> {
         self.hello.as_ref()

@@ -21,6 +21,11 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
     bindings(&root.join("wit"), &generated)?;
     let mut built = Vec::new();
     for guest in guests {
+        let to = out.join(format!("{}.wasm", guest.name));
+        if guest.up_to_date(root, &to) {
+            built.push(to);
+            continue;
+        }
         let work = root.join("target/guest-build/c").join(&guest.name);
         std::fs::create_dir_all(&work)?;
         let mut sources: Vec<PathBuf> = std::fs::read_dir(&guest.dir)?
@@ -50,7 +55,6 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
                 "-o",
             ])
             .arg(&core))?;
-        let to = out.join(format!("{}.wasm", guest.name));
         componentize(&core, &to)?;
         built.push(to);
     }

@@ -13,6 +13,10 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
     let mut built = Vec::new();
     for guest in guests {
         let to = out.join(format!("{}.wasm", guest.name));
+        if guest.up_to_date(root, &to) {
+            built.push(to);
+            continue;
+        }
         // A policy has no use for outgoing HTTP or the fetch event (and limen
         // would not grant them); leaving them out keeps those imports away.
         run(

@@ -12,6 +12,11 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
     let venv = toolchain::pip(root, COMPONENTIZE_PY).map_err(Skip::Toolchain)?;
     let mut built = Vec::new();
     for guest in guests {
+        let to = out.join(format!("{}.wasm", guest.name));
+        if guest.up_to_date(root, &to) {
+            built.push(to);
+            continue;
+        }
         // componentize-py writes `__pycache__/` beside the app whatever
         // PYTHONDONTWRITEBYTECODE says: build from a copy under target/.
         let work = root.join("target/guest-build/python").join(&guest.name);
@@ -22,7 +27,6 @@ pub(super) fn build(root: &Path, guests: &[Guest], out: &Path) -> Result<Vec<Pat
                 std::fs::copy(&path, work.join(path.file_name().unwrap_or_default()))?;
             }
         }
-        let to = out.join(format!("{}.wasm", guest.name));
         run(Command::new(venv.join("bin/componentize-py"))
             .current_dir(&work)
             .arg("--wit-path")
