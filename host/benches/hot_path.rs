@@ -39,7 +39,7 @@ fn hello_parse(c: &mut Criterion) {
         c.bench_function(&format!("hello/frame+parse/{label}"), |b| {
             b.iter(|| parse(black_box(&bytes)))
         });
-        // The JA3 + JA4 share of the parse above (computed once, at parse).
+        // What JA3 + JA4 would add to the parse above (computed on first use).
         let summary = parse(&bytes);
         c.bench_function(&format!("hello/fingerprints/{label}"), |b| {
             b.iter(|| Fingerprints::of(black_box(&summary)))
