@@ -155,6 +155,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let handle = self.control.handle();
         let serve = self.serve;
+        let _abandoned = Abandoned(serve.clone());
         let control = tokio::spawn(self.control.run());
         let admin = self
             .admin
@@ -190,5 +191,19 @@ impl Server {
         }
         serve.workers.stop().await;
         tracing::info!("stopped");
+    }
+}
+
+/// Dropped with `run`'s future. When a caller drops it before the drain is
+/// over (a test that fails half-way, an embedding that gives up), nothing is
+/// left running: accept loops stop, connections close, workers exit. After
+/// a finished `run` it changes nothing.
+struct Abandoned(Arc<Serve>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.stop.cancel();
+        self.0.force_close.cancel();
+        self.0.workers.release();
     }
 }

@@ -9,7 +9,9 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +32,10 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// How long a worker's runtime waits, once the drain is over, for blocking
+/// work still running (a name lookup of a force-closed connection).
+const BLOCKING_GRACE: Duration = Duration::from_millis(100);
+
 /// The running workers.
 pub(crate) struct Workers {
     handles: Vec<Handle>,
@@ -49,19 +55,30 @@ impl Workers {
         };
         // On an error, dropping `workers` lets the threads started so far exit.
         for index in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = runtime.handle().clone();
             let exit = workers.exit.clone();
+            let (tx, rx) = mpsc::channel();
+            // The runtime is built on its own thread, so that no failure
+            // drops a runtime inside the caller's (async) context.
             let thread = std::thread::Builder::new()
                 .name(format!("limen-worker-{index}"))
                 .spawn(move || {
                     INDEX.set(index);
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(error) => return drop(tx.send(Err(error))),
+                    };
+                    let _ = tx.send(Ok(runtime.handle().clone()));
                     // Tasks spawned through the handle run while this
                     // thread is inside `block_on`: until the drain is over.
                     runtime.block_on(exit.cancelled());
+                    runtime.shutdown_timeout(BLOCKING_GRACE);
                 })?;
+            let handle = rx
+                .recv()
+                .map_err(|_| std::io::Error::other("worker thread ended at start"))??;
             workers.handles.push(handle);
             if let Ok(threads) = workers.threads.get_mut() {
                 threads.push(thread);
@@ -81,6 +98,11 @@ impl Workers {
         F: Future<Output = ()> + Send + 'static,
     {
         drop(self.handles[index].spawn(task));
+    }
+
+    /// Let every worker exit, without waiting for them.
+    pub(crate) fn release(&self) {
+        self.exit.cancel();
     }
 
     /// Let every worker exit and wait for their threads (off the runtime:

@@ -96,6 +96,11 @@ impl Trail {
         let Some(log) = &generation.access else {
             return;
         };
+        // The line carries JA4 and JA3: compute them here, on the worker,
+        // not on the single writer thread.
+        if let Some(hello) = &self.hello {
+            hello.fingerprints();
+        }
         log.send(Record {
             time: SystemTime::now(),
             total: self.start.elapsed(),

@@ -63,6 +63,12 @@ pub(crate) fn bind(configs: &[ListenerConfig], workers: usize) -> Result<Vec<Bou
             addr: config.bind,
             error,
         };
+        // SO_REUSEPORT would let this bind share a port another socket (a
+        // second limen, another listener of this config) already listens
+        // on: a plain bind first, closed at once, refuses that.
+        if config.bind.port() != 0 {
+            exclusive(config.bind).map_err(bind_error)?;
+        }
         let first = reuseport(config.bind).map_err(bind_error)?;
         // Port 0: the first socket got a port; the others join it there.
         let local = first.local_addr().map_err(bind_error)?;
@@ -77,6 +83,13 @@ pub(crate) fn bind(configs: &[ListenerConfig], workers: usize) -> Result<Vec<Bou
         });
     }
     Ok(bound)
+}
+
+/// Bind `addr` without `SO_REUSEPORT`: fails while anything listens there.
+fn exclusive(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
 /// One non-blocking listening socket in `addr`'s `SO_REUSEPORT` group.

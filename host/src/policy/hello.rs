@@ -17,7 +17,12 @@ type Handle = Resource<HelloRef>;
 
 impl HostState {
     /// The call's hello. `route` is only given a handle while one is set.
+    /// Copying a field costs no fuel, so a guest looping on getters is
+    /// stopped here once its deadline has passed (as `log` is).
     fn read<T>(&self, field: impl FnOnce(&HelloSummary) -> T) -> wasmtime::Result<T> {
+        if self.late() {
+            wasmtime::bail!("policy missed its deadline");
+        }
         match self.hello.as_deref() {
             Some(hello) => Ok(field(hello)),
             None => Err(wasmtime::format_err!(

@@ -158,6 +158,15 @@ impl Policy {
 /// The version of `wit/router.wit` this limen provides.
 pub const INTERFACE_VERSION: &str = "0.2.0";
 
+/// Semver-compatible with [`INTERFACE_VERSION`], as wasmtime's linker
+/// judges it: for 0.x, the same minor version (0.2.1 links against 0.2.0).
+fn compatible(version: &str) -> bool {
+    fn minor(version: &str) -> Vec<&str> {
+        version.split('.').take(2).collect()
+    }
+    minor(version) == minor(INTERFACE_VERSION)
+}
+
 /// Type-check: the component must be of the policy world, and import
 /// nothing limen does not provide. A module built for another version of
 /// the interface is told so, rather than which function does not match.
@@ -167,7 +176,7 @@ fn link(engine: &PolicyEngine, component: &Component) -> Result<PolicyPre<HostSt
     let foreign = names
         .chain(ty.exports(&engine.engine).map(|(name, _)| name))
         .filter_map(|name| name.strip_prefix("limen:router/")?.split_once('@'))
-        .find(|(_, version)| *version != INTERFACE_VERSION);
+        .find(|(_, version)| !compatible(version));
     if let Some((_, found)) = foreign {
         return Err(LoadError::WrongVersion {
             found: found.to_owned(),

@@ -120,3 +120,26 @@ async fn two_workers_take_connections_a_swap_reaches_both_and_shutdown_drains_bo
     tokio::time::timeout(WAIT, stopping).await???;
     Ok(())
 }
+
+/// Every worker's socket is in one `SO_REUSEPORT` group; that must not let a
+/// second limen (or a second listener) join a port already served: it is
+/// refused with E010, as a plain bind would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_already_served_is_refused_not_shared() -> anyhow::Result<()> {
+    let (a, _a_seen) = backend::raw(b"A").await?;
+    let toml = config(
+        &guests::example("static-routes"),
+        &format!("default = \"{a}\""),
+        "",
+        "",
+    );
+    let first = Running::start(&format!("workers = 2\n{toml}")).await?;
+    let taken = first.addr.to_string();
+    let second = Running::start(&toml.replace("127.0.0.1:0", &taken)).await;
+    let error = second
+        .err()
+        .expect("a second limen on a served port is refused");
+    assert!(error.to_string().contains("E010"), "{error}");
+    assert_eq!(reply(&first, &hello("small-a.test.bin")).await?, b"A");
+    first.stop().await
+}

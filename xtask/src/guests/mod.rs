@@ -50,31 +50,49 @@ struct Guest {
 }
 
 impl Guest {
-    /// `to` is newer than every input: the guest's files, `wit/`, and the
-    /// toolchain pins. Cargo decides this itself for Rust; the other
-    /// languages' builds (componentize-py takes ~40 s per guest) are
-    /// skipped on the second run when nothing changed.
+    /// `to` is newer than every input: the guest's files, `wit/`, the
+    /// builders and their pins (`xtask/src/guests/`), `Cargo.lock` (the
+    /// bindings generators). Directories count by their own time too, so a
+    /// deleted file is noticed. Cargo decides this itself for Rust; the
+    /// other languages' builds (componentize-py takes ~40 s per guest) are
+    /// skipped on the second run when nothing changed. A build removes its
+    /// output first, so a failed one never leaves a file that looks fresh.
     fn up_to_date(&self, root: &Path, to: &Path) -> bool {
-        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let Some(built) = modified(to) else {
             return false;
         };
-        let newest_in = |dir: &Path| -> Option<std::time::SystemTime> {
-            let entries = std::fs::read_dir(dir).ok()?;
-            entries.filter_map(|e| modified(&e.ok()?.path())).max()
-        };
-        let pins = root.join("xtask/src/guests/toolchain.rs");
         let inputs = [
-            newest_in(&self.dir),
-            newest_in(&root.join("wit")),
-            modified(&pins),
+            self.dir.clone(),
+            root.join("wit"),
+            root.join("xtask/src/guests"),
+            root.join("Cargo.lock"),
         ];
-        let fresh = inputs.iter().all(|input| input.is_some_and(|t| t <= built));
+        let fresh = inputs
+            .iter()
+            .all(|input| newest(input).is_some_and(|t| t <= built));
         if fresh {
             println!("xtask: {} is up to date", to.display());
+        } else {
+            let _ = std::fs::remove_file(to);
         }
         fresh
     }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The latest modification time under `path` (itself included), or `None`
+/// if any of it cannot be read (then nothing counts as fresh).
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let mut latest = modified(path)?;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).ok()? {
+            latest = latest.max(newest(&entry.ok()?.path())?);
+        }
+    }
+    Some(latest)
 }
 
 /// Build every guest; returns the `.wasm` files written.
