@@ -46,15 +46,15 @@ pub(crate) async fn run(
     serve: Arc<Serve>,
     stop: CancellationToken,
 ) {
+    let worker = worker::index();
     let listener = match TcpListener::from_std(socket) {
         Ok(listener) => listener,
         Err(error) => {
-            tracing::error!(listener = &*name, worker = worker::index(), %error, "cannot accept");
+            tracing::error!(listener = &*name, worker, %error, "cannot accept");
             return;
         }
     };
     let mut backoff = Duration::from_millis(5);
-    let worker = worker::index();
     // Resolved once: a labelled lookup per connection would hash and lock.
     let metrics = Arc::new(serve.live.generation().metrics.listener(&name, worker));
     let addr = listener.local_addr().ok();

@@ -85,18 +85,22 @@ pub(crate) fn bind(configs: &[ListenerConfig], workers: usize) -> Result<Vec<Bou
     Ok(bound)
 }
 
-/// Bind `addr` without `SO_REUSEPORT`: fails while anything listens there.
-fn exclusive(addr: SocketAddr) -> std::io::Result<()> {
+/// A TCP socket for `addr` with `SO_REUSEADDR`, as std and tokio make
+/// them: a restart must not wait out TIME_WAIT.
+fn tcp_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())
+    Ok(socket)
+}
+
+/// Bind `addr` without `SO_REUSEPORT`: fails while anything listens there.
+fn exclusive(addr: SocketAddr) -> std::io::Result<()> {
+    tcp_socket(addr)?.bind(&addr.into())
 }
 
 /// One non-blocking listening socket in `addr`'s `SO_REUSEPORT` group.
 fn reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // As std and tokio do: a restart must not wait out TIME_WAIT.
-    socket.set_reuse_address(true)?;
+    let socket = tcp_socket(addr)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
