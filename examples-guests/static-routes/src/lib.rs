@@ -85,8 +85,11 @@ impl Default for UpstreamTlsConfig {
 
 /// The table, built once per instance.
 pub struct StaticRoutes {
-    /// Exact names, to the index of their first route: most tables are mostly
-    /// exact names, and a hash lookup keeps a 100-route table at one probe.
+    /// Exact names, to the index of the route that wins for that name: most
+    /// tables are mostly exact names, and a hash lookup keeps a 100-route
+    /// table at one probe. Which earlier wildcard or regex (if any) matches
+    /// an exact name is known from the name alone, so `init` settles it once
+    /// instead of every hit matching the patterns above it.
     exact: HashMap<String, usize>,
     /// Wildcard and regex routes in table order, with their index.
     patterns: Vec<(usize, HostPattern)>,
@@ -122,6 +125,9 @@ impl Policy for StaticRoutes {
                 other => table.patterns.push((index, other)),
             }
         }
+        for (name, index) in table.exact.iter_mut() {
+            *index = first_pattern(&table.patterns, name, *index).unwrap_or(*index);
+        }
         Ok(table)
     }
 
@@ -148,16 +154,22 @@ impl Policy for StaticRoutes {
 }
 
 impl StaticRoutes {
+    /// The first route, in table order, that `sni` matches.
     fn first_match(&self, sni: &str) -> Option<usize> {
-        let exact = self.exact.get(sni).copied();
-        let limit = exact.unwrap_or(usize::MAX);
-        self.patterns
-            .iter()
-            .take_while(|(index, _)| *index < limit)
-            .find(|(_, pattern)| pattern.matches(sni))
-            .map(|(index, _)| *index)
-            .or(exact)
+        match self.exact.get(sni) {
+            Some(&index) => Some(index),
+            None => first_pattern(&self.patterns, sni, usize::MAX),
+        }
     }
+}
+
+/// The first wildcard or regex route before `limit` that matches `name`.
+fn first_pattern(patterns: &[(usize, HostPattern)], name: &str, limit: usize) -> Option<usize> {
+    patterns
+        .iter()
+        .take_while(|(index, _)| *index < limit)
+        .find(|(_, pattern)| pattern.matches(name))
+        .map(|(index, _)| *index)
 }
 
 /// The default route, or the alert when there is none (a miss).
