@@ -113,11 +113,9 @@ pub(crate) async fn run(
         // The snapshot that decides this connection, whatever is swapped in
         // while it runs.
         let snapshot = serve.live.load();
-        let (metrics, force_close) = (metrics.clone(), serve.force_close.clone());
-        let task = async move {
-            connection::handle(stream, conn, snapshot, metrics, force_close).await;
-            drop(permit);
-        };
+        let metrics = (snapshot, metrics.clone());
+        let done = (permit, serve.tracker.clone());
+        let task = connection::handle(stream, conn, metrics, serve.force_close.clone(), done);
         // What every connection costs before it does anything: its task.
         if !SIZE_LOGGED.swap(true, Ordering::Relaxed) {
             let bytes = std::mem::size_of_val(&task);

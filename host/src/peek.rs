@@ -8,14 +8,15 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::hello::{self, Examined, HelloError, HelloSummary};
 use crate::outcome::{End, ParseFailure};
 
-/// Most ClientHellos fit; post-quantum ones (about 1.8 KB) grow the buffer once.
-const INITIAL_CAPACITY: usize = 2048;
+/// Room made for each read: most ClientHellos fit in one; post-quantum ones
+/// (about 1.8 KB) too, unless split across segments.
+const READ_SIZE: usize = 2048;
 
 /// The bytes read and what they are. Either way every byte read is kept, in
 /// order, to be replayed.
@@ -84,25 +85,49 @@ impl From<HelloError> for PeekError {
 }
 
 /// Read until a complete ClientHello (or non-TLS bytes) is buffered.
-pub(crate) async fn peek<S: AsyncRead + Unpin>(
-    stream: &mut S,
+///
+/// Room is made only once bytes are ready to read, and a hello still
+/// incomplete waits holding only what arrived: a connection stalled
+/// mid-hello costs its bytes, not a buffer.
+pub(crate) async fn peek(
+    stream: &TcpStream,
     max_bytes: usize,
     timeout: Duration,
 ) -> Result<FirstBytes, PeekError> {
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut bytes = Vec::with_capacity(INITIAL_CAPACITY.min(max_bytes));
+    let mut bytes = Vec::new();
     loop {
-        let room = (max_bytes - bytes.len()) as u64;
-        let read = async { (&mut *stream).take(room).read_buf(&mut bytes).await };
-        let n = tokio::time::timeout_at(deadline, read)
+        tokio::time::timeout_at(deadline, stream.readable())
             .await
             .map_err(|_| PeekError::TimedOut(timeout))??;
+        let room = max_bytes - bytes.len();
+        if room == 0 {
+            return Err(PeekError::TooLarge);
+        }
+        if bytes.len() == bytes.capacity() {
+            bytes.reserve_exact(READ_SIZE.min(room));
+        }
+        let n = match stream.try_read_buf(&mut bytes) {
+            Ok(n) => n,
+            // Readiness was stale (tokio clears it only now): give the
+            // room back before waiting.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                bytes.shrink_to_fit();
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         if n == 0 {
             return Err(PeekError::Closed(bytes.len()));
         }
         return match hello::examine(&bytes, max_bytes)? {
-            Examined::NeedMore => continue,
+            Examined::NeedMore => {
+                // The rest may take a while, or never come. Shrinking in
+                // place costs no copy.
+                bytes.shrink_to_fit();
+                continue;
+            }
             Examined::NotTls => Ok(FirstBytes::NotTls(bytes)),
             Examined::Hello(hello) => Ok(FirstBytes::Hello { bytes, hello }),
         };

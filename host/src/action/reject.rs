@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::decision::Alert;
@@ -34,11 +34,15 @@ pub(crate) async fn run(mut client: TcpStream, alert: Alert, record_version: Opt
 /// send a RST, and a RST can destroy what was just written.
 pub(crate) async fn close_gently(mut client: TcpStream) {
     let _ = client.shutdown().await;
-    let mut sink = [0u8; 512];
     let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(n) = client.read(&mut sink).await {
-            if n == 0 {
-                break;
+        while client.readable().await.is_ok() {
+            // Not held across the wait: a lingering connection's task
+            // carries no buffer.
+            let mut sink = [0u8; 512];
+            match client.try_read(&mut sink) {
+                Ok(0) => break,
+                Err(error) if error.kind() != std::io::ErrorKind::WouldBlock => break,
+                Ok(_) | Err(_) => {}
             }
         }
     })

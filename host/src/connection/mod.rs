@@ -10,11 +10,14 @@ mod trail;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::action::reject;
 use crate::config::FailMode;
@@ -28,6 +31,9 @@ use crate::plan::{self, Plan, Refusal};
 use crate::policy::{Connection, Failure, Policy};
 use crate::upstream::{self, UpstreamError};
 use trail::Trail;
+
+/// The first established connection logs its task's size (debug), once.
+static SIZE_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// What a connection keeps from accept to close: who it is and the
 /// configuration generation it was accepted under.
@@ -87,15 +93,10 @@ enum Action {
 
 impl Accepted {
     /// Gather the ClientHello. A failure is counted, logged and closed here.
-    async fn peek(mut self, cx: &Context, trail: &mut Trail) -> Option<Peeked> {
+    async fn peek(self, cx: &Context, trail: &mut Trail) -> Option<Peeked> {
         let limits = &cx.generation.limits;
         let started = Instant::now();
-        let peeked = peek::peek(
-            &mut self.stream,
-            limits.hello_max_bytes,
-            limits.hello_timeout,
-        )
-        .await;
+        let peeked = peek::peek(&self.stream, limits.hello_max_bytes, limits.hello_timeout).await;
         let took = started.elapsed();
         let metrics = self.active.metrics();
         metrics.peek_duration.observe(took.as_secs_f64());
@@ -117,7 +118,9 @@ impl Accepted {
                 // Noted before the linger, so a shutdown cutting it logs
                 // how the connection really ended.
                 trail.ended((0, 0), error.end());
-                reject::run(self.stream, Alert::Close, None).await;
+                // Boxed: the linger's state would otherwise be carried by
+                // every connection while it waits for its hello.
+                Box::pin(reject::run(self.stream, Alert::Close, None)).await;
                 return None;
             }
         };
@@ -247,15 +250,20 @@ async fn fail_mode(generation: &Generation) -> Action {
     }
 }
 
-/// Drive one connection from accept to close, under the `snapshot` taken
-/// at accept; leave its access log line.
-pub(crate) async fn handle(
+/// Drive one connection from accept to its decision, under the `snapshot`
+/// taken at accept. What is left, carrying the decision out, is spawned on
+/// `tracker` as a task of its own: a task is as large as its largest stage,
+/// so a connection still waiting for its hello would otherwise carry the
+/// state of a copy, and an established one the state of a peek.
+// Not an `async fn`: an `async fn` keeps its arguments in the task beside
+// what the body builds from them.
+pub(crate) fn handle(
     stream: TcpStream,
     conn: Connection,
-    snapshot: Arc<Snapshot>,
-    metrics: Arc<ListenerMetrics>,
+    (snapshot, metrics): (Arc<Snapshot>, Arc<ListenerMetrics>),
     force_close: CancellationToken,
-) {
+    (permit, tracker): (OwnedSemaphorePermit, TaskTracker),
+) -> impl Future<Output = ()> + Send {
     let mut trail = Trail::new();
     let accepted = Accepted {
         stream,
@@ -267,26 +275,65 @@ pub(crate) async fn handle(
         generation: snapshot.generation.clone(),
         force_close,
     };
-    drop(snapshot);
-    {
-        let run = async {
-            let Some(peeked) = accepted.peek(&cx, &mut trail).await else {
-                return;
+    async move {
+        let decided = {
+            let run = async {
+                let peeked = accepted.peek(&cx, &mut trail).await?;
+                // Boxed for the moment it runs: the policy call's state would
+                // otherwise be carried by every connection while it peeks.
+                Some(Box::pin(peeked.decide(&cx, &mut trail)).await)
             };
-            // Boxed for the moment it runs: the policy call's state would
-            // otherwise be carried by every connection for its whole life.
-            let decided = Box::pin(peeked.decide(&cx, &mut trail)).await;
-            decided.execute(&cx, &mut trail).await;
+            // When the shutdown grace period is over, every stage ends, not
+            // only the copy (whose trail then ends `shutdown`).
+            tokio::select! {
+                biased;
+                decided = run => decided,
+                () = cx.force_close.cancelled() => None,
+            }
         };
-        // When the shutdown grace period is over, every stage ends, not only
-        // the copy. Biased: a copy under way sees the same cancellation and
-        // ends itself with `end=shutdown` and its byte counts; this branch
-        // only cuts the stages before it (their trail then ends `shutdown`).
-        tokio::select! {
-            biased;
-            () = run => {}
-            () = cx.force_close.cancelled() => {}
+        match decided {
+            Some(decided) => {
+                let task = Established { decided, cx, trail }.run(permit);
+                if !SIZE_LOGGED.swap(true, Ordering::Relaxed) {
+                    let bytes = std::mem::size_of_val(&task);
+                    tracing::debug!(bytes, "established connection's task size");
+                }
+                tracker.spawn(task);
+            }
+            None => trail.finish(&cx.generation, &cx.conn),
         }
     }
-    trail.finish(&cx.generation, &cx.conn);
+}
+
+/// A decided connection, to be carried out in its own task.
+pub(crate) struct Established {
+    decided: Decided,
+    cx: Context,
+    trail: Trail,
+}
+
+impl Established {
+    /// Carry the decision out and leave the access log line; `permit`, the
+    /// connection's place under the connection limit, is held until then.
+    // Not an `async fn`: its `self` would be kept in the task beside the
+    // parts the body moves out of it (an `async fn` keeps its arguments).
+    pub(crate) fn run(self, permit: OwnedSemaphorePermit) -> impl Future<Output = ()> {
+        let Established {
+            decided,
+            cx,
+            mut trail,
+        } = self;
+        async move {
+            // Biased: a copy under way sees the same cancellation and ends
+            // itself with `end=shutdown` and its byte counts; this branch
+            // only cuts the stages before it (connect, handshake, linger).
+            tokio::select! {
+                biased;
+                () = decided.execute(&cx, &mut trail) => {}
+                () = cx.force_close.cancelled() => {}
+            }
+            trail.finish(&cx.generation, &cx.conn);
+            drop(permit);
+        }
+    }
 }
