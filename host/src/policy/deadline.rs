@@ -16,6 +16,9 @@ use std::time::Instant;
 pub(super) struct Deadline<F> {
     inner: F,
     at: Instant,
+    /// The first poll follows the clock read that set `at`: no need to
+    /// read it again (most calls end in that poll).
+    polled: bool,
 }
 
 /// The deadline passed while the guest ran.
@@ -23,7 +26,11 @@ pub(super) struct Late;
 
 impl<F> Deadline<F> {
     pub(super) fn new(inner: F, at: Instant) -> Deadline<F> {
-        Deadline { inner, at }
+        Deadline {
+            inner,
+            at,
+            polled: false,
+        }
     }
 }
 
@@ -31,9 +38,10 @@ impl<F: Future + Unpin> Future for Deadline<F> {
     type Output = Result<F::Output, Late>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if Instant::now() >= self.at {
+        if self.polled && Instant::now() >= self.at {
             return Poll::Ready(Err(Late));
         }
+        self.polled = true;
         Pin::new(&mut self.inner).poll(cx).map(Ok)
     }
 }

@@ -92,11 +92,12 @@ impl Policy {
         instance.store.data_mut().hello = hello.cloned();
         let handle = hello.map(|_| Resource::<HelloRef>::new_borrow(0));
         let budget = self.settings.fuel;
-        arm(&mut instance.store, budget, self.settings.timeout);
+        let deadline = Instant::now() + self.settings.timeout;
+        arm(&mut instance.store, budget, deadline);
         let call = instance
             .world
             .call_route(&mut instance.store, &conn, handle);
-        let result = match within(self.settings.timeout, call).await {
+        let result = match within(deadline, call).await {
             Some(result) => result,
             None => return Err(CallError::Deadline),
         };
@@ -136,16 +137,19 @@ impl Policy {
     /// A fresh instance that ran `init`, or why not.
     async fn instantiate(&self) -> Result<Instance, String> {
         let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
-        within(init_time, self.instantiate_fueled(init_time))
-            .await
-            .unwrap_or_else(|| Err("init missed its deadline".into()))
+        within(
+            Instant::now() + init_time,
+            self.instantiate_fueled(init_time),
+        )
+        .await
+        .unwrap_or_else(|| Err("init missed its deadline".into()))
     }
 
     async fn instantiate_fueled(&self, init_time: Duration) -> Result<Instance, String> {
         let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
-        arm(&mut store, init_fuel, init_time);
+        arm(&mut store, init_fuel, Instant::now() + init_time);
         let world = self
             .pre
             .instantiate_async(&mut store)
@@ -178,21 +182,22 @@ impl Policy {
 
 /// Give the store a fresh fuel budget before a call, and make the guest
 /// yield every [`YIELD_EVERY`] of it so its deadline can be checked.
-fn arm(store: &mut Store<HostState>, fuel: u64, timeout: Duration) {
-    store.data_mut().start_call(Instant::now() + timeout);
+fn arm(store: &mut Store<HostState>, fuel: u64, deadline: Instant) {
+    store.data_mut().start_call(deadline);
     // Fuel is on for every store of this engine, and calls are async, so
     // neither can fail.
     let _ = store.set_fuel(fuel);
     let _ = store.fuel_async_yield_interval(Some(YIELD_EVERY));
 }
 
-/// `call`'s output, or `None` when it outlasts `timeout`: checked at each of
-/// the guest's fuel yields (a computing guest) and by a tokio timer (a guest
-/// waiting in a WASI call, which does not yield).
-async fn within<F: Future>(timeout: Duration, call: F) -> Option<F::Output> {
+/// `call`'s output, or `None` when it outlasts `deadline`: checked at each
+/// of the guest's fuel yields (a computing guest) and by a tokio timer (a
+/// guest waiting in a WASI call, which does not yield). One clock read per
+/// call (the caller's): the timer is only registered if the call waits.
+async fn within<F: Future>(deadline: Instant, call: F) -> Option<F::Output> {
     let call = std::pin::pin!(call);
-    let deadline = Deadline::new(call, Instant::now() + timeout);
-    match tokio::time::timeout(timeout, deadline).await {
+    let late = Deadline::new(call, deadline);
+    match tokio::time::timeout_at(deadline.into(), late).await {
         Ok(Ok(output)) => Some(output),
         Ok(Err(_)) | Err(_) => None,
     }

@@ -44,6 +44,9 @@ pub(crate) struct HostState {
     pub(crate) rule: Option<wit_host::RuleKind>,
     /// The hello of the `route` call running now (its getters read it).
     pub(crate) hello: Option<Arc<HelloSummary>>,
+    /// Getter calls in this call, so the clock is read on every
+    /// `CLOCK_EVERY`th (see `hello.rs`).
+    pub(crate) reads: u32,
 }
 
 impl HostState {
@@ -68,6 +71,7 @@ impl HostState {
             lines_left,
             rule: None,
             hello: None,
+            reads: 0,
         }
     }
 
@@ -95,6 +99,7 @@ impl HostState {
     pub(crate) fn start_call(&mut self, deadline: Instant) {
         self.memory_refused = false;
         self.rule = None;
+        self.reads = 0;
         self.lines_left.refill(LOG_LINES_PER_CALL, deadline);
     }
 
