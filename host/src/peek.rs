@@ -6,8 +6,10 @@
 //! kept, in order, and replayed to the upstream.
 
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -90,7 +92,7 @@ impl From<HelloError> for PeekError {
 /// incomplete waits holding only what arrived: a connection stalled
 /// mid-hello costs its bytes, not a buffer.
 pub(crate) async fn peek(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     max_bytes: usize,
     timeout: Duration,
 ) -> Result<FirstBytes, PeekError> {
@@ -108,15 +110,20 @@ pub(crate) async fn peek(
         if bytes.len() == bytes.capacity() {
             bytes.reserve_exact(READ_SIZE.min(room));
         }
-        let n = match stream.try_read_buf(&mut bytes) {
-            Ok(n) => n,
-            // Readiness was stale (tokio clears it only now): give the
-            // room back before waiting.
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+        // One attempt, no wait: a short read clears tokio's readiness (a
+        // `try_read` would not), so neither the next wait here nor the
+        // copy's first one wakes for bytes already taken.
+        let attempt = {
+            let mut read = std::pin::pin!(stream.read_buf(&mut bytes));
+            std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
+        };
+        let n = match attempt {
+            Poll::Ready(read) => read?,
+            // The readiness was stale: give the room back before waiting.
+            Poll::Pending => {
                 bytes.shrink_to_fit();
                 continue;
             }
-            Err(error) => return Err(error.into()),
         };
         if n == 0 {
             return Err(PeekError::Closed(bytes.len()));

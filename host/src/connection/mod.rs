@@ -93,10 +93,15 @@ enum Action {
 
 impl Accepted {
     /// Gather the ClientHello. A failure is counted, logged and closed here.
-    async fn peek(self, cx: &Context, trail: &mut Trail) -> Option<Peeked> {
+    async fn peek(mut self, cx: &Context, trail: &mut Trail) -> Option<Peeked> {
         let limits = &cx.generation.limits;
         let started = Instant::now();
-        let peeked = peek::peek(&self.stream, limits.hello_max_bytes, limits.hello_timeout).await;
+        let peeked = peek::peek(
+            &mut self.stream,
+            limits.hello_max_bytes,
+            limits.hello_timeout,
+        )
+        .await;
         let took = started.elapsed();
         let metrics = self.active.metrics();
         metrics.peek_duration.observe(took.as_secs_f64());
