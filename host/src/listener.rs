@@ -57,6 +57,10 @@ pub(crate) async fn run(
     let mut backoff = Duration::from_millis(5);
     // Resolved once: a labelled lookup per connection would hash and lock.
     let metrics = Arc::new(serve.live.generation().metrics.listener(&name, worker));
+    // This loop's own child of the shutdown's force-close token: the
+    // connections' clones and waits then touch a node of this worker only,
+    // not one every worker shares (a token's node is behind a mutex).
+    let force_close = serve.force_close.child_token();
     let addr = listener.local_addr().ok();
     tracing::info!(target: "tls_sni", listener = &*name, addr = ?addr, worker, "tls.sni_listener.started");
     let stopped = || {
@@ -115,7 +119,7 @@ pub(crate) async fn run(
         let snapshot = serve.live.load();
         let metrics = (snapshot, metrics.clone());
         let done = (permit, serve.tracker.clone());
-        let task = connection::handle(stream, conn, metrics, serve.force_close.clone(), done);
+        let task = connection::handle(stream, conn, metrics, force_close.clone(), done);
         // What every connection costs before it does anything: its task.
         if !SIZE_LOGGED.swap(true, Ordering::Relaxed) {
             let bytes = std::mem::size_of_val(&task);
