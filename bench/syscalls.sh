@@ -1,0 +1,56 @@
+#!/bin/bash
+# System calls per routed connection, limen beside nginx, on the peerbench
+# kit's phase-b load (327 B recorded hellos, 32 at a time, a backend that
+# answers one line and closes): `strace -f -c` on each router in turn.
+#
+# usage: bench/syscalls.sh [LIMEN_BIN] [SECONDS=4]
+#   (default LIMEN_BIN: target/release/limen, built if absent)
+# Needs the kit set up (bench/peerbench.sh does it) and strace. strace slows
+# the router several times over: compare counts, never its times.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PB=${PEERBENCH_DIR:-${TMPDIR:-/tmp}/peerbench}
+LIMEN=${1:-$ROOT/target/release/limen}
+SECS=${2:-4}
+[ -x "$LIMEN" ] || (cd "$ROOT" && cargo build --release -q -p limen)
+RUN=$(mktemp -d)
+trap 'rm -rf "$RUN"' EXIT
+(cd "$ROOT" && cargo xtask guests > "$RUN/guests.log" 2>&1) || { cat "$RUN/guests.log"; exit 1; }
+GUEST=$ROOT/target/guests/static-routes.wasm
+printf 'a.test 127.0.0.1:9451\nb.test 127.0.0.1:9452\nc.test 127.0.0.1:9453\ndefault 127.0.0.1:9451\n' > "$RUN/routes"
+
+# count ROUTER_NAME PORT COMMAND...: the router pinned to CPU 1, load and backend on CPU 0.
+count() {
+  local name=$1 port=$2; shift 2
+  taskset -c 0 "$PB/bin/pb" server --max-secs 60 --reply 127.0.0.1:9451=A \
+    --reply 127.0.0.1:9452=B --reply 127.0.0.1:9453=C > "$RUN/server.log" 2>&1 &
+  local server=$!
+  taskset -c 1 "$@" > "$RUN/$name.log" 2>&1 &
+  local router=$!
+  sleep 1.5
+  taskset -c 0 "$PB/bin/pb" hello --conc 32 --duration $((SECS + 2)) --warmup 1 \
+    --target "127.0.0.1:$port,$PB/hello/small-a.test.bin,A" \
+    --target "127.0.0.1:$port,$PB/hello/small-b.test.bin,B" > "$RUN/load.log" 2>&1 &
+  local load=$!
+  sleep 1.2
+  # Every thread of the router and of its children (nginx's worker).
+  local pids
+  pids=$(pstree -p "$router" | grep -o '([0-9]*)' | tr -d '()' | sed 's/^/-p /' | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  timeout "$SECS" strace -f -c $pids -o "$RUN/$name.strace" 2>/dev/null || true
+  wait "$load" || true
+  pkill -P "$router" 2>/dev/null || true
+  kill "$router" "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  # Connections during the traced window: the accept4 calls that returned one.
+  awk '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+         calls[$NF] = $4; if ($NF == "accept4") conns = $4 - (NF == 6 ? $5 : 0) }
+       END { for (s in calls) { total += calls[s]; printf "  %-14s %6.2f\n", s, calls[s] / conns }
+             printf "%d connections, %.2f system calls per connection\n", conns, total / conns > "/dev/stderr" }' \
+    "$RUN/$name.strace" 2> "$RUN/$name.total" | sort -k2 -rn > "$RUN/$name.rows"
+  echo "$name: $(cat "$RUN/$name.total")"
+  cat "$RUN/$name.rows"
+}
+
+count limen 8449 bash -c "exec '$ROOT/bench/peerbench-limen.sh' '$LIMEN' '$GUEST' 8449 '$RUN/routes' '$RUN/limen'"
+count nginx 8443 "$PB/routers/nginx.sh" 8443 127.0.0.1:9451 127.0.0.1:9452 127.0.0.1:9453 "$RUN/nginx"
