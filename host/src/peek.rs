@@ -100,6 +100,12 @@ pub(crate) async fn peek(
     let deadline = start + timeout;
     let mut bytes = Vec::new();
     loop {
+        // `readable` spends no tokio budget and a full read keeps the
+        // readiness set, so a hello arriving faster than it is read would
+        // otherwise loop here without ever yielding (the read below returns
+        // `Pending` once the budget is spent, readiness still set): the
+        // worker and its other connections would starve.
+        tokio::task::consume_budget().await;
         tokio::time::timeout_at(deadline, stream.readable())
             .await
             .map_err(|_| PeekError::TimedOut(timeout))??;
@@ -119,7 +125,8 @@ pub(crate) async fn peek(
         };
         let n = match attempt {
             Poll::Ready(read) => read?,
-            // The readiness was stale: give the room back before waiting.
+            // The readiness was stale (or the task's budget is spent):
+            // give the room back before waiting.
             Poll::Pending => {
                 bytes.shrink_to_fit();
                 continue;
@@ -138,5 +145,72 @@ pub(crate) async fn peek(
             Examined::NotTls => Ok(FirstBytes::NotTls(bytes)),
             Examined::Hello(hello) => Ok(FirstBytes::Hello { bytes, hello }),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream as StdStream};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::{PeekError, peek};
+
+    /// A ClientHello declaring `declared` bytes, of which the first `sent`
+    /// are given, in records of 16 KiB.
+    fn partial_hello(declared: usize, sent: usize) -> Vec<u8> {
+        let len = u32::try_from(declared).expect("small");
+        let mut body = vec![1u8];
+        body.extend_from_slice(&len.to_be_bytes()[1..]);
+        body.resize(sent, 0);
+        let mut out = Vec::new();
+        for chunk in body.chunks(16 * 1024) {
+            let n = u16::try_from(chunk.len()).expect("16 KiB");
+            out.extend_from_slice(&[0x16, 3, 1]);
+            out.extend_from_slice(&n.to_be_bytes());
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    /// 600 KB of a 900 KB hello already buffered in the socket: the peek
+    /// must keep yielding (and so meet its deadline) rather than spin in one
+    /// poll once its task's budget is spent.
+    #[test]
+    fn a_hello_arriving_faster_than_it_is_read_still_meets_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        socket2::SockRef::from(&listener)
+            .set_recv_buffer_size(4 << 20)
+            .expect("SO_RCVBUF");
+        let mut client = StdStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let bytes = partial_hello(900_000, 600_000);
+        let writer = std::thread::spawn(move || {
+            client.write_all(&bytes).expect("write");
+            client
+        });
+        // Let the kernel take it all in before the peek starts.
+        std::thread::sleep(Duration::from_millis(300));
+        let (done, outcome) = mpsc::channel();
+        // Its own thread: a peek that never yields would hang any runtime
+        // this test's own thread drove.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let result = rt.block_on(async move {
+                server.set_nonblocking(true).expect("nonblocking");
+                let mut stream = tokio::net::TcpStream::from_std(server).expect("register");
+                peek(&mut stream, 1 << 20, Duration::from_millis(500)).await
+            });
+            let _ = done.send(result.map(|_| ()));
+        });
+        let result = outcome
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the peek never returned: it spun without yielding");
+        assert!(matches!(result, Err(PeekError::TimedOut(_))), "{result:?}");
+        drop(writer.join());
     }
 }

@@ -35,7 +35,14 @@ pub(crate) async fn run(mut client: TcpStream, alert: Alert, record_version: Opt
 pub(crate) async fn close_gently(mut client: TcpStream) {
     let _ = client.shutdown().await;
     let _ = tokio::time::timeout(LINGER, async {
-        while client.readable().await.is_ok() {
+        loop {
+            // Readiness and `try_read` spend no tokio budget: without this,
+            // a client sending without pause would keep this task (and its
+            // worker) past the linger.
+            tokio::task::consume_budget().await;
+            if client.readable().await.is_err() {
+                break;
+            }
             // Not held across the wait: a lingering connection's task
             // carries no buffer.
             let mut sink = [0u8; 512];
