@@ -117,9 +117,9 @@ pub(crate) async fn run(
         // The snapshot that decides this connection, whatever is swapped in
         // while it runs.
         let snapshot = serve.live.load();
-        let metrics = (snapshot, metrics.clone());
-        let done = (permit, serve.tracker.clone());
-        let task = connection::handle(stream, conn, metrics, force_close.clone(), done);
+        let under = (snapshot, metrics.clone());
+        let held = (permit, serve.tracker.clone());
+        let task = connection::handle(stream, conn, under, force_close.clone(), held);
         // What every connection costs before it does anything: its task.
         if !SIZE_LOGGED.swap(true, Ordering::Relaxed) {
             let bytes = std::mem::size_of_val(&task);

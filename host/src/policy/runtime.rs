@@ -137,19 +137,17 @@ impl Policy {
     /// A fresh instance that ran `init`, or why not.
     async fn instantiate(&self) -> Result<Instance, String> {
         let init_time = (self.settings.timeout * 1000).max(Duration::from_secs(1));
-        within(
-            Instant::now() + init_time,
-            self.instantiate_fueled(init_time),
-        )
-        .await
-        .unwrap_or_else(|| Err("init missed its deadline".into()))
+        let deadline = Instant::now() + init_time;
+        within(deadline, self.instantiate_fueled(deadline))
+            .await
+            .unwrap_or_else(|| Err("init missed its deadline".into()))
     }
 
-    async fn instantiate_fueled(&self, init_time: Duration) -> Result<Instance, String> {
+    async fn instantiate_fueled(&self, deadline: Instant) -> Result<Instance, String> {
         let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
-        arm(&mut store, init_fuel, Instant::now() + init_time);
+        arm(&mut store, init_fuel, deadline);
         let world = self
             .pre
             .instantiate_async(&mut store)

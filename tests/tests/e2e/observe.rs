@@ -144,7 +144,12 @@ routes = [
     assert!(reply.is_empty());
 
     let routes = "limen_tls_sni_route_total";
-    let after = settled(metrics, &before, &series(routes, "result", "reject"), 2.0).await?;
+    settled(metrics, &before, &series(routes, "result", "reject"), 2.0).await?;
+    // A passthrough's bytes are counted when it ends, after the client has
+    // its reply: wait for the last one, not only for the decisions.
+    let replayed: usize = sends.iter().take(8).map(|(h, _)| h.len()).sum();
+    let bytes_up = r#"limen_bytes_total{direction="up"}"#;
+    let after = settled(metrics, &before, bytes_up, replayed as f64).await?;
     let delta = |series: &str| after.delta(&before, series);
     for (result, want) in [
         ("exact", 3.0),
@@ -182,11 +187,7 @@ routes = [
     let peeks = format!("limen_tls_client_hello_peek_duration_seconds_count{{{PUBLIC}}}");
     assert_eq!(delta(&peeks), 10.0);
     // Each routed connection replays its hello upstream and reads "U" back.
-    let replayed: usize = sends.iter().take(8).map(|(h, _)| h.len()).sum();
-    assert_eq!(
-        delta(r#"limen_bytes_total{direction="up"}"#),
-        replayed as f64
-    );
+    assert_eq!(delta(bytes_up), replayed as f64);
     assert_eq!(delta(r#"limen_bytes_total{direction="down"}"#), 8.0);
     let active = "limen_connections_active";
     for action in ["pending", "passthrough", "reject"] {
