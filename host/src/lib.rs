@@ -13,6 +13,9 @@ pub mod worker;
 /// The accept loop of one listener.
 mod listener;
 
+/// The pending-hello budget a listener admits connections under.
+mod budget;
+
 /// One connection's typestate: accepted, peeked, decided; its access log trail.
 mod connection;
 
@@ -48,6 +51,9 @@ pub mod tls;
 
 /// Every outcome vocabulary (metric labels, log words), one enum each.
 pub mod outcome;
+
+/// Rate limits for repeated warnings.
+mod throttle;
 
 /// Counters.
 pub mod metrics;

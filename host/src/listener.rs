@@ -2,8 +2,11 @@
 //!
 //! A permit from the shared connection limit is taken *before* `accept`, so
 //! at the limit new connections wait in the kernel's backlog instead of
-//! costing memory here. Accept errors (e.g. out of file descriptors) are
-//! logged and retried with a backoff; they never end the loop.
+//! costing memory here. A connection accepted while the listener's
+//! pending-hello budget (in all, or its client's share) is spent is closed
+//! at once with a reset: stalled hellos cannot take the slots good clients
+//! need. Accept errors (e.g. out of file descriptors) are logged and retried
+//! with a backoff; they never end the loop.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +17,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::HelloBudget;
 use crate::connection;
 use crate::live::Live;
+use crate::metrics::ListenerMetrics;
+use crate::outcome::ParseFailure;
 use crate::policy::Connection;
+use crate::throttle::Throttle;
 use crate::worker::{self, Workers};
 
 /// The first connection logs its task's size (debug), once per process.
@@ -45,6 +52,7 @@ pub(crate) async fn run(
     socket: std::net::TcpListener,
     serve: Arc<Serve>,
     stop: CancellationToken,
+    budget: Arc<HelloBudget>,
 ) {
     let worker = worker::index();
     let listener = match TcpListener::from_std(socket) {
@@ -83,10 +91,13 @@ pub(crate) async fn run(
         let (stream, client) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(
-                    target: "tls_sni", listener = &*name, %error, retry_in = ?backoff,
-                    "tls.sni_listener.accept_error"
-                );
+                static ACCEPT_ERRORS: Throttle = Throttle::new(1);
+                if let Some(suppressed) = ACCEPT_ERRORS.allow() {
+                    tracing::warn!(
+                        target: "tls_sni", listener = &*name, %error, retry_in = ?backoff,
+                        suppressed, "tls.sni_listener.accept_error"
+                    );
+                }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = stop.cancelled() => return stopped(),
@@ -109,22 +120,58 @@ pub(crate) async fn run(
             },
         };
         metrics.accepted();
+        // The snapshot that decides this connection, whatever is swapped in
+        // while it runs.
+        let snapshot = serve.live.load();
+        let admitted = match budget.admit(client.ip(), &snapshot.generation.limits) {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                refuse(stream, &name, client, reason, &metrics, &budget);
+                continue;
+            }
+        };
         let conn = Connection {
             client,
             local,
             listener: name.clone(),
         };
-        // The snapshot that decides this connection, whatever is swapped in
-        // while it runs.
-        let snapshot = serve.live.load();
         let under = (snapshot, metrics.clone());
         let held = (permit, serve.tracker.clone());
-        let task = connection::handle(stream, conn, under, force_close.clone(), held);
+        let task = connection::handle(stream, conn, under, force_close.clone(), held, admitted);
         // What every connection costs before it does anything: its task.
         if !SIZE_LOGGED.swap(true, Ordering::Relaxed) {
             let bytes = std::mem::size_of_val(&task);
             tracing::debug!(bytes, "connection task size");
         }
         serve.tracker.spawn(task);
+    }
+}
+
+/// Close a connection the pending-hello budget has no room for: a reset at
+/// once (no FIN handshake, no TIME_WAIT kept here), counted, and an event
+/// at most once a second per reason.
+fn refuse(
+    stream: tokio::net::TcpStream,
+    name: &str,
+    client: std::net::SocketAddr,
+    reason: ParseFailure,
+    metrics: &ListenerMetrics,
+    budget: &HelloBudget,
+) {
+    static TOTAL: Throttle = Throttle::new(1);
+    static CLIENT: Throttle = Throttle::new(1);
+    metrics.parse_failed(reason);
+    // Linger 0 on a non-blocking socket: close sends RST and returns at once.
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
+    let throttle = match reason {
+        ParseFailure::ClientPendingLimit => &CLIENT,
+        _ => &TOTAL,
+    };
+    if let Some(suppressed) = throttle.allow() {
+        tracing::warn!(
+            target: "tls_sni", listener = name, %client, reason = reason.as_str(),
+            pending = budget.pending(), suppressed, "tls.sni_listener.over_budget"
+        );
     }
 }

@@ -95,6 +95,12 @@ vocabulary! {
         Closed = "closed",
         /// The socket failed.
         IoError = "io_error",
+        /// Closed at accept: the listener's `max_pending_hellos` were all
+        /// waiting for their hellos.
+        PendingLimit = "pending_limit",
+        /// Closed at accept: this client address (IPv6: /64) already had
+        /// `max_pending_hellos_per_client` hellos pending.
+        ClientPendingLimit = "client_pending_limit",
     }
 }
 
@@ -173,7 +179,14 @@ vocabulary! {
         UpstreamClose = "upstream_close",
         /// No bytes either way for the idle timeout.
         IdleTimeout = "idle_timeout",
-        /// A read or write failed (reset, broken pipe).
+        /// The client reset the connection (or a write to it failed as
+        /// reset): the upstream was reset in turn.
+        ClientReset = "client_reset",
+        /// The upstream reset the connection: the client was reset in turn,
+        /// so a truncated stream never looks complete to it.
+        UpstreamReset = "upstream_reset",
+        /// Another read or write error (a TLS client closing without
+        /// close_notify, a timeout): the other side is closed normally.
         IoError = "io_error",
         /// limen shut down and the grace period ran out.
         Shutdown = "shutdown",

@@ -93,7 +93,11 @@ impl Server {
             samples = report.samples, module = %config.policy.module.display(), "policy live"
         );
         let workers = Workers::start(config.workers).map_err(StartError::Workers)?;
-        let bound = listeners::bind(&config.listeners, workers.count())?;
+        let bound = listeners::bind(
+            &config.listeners,
+            workers.count(),
+            config.limits.listen_backlog,
+        )?;
         let admin = match &config.admin {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,

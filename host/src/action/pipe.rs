@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,8 +26,63 @@ pub(crate) struct Report {
     pub(crate) up: u64,
     /// Upstream to client.
     pub(crate) down: u64,
-    /// One of `client_close`, `upstream_close`, `idle_timeout`, `io_error`, `shutdown`.
+    /// One of `client_close`, `upstream_close`, `client_reset`,
+    /// `upstream_reset`, `idle_timeout`, `io_error`, `shutdown`.
     pub(crate) end: End,
+}
+
+/// A stream limen can reset: its TCP socket.
+pub(crate) trait Socket {
+    /// The TCP connection under it.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl<S: Socket> Socket for super::replay::Replay<S> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().tcp()
+    }
+}
+
+impl<S: Socket> Socket for tokio_rustls::server::TlsStream<S> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0.tcp()
+    }
+}
+
+impl<S: Socket> Socket for tokio_rustls::client::TlsStream<S> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0.tcp()
+    }
+}
+
+/// `side` failed: how the connection ended. A reset (or a write that found
+/// the peer gone) is passed on: the other socket is set to reset when it
+/// closes, so its peer sees an abort rather than a clean end of a stream
+/// that was cut short. Other errors (a TLS client closing without
+/// close_notify, a timeout) close the other side normally, as before.
+pub(super) fn failed(side: u8, error: &io::Error, other: &TcpStream) -> End {
+    let reset = matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    );
+    if !reset {
+        return End::IoError;
+    }
+    // SO_LINGER 0: close sends RST and drops unsent bytes, as the failed
+    // side's did.
+    let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
+    match side {
+        CLIENT => End::ClientReset,
+        _ => End::UpstreamReset,
+    }
 }
 
 /// Write `preamble` upstream (for passthrough: the PROXY header, then the
@@ -41,8 +97,8 @@ pub(crate) async fn run<C, U>(
     force_close: &CancellationToken,
 ) -> Report
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin + Socket,
+    U: AsyncRead + AsyncWrite + Unpin + Socket,
 {
     if let Err(report) = send_preamble(&mut upstream, preamble, idle, force_close).await {
         return report;
@@ -51,6 +107,7 @@ where
     let activity = AtomicU64::new(0);
     let (up, down) = (AtomicU64::new(replayed as u64), AtomicU64::new(0));
     let first_eof = AtomicU8::new(NO_EOF);
+    let failed_side = AtomicU8::new(NO_EOF);
     let end = {
         let mut from_client = Metered {
             inner: &mut client,
@@ -58,6 +115,7 @@ where
             activity: &activity,
             start,
             first_eof: &first_eof,
+            failed: &failed_side,
             side: CLIENT,
         };
         let mut from_upstream = Metered {
@@ -66,6 +124,7 @@ where
             activity: &activity,
             start,
             first_eof: &first_eof,
+            failed: &failed_side,
             side: UPSTREAM,
         };
         let copy = tokio::io::copy_bidirectional_with_sizes(
@@ -80,7 +139,10 @@ where
             result = copy => match (result, first_eof.load(Ordering::Relaxed)) {
                 (Ok(_), UPSTREAM) => End::UpstreamClose,
                 (Ok(_), _) => End::ClientClose,
-                (Err(_), _) => End::IoError,
+                (Err(error), _) => match failed_side.load(Ordering::Relaxed) {
+                    UPSTREAM => failed(UPSTREAM, &error, client.tcp()),
+                    _ => failed(CLIENT, &error, upstream.tcp()),
+                },
             },
             () = idle_watch(&activity, start, idle) => End::IdleTimeout,
             () = force_close.cancelled() => End::Shutdown,
@@ -145,14 +207,31 @@ pub(super) const CLIENT: u8 = 1;
 pub(super) const UPSTREAM: u8 = 2;
 
 /// Counts bytes read from one side, stamps the time of the last activity and
-/// notes which side reached end-of-stream first (who closed the connection).
+/// notes which side reached end-of-stream first (who closed the connection)
+/// and which failed first (who reset it).
 struct Metered<'a, S> {
     inner: &'a mut S,
     bytes: &'a AtomicU64,
     activity: &'a AtomicU64,
     start: Instant,
     first_eof: &'a AtomicU8,
+    failed: &'a AtomicU8,
     side: u8,
+}
+
+impl<S> Metered<'_, S> {
+    /// Note this side as the one that failed, if none has yet.
+    fn check<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(_)) = &poll {
+            let _ = self.failed.compare_exchange(
+                NO_EOF,
+                self.side,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        poll
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
@@ -176,7 +255,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
                 Ordering::Relaxed,
             );
         }
-        poll
+        self.check(poll)
     }
 }
 
@@ -186,14 +265,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut *self.inner).poll_write(cx, buf);
+        self.check(poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut *self.inner).poll_flush(cx);
+        self.check(poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
+        let poll = Pin::new(&mut *self.inner).poll_shutdown(cx);
+        self.check(poll)
     }
 }

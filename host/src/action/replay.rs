@@ -33,6 +33,11 @@ impl<S> Replay<S> {
     pub(crate) fn into_inner(self) -> S {
         self.inner
     }
+
+    /// The socket, for resetting it.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, idle_watch, send_preamble};
+use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, failed, idle_watch, send_preamble};
 use crate::outcome::End;
 
 /// Bytes moved per splice call, and the capacity asked of each pipe (the
@@ -92,7 +92,8 @@ pub(crate) async fn run(
         result = both => match (result, meter.first_eof.load(Ordering::Relaxed)) {
             (Ok(_), UPSTREAM) => End::UpstreamClose,
             (Ok(_), _) => End::ClientClose,
-            (Err(_), _) => End::IoError,
+            (Err(Failed(CLIENT, error)), _) => failed(CLIENT, &error, &upstream),
+            (Err(Failed(_, error)), _) => failed(UPSTREAM, &error, &client),
         },
         () = idle_watch(&meter.activity, meter.start, idle) => End::IdleTimeout,
         () = force_close.cancelled() => End::Shutdown,
@@ -111,25 +112,32 @@ struct Meter {
     first_eof: AtomicU8,
 }
 
-/// `from` → `to` until `from` ends; then `to`'s write half is shut down.
+/// A direction stopped on an error: the side whose socket failed.
+struct Failed(u8, io::Error);
+
+/// `from` (the `side` end) → `to` until `from` ends; then `to`'s write half
+/// is shut down.
 async fn one_way(
     from: &TcpStream,
     to: &TcpStream,
     bytes: &AtomicU64,
     meter: &Meter,
     side: u8,
-) -> io::Result<()> {
+) -> Result<(), Failed> {
+    let other = if side == CLIENT { UPSTREAM } else { CLIENT };
+    let reading = |error| Failed(side, error);
+    let writing = |error| Failed(other, error);
     loop {
         // Readiness alone spends no tokio budget: a transfer where neither
         // side ever blocks must still let the rest of the worker run.
         tokio::task::consume_budget().await;
-        from.readable().await?;
+        from.readable().await.map_err(reading)?;
         let Ok(pipe) = Pipe::take() else {
             // Out of descriptors (or pipe pages) for a moment: this chunk is
             // copied instead, so an established connection never fails on it.
             // Boxed: rare, and its buffer and waits would otherwise be
             // carried by every spliced connection while it idles.
-            if !Box::pin(copy_chunk(from, to, bytes, meter)).await? {
+            if !Box::pin(copy_chunk(from, to, bytes, meter, side)).await? {
                 ended(to, meter, side);
                 return Ok(());
             }
@@ -149,12 +157,12 @@ async fn one_way(
                 pipe.give();
                 continue;
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(reading(error)),
         };
         // On an error the pipe may hold bytes: it is closed, not pooled.
         let mut left = n;
         while left > 0 {
-            to.writable().await?;
+            to.writable().await.map_err(writing)?;
             match to.try_io(Interest::WRITABLE, || {
                 Ok(splice(&pipe.0, None, to, None, left, flags())?)
             }) {
@@ -163,7 +171,7 @@ async fn one_way(
                     meter.moved(bytes, m);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
+                Err(error) => return Err(writing(error)),
             }
         }
         pipe.give();
@@ -176,24 +184,26 @@ async fn copy_chunk(
     to: &TcpStream,
     bytes: &AtomicU64,
     meter: &Meter,
-) -> io::Result<bool> {
+    side: u8,
+) -> Result<bool, Failed> {
+    let other = if side == CLIENT { UPSTREAM } else { CLIENT };
     let mut buffer = vec![0u8; 16 * 1024];
     let n = match from.try_read(&mut buffer) {
         Ok(0) => return Ok(false),
         Ok(n) => n,
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-        Err(error) => return Err(error),
+        Err(error) => return Err(Failed(side, error)),
     };
     let mut sent = 0;
     while sent < n {
-        to.writable().await?;
+        to.writable().await.map_err(|e| Failed(other, e))?;
         match to.try_write(&buffer[sent..n]) {
             Ok(m) => {
                 sent += m;
                 meter.moved(bytes, m);
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
+            Err(error) => return Err(Failed(other, error)),
         }
     }
     Ok(true)

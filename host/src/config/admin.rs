@@ -1,6 +1,7 @@
 //! `[admin]`: where `limen swap` and `limen status` reach a running limen.
-//! A unix socket is the default kind; TCP is loopback-only unless the config
-//! says `allow_public = true` *and* names a token file.
+//! A unix socket is the default kind (its peer's uid is checked). TCP always
+//! needs a token file: on loopback too, since any local user can connect to
+//! it; and it is loopback-only unless the config says `allow_public = true`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,8 +14,7 @@ use super::file::FileAdmin;
 pub struct AdminConfig {
     /// Where it listens.
     pub endpoint: AdminEndpoint,
-    /// A file holding the token every request must carry (required for a
-    /// non-loopback bind).
+    /// A file holding the token every request must carry (required for TCP).
     pub token_file: Option<PathBuf>,
 }
 
@@ -35,15 +35,18 @@ pub(super) fn admin(file: &Option<FileAdmin>) -> Result<Option<AdminConfig>, Con
     let endpoint = match (&file.socket, file.bind) {
         (Some(path), None) => AdminEndpoint::Unix(path.clone()),
         (None, Some(addr)) => {
-            if !addr.ip().is_loopback() {
-                if !file.allow_public {
-                    return invalid(
-                        "bind is not a loopback address; set allow_public = true (and token_file) to expose the admin endpoint",
-                    );
-                }
-                if file.token_file.is_none() {
-                    return invalid("a non-loopback bind needs token_file");
-                }
+            if file.token_file.is_none() {
+                // Any local user can connect to loopback TCP, and a swap
+                // redirects traffic: without a token that is everyone's
+                // endpoint (a unix socket checks its peer's uid instead).
+                return invalid(
+                    "bind (TCP) needs token_file, on loopback too: any local user can reach it; or use socket = \"path\"",
+                );
+            }
+            if !addr.ip().is_loopback() && !file.allow_public {
+                return invalid(
+                    "bind is not a loopback address; set allow_public = true to expose the admin endpoint",
+                );
             }
             AdminEndpoint::Tcp(addr)
         }

@@ -177,6 +177,9 @@ pub(crate) struct FileLimits {
     #[serde(deserialize_with = "duration")]
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) max_pending_hellos: usize,
+    pub(crate) max_pending_hellos_per_client: usize,
+    pub(crate) listen_backlog: u32,
     pub(crate) copy_buffer: ByteSize,
 }
 
@@ -190,6 +193,9 @@ impl Default for FileLimits {
             shutdown_grace: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_pending_hellos: 4096,
+            max_pending_hellos_per_client: 64,
+            listen_backlog: 4096,
             copy_buffer: ByteSize::kib(16),
         }
     }

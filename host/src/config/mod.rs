@@ -9,6 +9,7 @@ mod admin;
 mod allow;
 mod expect;
 mod file;
+mod limits;
 mod observe;
 mod tls;
 
@@ -22,6 +23,8 @@ pub use admin::{AdminConfig, AdminEndpoint};
 pub use allow::{AllowList, AllowRule};
 pub use expect::Expectation;
 pub(crate) use expect::canonical as canonical_decision;
+pub use limits::Limits;
+pub(crate) use limits::MAX_PENDING_HELLOS_PER_CLIENT;
 pub use observe::{
     AccessLogConfig, AccessLogFormat, AccessLogSink, DEFAULT_UPSTREAM_LABELS, MetricsConfig,
 };
@@ -152,28 +155,6 @@ pub enum FailMode {
 /// `[limits] hello_max_bytes` when the config does not say.
 pub const DEFAULT_HELLO_MAX_BYTES: usize = 16 * 1024;
 
-/// Limits on each connection.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest ClientHello (all records) limen buffers.
-    pub hello_max_bytes: usize,
-    /// Time allowed for the whole ClientHello to arrive.
-    pub hello_timeout: Duration,
-    /// Default upstream connect timeout.
-    pub connect_timeout: Duration,
-    /// A proxied connection with no bytes either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// On SIGINT/SIGTERM, how long open connections may take to finish.
-    pub shutdown_grace: Duration,
-    /// Connections handled at once; further ones wait in the accept queue.
-    pub max_connections: usize,
-    /// Copy buffer per direction.
-    pub copy_buffer: usize,
-    /// Time allowed for a terminated TLS handshake (client side, and the
-    /// upstream side when re-encrypting).
-    pub handshake_timeout: Duration,
-}
-
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -273,33 +254,7 @@ impl TryFrom<FileConfig> for Config {
         if memory < 128 * 1024 {
             return invalid("policy.memory must be at least 128KiB".into());
         }
-        let lim = &file.limits;
-        let hello_max_bytes = usize::try_from(lim.hello_max_bytes.as_u64()).unwrap_or(usize::MAX);
-        if !(512..=1 << 20).contains(&hello_max_bytes) {
-            return invalid("limits.hello_max_bytes must be between 512B and 1MiB".into());
-        }
-        let copy_buffer = usize::try_from(lim.copy_buffer.as_u64()).unwrap_or(usize::MAX);
-        if !(1024..=4 << 20).contains(&copy_buffer) {
-            return invalid("limits.copy_buffer must be between 1KiB and 4MiB".into());
-        }
-        if lim.max_connections == 0 || lim.max_connections > 1_000_000 {
-            return invalid("limits.max_connections must be between 1 and 1000000".into());
-        }
-        let day = Duration::from_secs(86_400);
-        // A zero grace means "close at once"; a zero timeout would close everything.
-        for (name, value, may_be_zero) in [
-            ("hello_timeout", lim.hello_timeout, false),
-            ("connect_timeout", lim.connect_timeout, false),
-            ("idle_timeout", lim.idle_timeout, false),
-            ("shutdown_grace", lim.shutdown_grace, true),
-            ("handshake_timeout", lim.handshake_timeout, false),
-        ] {
-            if (value.is_zero() && !may_be_zero) || value > day {
-                return invalid(format!(
-                    "limits.{name} must be more than 0 and at most 1 day"
-                ));
-            }
-        }
+        let limits = limits::limits(&file.limits)?;
         let on_error = match &p.on_error {
             FileFailMode::Word(_) => FailMode::Reject(Alert::InternalError),
             FileFailMode::Reject { reject } => {
@@ -357,16 +312,7 @@ impl TryFrom<FileConfig> for Config {
                 },
             },
             listeners,
-            limits: Limits {
-                hello_max_bytes,
-                hello_timeout: lim.hello_timeout,
-                connect_timeout: lim.connect_timeout,
-                idle_timeout: lim.idle_timeout,
-                shutdown_grace: lim.shutdown_grace,
-                max_connections: lim.max_connections,
-                copy_buffer,
-                handshake_timeout: lim.handshake_timeout,
-            },
+            limits,
             certificates,
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow,

@@ -119,11 +119,17 @@ fn port_zero_may_repeat_but_a_real_address_may_not() {
 }
 
 #[test]
-fn admin_is_loopback_or_unix_unless_made_public_with_a_token() {
+fn admin_is_a_unix_socket_or_tcp_with_a_token_loopback_unless_made_public() {
     let with = |admin: &str| Config::from_toml(&format!("{GOOD}\n[admin]\n{admin}"));
     assert!(with("socket = \"/run/limen.sock\"").is_ok());
-    assert!(with("bind = \"127.0.0.1:9901\"").is_ok());
-    let err = with("bind = \"0.0.0.0:9901\"").unwrap_err().to_string();
+    // Loopback TCP is reachable by every local user: a token, always.
+    let err = with("bind = \"127.0.0.1:9901\"").unwrap_err();
+    assert_eq!(err.code(), "E003");
+    assert!(err.to_string().contains("token_file"), "{err}");
+    assert!(with("bind = \"127.0.0.1:9901\"\ntoken_file = \"t\"").is_ok());
+    let err = with("bind = \"0.0.0.0:9901\"\ntoken_file = \"t\"")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("allow_public"), "{err}");
     let err = with("bind = \"0.0.0.0:9901\"\nallow_public = true")
         .unwrap_err()

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::action::reject;
+use crate::budget::Admitted;
 use crate::config::FailMode;
 use crate::decision::{Alert, Terminate, Upstream, UpstreamAddr};
 use crate::hello::HelloSummary;
@@ -46,6 +47,8 @@ struct Context {
 /// A socket just accepted.
 struct Accepted {
     stream: TcpStream,
+    /// Its place in the listener's pending-hello budget, and its deadline.
+    admitted: Admitted,
     /// The policy live when the connection was accepted: a swap during its
     /// peek does not change what decides it.
     policy: Arc<Policy>,
@@ -96,12 +99,10 @@ impl Accepted {
     async fn peek(mut self, cx: &Context, trail: &mut Trail) -> Option<Peeked> {
         let limits = &cx.generation.limits;
         let started = Instant::now();
-        let peeked = peek::peek(
-            &mut self.stream,
-            limits.hello_max_bytes,
-            limits.hello_timeout,
-        )
-        .await;
+        let timeout = self.admitted.hello_timeout;
+        let peeked = peek::peek(&mut self.stream, limits.hello_max_bytes, timeout).await;
+        // The hello is in (or never will be): no longer pending.
+        drop(self.admitted.pending);
         let took = started.elapsed();
         let metrics = self.active.metrics();
         metrics.peek_duration.observe(took.as_secs_f64());
@@ -268,10 +269,12 @@ pub(crate) fn handle(
     (snapshot, metrics): (Arc<Snapshot>, Arc<ListenerMetrics>),
     force_close: CancellationToken,
     (permit, tracker): (OwnedSemaphorePermit, TaskTracker),
+    admitted: Admitted,
 ) -> impl Future<Output = ()> + Send {
     let mut trail = Trail::new();
     let accepted = Accepted {
         stream,
+        admitted,
         policy: snapshot.policy.clone(),
         active: Active::new(metrics),
     };

@@ -5,7 +5,12 @@
 use super::Action;
 use crate::decision::{Alert, Decision, Rule};
 use crate::hello::HelloSummary;
-use crate::outcome::{ParseFailure, RouteResult};
+use crate::outcome::{ParseFailure, PolicyFailure, RouteResult};
+use crate::throttle::Throttle;
+
+/// Warnings and per-connection INFO events of one kind logged per second at
+/// most; metrics count every one.
+const EVENTS_PER_SECOND: u32 = 5;
 use crate::policy::{Connection, Failure};
 
 /// How a decision counts in `limen_tls_sni_route_total`, and whether it is a
@@ -41,10 +46,17 @@ pub(super) fn decided(
         tracing::debug!(target: "tls_sni", listener, %client, "tls.no_sni");
     }
     if let Some(error) = failure {
-        tracing::warn!(
-            target: "tls_sni", listener, %client, sni, kind = error.kind().as_str(), %error,
-            "policy.failed"
-        );
+        // Counted exactly in `limen_policy_failures_total`; logged a few
+        // times a second per kind at most.
+        static FAILED: [Throttle; PolicyFailure::COUNT] =
+            [const { Throttle::new(EVENTS_PER_SECOND) }; PolicyFailure::COUNT];
+        let kind = error.kind();
+        if let Some(suppressed) = FAILED[kind as usize].allow() {
+            tracing::warn!(
+                target: "tls_sni", listener, %client, sni, kind = kind.as_str(), %error,
+                suppressed, "policy.failed"
+            );
+        }
     }
     let result = result.as_str();
     match action {
@@ -75,10 +87,21 @@ pub(super) fn decided(
 /// `tls.parse_failed`. Health checks (connect, close) and plain-text
 /// clients are routine, so those are debug.
 pub(super) fn peek_failed(conn: &Connection, reason: ParseFailure, error: &dyn std::fmt::Display) {
+    // A slowloris or a scanner makes these by the thousand: the metric
+    // counts each, the log a few a second per reason.
+    static FAILED: [Throttle; ParseFailure::COUNT] =
+        [const { Throttle::new(EVENTS_PER_SECOND) }; ParseFailure::COUNT];
     let (listener, client) = (&*conn.listener, conn.client);
+    let suppressed = match reason {
+        ParseFailure::Closed => 0,
+        _ => match FAILED[reason as usize].allow() {
+            Some(suppressed) => suppressed,
+            None => return,
+        },
+    };
     match reason {
         ParseFailure::Timeout => {
-            tracing::info!(target: "tls_sni", listener, %client, %error, "tls.client_hello_timeout")
+            tracing::info!(target: "tls_sni", listener, %client, %error, suppressed, "tls.client_hello_timeout")
         }
         ParseFailure::Closed => {
             let reason = reason.as_str();
@@ -86,7 +109,7 @@ pub(super) fn peek_failed(conn: &Connection, reason: ParseFailure, error: &dyn s
         }
         _ => {
             let reason = reason.as_str();
-            tracing::info!(target: "tls_sni", listener, %client, reason, %error, "tls.parse_failed")
+            tracing::info!(target: "tls_sni", listener, %client, reason, %error, suppressed, "tls.parse_failed")
         }
     }
 }

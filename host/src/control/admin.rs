@@ -1,7 +1,9 @@
-//! The admin endpoint: a unix socket (mode 0600) or a TCP address, serving
-//! one request per connection (see `protocol`). Swaps go to the control
-//! task's queue; `status` is read from the live state directly, so it
-//! answers even while a long compile runs.
+//! The admin endpoint: a unix socket (mode 0600, peer uid checked) or a TCP
+//! address (token required), serving one request per connection (see
+//! `protocol`). A connection must send its request line promptly, and idle
+//! ones are capped (see `gate`). Swaps go to the control task's queue;
+//! `status` is read from the live state directly, so it answers even while a
+//! long compile runs.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
@@ -11,18 +13,22 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::ControlHandle;
+use super::gate::{Gate, LINE_TIMEOUT};
 use super::protocol::{Answer, Envelope, MAX_LINE, Request};
 use crate::config::{AdminConfig, AdminEndpoint};
 use crate::listener::Serve;
 use crate::policy::MAX_MODULE_BYTES;
+use crate::throttle::Throttle;
 
-/// Time a client has to send its whole request (an 18 MB module included).
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time an authorised client has to send its module (18 MB for a Python
+/// guest).
+const MODULE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Admin connections served at once (each may buffer a module).
-const MAX_SESSIONS: usize = 4;
+/// Modules being received at once (each is buffered whole).
+const MAX_UPLOADS: usize = 4;
 
 /// Shortest token accepted: guessing must not be practical.
 const MIN_TOKEN: usize = 16;
@@ -89,16 +95,10 @@ impl Endpoint {
             }
         };
         let socket = match &config.endpoint {
-            AdminEndpoint::Tcp(addr) if token.is_none() => {
-                tracing::warn!(
-                    %addr,
-                    "admin endpoint on TCP without token_file: any local user can swap the policy"
-                );
-                Socket::Tcp(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| fail(e.to_string()))?,
-                )
+            // The config refuses TCP without a token; checked again here
+            // because this is what an unauthenticated swap would open.
+            AdminEndpoint::Tcp(_) if token.is_none() => {
+                return Err(fail("TCP needs token_file".into()));
             }
             AdminEndpoint::Tcp(addr) => Socket::Tcp(
                 TcpListener::bind(addr)
@@ -130,18 +130,14 @@ impl Endpoint {
 
     /// Answer requests until shutdown; a unix socket file is removed then.
     pub(crate) async fn serve(self, handle: ControlHandle, serve: Arc<Serve>) {
-        // A permit is taken before accepting: beyond the limit, clients wait
-        // in the backlog rather than being turned away.
-        let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
-        let token: Option<Arc<str>> = self.token.map(Arc::from);
+        let shared = Arc::new(Shared {
+            token: self.token,
+            gate: Arc::new(Gate::default()),
+            uploads: Semaphore::new(MAX_UPLOADS),
+            handle,
+            serve: serve.clone(),
+        });
         loop {
-            let permit = tokio::select! {
-                () = serve.stop.cancelled() => break,
-                permit = sessions.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
             let accepted = tokio::select! {
                 () = serve.stop.cancelled() => break,
                 accepted = accept(&self.socket) => accepted,
@@ -149,21 +145,33 @@ impl Endpoint {
             let stream = match accepted {
                 Ok(stream) => stream,
                 Err(error) => {
-                    tracing::warn!("admin accept failed: {error}");
+                    static FAILED: Throttle = Throttle::new(1);
+                    if let Some(suppressed) = FAILED.allow() {
+                        tracing::warn!(suppressed, "admin accept failed: {error}");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
-            let (handle, serve, token) = (handle.clone(), serve.clone(), token.clone());
-            tokio::spawn(async move {
-                session(stream, token.as_deref(), &handle, &serve).await;
-                drop(permit);
-            });
+            // Admitted before the task starts, so the cap holds however
+            // fast connections arrive.
+            let waiting = shared.gate.admit();
+            let shared = shared.clone();
+            tokio::spawn(async move { session(stream, waiting, &shared).await });
         }
         if let Socket::Unix(_, path) = &self.socket {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// What every admin session reads.
+struct Shared {
+    token: Option<String>,
+    gate: Arc<Gate>,
+    uploads: Semaphore,
+    handle: ControlHandle,
+    serve: Arc<Serve>,
 }
 
 enum Stream {
@@ -178,7 +186,7 @@ async fn accept(socket: &Socket) -> std::io::Result<Stream> {
     }
 }
 
-async fn session(stream: Stream, token: Option<&str>, handle: &ControlHandle, serve: &Serve) {
+async fn session(stream: Stream, waiting: super::gate::Waiting, shared: &Shared) {
     match stream {
         Stream::Unix(s) => {
             // The socket is 0600, but it is chmod-ed just after bind: also
@@ -192,49 +200,98 @@ async fn session(stream: Stream, token: Option<&str>, handle: &ControlHandle, se
                 )),
                 Err(error) => Some(format!("unix peer credentials unknown: {error}")),
             };
-            answer(s, refused, token, handle, serve).await
+            answer(s, refused, waiting, shared).await
         }
-        Stream::Tcp(s) => answer(s, None, token, handle, serve).await,
+        Stream::Tcp(s) => answer(s, None, waiting, shared).await,
     }
 }
 
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     refused: Option<String>,
-    token: Option<&str>,
-    handle: &ControlHandle,
-    serve: &Serve,
+    waiting: super::gate::Waiting,
+    shared: &Shared,
 ) {
     let mut reader = BufReader::new(stream);
     let answer = match refused {
         Some(error) => denied(error),
-        None => match tokio::time::timeout(READ_TIMEOUT, request(&mut reader, token)).await {
-            Err(_) => denied("request not received in time".into()),
-            Ok(Err(error)) => denied(error),
-            Ok(Ok((Request::Status, _))) => Answer::Status(super::status(serve)),
-            Ok(Ok((Request::Swap { config_json, .. }, module))) => {
-                handle.swap(module.into(), config_json).await
-            }
+        None => match authorised(&mut reader, waiting, shared.token.as_deref()).await {
+            Err(error) => denied(error),
+            Ok(Request::Status) => Answer::Status(super::status(&shared.serve)),
+            Ok(Request::Swap {
+                module_len,
+                config_json,
+            }) => match module(&mut reader, module_len, &shared.uploads).await {
+                Ok(module) => shared.handle.swap(module.into(), config_json).await,
+                Err(error) => denied(error),
+            },
         },
     };
     let mut line = serde_json::to_vec(&answer).unwrap_or_default();
     line.push(b'\n');
     let mut stream = reader.into_inner();
-    let _ = stream.write_all(&line).await;
-    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(LINE_TIMEOUT, async {
+        let _ = stream.write_all(&line).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 fn denied(error: String) -> Answer {
-    tracing::warn!("admin request denied: {error}");
+    // Any local user can make these (over TCP): logged a few a second.
+    static DENIED: Throttle = Throttle::new(5);
+    if let Some(suppressed) = DENIED.allow() {
+        tracing::warn!(suppressed, "admin request denied: {error}");
+    }
     Answer::Denied { error }
 }
 
-/// Read one request: the line, the token check, then the module (never read
-/// before the token is checked).
-async fn request<R: AsyncRead + Unpin>(
+/// The request line, read within `LINE_TIMEOUT` unless a newer connection
+/// evicts this one first, and its token checked. The connection stops
+/// counting as waiting once this returns.
+async fn authorised<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
+    waiting: super::gate::Waiting,
     token: Option<&str>,
-) -> Result<(Request, Vec<u8>), String> {
+) -> Result<Request, String> {
+    let evicted: &CancellationToken = &waiting.evicted;
+    let line = tokio::select! {
+        () = evicted.cancelled() => {
+            return Err("evicted: too many admin connections waiting to send a request".into());
+        }
+        line = tokio::time::timeout(LINE_TIMEOUT, request_line(reader)) => match line {
+            Err(_) => return Err("request line not received in time".into()),
+            Ok(line) => line?,
+        },
+    };
+    drop(waiting);
+    let envelope: Envelope =
+        serde_json::from_slice(&line).map_err(|e| format!("bad request: {e}"))?;
+    if let Request::Swap { module_len, .. } = &envelope.request
+        && *module_len > MAX_MODULE_BYTES
+    {
+        return Err(format!(
+            "module of {module_len} bytes, more than {MAX_MODULE_BYTES}"
+        ));
+    }
+    if let Some(expected) = token {
+        let given = envelope.token.as_deref().unwrap_or("");
+        if !same(given.as_bytes(), expected.as_bytes()) {
+            // Read and discard the module (briefly), so the client still
+            // writing it gets this answer instead of a reset connection.
+            if let Request::Swap { module_len, .. } = envelope.request {
+                let mut rest = (&mut *reader).take(module_len as u64);
+                let mut sink = tokio::io::sink();
+                let discard = tokio::io::copy(&mut rest, &mut sink);
+                let _ = tokio::time::timeout(LINE_TIMEOUT, discard).await;
+            }
+            return Err("bad or missing token".into());
+        }
+    }
+    Ok(envelope.request)
+}
+
+async fn request_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Result<Vec<u8>, String> {
     let mut line = Vec::new();
     (&mut *reader)
         .take(MAX_LINE as u64 + 1)
@@ -244,36 +301,23 @@ async fn request<R: AsyncRead + Unpin>(
     if line.last() != Some(&b'\n') {
         return Err("request line missing or too long".into());
     }
-    let envelope: Envelope =
-        serde_json::from_slice(&line).map_err(|e| format!("bad request: {e}"))?;
-    let module_len = match &envelope.request {
-        Request::Swap { module_len, .. } => *module_len,
-        Request::Status => 0,
-    };
-    if module_len > MAX_MODULE_BYTES {
-        return Err(format!(
-            "module of {module_len} bytes, more than {MAX_MODULE_BYTES}"
-        ));
+    Ok(line)
+}
+
+/// An authorised swap's module: `MAX_UPLOADS` at once, each within
+/// `MODULE_TIMEOUT`.
+async fn module<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    module_len: usize,
+    uploads: &Semaphore,
+) -> Result<Vec<u8>, String> {
+    let _permit = uploads.acquire().await.map_err(|e| e.to_string())?;
+    let mut module = vec![0; module_len];
+    match tokio::time::timeout(MODULE_TIMEOUT, reader.read_exact(&mut module)).await {
+        Err(_) => Err("module not received in time".into()),
+        Ok(Err(error)) => Err(format!("module not received whole: {error}")),
+        Ok(Ok(_)) => Ok(module),
     }
-    if let Some(expected) = token {
-        let given = envelope.token.as_deref().unwrap_or("");
-        if !same(given.as_bytes(), expected.as_bytes()) {
-            // Read and discard the module, so the client (still writing it)
-            // gets this answer instead of a reset connection.
-            let mut rest = (&mut *reader).take(module_len as u64);
-            let _ = tokio::io::copy(&mut rest, &mut tokio::io::sink()).await;
-            return Err("bad or missing token".into());
-        }
-    }
-    let mut module = Vec::new();
-    if let Request::Swap { module_len, .. } = &envelope.request {
-        module.resize(*module_len, 0);
-        reader
-            .read_exact(&mut module)
-            .await
-            .map_err(|e| format!("module not received whole: {e}"))?;
-    }
-    Ok((envelope.request, module))
 }
 
 /// Compare without an early exit, so timing does not reveal a prefix.

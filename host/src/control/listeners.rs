@@ -14,11 +14,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::HelloBudget;
 use crate::config::ListenerConfig;
 use crate::listener::{self, Serve};
-
-/// Connections the kernel queues for a socket before limen accepts them.
-const BACKLOG: i32 = 1024;
 
 /// A listener's sockets (one per worker), bound, not yet accepting.
 pub(crate) struct Bound {
@@ -55,7 +53,14 @@ impl BindError {
 
 /// Bind each listener once per worker, or fail on the first that cannot be
 /// bound (the others are closed when dropped).
-pub(crate) fn bind(configs: &[ListenerConfig], workers: usize) -> Result<Vec<Bound>, BindError> {
+/// `backlog`: connections the kernel queues for each socket before limen
+/// accepts them.
+pub(crate) fn bind(
+    configs: &[ListenerConfig],
+    workers: usize,
+    backlog: u32,
+) -> Result<Vec<Bound>, BindError> {
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     let mut bound = Vec::with_capacity(configs.len());
     for config in configs {
         let bind_error = |error| BindError {
@@ -69,12 +74,12 @@ pub(crate) fn bind(configs: &[ListenerConfig], workers: usize) -> Result<Vec<Bou
         if config.bind.port() != 0 {
             exclusive(config.bind).map_err(bind_error)?;
         }
-        let first = reuseport(config.bind).map_err(bind_error)?;
+        let first = reuseport(config.bind, backlog).map_err(bind_error)?;
         // Port 0: the first socket got a port; the others join it there.
         let local = first.local_addr().map_err(bind_error)?;
         let mut sockets = vec![first];
         for _ in 1..workers.max(1) {
-            sockets.push(reuseport(local).map_err(bind_error)?);
+            sockets.push(reuseport(local, backlog).map_err(bind_error)?);
         }
         bound.push(Bound {
             config: config.clone(),
@@ -99,11 +104,11 @@ fn exclusive(addr: SocketAddr) -> std::io::Result<()> {
 }
 
 /// One non-blocking listening socket in `addr`'s `SO_REUSEPORT` group.
-fn reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn reuseport(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     let socket = tcp_socket(addr)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -144,6 +149,8 @@ impl ListenerSet {
     /// Start accepting on a bound listener: each socket on its worker.
     pub(crate) fn start(&mut self, bound: Bound, serve: &Arc<Serve>) {
         let stop = serve.stop.child_token();
+        // One budget for the listener, whichever worker accepts.
+        let budget = HelloBudget::new();
         tracing::info!(
             listener = %bound.config.name, addr = %bound.local,
             workers = bound.sockets.len(), "listening"
@@ -154,6 +161,7 @@ impl ListenerSet {
                 socket,
                 serve.clone(),
                 stop.clone(),
+                budget.clone(),
             );
             serve.workers.spawn(worker, self.loops.track_future(accept));
         }

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod client;
+mod gate;
 pub(crate) mod listeners;
 pub mod protocol;
 mod reload;

@@ -110,7 +110,11 @@ impl Control {
             }
         };
         let (added, removed) = self.listeners.diff(&config.listeners);
-        let bound = listeners::bind(&added, self.serve.workers.count())?;
+        let bound = listeners::bind(
+            &added,
+            self.serve.workers.count(),
+            config.limits.listen_backlog,
+        )?;
 
         // Everything is ready: switch. The new generation is stored before
         // new listeners accept, so their connections never see an old one

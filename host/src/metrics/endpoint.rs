@@ -2,6 +2,7 @@
 //! fresh `gather()` and closed. Scrapes never touch the connection path:
 //! counters are atomics the registry only reads.
 
+use crate::throttle::Throttle;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,7 +35,12 @@ pub(crate) async fn serve(listener: TcpListener, metrics: Metrics, stop: Cancell
                 tokio::spawn(async move { answer(stream, peer, &metrics).await });
             }
             Err(error) => {
-                tracing::warn!("metrics accept failed: {error}");
+                // Out of descriptors this repeats every 100 ms: once a
+                // second, with the count of the others, says as much.
+                static FAILED: Throttle = Throttle::new(1);
+                if let Some(suppressed) = FAILED.allow() {
+                    tracing::warn!(suppressed, "metrics accept failed: {error}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

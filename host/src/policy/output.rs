@@ -2,6 +2,7 @@
 //! time, instead of nowhere: a Rust guest's panic message lands on stderr just
 //! before the trap, and is the best clue to why it trapped.
 
+use crate::throttle::Throttle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
@@ -74,11 +75,34 @@ impl LineBudget {
             .lines
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         if before == Ok(1) {
-            tracing::warn!(target: "limen::policy", "this call's log budget is spent; dropping its further lines");
+            static SPENT: Throttle = Throttle::new(1);
+            if let Some(suppressed) = SPENT.allow() {
+                tracing::warn!(target: "limen::policy", suppressed, "this call's log budget is spent; dropping its further lines");
+            }
         }
-        before.is_ok_and(|n| n > 1)
+        if !before.is_ok_and(|n| n > 1) {
+            return false;
+        }
+        // Across calls too: a client driving a path that logs (or traps with
+        // a panic message) at thousands of calls a second must not flood
+        // the log.
+        static LINES: Throttle = Throttle::new(GUEST_LINES_PER_SECOND);
+        match LINES.allow() {
+            None => false,
+            Some(0) => true,
+            Some(suppressed) => {
+                tracing::warn!(
+                    target: "limen::policy", suppressed,
+                    "policy log lines were dropped (over {GUEST_LINES_PER_SECOND} a second)"
+                );
+                true
+            }
+        }
     }
 }
+
+/// Guest log lines (all calls, all instances) logged per second at most.
+const GUEST_LINES_PER_SECOND: u32 = 20;
 
 /// A guest's stdout or stderr.
 #[derive(Clone)]

@@ -126,7 +126,7 @@ async fn the_text_access_log_is_key_value() -> anyhow::Result<()> {
 }
 
 /// The file's lines once it has at least `n` (at most 10 s).
-async fn lines_of(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn lines_of(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<String>> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();

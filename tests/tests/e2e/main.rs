@@ -3,6 +3,7 @@
 //! One test binary (ripgrep's layout): each module is one area of behaviour.
 
 mod access_log;
+mod admin;
 mod bulk;
 mod cases;
 mod cli;
@@ -10,11 +11,13 @@ mod common;
 mod explain_parity;
 mod faults;
 mod fingerprint;
+mod hostile;
 mod languages;
 mod observe;
 mod peek;
 mod process;
 mod reload;
+mod resets;
 mod routing;
 mod shutdown;
 mod swap;

@@ -266,8 +266,9 @@ async fn each_policy_failure_kind_is_counted() -> anyhow::Result<()> {
     limen.stop().await
 }
 
-/// A client that sends its hello in four pieces 100 ms apart spends over
-/// 300 ms peeking: the sample lands above the 0.25 s bucket.
+/// A client that sends its hello in four pieces 100 ms apart spends about
+/// 300 ms peeking (counted from accept, which comes just after the first
+/// piece was sent): the sample lands above the 0.25 s bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_split_hello_moves_the_peek_histogram() -> anyhow::Result<()> {
     let (up, _) = backend::raw(b"U").await?;
@@ -293,7 +294,8 @@ async fn a_slow_split_hello_moves_the_peek_histogram() -> anyhow::Result<()> {
     assert_eq!(bucket("0.25"), 0.0, "{}", after.text);
     assert_eq!(bucket("3"), 1.0, "{}", after.text);
     assert_eq!(bucket("+Inf"), 1.0);
-    assert!(after.delta(&before, &format!("{histogram}_sum{{{PUBLIC}}}")) >= 0.3);
+    let sum = after.delta(&before, &format!("{histogram}_sum{{{PUBLIC}}}"));
+    assert!(sum > 0.25, "peek took {sum} s: {}", after.text);
     limen.stop().await
 }
 

@@ -387,11 +387,18 @@ async fn proxy_header_precedes_the_plaintext() -> anyhow::Result<()> {
         .await?;
     tls.write_all(b"ping\n").await?;
     let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await??;
+    let read = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "no end after {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    read??;
     assert_eq!(answer, PLAIN_REPLY);
     drop(tls);
     let seen = tokio::time::timeout(WAIT, received.recv())
-        .await?
+        .await
+        .expect("the backend saw the connection end")
         .expect("backend report");
     let expected = format!(
         "PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {}\r\nping\n",
