@@ -5,8 +5,11 @@
 //!   it needs (see `guests/`).
 //! - `cargo xtask demo`: guests, limen, demo TLS backends, and limen on `examples/demo.toml`.
 //! - `cargo xtask test`: formatting, clippy, guests, then the whole test suite.
+//! - `cargo xtask fuzz [TARGET...] [--time SECS]`: the libFuzzer targets in
+//!   `fuzz/` (hello, config, cases, admin), 20 s each by default.
 
 mod demo;
+mod fuzz;
 mod guests;
 
 use std::path::{Path, PathBuf};
@@ -15,13 +18,18 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
+    if let Some(wrapped) = fuzz::wrap_rustc_if_asked() {
+        return wrapped;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().cloned().unwrap_or_default();
     match task.as_str() {
         "guests" => guests().map(drop),
         "demo" => demo(),
         "test" => test(),
+        "fuzz" => fuzz::fuzz(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <guests|demo|test>");
+            eprintln!("usage: cargo xtask <guests|demo|test|fuzz>");
             bail!("unknown task `{task}`")
         }
     }

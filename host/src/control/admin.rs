@@ -20,7 +20,6 @@ use super::gate::{Gate, LINE_TIMEOUT};
 use super::protocol::{Answer, Envelope, MAX_LINE, Request};
 use crate::config::{AdminConfig, AdminEndpoint};
 use crate::listener::Serve;
-use crate::policy::MAX_MODULE_BYTES;
 use crate::throttle::Throttle;
 
 /// Time an authorised client has to send its module (18 MB for a Python
@@ -265,15 +264,7 @@ async fn authorised<R: AsyncRead + Unpin>(
         },
     };
     drop(waiting);
-    let envelope: Envelope =
-        serde_json::from_slice(&line).map_err(|e| format!("bad request: {e}"))?;
-    if let Request::Swap { module_len, .. } = &envelope.request
-        && *module_len > MAX_MODULE_BYTES
-    {
-        return Err(format!(
-            "module of {module_len} bytes, more than {MAX_MODULE_BYTES}"
-        ));
-    }
+    let envelope = Envelope::decode(&line)?;
     if let Some(expected) = token {
         let given = envelope.token.as_deref().unwrap_or("");
         if !same(given.as_bytes(), expected.as_bytes()) {

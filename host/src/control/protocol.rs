@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::MAX_MODULE_BYTES;
+
 /// Longest request line accepted.
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -66,6 +68,24 @@ pub enum Answer {
         /// Why.
         error: String,
     },
+}
+
+impl Envelope {
+    /// Read one request line as limen does (and as the `admin` fuzz target
+    /// does): the JSON envelope, and a swap's declared length within
+    /// [`MAX_MODULE_BYTES`], checked before a byte of the module is read.
+    pub fn decode(line: &[u8]) -> Result<Envelope, String> {
+        let envelope: Envelope =
+            serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))?;
+        if let Request::Swap { module_len, .. } = &envelope.request
+            && *module_len > MAX_MODULE_BYTES
+        {
+            return Err(format!(
+                "module of {module_len} bytes, more than {MAX_MODULE_BYTES}"
+            ));
+        }
+        Ok(envelope)
+    }
 }
 
 impl Answer {

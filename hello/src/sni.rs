@@ -49,7 +49,7 @@ pub(crate) fn server_name(data: &[u8]) -> Result<ServerName, HelloError> {
 
 /// Lower-case and drop one trailing dot, so `Example.COM.` and `example.com`
 /// route alike; `None` unless the rest is a valid DNS name.
-pub(crate) fn normalise(name: &[u8]) -> Option<DnsName<'static>> {
+pub fn normalise(name: &[u8]) -> Option<DnsName<'static>> {
     let name = std::str::from_utf8(name).ok()?;
     let name = name.strip_suffix('.').unwrap_or(name);
     // DnsName accepts one trailing dot itself, so "a.test.." would otherwise

@@ -1,5 +1,10 @@
-//! Real ClientHellos made on demand, for `limen explain` and the policy
-//! self-test: a rustls client writes its first flight into a buffer.
+//! The `hello` layer as limen sees it: framing, parsing and fingerprints
+//! from the `limen-hello` crate (no I/O, fuzzed on its own), plus real
+//! ClientHellos made on demand for `limen explain` and the policy self-test,
+//! which need rustls and so live here: a rustls client writes its first
+//! flight into a buffer.
+
+pub use limen_hello::*;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{CAP, Outcome, outcome, shared_dir};
-use crate::hello::{HelloSummary, Progress, frame};
+use crate::{HelloSummary, Progress, frame};
 
 pub(super) fn rows(file: &str) -> Vec<Value> {
     let path = shared_dir().join("testdata/clienthello").join(file);

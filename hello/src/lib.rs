@@ -1,6 +1,9 @@
-//! ClientHello handling without I/O: find one complete ClientHello in the
-//! bytes read from a new connection, then parse it into a [`HelloSummary`]
-//! for the policy.
+//! ClientHello handling without I/O, limen's `hello` layer: find one
+//! complete ClientHello in the bytes read from a new connection, then parse
+//! it into a [`HelloSummary`] for the policy.
+//!
+//! A crate of its own so it can be fuzzed (`cargo xtask fuzz`) and reused
+//! without tokio, wasmtime or rustls; limen sees it as `limen::hello`.
 //!
 //! Framing and parsing are separate steps on purpose: the reader calls
 //! [`frame`] after every read and only pays for parsing once.
@@ -12,16 +15,14 @@ mod parse; // ClientHello fields via tls-parser, extension walk and list decoder
 mod record; // record reassembly: is a whole ClientHello buffered yet?
 mod sni; // server_name extension to a validated, normalised DnsName
 mod summary; // HelloSummary, the owned, validated result
-mod synth; // real ClientHellos from a rustls client, for explain and self-tests
 
 pub use error::HelloError;
 pub use examine::{Examined, examine};
 pub use fingerprint::Fingerprints;
 pub use record::{Framed, Progress, frame};
 /// The one normalisation of host names (SNI, upstreams, allow rules).
-pub(crate) use sni::normalise as normalise_name;
+pub use sni::normalise as normalise_name;
 pub use summary::HelloSummary;
-pub use synth::synthesise;
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::corpus::{row_bytes, rows};
 use super::{CAP, Outcome, outcome};
-use crate::hello::HelloSummary;
+use crate::HelloSummary;
 
 fn parsed(row: &Value) -> HelloSummary {
     match outcome(&row_bytes(row, "record_hex"), CAP) {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::corpus::{row_bytes, rows};
 use super::{CAP, Outcome, message_of, outcome, rerecord, shared_dir, summarize};
-use crate::hello::{HelloSummary, Progress, frame};
+use crate::{HelloSummary, Progress, frame};
 
 /// Every valid hello we have: corpus rows, edge cases that parse, peerbench.
 fn valid_hellos() -> Vec<(String, Vec<u8>)> {
