@@ -58,6 +58,9 @@ mod throttle;
 /// Counters.
 pub mod metrics;
 
+/// Giving the heap back to the kernel after a storm of connections.
+mod memory;
+
 /// The access log: a line per finished connection, written off the data path.
 mod access;
 

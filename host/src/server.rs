@@ -18,6 +18,7 @@ use crate::control::listeners::{self, BindError};
 use crate::control::{Control, ControlHandle};
 use crate::listener::Serve;
 use crate::live::{Generation, Live, load_tls, open_access_log};
+use crate::memory;
 use crate::metrics::{Metrics, endpoint};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::tls::TlsError;
@@ -164,6 +165,12 @@ impl Server {
         let admin = self
             .admin
             .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
+        let metrics = serve.live.generation().metrics.clone();
+        tokio::spawn(memory::give_back(
+            serve.tracker.clone(),
+            serve.stop.clone(),
+            metrics,
+        ));
         if let Some(listener) = self.metrics {
             let metrics = serve.live.generation().metrics.clone();
             tokio::spawn(endpoint::serve(listener, metrics, serve.stop.clone()));

@@ -69,6 +69,9 @@ pub mod names {
     pub const CONFIG_RELOADS: &str = "limen_config_reloads_total";
     /// Access log lines dropped because the writer fell behind.
     pub const ACCESS_LOG_DROPPED: &str = "limen_access_log_dropped_total";
+    /// Times the heap was handed back to the kernel after a fall in open
+    /// connections (glibc's `malloc_trim`).
+    pub const MEMORY_TRIMS: &str = "limen_memory_trims_total";
 }
 
 /// Bucket bounds, in seconds, of the peek histogram: finite up to 3 s (a
@@ -127,6 +130,7 @@ pub struct Metrics {
     policy_swaps: IntCounterVec,
     config_reloads: IntCounterVec,
     pub(crate) access_log_dropped: IntCounter,
+    pub(crate) memory_trims: IntCounter,
     policy_info: IntGaugeVec,
 }
 
@@ -254,6 +258,12 @@ impl Metrics {
             access_log_dropped: counters(
                 names::ACCESS_LOG_DROPPED,
                 "Access log lines dropped: the writer fell behind.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            memory_trims: counters(
+                names::MEMORY_TRIMS,
+                "Heap handed back to the kernel after a fall in open connections.",
                 &[],
             )
             .with_label_values::<&str>(&[]),

@@ -118,3 +118,38 @@ async fn the_listener_budget_caps_all_addresses_and_pressure_shortens_the_deadli
     assert_eq!(reply, b"U");
     limen.stop().await
 }
+
+/// After a storm the heap goes back to the kernel: the trim is asked for
+/// once open connections fall far below their peak. (What it gives back is
+/// measured by `bench/storm.sh`: a figure, not a test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fall_in_open_connections_gives_the_heap_back() -> anyhow::Result<()> {
+    let (limen, _) = start("hello_timeout = \"30s\"").await?;
+    let hello = limen::explain::synthesise("a.test", &[])?;
+    const TRIMS: &str = "limen_memory_trims_total";
+    let mut held = Vec::new();
+    // 1,100 stalled hellos, 55 from each of 20 addresses (under the
+    // per-client budget of 64).
+    for i in 0..1100u32 {
+        let from = IpAddr::from([127, 0, 1, 2 + (i / 55) as u8]);
+        held.push(stalled(limen.addr, from, &hello).await?);
+    }
+    let accepted = limen
+        .counter_reaches("limen_connections_total", &[("listener", "public")], 1100)
+        .await;
+    assert_eq!(accepted, 1100);
+    assert!(held.iter().all(Option::is_some), "none refused");
+    // Held while the once-a-second check sees them: no fall, no trim.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(limen.counter(TRIMS, &[]), 0, "no trim while they are open");
+    drop(held);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while limen.counter(TRIMS, &[]) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(limen.counter(TRIMS, &[]), 1, "one trim after the fall");
+    // A good client is served as before.
+    let reply = tokio::time::timeout(WAIT, ask(limen.addr, &hello)).await??;
+    assert_eq!(reply, b"U");
+    limen.stop().await
+}
