@@ -206,6 +206,11 @@ pub(super) const NO_EOF: u8 = 0;
 pub(super) const CLIENT: u8 = 1;
 pub(super) const UPSTREAM: u8 = 2;
 
+/// The side across from `side` (`CLIENT` or `UPSTREAM`).
+pub(super) fn other(side: u8) -> u8 {
+    if side == CLIENT { UPSTREAM } else { CLIENT }
+}
+
 /// Counts bytes read from one side, stamps the time of the last activity and
 /// notes which side reached end-of-stream first (who closed the connection)
 /// and which failed first (who reset it).

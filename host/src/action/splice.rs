@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, failed, idle_watch, send_preamble};
+use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, failed, idle_watch, other, send_preamble};
 use crate::outcome::End;
 
 /// Bytes moved per splice call, and the capacity asked of each pipe (the
@@ -124,7 +124,7 @@ async fn one_way(
     meter: &Meter,
     side: u8,
 ) -> Result<(), Failed> {
-    let other = if side == CLIENT { UPSTREAM } else { CLIENT };
+    let other = other(side);
     let reading = |error| Failed(side, error);
     let writing = |error| Failed(other, error);
     loop {
@@ -186,7 +186,7 @@ async fn copy_chunk(
     meter: &Meter,
     side: u8,
 ) -> Result<bool, Failed> {
-    let other = if side == CLIENT { UPSTREAM } else { CLIENT };
+    let other = other(side);
     let mut buffer = vec![0u8; 16 * 1024];
     let n = match from.try_read(&mut buffer) {
         Ok(0) => return Ok(false),
