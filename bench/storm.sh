@@ -56,7 +56,8 @@ sleep 2
 good() {
   taskset -c 0 "$PB/bin/pb" hello --conc 32 --duration 5 --warmup 1 \
     --target "127.0.0.1:$PORT,$PB/hello/small-a.test.bin,A" | tail -1 |
-    python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"rate {r[\"rate\"]:.0f}/s  p99 {r[\"p99_us\"]} us  max {r[\"max_us\"]} us  errors {r[\"err\"]}")'
+    python3 -c 'import json, sys; r = json.load(sys.stdin)
+print("rate %.0f/s  p99 %s us  max %s us  errors %s" % (r["rate"], r["p99_us"], r["max_us"], r["err"]))'
 }
 
 # stall FIRST_ADDR PER_ADDR COUNT HOLD_SECS: COUNT stalled hellos, then hold.
