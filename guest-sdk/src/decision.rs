@@ -16,6 +16,14 @@ impl Decision {
         Decision::Terminate(Terminate::to(certificate, Upstream::to(upstream)))
     }
 
+    /// Pass the connection through to a member of the pool named `pool` in
+    /// limen's `[upstreams.pools]`: limen picks the member by the pool's
+    /// balance, skips members that are down, and retries another on a
+    /// refused connect.
+    pub fn pool(pool: impl Into<String>) -> Decision {
+        Decision::Passthrough(Upstream::pool(pool))
+    }
+
     /// Reject with a fatal alert and close.
     pub fn reject(alert: Alert) -> Decision {
         Decision::Reject(alert)
@@ -27,6 +35,9 @@ pub trait UpstreamExt {
     /// An upstream at `address` with limen's defaults (no PROXY header,
     /// limen's connect timeout).
     fn to(address: impl Into<String>) -> Self;
+    /// The pool named `name` in limen's `[upstreams.pools]` (an upstream's
+    /// address may be a pool's name: 1-64 of `A-Za-z0-9_-`, no dots).
+    fn pool(name: impl Into<String>) -> Self;
     /// Send a PROXY protocol header of this version first.
     fn with_proxy_protocol(self, version: ProxyProtocol) -> Self;
     /// Override limen's connect timeout.
@@ -43,6 +54,10 @@ impl UpstreamExt for Upstream {
             connect_timeout_ms: None,
             proxy_tlvs: ProxyTlvs::empty(),
         }
+    }
+
+    fn pool(name: impl Into<String>) -> Upstream {
+        Upstream::to(name)
     }
 
     fn with_proxy_protocol(mut self, version: ProxyProtocol) -> Upstream {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::{DnsName, ServerName};
@@ -57,17 +58,31 @@ pub enum UpstreamAddr {
     Ip(SocketAddr),
     /// A DNS name (lower-case) and port, resolved at connect time.
     Name(DnsName<'static>, u16),
+    /// A `[upstreams.pools]` entry, by name: limen picks the member.
+    Pool(Arc<str>),
+}
+
+/// Whether `name` may name a pool: 1-64 of `[A-Za-z0-9_-]`. No dots and no
+/// colon, so a pool name never reads as `host:port` or a bare host name.
+pub fn is_pool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Why an upstream address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("upstream `{0}` is not `host:port` (or `[v6]:port`)")]
+#[error("upstream `{0}` is not `host:port`, `[v6]:port` or a pool name")]
 pub struct BadAddress(pub String);
 
 impl UpstreamAddr {
-    /// Parse `host:port`, `ip:port` or `[v6]:port`.
+    /// Parse `host:port`, `ip:port`, `[v6]:port` or a pool's name.
     pub fn parse(text: &str) -> Result<UpstreamAddr, BadAddress> {
         let bad = || BadAddress(text.to_owned());
+        if is_pool_name(text) {
+            return Ok(UpstreamAddr::Pool(text.into()));
+        }
         if let Ok(addr) = text.parse::<SocketAddr>() {
             return if addr.port() == 0 {
                 Err(bad())
@@ -83,14 +98,6 @@ impl UpstreamAddr {
         let name = crate::hello::normalise_name(host.as_bytes()).ok_or_else(bad)?;
         Ok(UpstreamAddr::Name(name, port))
     }
-
-    /// The port to connect to.
-    pub fn port(&self) -> u16 {
-        match self {
-            UpstreamAddr::Ip(addr) => addr.port(),
-            UpstreamAddr::Name(_, port) => *port,
-        }
-    }
 }
 
 impl fmt::Display for UpstreamAddr {
@@ -98,6 +105,7 @@ impl fmt::Display for UpstreamAddr {
         match self {
             UpstreamAddr::Ip(addr) => addr.fmt(f),
             UpstreamAddr::Name(name, port) => write!(f, "{}:{port}", name.as_ref()),
+            UpstreamAddr::Pool(name) => f.write_str(name),
         }
     }
 }
@@ -265,6 +273,10 @@ mod tests {
             UpstreamAddr::parse("[::1]:443"),
             Ok(UpstreamAddr::Ip(_))
         ));
+        assert_eq!(
+            UpstreamAddr::parse("web-2_a"),
+            Ok(UpstreamAddr::Pool("web-2_a".into()))
+        );
         let name = UpstreamAddr::parse("Svc.NS.svc.cluster.local.:443").unwrap();
         assert_eq!(name.to_string(), "svc.ns.svc.cluster.local:443");
         for bad in [
@@ -275,6 +287,9 @@ mod tests {
             "::1:443",
             "a b:1",
             "a.test:70000",
+            "a b",
+            "é",
+            &"p".repeat(65),
         ] {
             assert!(UpstreamAddr::parse(bad).is_err(), "{bad}");
         }

@@ -37,6 +37,9 @@ pub mod plan;
 /// Resolving and connecting to upstreams.
 mod upstream;
 
+/// Upstream pools: balancing, retries, health checks.
+mod pool;
+
 /// Carrying out decisions: passthrough, terminate and reject.
 mod action;
 

@@ -17,6 +17,7 @@ use crate::config::{AllowList, Config, FailMode, Limits};
 use crate::metrics::Metrics;
 use crate::plan::Rules;
 use crate::policy::Policy;
+use crate::pool::Pools;
 use crate::tls::{CertStore, Tls, TlsError};
 
 /// One configuration generation. Immutable; a reload builds a new one.
@@ -31,6 +32,8 @@ pub(crate) struct Generation {
     pub(crate) listeners: Vec<(Arc<str>, SocketAddr)>,
     /// Certificates for `terminate`, trust for re-encryption.
     pub(crate) tls: Tls,
+    /// `[upstreams.pools]`, with their members' health.
+    pub(crate) pools: Pools,
     /// 1 at start, +1 per applied reload.
     pub(crate) number: u64,
     /// This generation's access log, if on.
@@ -39,10 +42,11 @@ pub(crate) struct Generation {
 
 impl Generation {
     /// Assemble a generation from a validated `config` and what was made
-    /// ready for it ([`load_tls`], bound listeners, [`open_access_log`]).
+    /// ready for it ([`load_tls`], `Pools::build`, bound listeners,
+    /// [`open_access_log`]).
     pub(crate) fn new(
         config: &Config,
-        tls: Tls,
+        (tls, pools): (Tls, Pools),
         listeners: Vec<(Arc<str>, SocketAddr)>,
         metrics: Metrics,
         access: Option<AccessLog>,
@@ -56,6 +60,7 @@ impl Generation {
             own: listeners.iter().map(|(_, addr)| *addr).collect(),
             listeners,
             tls,
+            pools,
             number,
             access,
         }
@@ -67,6 +72,7 @@ impl Generation {
             allow: &self.allow,
             own: &self.own,
             certificates: &self.tls.certs,
+            pools: self.pools.names(),
         }
     }
 }

@@ -141,6 +141,8 @@ vocabulary! {
         Refused = "refused",
         /// The TLS handshake with a re-encrypted upstream failed.
         Tls = "tls",
+        /// The decision named a pool with no member up (the fail mode applied).
+        NoMember = "no_member",
     }
 }
 

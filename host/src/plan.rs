@@ -55,6 +55,9 @@ pub enum Refusal {
     /// `terminate` naming a certificate limen does not have.
     #[error("P014 policy decision refused: no certificate named `{0}` in [certificates]")]
     UnknownCertificate(String),
+    /// A pool limen does not have.
+    #[error("P014 policy decision refused: no pool named `{0}` in [upstreams.pools]")]
+    UnknownPool(Arc<str>),
 }
 
 impl Refusal {
@@ -98,6 +101,8 @@ pub(crate) struct Rules<'a, C: ?Sized> {
     /// Where limen listens.
     pub(crate) own: &'a [SocketAddr],
     pub(crate) certificates: &'a C,
+    /// The pools' names.
+    pub(crate) pools: &'a [Arc<str>],
 }
 
 /// The rules a config states, for planning without a live generation.
@@ -106,6 +111,7 @@ pub(crate) fn offline(rules: &OfflineRules) -> Rules<'_, [Arc<str>]> {
         allow: &rules.allow,
         own: &rules.own,
         certificates: &rules.certificates,
+        pools: &rules.pools,
     }
 }
 
@@ -139,7 +145,8 @@ pub(crate) fn plan<C: Certificates + ?Sized>(
 }
 
 /// An upstream the policy named: an address must be admitted; a name must
-/// be one the allow-list could admit once resolved.
+/// be one the allow-list could admit once resolved; a pool must exist (its
+/// members are the operator's, so the allow-list does not apply to them).
 fn check_upstream<C: ?Sized>(rules: &Rules<'_, C>, addr: &UpstreamAddr) -> Result<(), Refusal> {
     match addr {
         UpstreamAddr::Ip(ip) if is_own(rules.own, *ip) => Err(Refusal::OwnListener(*ip)),
@@ -150,6 +157,9 @@ fn check_upstream<C: ?Sized>(rules: &Rules<'_, C>, addr: &UpstreamAddr) -> Resul
             if !rules.allow.allows_name(name.as_ref(), *port) && !rules.allow.has_ip_rules() =>
         {
             Err(Refusal::NotAllowed(addr.to_string()))
+        }
+        UpstreamAddr::Pool(name) if !rules.pools.contains(name) => {
+            Err(Refusal::UnknownPool(name.clone()))
         }
         _ => Ok(()),
     }
@@ -208,6 +218,7 @@ mod tests {
             allow: &allow,
             own: &own,
             certificates,
+            pools: &["web".into()],
         };
         let refused = |d| plan(&rules, d, None).err();
         assert_eq!(
@@ -219,6 +230,11 @@ mod tests {
             Some(Refusal::NotAllowed("10.0.0.1:443".into()))
         );
         assert_eq!(refused(passthrough("127.0.0.1:9000")), None);
+        assert_eq!(refused(passthrough("web")), None);
+        assert_eq!(
+            refused(passthrough("api")),
+            Some(Refusal::UnknownPool("api".into()))
+        );
         assert_eq!(
             refused(passthrough("0.0.0.0:9000")).map(|r| r.code()),
             Some("P014")
@@ -233,6 +249,7 @@ mod tests {
             allow: &allow,
             own: &own,
             certificates: &[] as &[Arc<str>],
+            pools: &[],
         };
         let mapped = |text: &str| text.parse::<SocketAddr>().unwrap();
         // A name rule may not reach loopback through a mapped address...

@@ -21,6 +21,7 @@ use crate::live::{Generation, Live, load_tls, open_access_log};
 use crate::memory;
 use crate::metrics::{Metrics, endpoint};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
+use crate::pool::Pools;
 use crate::tls::TlsError;
 use crate::worker::Workers;
 
@@ -116,7 +117,9 @@ impl Server {
         let access = open_access_log(&config, &metrics)
             .await
             .map_err(StartError::AccessLog)?;
-        let generation = Generation::new(&config, tls, addrs, metrics, access, 1);
+        let timeout = config.limits.connect_timeout;
+        let pools = Pools::build(&config.pools, None, timeout, &metrics).await?;
+        let generation = Generation::new(&config, (tls, pools), addrs, metrics, access, 1);
         generation.metrics.set_policy_version(&policy.version().id);
         let serve = Arc::new(Serve {
             live: Live::new(generation, policy),

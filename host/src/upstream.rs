@@ -1,8 +1,10 @@
 //! Turning a decision's upstream into a connected socket: resolve names
-//! asynchronously, enforce the allow-list, connect with a timeout.
+//! asynchronously, enforce the allow-list, connect with a timeout (or have
+//! a pool pick and connect a member).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -10,6 +12,7 @@ use tokio::net::TcpStream;
 use crate::decision::UpstreamAddr;
 use crate::outcome::UpstreamFailure;
 use crate::plan::{self, Rules};
+use crate::pool::{Lease, Pool, PoolError};
 
 /// Why no upstream connection was made.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,9 @@ pub(crate) enum UpstreamError {
     /// protocol, timeout).
     #[error("TLS to upstream {addr} failed: {error}")]
     Tls { addr: String, error: io::Error },
+    /// A pool gave no connection.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
 }
 
 impl UpstreamError {
@@ -40,6 +46,49 @@ impl UpstreamError {
             }
             UpstreamError::Connect { .. } => UpstreamFailure::Refused,
             UpstreamError::Tls { .. } => UpstreamFailure::Tls,
+            UpstreamError::Pool(PoolError::NoMember(_)) => UpstreamFailure::NoMember,
+            UpstreamError::Pool(PoolError::Connect { error, .. })
+                if error.kind() == io::ErrorKind::TimedOut =>
+            {
+                UpstreamFailure::Timeout
+            }
+            UpstreamError::Pool(PoolError::Connect { .. }) => UpstreamFailure::Refused,
+        }
+    }
+}
+
+/// Where a decided connection goes: addresses resolved from what the
+/// policy named, or a pool, which picks a member at connect time.
+pub(crate) enum Dest {
+    Addrs(Vec<SocketAddr>),
+    Pool(Arc<Pool>),
+}
+
+/// A connected upstream, and the pool member it holds (if from a pool),
+/// to be kept for the connection's life.
+pub(crate) struct Connected {
+    pub(crate) stream: TcpStream,
+    pub(crate) lease: Option<Lease>,
+}
+
+/// Connect to `dest`: the first of its addresses that answers, or a member
+/// of its pool (`key` for the hash balances), within `timeout` per try.
+pub(crate) async fn connect_to(
+    dest: &Dest,
+    key: u64,
+    timeout: Duration,
+) -> Result<Connected, UpstreamError> {
+    match dest {
+        Dest::Addrs(addrs) => Ok(Connected {
+            stream: connect(addrs, timeout).await?,
+            lease: None,
+        }),
+        Dest::Pool(pool) => {
+            let (stream, lease) = pool.connect(key, timeout).await?;
+            Ok(Connected {
+                stream,
+                lease: Some(lease),
+            })
         }
     }
 }
@@ -57,6 +106,8 @@ pub(crate) async fn resolve<C: ?Sized>(
     let addrs = match addr {
         UpstreamAddr::Ip(ip) if trusted || plan::admits(rules, *ip, false) => vec![*ip],
         UpstreamAddr::Ip(_) => return Err(refused()),
+        // Pools are looked up by the caller; `plan` checked the name.
+        UpstreamAddr::Pool(_) => return Err(refused()),
         UpstreamAddr::Name(name, port) => {
             // `plan` already refused a name no rule could admit, so a policy
             // cannot make limen query DNS for names it could never use.

@@ -12,8 +12,11 @@
 //!   { match = ".deep.test", upstream = "127.0.0.1:9452" },                            # any depth
 //!   { match = "~^node[0-9]+\\.rx\\.test$", upstream = "127.0.0.1:9453" },
 //!   { match = "blocked.test", reject = "access_denied" },
+//!   # a member of limen's [upstreams.pools.web], picked by the pool's balance:
+//!   { match = "www.test", pool = "web" },
 //!   # limen finishes the handshake with [certificates.secure], forwards plaintext:
 //!   { match = "secure.test", terminate = { certificate = "secure", upstream = "127.0.0.1:9080" } },
+//!   { match = "shop.test", terminate = { certificate = "shop", pool = "web" } },
 //!   # ...or re-encrypts (upstream_tls = true: verify the upstream's host; a
 //!   # string: that name), offering the client h2 or http/1.1:
 //!   { match = "api.test", terminate = { certificate = "api", upstream = "10.0.0.5:443",
@@ -48,6 +51,7 @@ struct RouteConfig {
     #[serde(rename = "match")]
     pattern: String,
     upstream: Option<String>,
+    pool: Option<String>,
     reject: Option<String>,
     terminate: Option<TerminateConfig>,
     proxy_protocol: Option<String>,
@@ -59,7 +63,8 @@ struct RouteConfig {
 #[serde(deny_unknown_fields)]
 struct TerminateConfig {
     certificate: String,
-    upstream: String,
+    upstream: Option<String>,
+    pool: Option<String>,
     #[serde(default)]
     upstream_tls: UpstreamTlsConfig,
     #[serde(default)]
@@ -187,9 +192,10 @@ fn fallback(default: &Option<Decision>, alert: Alert) -> Decision {
 }
 
 fn action(route: &RouteConfig) -> Result<Decision, String> {
-    match (&route.upstream, &route.reject, &route.terminate) {
-        (Some(upstream), None, None) => Ok(Decision::Passthrough(upstream_of(
-            upstream,
+    let target = target_of(&route.upstream, &route.pool);
+    match (target, &route.reject, &route.terminate) {
+        (Some(target), None, None) => Ok(Decision::Passthrough(upstream_of(
+            target?,
             route.proxy_protocol.as_deref(),
             &route.proxy_tlvs,
         )?)),
@@ -197,7 +203,9 @@ fn action(route: &RouteConfig) -> Result<Decision, String> {
             .map(Decision::Reject)
             .ok_or_else(|| format!("unknown alert `{alert}`")),
         (None, None, Some(t)) if route.proxy_protocol.is_none() && route.proxy_tlvs.is_empty() => {
-            let upstream = upstream_of(&t.upstream, t.proxy_protocol.as_deref(), &t.proxy_tlvs)?;
+            let target =
+                target_of(&t.upstream, &t.pool).ok_or("terminate: give `upstream` or `pool`")??;
+            let upstream = upstream_of(target, t.proxy_protocol.as_deref(), &t.proxy_tlvs)?;
             let mut terminate = Terminate::to(t.certificate.clone(), upstream).with_alpn(&t.alpn);
             terminate = match &t.upstream_tls {
                 UpstreamTlsConfig::On(false) => terminate,
@@ -207,7 +215,24 @@ fn action(route: &RouteConfig) -> Result<Decision, String> {
             Ok(Decision::Terminate(terminate))
         }
         (None, None, Some(_)) => Err("put proxy_protocol and proxy_tlvs inside `terminate`".into()),
-        _ => Err("give exactly one of `upstream`, `reject` or `terminate`".into()),
+        _ => Err("give exactly one of `upstream`, `pool`, `reject` or `terminate`".into()),
+    }
+}
+
+/// Where `upstream = "host:port"` or `pool = "name"` sends a connection (a
+/// pool's name is an upstream address to limen); `None` when neither is given.
+fn target_of<'a>(
+    upstream: &'a Option<String>,
+    pool: &'a Option<String>,
+) -> Option<Result<&'a str, String>> {
+    match (upstream, pool) {
+        (Some(upstream), None) => Some(Ok(upstream)),
+        (None, Some(pool)) if pool.contains([':', '.']) || pool.is_empty() => Some(Err(format!(
+            "pool `{pool}`: a pool's name has no dots or port (write `upstream` for an address)"
+        ))),
+        (None, Some(pool)) => Some(Ok(pool)),
+        (Some(_), Some(_)) => Some(Err("give `upstream` or `pool`, not both".into())),
+        (None, None) => None,
     }
 }
 

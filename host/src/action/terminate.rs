@@ -21,7 +21,7 @@ use super::pipe::{self, Report};
 use super::reject;
 use super::replay::Replay;
 use crate::config::Limits;
-use crate::decision::{Alert, Terminate, UpstreamAddr};
+use crate::decision::{Alert, Terminate};
 use crate::hello::HelloSummary;
 use crate::outcome::HandshakeFailure;
 use crate::upstream::{UpstreamError, within};
@@ -118,7 +118,7 @@ fn classify(error: io::Error) -> HandshakeError {
 /// pipe until both directions are done.
 pub(crate) async fn forward(
     client: ClientTls,
-    mut upstream: TcpStream,
+    (mut upstream, host): (TcpStream, ServerName<'static>),
     decision: &Terminate,
     header: Vec<u8>,
     connector: &TlsConnector,
@@ -143,11 +143,7 @@ pub(crate) async fn forward(
     let Some(reencrypt) = &decision.reencrypt else {
         return Ok(pipe::run(client, upstream, Vec::new(), 0, idle, buffer, force_close).await);
     };
-    let name = match (&reencrypt.server_name, &decision.upstream.addr) {
-        (Some(name), _) => name.clone(),
-        (None, UpstreamAddr::Name(name, _)) => ServerName::DnsName(name.clone()),
-        (None, UpstreamAddr::Ip(ip)) => ServerName::IpAddress(ip.ip().into()),
-    };
+    let name = reencrypt.server_name.clone().unwrap_or(host);
     let alpn = client.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let connect = connector
         .with_alpn(alpn.into_iter().collect())

@@ -27,7 +27,8 @@ pub struct Expectation {
     /// That listener's address.
     pub local: SocketAddr,
     /// The decision in its canonical text form (`Decision`'s `Display`):
-    /// `passthrough:HOST:PORT`, `terminate:CERT:HOST:PORT`, `reject:ALERT`.
+    /// `passthrough:HOST:PORT`, `terminate:CERT:HOST:PORT`, `reject:ALERT`
+    /// (a pool's name in place of `HOST:PORT`).
     pub decision: String,
 }
 
@@ -108,6 +109,7 @@ mod tests {
             canonical("terminate:web:127.0.0.1:80").unwrap(),
             "terminate:web:127.0.0.1:80"
         );
+        assert_eq!(canonical("passthrough:web").unwrap(), "passthrough:web");
         assert_eq!(
             canonical("reject:unrecognized-name").unwrap(),
             "reject:unrecognized_name"
@@ -116,7 +118,8 @@ mod tests {
             "pass:1.2.3.4:1",
             "reject:nope",
             "terminate::1.2.3.4:5",
-            "passthrough:x",
+            "passthrough:x.test",
+            "passthrough:",
         ] {
             assert!(canonical(bad).is_err(), "{bad}");
         }

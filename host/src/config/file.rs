@@ -206,6 +206,8 @@ impl Default for FileLimits {
 pub(crate) struct FileUpstreams {
     #[serde(default)]
     pub(crate) allow: Vec<AllowRule>,
+    #[serde(default)]
+    pub(crate) pools: BTreeMap<String, super::pools::FilePool>,
 }
 
 /// Fits a decision in every supported language with room to spare (a
@@ -225,7 +227,7 @@ pub(super) fn default_memory() -> ByteSize {
 }
 
 /// `"5ms"`, `"5s"`, `"10m"`: humantime syntax.
-fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(

@@ -11,6 +11,7 @@ mod expect;
 mod file;
 mod limits;
 mod observe;
+mod pools;
 mod tls;
 
 use std::collections::HashSet;
@@ -28,6 +29,7 @@ pub(crate) use limits::MAX_PENDING_HELLOS_PER_CLIENT;
 pub use observe::{
     AccessLogConfig, AccessLogFormat, AccessLogSink, DEFAULT_UPSTREAM_LABELS, MetricsConfig,
 };
+pub use pools::{Balance, Check, HealthConfig, MAX_RESOLVED, MemberConfig, PoolConfig};
 pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
 use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};
@@ -47,6 +49,8 @@ pub struct Config {
     pub limits: Limits,
     /// Upstreams policies may name.
     pub allow: AllowList,
+    /// `[upstreams.pools]`, sorted by name.
+    pub pools: Vec<PoolConfig>,
     /// Certificates a `terminate` decision may name, sorted by name.
     pub certificates: Vec<CertificateConfig>,
     /// How re-encrypted upstreams are verified.
@@ -114,6 +118,8 @@ pub struct OfflineRules {
     pub own: Vec<SocketAddr>,
     /// The `[certificates]` names.
     pub certificates: Vec<Arc<str>>,
+    /// The `[upstreams.pools]` names.
+    pub pools: Vec<Arc<str>>,
 }
 
 impl PolicyConfig {
@@ -290,6 +296,19 @@ impl TryFrom<FileConfig> for Config {
             Some(FileCache::Dir(dir)) => Some(dir.clone()),
         };
         let certificates = tls::certificates(&file.certificates)?;
+        let own: Vec<SocketAddr> = listeners.iter().map(|l| l.bind).collect();
+        let pools = pools::pools(&file.upstreams.pools, &own)?;
+        let pool_names: Vec<Arc<str>> = pools.iter().map(|p| p.name.clone()).collect();
+        if let FailMode::Fallback(Upstream {
+            addr: UpstreamAddr::Pool(name),
+            ..
+        }) = &on_error
+            && !pool_names.contains(name)
+        {
+            return invalid(format!(
+                "policy.on_error.fallback: no pool named `{name}` in [upstreams.pools]"
+            ));
+        }
         let allow = AllowList::new(file.upstreams.allow);
         Ok(Config {
             workers,
@@ -307,8 +326,9 @@ impl TryFrom<FileConfig> for Config {
                 expect: expect::expectations(&p.expect, &listeners)?,
                 rules: OfflineRules {
                     allow: allow.clone(),
-                    own: listeners.iter().map(|l| l.bind).collect(),
+                    own,
                     certificates: certificates.iter().map(|c| c.name.clone()).collect(),
+                    pools: pool_names,
                 },
             },
             listeners,
@@ -316,6 +336,7 @@ impl TryFrom<FileConfig> for Config {
             certificates,
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow,
+            pools,
             admin: admin::admin(&file.admin)?,
             metrics: observe::metrics(file.metrics.as_ref())?,
             access_log: observe::access_log(file.access_log.as_ref())?,

@@ -1,11 +1,11 @@
 //! The last stage of a connection: carry out the decided action, count what
 //! happened, and tell the trail how it ended.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::ServerConfig;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::trail::Trail;
@@ -14,13 +14,14 @@ use crate::access;
 use crate::action::pipe::Report;
 use crate::action::proxy_header::{self, TlvValues};
 use crate::action::{passthrough, reject, terminate};
-use crate::decision::{Alert, ProxyVersion, Terminate, Upstream};
+use crate::decision::{Alert, ProxyVersion, Terminate, Upstream, UpstreamAddr};
 use crate::hello::HelloSummary;
 use crate::live::Generation;
 use crate::metrics::ListenerMetrics;
 use crate::outcome::{End, Stage};
 use crate::policy::Connection;
-use crate::upstream::{self, UpstreamError};
+use crate::pool::Lease;
+use crate::upstream::{self, Connected, Dest, UpstreamError};
 
 /// However long a policy asks for, a connect attempt ends after this.
 const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -51,22 +52,22 @@ impl Decided {
                 trail.acting(access::Action::Unreachable, None);
                 unreachable(cx, trail, stream, &error).await
             }
-            Action::Passthrough { upstream, addrs } => {
+            Action::Passthrough { upstream, dest } => {
                 active.enter(Stage::Passthrough);
-                passthrough(cx, trail, stream, &upstream, &addrs, bytes).await
+                passthrough(cx, trail, stream, &upstream, &dest, bytes).await
             }
             Action::Terminate {
                 terminate,
                 config,
                 hello,
-                addrs,
+                dest,
             } => {
                 active.enter(Stage::Terminate);
                 let certificate = terminate.certificate.clone();
                 let upstream = Some(terminate.upstream.addr.clone());
                 trail.acting(access::Action::Terminate(certificate), upstream);
                 let listener = active.metrics();
-                let planned = (&*terminate, config, &addrs[..]);
+                let planned = (&*terminate, config, &dest);
                 // Boxed: a TLS session's state is large, and a future is as
                 // large as its largest stage, which every passthrough
                 // connection would otherwise carry from accept.
@@ -85,12 +86,13 @@ async fn passthrough(
     trail: &mut Trail,
     stream: TcpStream,
     upstream: &Upstream,
-    addrs: &[SocketAddr],
+    dest: &Dest,
     bytes: Vec<u8>,
 ) -> Ended {
     let generation = &cx.generation;
     trail.acting(access::Action::Passthrough, Some(upstream.addr.clone()));
-    let up = match connect(generation, trail, upstream, addrs).await {
+    // The lease, if a pool's, counts the connection on its member until the end.
+    let Connected { stream: up, lease } = match connect(cx, trail, upstream, dest).await {
         Ok(up) => up,
         Err(error) => {
             trail.acting(access::Action::Unreachable, Some(upstream.addr.clone()));
@@ -109,6 +111,7 @@ async fn passthrough(
     trail.hello_read(generation);
     let limits = &generation.limits;
     let report = passthrough::run(stream, up, header, bytes, limits, &cx.force_close).await;
+    drop(lease);
     counted(generation, &report)
 }
 
@@ -119,7 +122,7 @@ async fn terminated(
     stream: TcpStream,
     bytes: Vec<u8>,
     hello: &HelloSummary,
-    (terminate, config, addrs): (&Terminate, Arc<ServerConfig>, &[SocketAddr]),
+    (terminate, config, dest): (&Terminate, Arc<ServerConfig>, &Dest),
 ) -> Ended {
     let (generation, conn) = (&*cx.generation, &cx.conn);
     let limits = &generation.limits;
@@ -152,25 +155,46 @@ async fn terminated(
         alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref(),
         "tls.terminated"
     );
-    let up = match connect(generation, trail, &terminate.upstream, addrs).await {
+    let Connected { stream: up, lease } = match connect(cx, trail, &terminate.upstream, dest).await
+    {
         Ok(up) => up,
         // The client's TLS session drops here: it sees the connection
         // close, as from a backend that went away.
         Err(error) => return failed(generation, conn, &error),
     };
     let connector = &generation.tls.upstream.connector;
+    let host = tls_host(&terminate.upstream.addr, lease.as_ref(), &up);
     let forward = terminate::forward(
         tls,
-        up,
+        (up, host),
         terminate,
         header,
         connector,
         limits,
         &cx.force_close,
     );
-    match forward.await {
+    let ended = match forward.await {
         Ok(report) => counted(generation, &report),
         Err(error) => failed(generation, conn, &error),
+    };
+    drop(lease);
+    ended
+}
+
+/// The name a re-encrypted upstream is verified against when the decision
+/// gives none: the host the policy named, or for a pool the member's host
+/// as the operator wrote it.
+fn tls_host(addr: &UpstreamAddr, lease: Option<&Lease>, up: &TcpStream) -> ServerName<'static> {
+    match (lease, addr) {
+        (Some(lease), _) => lease.member().host.clone(),
+        (None, UpstreamAddr::Name(name, _)) => ServerName::DnsName(name.clone()),
+        (None, UpstreamAddr::Ip(ip)) => ServerName::IpAddress(ip.ip().into()),
+        // A pool always comes with a lease; the peer's address is the
+        // honest answer if that ever changes.
+        (None, UpstreamAddr::Pool(_)) => match up.peer_addr() {
+            Ok(peer) => ServerName::IpAddress(peer.ip().into()),
+            Err(_) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        },
     }
 }
 /// The PROXY header the decision asked for (empty if none), with the TLVs
@@ -187,20 +211,29 @@ fn proxy_header(upstream: &Upstream, conn: &Connection, values: TlvValues<'_>) -
     })
 }
 
-/// Connect within the decision's timeout (capped), or limen's default;
-/// the time it took goes to the histogram and the access log.
+/// Connect within the decision's timeout (capped), or limen's default (per
+/// member tried, for a pool); the time it took goes to the histogram and
+/// the access log.
 async fn connect(
-    generation: &Generation,
+    cx: &Context,
     trail: &mut Trail,
     upstream: &Upstream,
-    addrs: &[SocketAddr],
-) -> Result<TcpStream, UpstreamError> {
+    dest: &Dest,
+) -> Result<Connected, UpstreamError> {
+    let generation = &cx.generation;
     let timeout = upstream
         .connect_timeout
         .unwrap_or(generation.limits.connect_timeout)
         .min(MAX_CONNECT_TIMEOUT);
+    let key = match dest {
+        Dest::Pool(pool) => {
+            let sni = trail.hello().and_then(|h| h.sni()).map(|n| n.as_ref());
+            pool.key(cx.conn.client.ip(), sni)
+        }
+        Dest::Addrs(_) => 0,
+    };
     let started = Instant::now();
-    let stream = upstream::connect(addrs, timeout).await?;
+    let stream = upstream::connect_to(dest, key, timeout).await?;
     let took = started.elapsed();
     generation.metrics.connected(took);
     trail.connected(took);

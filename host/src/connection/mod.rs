@@ -8,7 +8,6 @@ mod execute;
 mod report;
 mod trail;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -26,11 +25,12 @@ use crate::decision::{Alert, Terminate, Upstream, UpstreamAddr};
 use crate::hello::HelloSummary;
 use crate::live::{Generation, Snapshot};
 use crate::metrics::{Active, ListenerMetrics};
-use crate::outcome::{ParseFailure, RouteResult};
+use crate::outcome::{ParseFailure, RouteResult, UpstreamFailure};
 use crate::peek::{self, FirstBytes};
 use crate::plan::{self, Plan, Refusal};
 use crate::policy::{Connection, Failure, Policy};
-use crate::upstream::{self, UpstreamError};
+use crate::pool::{Pool, PoolError};
+use crate::upstream::{self, Dest, UpstreamError};
 use trail::Trail;
 
 /// The first established connection logs its task's size (debug), once.
@@ -77,7 +77,7 @@ struct Decided {
 enum Action {
     Passthrough {
         upstream: Upstream,
-        addrs: Vec<SocketAddr>,
+        dest: Dest,
     },
     /// Carries the hello it answers: a terminate without one cannot exist.
     Terminate {
@@ -86,7 +86,7 @@ enum Action {
         terminate: Box<Terminate>,
         config: Arc<ServerConfig>,
         hello: Arc<HelloSummary>,
-        addrs: Vec<SocketAddr>,
+        dest: Dest,
     },
     Reject(Alert),
     /// The upstream's name did not resolve (or the fallback's was refused):
@@ -168,7 +168,16 @@ impl Peeked {
             Err(failure) => Err(failure),
         };
         let (action, failure) = match resolved {
-            Ok(action) => (action, None),
+            Ok(action) => match down_pool(&action) {
+                // Not the policy's failure, but its decision cannot be
+                // carried out: the fail mode applies, counted apart.
+                Some(pool) => {
+                    metrics.upstream_failed(UpstreamFailure::NoMember);
+                    report::pool_down(&cx.conn, &pool.name);
+                    (fail_mode(generation).await, None)
+                }
+                None => (action, None),
+            },
             Err(failure) => {
                 metrics.policy_failed(failure.kind());
                 result = RouteResult::PolicyError;
@@ -197,9 +206,10 @@ impl Peeked {
     }
 }
 
-/// Turn a plan into an action: resolve its upstream. Addresses a name
-/// resolved to that the allow-list does not admit are the policy's
-/// failure; a name that does not resolve is not.
+/// Turn a plan into an action: resolve its upstream (a pool is looked up;
+/// its member is picked at connect time). Addresses a name resolved to
+/// that the allow-list does not admit are the policy's failure; a name
+/// that does not resolve is not.
 async fn resolve(
     generation: &Generation,
     plan: Plan<Arc<ServerConfig>>,
@@ -209,18 +219,24 @@ async fn resolve(
         let rules = generation.rules();
         let addr = addr.clone();
         async move {
+            if let UpstreamAddr::Pool(name) = &addr {
+                return match generation.pools.get(name) {
+                    Some(pool) => Ok(Ok(Dest::Pool(pool.clone()))),
+                    None => Err(Failure::Refused(Refusal::UnknownPool(name.clone()))),
+                };
+            }
             match upstream::resolve(&addr, &rules, false, timeout).await {
                 Err(UpstreamError::NotAllowed(addr)) => {
                     Err(Failure::Refused(Refusal::NotAllowed(addr)))
                 }
-                other => Ok(other),
+                other => Ok(other.map(Dest::Addrs)),
             }
         }
     };
     Ok(match plan {
         Plan::Reject(alert) => Action::Reject(alert),
         Plan::Passthrough(upstream) => match lookup(&upstream.addr).await? {
-            Ok(addrs) => Action::Passthrough { upstream, addrs },
+            Ok(dest) => Action::Passthrough { upstream, dest },
             Err(error) => Action::Unreachable(error),
         },
         Plan::Terminate {
@@ -228,15 +244,30 @@ async fn resolve(
             config,
             hello,
         } => match lookup(&terminate.upstream.addr).await? {
-            Ok(addrs) => Action::Terminate {
+            Ok(dest) => Action::Terminate {
                 terminate: Box::new(terminate),
                 config,
                 hello,
-                addrs,
+                dest,
             },
             Err(error) => Action::Unreachable(error),
         },
     })
+}
+
+/// The pool an action names, if none of its members is usable.
+fn down_pool(action: &Action) -> Option<&Arc<Pool>> {
+    match action {
+        Action::Passthrough {
+            dest: Dest::Pool(pool),
+            ..
+        }
+        | Action::Terminate {
+            dest: Dest::Pool(pool),
+            ..
+        } if !pool.has_usable() => Some(pool),
+        _ => None,
+    }
 }
 
 /// The operator's `on_error`: trusted, so not planned.
@@ -244,11 +275,21 @@ async fn fail_mode(generation: &Generation) -> Action {
     match &generation.on_error {
         FailMode::Reject(alert) => Action::Reject(*alert),
         FailMode::Fallback(upstream) => {
+            if let UpstreamAddr::Pool(name) = &upstream.addr {
+                // The config check made sure the pool exists.
+                return match generation.pools.get(name) {
+                    Some(pool) if pool.has_usable() => Action::Passthrough {
+                        upstream: upstream.clone(),
+                        dest: Dest::Pool(pool.clone()),
+                    },
+                    _ => Action::Unreachable(PoolError::NoMember(name.clone()).into()),
+                };
+            }
             let timeout = generation.limits.connect_timeout;
             match upstream::resolve(&upstream.addr, &generation.rules(), true, timeout).await {
                 Ok(addrs) => Action::Passthrough {
                     upstream: upstream.clone(),
-                    addrs,
+                    dest: Dest::Addrs(addrs),
                 },
                 Err(error) => Action::Unreachable(error),
             }

@@ -83,6 +83,18 @@ pub(super) fn decided(
     }
 }
 
+/// A decision named a pool none of whose members is usable: the fail mode
+/// applies. Throttled: a pool down under load would write one per connection.
+pub(super) fn pool_down(conn: &Connection, pool: &str) {
+    static DOWN: Throttle = Throttle::new(EVENTS_PER_SECOND);
+    if let Some(suppressed) = DOWN.allow() {
+        tracing::warn!(
+            target: "tls_sni", listener = &*conn.listener, client = %conn.client, pool,
+            suppressed, "upstream.pool_down"
+        );
+    }
+}
+
 /// A ClientHello that could not be gathered: `tls.client_hello_timeout` or
 /// `tls.parse_failed`. Health checks (connect, close) and plain-text
 /// clients are routine, so those are debug.

@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, PolicyConfig};
 use crate::live::{Generation, load_tls, open_access_log};
 use crate::outcome::{ChangeOutcome, Trigger};
 use crate::policy::{LoadError, Module};
+use crate::pool::Pools;
 use crate::tls::TlsError;
 
 /// Why a new configuration was refused (the old one runs on).
@@ -126,9 +127,11 @@ impl Control {
         let access = open_access_log(&config, &old.metrics)
             .await
             .map_err(ReloadError::AccessLog)?;
+        let timeout = config.limits.connect_timeout;
+        let pools = Pools::build(&config.pools, Some(&old.pools), timeout, &old.metrics).await?;
         let generation = Generation::new(
             &config,
-            tls,
+            (tls, pools),
             addrs,
             old.metrics.clone(),
             access,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use error::TlsError;
 pub(crate) use store::CertStore;
-pub(crate) use upstream::UpstreamTls;
+pub(crate) use upstream::{UpstreamTls, check_connector};
 
 use crate::config::{CertificateConfig, UpstreamTrust};
 

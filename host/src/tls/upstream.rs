@@ -1,6 +1,7 @@
 //! The client side of re-encryption: how limen verifies the upstreams it
 //! speaks TLS to.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -38,15 +39,9 @@ impl UpstreamTls {
                     .with_custom_certificate_verifier(Arc::new(AcceptAny(provider.clone())))
                     .with_no_client_auth()
             }
-            UpstreamTrust::CaFile(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in files::chain(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| TlsError::Trust(format!("CA in {}: {e}", path.display())))?;
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
+            UpstreamTrust::CaFile(path) => builder
+                .with_root_certificates(roots_from(path)?)
+                .with_no_client_auth(),
             UpstreamTrust::SystemRoots => {
                 let found = rustls_native_certs::load_native_certs();
                 let mut roots = RootCertStore::empty();
@@ -67,6 +62,37 @@ impl UpstreamTls {
             connector: TlsConnector::from(Arc::new(config)),
         })
     }
+}
+
+/// The connector of a pool's TLS health check: it verifies the member's
+/// certificate against `ca` when one is given, and accepts any otherwise (a
+/// check asks "does it speak TLS", which needs no trust). Blocking: reads `ca`.
+pub(crate) fn check_connector(ca: Option<&Path>) -> Result<TlsConnector, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Trust(e.to_string()))?;
+    let config = match ca {
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth(),
+        Some(path) => builder
+            .with_root_certificates(roots_from(path)?)
+            .with_no_client_auth(),
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The CAs of a PEM bundle.
+fn roots_from(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in files::chain(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Trust(format!("CA in {}: {e}", path.display())))?;
+    }
+    Ok(roots)
 }
 
 /// Accepts any certificate, but still checks the handshake signature against

@@ -15,6 +15,7 @@ mod hostile;
 mod languages;
 mod observe;
 mod peek;
+mod pools;
 mod process;
 mod reload;
 mod resets;
