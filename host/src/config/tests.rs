@@ -154,3 +154,57 @@ fn expectations_name_known_listeners_and_canonical_decisions() {
     );
     assert!(with("sni = \"a b\"\ndecision = \"reject:access_denied\"").is_err());
 }
+
+#[test]
+fn pools_load_and_their_mistakes_are_named() {
+    let pool = r#"
+[upstreams.pools.web]
+members = ["127.0.0.1:9451", { address = "backend.internal:443", weight = 2 }]
+balance = "least_connections"
+[upstreams.pools.web.health]
+check = "tls"
+check_sni = "web.internal"
+"#;
+    let text =
+        format!("{GOOD}{pool}").replace("fallback = \"127.0.0.1:9000\"", "fallback = \"web\"");
+    let config = Config::from_toml(&text).unwrap();
+    let web = &config.pools[0];
+    assert_eq!(
+        (&*web.name, web.balance, web.retries),
+        ("web", Balance::LeastConnections, 2)
+    );
+    assert_eq!(web.members[1].weight, 2);
+    assert_eq!(config.policy.rules.pools, vec![Arc::<str>::from("web")]);
+    let refused = |from: &str, to: &str| {
+        let text = format!("{GOOD}{pool}").replace(from, to);
+        let error = Config::from_toml(&text).unwrap_err();
+        (error.code(), error.to_string())
+    };
+    for (from, to, says) in [
+        ("pools.web", "pools.\"w.eb\"", "pool name"),
+        (
+            "\"127.0.0.1:9451\",",
+            "\"127.0.0.1:8443\",",
+            "own listeners",
+        ),
+        (
+            "\"127.0.0.1:9451\",",
+            "\"127.0.0.1:9451\", \"127.0.0.1:9451\",",
+            "twice",
+        ),
+        ("\"127.0.0.1:9451\",", "\"other\",", "not host:port"),
+        ("weight = 2", "weight = 0", "weight"),
+        ("check = \"tls\"", "check = \"tcp\"", "check_sni"),
+        ("check = \"tls\"", "check = \"http\"", "\"tcp\" or \"tls\""),
+        (
+            "fallback = \"127.0.0.1:9000\"",
+            "fallback = \"api\"",
+            "no pool named `api`",
+        ),
+    ] {
+        let (code, error) = refused(from, to);
+        assert!(code == "E003" && error.contains(says), "{to}: {error}");
+    }
+    let (code, error) = refused("balance = \"least_connections\"", "balance = \"fastest\"");
+    assert!(code == "E002" && error.contains("round_robin"), "{error}");
+}

@@ -390,3 +390,38 @@ async fn terminate_reencrypts_to_a_pool_member_verified_by_its_address() -> anyh
     assert_eq!(body, "backend=P sni=-");
     limen.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_health_of_members_that_stay() -> anyhow::Result<()> {
+    let mut dead = Member::start(1).await?;
+    dead.kill();
+    let live = Member::start(2).await?;
+    // No retries: a connection sent to the dead member would fail.
+    let pool = |members: &str| {
+        format!(
+            "[upstreams.pools.web]\nmembers = [{members}]\nretries = 0\n\
+             [upstreams.pools.web.health]\ncheck = \"tcp\"\ninterval = \"300ms\"\ntimeout = \"100ms\"\n\
+             fall = 2\neject_after = 0"
+        )
+    };
+    let limen = start(&pool(&members(&[&dead])), "").await?;
+    healthy_becomes(&limen, &dead, 0, WAIT).await;
+    let routes = r#"routes = [ { match = "www.test", pool = "web" } ]"#;
+    let next = config(
+        &guests::example("static-routes"),
+        routes,
+        "",
+        &format!(
+            "[metrics]\nbind = \"127.0.0.1:0\"\n\n{}",
+            pool(&members(&[&dead, &live]))
+        ),
+    );
+    let answer = limen.control.reload(limen::Config::from_toml(&next)?).await;
+    assert!(format!("{answer:?}").contains("Reloaded"), "{answer:?}");
+    // Were the dead member's state lost, it would start up and take every
+    // other connection until two checks (600 ms) took it down again.
+    for _ in 0..20 {
+        assert_eq!(ask(limen.addr, None).await?, 2);
+    }
+    limen.stop().await
+}
