@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod decision;
+pub mod limits;
 pub mod log;
 mod matcher;
 

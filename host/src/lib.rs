@@ -58,6 +58,9 @@ pub mod outcome;
 /// Rate limits for repeated warnings.
 mod throttle;
 
+/// Limits a policy can use (token buckets, concurrency slots), kept by the host.
+pub mod quota;
+
 /// Counters.
 pub mod metrics;
 

@@ -22,6 +22,7 @@ use crate::memory;
 use crate::metrics::{Metrics, endpoint};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::pool::Pools;
+use crate::quota::Quotas;
 use crate::tls::TlsError;
 use crate::worker::Workers;
 
@@ -86,7 +87,12 @@ impl Server {
     /// endpoint.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let tls = load_tls(&config).await?;
-        let engine = PolicyEngine::new()?.with_cache(config.policy.cache.as_deref());
+        let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
+        // The engine keeps the limits policies use: it outlives swaps and reloads.
+        let quotas = Arc::new(Quotas::new(metrics.quota_counters()));
+        let engine = PolicyEngine::new()?
+            .with_cache(config.policy.cache.as_deref())
+            .with_quotas(quotas);
         let module = Module::read(&config.policy.module).await?;
         let (policy, report) = Policy::prepare(&engine, &config.policy, &module).await?;
         tracing::info!(
@@ -113,7 +119,6 @@ impl Server {
             None => None,
         };
         let addrs = bound.iter().map(listeners::Bound::addr).collect();
-        let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
         let access = open_access_log(&config, &metrics)
             .await
             .map_err(StartError::AccessLog)?;

@@ -23,6 +23,16 @@
 //!     upstream_tls = "api.internal", alpn = ["h2", "http/1.1"], proxy_protocol = "v2" } },
 //! ]
 //! ```
+//! Any route may be limited, by route or by client address (`per = "client"`),
+//! with a token bucket and a cap on open connections; a connection over a
+//! limit is rejected with `over_limit` (default `access_denied`):
+//! ```toml
+//! { match = "api.test", pool = "web", rate = { per_second = 5, burst = 5 },
+//!   max_connections = 100, per = "client", over_limit = "access_denied" },
+//! ```
+//! The counts live in limen, so they survive a swap to a new version of
+//! this policy (keyed by the route's `match`).
+//!
 //! A name no route matches, with no `default`, is rejected with
 //! `unrecognized_name`. A server_name that is not a DNS name (an IP literal
 //! such as `82.81.46.13`, which some VPN clients send) matches only an exact
@@ -32,7 +42,8 @@ use std::collections::HashMap;
 
 use limen_guest::{
     Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, ProxyTlvs,
-    RuleKind, Terminate, TerminateExt, Upstream, UpstreamExt, config_from_json, report_rule,
+    RuleKind, Terminate, TerminateExt, Upstream, UpstreamExt, config_from_json, limits,
+    report_rule,
 };
 use serde::Deserialize;
 
@@ -57,6 +68,72 @@ struct RouteConfig {
     proxy_protocol: Option<String>,
     #[serde(default)]
     proxy_tlvs: Vec<String>,
+    rate: Option<RateConfig>,
+    max_connections: Option<u32>,
+    per: Option<String>,
+    over_limit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateConfig {
+    per_second: u32,
+    burst: u32,
+}
+
+/// A route's limits, checked on each connection it matches.
+struct Limits {
+    /// `route:<match>`: the key's stem, so state survives a swap.
+    key: String,
+    per_client: bool,
+    rate: Option<(u32, u32)>,
+    max_connections: Option<u32>,
+    over_limit: Alert,
+}
+
+impl Limits {
+    fn of(route: &RouteConfig) -> Result<Option<Limits>, String> {
+        if route.rate.is_none() && route.max_connections.is_none() {
+            return match (&route.per, &route.over_limit) {
+                (None, None) => Ok(None),
+                _ => Err("`per` and `over_limit` need `rate` or `max_connections`".into()),
+            };
+        }
+        let per_client = match route.per.as_deref() {
+            None | Some("route") => false,
+            Some("client") => true,
+            Some(other) => return Err(format!("per `{other}`: use \"route\" or \"client\"")),
+        };
+        let over_limit = match &route.over_limit {
+            None => Alert::AccessDenied,
+            Some(name) => {
+                Alert::from_name(name).ok_or_else(|| format!("unknown alert `{name}`"))?
+            }
+        };
+        Ok(Some(Limits {
+            key: format!("route:{}", route.pattern),
+            per_client,
+            rate: route.rate.as_ref().map(|r| (r.per_second, r.burst)),
+            max_connections: route.max_connections,
+            over_limit,
+        }))
+    }
+
+    /// Whether this connection is within the limits (taking its token and slot).
+    fn admit(&self, conn: &Connection) -> bool {
+        let key = if self.per_client {
+            format!("{}|{}", self.key, conn.client.ip.to_std())
+        } else {
+            self.key.clone()
+        };
+        if let Some((per_second, burst)) = self.rate
+            && !limits::take(&key, per_second, burst)
+        {
+            return false;
+        }
+        self.max_connections
+            .is_none_or(|max| limits::acquire(&key, max))
+    }
 }
 
 #[derive(Deserialize)]
@@ -99,6 +176,8 @@ pub struct StaticRoutes {
     /// Wildcard and regex routes in table order, with their index.
     patterns: Vec<(usize, HostPattern)>,
     actions: Vec<Decision>,
+    /// Each route's limits, if it has any.
+    limits: Vec<Option<Limits>>,
     /// Each route's rule kind, reported to limen's metrics.
     kinds: Vec<RuleKind>,
     default: Option<Decision>,
@@ -112,6 +191,7 @@ impl Policy for StaticRoutes {
             exact: HashMap::new(),
             patterns: Vec::new(),
             actions: Vec::with_capacity(config.routes.len()),
+            limits: Vec::with_capacity(config.routes.len()),
             kinds: Vec::with_capacity(config.routes.len()),
             default: config.default.map(Decision::passthrough),
             plain: config.plain.map(Decision::passthrough),
@@ -122,6 +202,9 @@ impl Policy for StaticRoutes {
             table.actions.push(
                 action(&route).map_err(|e| format!("routes[{index}] ({}): {e}", route.pattern))?,
             );
+            table
+                .limits
+                .push(Limits::of(&route).map_err(|e| format!("routes[{index}]: {e}"))?);
             table.kinds.push(pattern.kind());
             match pattern {
                 HostPattern::Exact(name) => {
@@ -136,7 +219,7 @@ impl Policy for StaticRoutes {
         Ok(table)
     }
 
-    fn route(&self, _conn: &Connection, hello: Option<&ClientHello>) -> Decision {
+    fn route(&self, conn: &Connection, hello: Option<&ClientHello>) -> Decision {
         let Some(hello) = hello else {
             return fallback(&self.plain, Alert::Close);
         };
@@ -151,7 +234,10 @@ impl Policy for StaticRoutes {
         match matched {
             Some(index) => {
                 report_rule(self.kinds[index]);
-                self.actions[index].clone()
+                match &self.limits[index] {
+                    Some(limits) if !limits.admit(conn) => Decision::Reject(limits.over_limit),
+                    _ => self.actions[index].clone(),
+                }
             }
             None => fallback(&self.default, Alert::UnrecognizedName),
         }

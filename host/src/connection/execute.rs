@@ -37,6 +37,7 @@ impl Decided {
             mut active,
             bytes,
             action,
+            held,
         } = self;
         let (moved, end) = match action {
             Action::Reject(alert) => {
@@ -78,6 +79,7 @@ impl Decided {
             }
         };
         trail.ended(moved, end);
+        drop(held);
     }
 }
 

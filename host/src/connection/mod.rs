@@ -30,6 +30,7 @@ use crate::peek::{self, FirstBytes};
 use crate::plan::{self, Plan, Refusal};
 use crate::policy::{Connection, Failure, Policy};
 use crate::pool::{Pool, PoolError};
+use crate::quota::Held;
 use crate::upstream::{self, Dest, UpstreamError};
 use trail::Trail;
 
@@ -72,6 +73,8 @@ struct Decided {
     active: Active,
     bytes: Vec<u8>,
     action: Action,
+    /// Concurrency slots the policy acquired, held until the connection ends.
+    held: Held,
 }
 
 enum Action {
@@ -147,7 +150,7 @@ impl Peeked {
         let generation = &cx.generation;
         let metrics = &generation.metrics;
         let started = Instant::now();
-        let verdict = self.policy.decide(&cx.conn, trail.hello()).await;
+        let mut verdict = self.policy.decide(&cx.conn, trail.hello()).await;
         metrics.policy_call.observe(started.elapsed().as_secs_f64());
         let (mut result, miss) = match &verdict {
             Ok(verdict) => {
@@ -159,6 +162,10 @@ impl Peeked {
             }
             Err(_) => (RouteResult::PolicyError, false),
         };
+        let held = verdict
+            .as_mut()
+            .map(|v| std::mem::take(&mut v.held))
+            .unwrap_or_default();
         let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
             plan::plan(&generation.rules(), verdict.decision, trail.hello())
                 .map_err(Failure::Refused)
@@ -202,6 +209,7 @@ impl Peeked {
             active: self.active,
             bytes: self.bytes,
             action,
+            held,
         }
     }
 }

@@ -10,20 +10,20 @@
 
 pub(crate) mod endpoint;
 mod listener;
+mod pools;
 mod scrape;
 mod upstreams;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 use crate::outcome::{ChangeOutcome, Trigger, UpstreamFailure};
 pub use crate::outcome::{PolicyFailure, RouteResult, Stage};
+use crate::quota::QuotaCounters;
 pub(crate) use listener::{Active, ListenerMetrics};
 pub use upstreams::OTHER as OTHER_UPSTREAM;
 use upstreams::UpstreamLabels;
@@ -81,6 +81,11 @@ pub mod names {
     pub const UPSTREAM_MEMBER_CONNECTIONS: &str = "limen_upstream_member_connections";
     /// Connects retried on another member after one failed, by pool.
     pub const UPSTREAM_RETRIES: &str = "limen_upstream_retries_total";
+    /// Policy limit checks that said no, by kind (`rate`: a `take` found
+    /// the bucket empty; `slots`: an `acquire` found every slot taken).
+    pub const POLICY_LIMITED: &str = "limen_policy_limited_total";
+    /// Limit keys pushed out of the host's table by newer ones.
+    pub const POLICY_LIMIT_EVICTIONS: &str = "limen_policy_limit_evictions_total";
 }
 
 /// Bucket bounds, in seconds, of the peek histogram: finite up to 3 s (a
@@ -141,9 +146,8 @@ pub struct Metrics {
     pub(crate) access_log_dropped: IntCounter,
     pub(crate) memory_trims: IntCounter,
     policy_info: IntGaugeVec,
-    member_healthy: IntGaugeVec,
-    member_connections: IntGaugeVec,
-    pool_retries: IntCounterVec,
+    upstream_pools: pools::PoolFamilies,
+    quotas: QuotaCounters,
 }
 
 impl Metrics {
@@ -284,21 +288,8 @@ impl Metrics {
                 "The live policy's version.",
                 &["version"],
             ),
-            member_healthy: gauges(
-                names::UPSTREAM_MEMBER_HEALTHY,
-                "1 while a pool member passes its checks.",
-                &["pool", "member"],
-            ),
-            member_connections: gauges(
-                names::UPSTREAM_MEMBER_CONNECTIONS,
-                "Connections open to a pool member.",
-                &["pool", "member"],
-            ),
-            pool_retries: counters(
-                names::UPSTREAM_RETRIES,
-                "Connects retried on another pool member.",
-                &["pool"],
-            ),
+            upstream_pools: pools::PoolFamilies::new(&gauges, &counters),
+            quotas: pools::quota_counters(&counters),
             registry,
         }
     }
@@ -341,27 +332,6 @@ impl Metrics {
     /// Record a successful upstream connect.
     pub(crate) fn connected(&self, took: Duration) {
         self.upstream_connect.observe(took.as_secs_f64());
-    }
-
-    /// A pool's retry counter (resolved when the pool is built).
-    pub(crate) fn pool_retries(&self, pool: &str) -> IntCounter {
-        self.pool_retries.with_label_values(&[pool])
-    }
-
-    /// A pool member's health and connection gauges.
-    pub(crate) fn member_series(&self, pool: &str, member: SocketAddr) -> (IntGauge, IntGauge) {
-        let labels = [pool, &member.to_string()];
-        (
-            self.member_healthy.with_label_values(&labels),
-            self.member_connections.with_label_values(&labels),
-        )
-    }
-
-    /// A member left its pool: its series go.
-    pub(crate) fn drop_member(&self, pool: &str, member: SocketAddr) {
-        let labels = [pool, &member.to_string()];
-        let _ = self.member_healthy.remove_label_values(&labels);
-        let _ = self.member_connections.remove_label_values(&labels);
     }
 
     /// Make `version` the one live version in `limen_policy_info`.

@@ -16,6 +16,8 @@ mod generated {
         // The hello's getters trap when called outside a `route` call.
         imports: {
             "limen:router/host.log": trappable,
+            "limen:router/host.take": trappable,
+            "limen:router/host.acquire": trappable,
             "limen:router/types": trappable,
         },
         // The hello a `route` call reads through getters (`hello.rs`).

@@ -14,6 +14,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::PolicyWorld;
 use super::cache::ComponentCache;
 use super::state::HostState;
+use crate::quota::{QuotaCounters, Quotas};
 
 /// Fuel between two looks at the clock while a guest computes: ~0.1-0.3 ms
 /// of compiled code, so a deadline is met within that; a decision of a
@@ -27,6 +28,9 @@ pub struct PolicyEngine {
     /// Compiled components on disk; off unless [`with_cache`](Self::with_cache).
     pub(crate) cache: ComponentCache,
     pub(crate) linker: Arc<Linker<HostState>>,
+    /// The limits policies `take` and `acquire`: the engine's, so they
+    /// outlive every instance, swap and reload.
+    pub(crate) quotas: Arc<Quotas>,
 }
 
 impl PolicyEngine {
@@ -45,7 +49,14 @@ impl PolicyEngine {
             engine,
             cache: ComponentCache::off(),
             linker: Arc::new(linker),
+            quotas: Arc::new(Quotas::new(QuotaCounters::detached())),
         })
+    }
+
+    /// Keep policies' limits in `quotas` (counted in its counters).
+    pub fn with_quotas(mut self, quotas: Arc<Quotas>) -> PolicyEngine {
+        self.quotas = quotas;
+        self
     }
 
     /// Keep compiled components in `dir` (see [`ComponentCache::at`]); `None`

@@ -23,6 +23,7 @@ use super::{CallError, Connection, LoadError, convert};
 use crate::config::{INIT_BUDGET_FACTOR, PolicyConfig};
 use crate::decision::{Decision, Rule};
 use crate::hello::HelloSummary;
+use crate::quota::Held;
 use crate::worker;
 
 /// A policy ready to decide.
@@ -45,7 +46,6 @@ pub(super) struct Instance {
 }
 
 /// A decision and what it cost.
-#[derive(Debug, Clone)]
 pub struct Verdict {
     /// What the policy decided.
     pub decision: Decision,
@@ -56,6 +56,8 @@ pub struct Verdict {
     /// The instance came within an eighth of the memory limit, so it was
     /// dropped after this call (the next call gets a fresh one).
     pub recycled: bool,
+    /// Concurrency slots the call acquired, for the connection to hold.
+    pub held: Held,
 }
 
 impl Policy {
@@ -102,6 +104,8 @@ impl Policy {
             None => return Err(CallError::Deadline),
         };
         instance.store.data_mut().hello = None;
+        // Slots a failed call took are given back here, with the guard.
+        let held = std::mem::take(&mut instance.store.data_mut().held);
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));
         match result {
             Ok(decision) => {
@@ -117,6 +121,7 @@ impl Policy {
                     fuel_used,
                     rule,
                     recycled,
+                    held,
                 })
             }
             Err(error) => Err(classify(&error, instance.store.data())),
@@ -144,7 +149,10 @@ impl Policy {
     }
 
     async fn instantiate_fueled(&self, deadline: Instant) -> Result<Instance, String> {
-        let mut store = Store::new(&self.engine.engine, HostState::new(self.settings.memory));
+        let mut store = Store::new(
+            &self.engine.engine,
+            HostState::new(self.settings.memory, self.engine.quotas.clone()),
+        );
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);
         arm(&mut store, init_fuel, deadline);

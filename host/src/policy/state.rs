@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::wit_host;
 use super::output::{GuestOutput, LineBudget};
 use crate::hello::HelloSummary;
+use crate::quota::{Held, Quotas};
 
 /// Longest log line a policy may write; the rest is cut.
 const MAX_LOG_BYTES: usize = 1024;
@@ -47,10 +48,14 @@ pub(crate) struct HostState {
     /// Getter calls in this call, so the clock is read on every
     /// `CLOCK_EVERY`th (see `hello.rs`).
     pub(crate) reads: u32,
+    /// The limits `take` and `acquire` use (the engine's).
+    quotas: Arc<Quotas>,
+    /// Slots acquired during this call.
+    pub(crate) held: Held,
 }
 
 impl HostState {
-    pub(crate) fn new(memory_limit: usize) -> HostState {
+    pub(crate) fn new(memory_limit: usize, quotas: Arc<Quotas>) -> HostState {
         let lines_left = LineBudget::default();
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::stdout(lines_left.clone()))
@@ -72,6 +77,8 @@ impl HostState {
             rule: None,
             hello: None,
             reads: 0,
+            quotas,
+            held: Held::default(),
         }
     }
 
@@ -173,6 +180,20 @@ impl wit_host::Host for HostState {
 
     fn report_rule(&mut self, kind: wit_host::RuleKind) {
         self.rule = Some(kind);
+    }
+
+    fn take(&mut self, key: String, per_second: u32, burst: u32) -> wasmtime::Result<bool> {
+        if self.late() {
+            wasmtime::bail!("policy missed its deadline");
+        }
+        Ok(self.quotas.take(&key, per_second, burst))
+    }
+
+    fn acquire(&mut self, key: String, max: u32) -> wasmtime::Result<bool> {
+        if self.late() {
+            wasmtime::bail!("policy missed its deadline");
+        }
+        Ok(self.quotas.acquire(&key, max, &mut self.held))
     }
 }
 

@@ -222,3 +222,20 @@ fn limen_test_applies_limen_rules_when_given_its_config() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[test]
+fn the_shared_cases_pass_for_both_tenants() {
+    let dir = workspace_root().join("examples-guests/tenants");
+    for name in ["tenants", "tenants-py"] {
+        let (ok, stdout, stderr) = limen_test(
+            &guests::example(name),
+            &dir.join("policy.toml"),
+            &dir.join("cases.toml"),
+        );
+        assert!(ok, "{name}:\n{stdout}{stderr}");
+        assert!(
+            stdout.ends_with("8 case(s): 8 passed, 0 failed\n"),
+            "{name}:\n{stdout}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod faults;
 mod fingerprint;
 mod hostile;
 mod languages;
+mod limits;
 mod observe;
 mod peek;
 mod pools;

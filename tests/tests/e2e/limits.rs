@@ -1,0 +1,122 @@
+//! Limits a policy uses (`take`, `acquire`), through `static-routes`'
+//! `rate` and `max_connections`: kept in limen, exact, freed when
+//! connections end, and still counting after a swap.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use limen::metrics::names;
+use limen_e2e::harness::{Running, config};
+use limen_e2e::{backend, guests};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::WAIT;
+
+/// An access_denied alert, as `reject` sends it.
+fn denied(reply: &[u8]) -> bool {
+    reply.first() == Some(&21) && reply.last() == Some(&49)
+}
+
+async fn start(route: &str) -> anyhow::Result<(Running, String)> {
+    let (upstream, _) = backend::raw(b"A").await?;
+    let policy =
+        format!(r#"routes = [ {{ match = "www.test", upstream = "{upstream}", {route} }} ]"#);
+    let limen = Running::start(&config(&guests::example("static-routes"), &policy, "", "")).await?;
+    Ok((limen, policy))
+}
+
+/// One connection for `www.test`, read to its end.
+async fn ask(limen: SocketAddr) -> anyhow::Result<Vec<u8>> {
+    let mut client = TcpStream::connect(limen).await?;
+    client
+        .write_all(&limen::explain::synthesise("www.test", &[])?)
+        .await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut reply)).await??;
+    Ok(reply)
+}
+
+/// A connection that got its reply and stays open.
+async fn hold(limen: SocketAddr) -> anyhow::Result<(Vec<u8>, TcpStream)> {
+    let mut client = TcpStream::connect(limen).await?;
+    client
+        .write_all(&limen::explain::synthesise("www.test", &[])?)
+        .await?;
+    let mut first = [0u8; 1];
+    tokio::time::timeout(WAIT, client.read_exact(&mut first)).await??;
+    if first[0] == b'A' {
+        return Ok((first.to_vec(), client));
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut rest)).await??;
+    Ok(([&first[..], &rest].concat(), client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_lets_the_burst_through_then_the_rate() -> anyhow::Result<()> {
+    let (limen, _) = start("rate = { per_second = 5, burst = 5 }").await?;
+    let mut at_once = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        at_once.spawn(ask(limen.addr));
+    }
+    let mut replies = Vec::new();
+    while let Some(reply) = at_once.join_next().await {
+        replies.push(reply??);
+    }
+    let passed = replies.iter().filter(|r| r[..] == b"A"[..]).count();
+    assert_eq!(passed, 5, "{replies:?}");
+    assert!(replies.iter().all(|r| r[..] == b"A"[..] || denied(r)));
+    let limited = [("kind", "rate")];
+    assert_eq!(limen.counter(names::POLICY_LIMITED, &limited), 5);
+    // A second later the bucket holds 5 again, and no more.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut passed = 0;
+    for _ in 0..6 {
+        passed += usize::from(ask(limen.addr).await?[..] == b"A"[..]);
+    }
+    assert_eq!(passed, 5);
+    limen.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_slots_free_when_connections_end_and_survive_a_swap() -> anyhow::Result<()> {
+    let (limen, policy) = start("max_connections = 2").await?;
+    let (a, first) = hold(limen.addr).await?;
+    let (b, second) = hold(limen.addr).await?;
+    assert_eq!((&a[..], &b[..]), (&b"A"[..], &b"A"[..]));
+    assert!(
+        denied(&ask(limen.addr).await?),
+        "a third connection got a slot"
+    );
+    // One ends: its slot is free again (once limen has seen the close).
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (again, third) = loop {
+        let (reply, stream) = hold(limen.addr).await?;
+        if reply[..] == b"A"[..] || tokio::time::Instant::now() > deadline {
+            break (reply, stream);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        &again[..],
+        b"A",
+        "the ended connection's slot was not freed"
+    );
+    // A new version of the policy (another route) sees the same two slots taken.
+    let module = std::fs::read(guests::example("static-routes"))?;
+    let next: toml::Table = toml::from_str(&format!(
+        "{}\n",
+        policy.replace(" ]", r#", { match = "other.test", reject = "close" } ]"#)
+    ))?;
+    let answer = limen
+        .control
+        .swap(module.into(), Some(serde_json::to_string(&next)?))
+        .await;
+    assert!(format!("{answer:?}").contains("Swapped"), "{answer:?}");
+    assert!(denied(&ask(limen.addr).await?), "the swap forgot the slots");
+    // Closed, so the stop need not wait out the shutdown grace.
+    drop((second, third));
+    limen.stop().await
+}
