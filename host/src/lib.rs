@@ -70,8 +70,14 @@ mod memory;
 /// The access log: a line per finished connection, written off the data path.
 mod access;
 
+/// The last swaps and reloads, kept for the status page.
+mod changes;
+
 /// Changing a running limen: policy swaps, reloads, the admin endpoint.
 pub mod control;
+
+/// `/status` and `/status.json`: the operator's page.
+mod status;
 
 /// Binding listeners, running until shutdown, draining.
 pub mod server;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::budget::HelloBudget;
+use crate::changes::History;
 use crate::connection;
 use crate::live::Live;
 use crate::metrics::ListenerMetrics;
@@ -41,6 +42,8 @@ pub(crate) struct Serve {
     pub(crate) tracker: TaskTracker,
     /// The threads connections run on.
     pub(crate) workers: Workers,
+    /// The last swaps and reloads (written by the control task).
+    pub(crate) history: History,
 }
 
 /// Accept on this worker's socket of a listener until `stop` (a child of

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::changes::History;
 use crate::config::Config;
 use crate::control::admin::{self, AdminError};
 use crate::control::listeners::{self, BindError};
@@ -23,6 +24,7 @@ use crate::metrics::{Metrics, endpoint};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::pool::Pools;
 use crate::quota::Quotas;
+use crate::status;
 use crate::tls::TlsError;
 use crate::worker::Workers;
 
@@ -133,6 +135,7 @@ impl Server {
             force_close: CancellationToken::new(),
             tracker: TaskTracker::new(),
             workers,
+            history: History::default(),
         });
         let control = Control::new(engine, config, serve.clone(), bound);
         Ok(Server {
@@ -181,7 +184,14 @@ impl Server {
         ));
         if let Some(listener) = self.metrics {
             let metrics = serve.live.generation().metrics.clone();
-            tokio::spawn(endpoint::serve(listener, metrics, serve.stop.clone()));
+            let page = serve.clone();
+            let status: endpoint::StatusPage =
+                Arc::new(move |json| status::render(&page.live, &page.history, json));
+            tokio::spawn(endpoint::serve(
+                listener,
+                (metrics, status),
+                serve.stop.clone(),
+            ));
         }
         shutdown.await;
         let grace = serve.live.generation().limits.shutdown_grace;

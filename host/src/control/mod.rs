@@ -268,6 +268,12 @@ impl Control {
             self.serve.live.generation().metrics.policy_failed(kind);
         }
         let live = self.serve.live.policy();
+        let (message, version) = (error.to_string(), live.version().to_string());
+        let refused = ChangeOutcome::Refused.as_str();
+        let refusal = Some((error.code(), message.as_str()));
+        self.serve
+            .history
+            .note(trigger.as_str(), refused, &version, refusal);
         tracing::warn!(
             target: "tls_sni", trigger = trigger.as_str(), code = error.code(),
             live = %live.version(), kind = error.kind().map(|k| k.as_str()), %error, "policy.failed"
@@ -282,6 +288,13 @@ impl Control {
     fn count(&self, trigger: Trigger, outcome: ChangeOutcome) {
         let generation = self.serve.live.generation();
         generation.metrics.policy_swap(trigger, outcome);
+        // Refusals are noted where their code is known.
+        if outcome != ChangeOutcome::Refused && trigger != Trigger::Reload {
+            let live = self.serve.live.policy().version().to_string();
+            self.serve
+                .history
+                .note(trigger.as_str(), outcome.as_str(), &live, None);
+        }
     }
 
     /// Follow the configured module file (again, after a reload changed it).

@@ -54,6 +54,10 @@ impl Control {
         match applied {
             Ok(reloaded) => {
                 self.reloads(ChangeOutcome::Applied);
+                let applied = ChangeOutcome::Applied.as_str();
+                self.serve
+                    .history
+                    .note("reload", applied, &reloaded.version, None);
                 tracing::info!(
                     version = %reloaded.version, added = ?reloaded.added, removed = ?reloaded.removed,
                     policy_changed = reloaded.policy_changed, total_ms = reloaded.total_ms,
@@ -64,6 +68,9 @@ impl Control {
             Err(error) => {
                 self.reloads(ChangeOutcome::Refused);
                 let live = self.serve.live.policy().version().to_string();
+                let (refused, message) = (ChangeOutcome::Refused.as_str(), error.to_string());
+                let refusal = Some((error.code(), message.as_str()));
+                self.serve.history.note("reload", refused, &live, refusal);
                 tracing::warn!(%live, "configuration refused, the old one stays: {error}");
                 Answer::Refused {
                     code: error.code().into(),

@@ -4,6 +4,7 @@
 
 use crate::throttle::Throttle;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,8 +20,16 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Time a scraper has to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Answer scrapes on `listener` until `stop`.
-pub(crate) async fn serve(listener: TcpListener, metrics: Metrics, stop: CancellationToken) {
+/// Renders the status page (`false`) or its JSON (`true`); given by the
+/// server, which can read the live state this module sits below.
+pub(crate) type StatusPage = Arc<dyn Fn(bool) -> String + Send + Sync>;
+
+/// Answer scrapes (and status requests) on `listener` until `stop`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    (metrics, status): (Metrics, StatusPage),
+    stop: CancellationToken,
+) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
@@ -31,8 +40,8 @@ pub(crate) async fn serve(listener: TcpListener, metrics: Metrics, stop: Cancell
         };
         match accepted {
             Ok((stream, peer)) => {
-                let metrics = metrics.clone();
-                tokio::spawn(async move { answer(stream, peer, &metrics).await });
+                let (metrics, status) = (metrics.clone(), status.clone());
+                tokio::spawn(async move { answer(stream, peer, &metrics, &status).await });
             }
             Err(error) => {
                 // Out of descriptors this repeats every 100 ms: once a
@@ -47,7 +56,7 @@ pub(crate) async fn serve(listener: TcpListener, metrics: Metrics, stop: Cancell
     }
 }
 
-async fn answer(mut stream: TcpStream, peer: SocketAddr, metrics: &Metrics) {
+async fn answer(mut stream: TcpStream, peer: SocketAddr, metrics: &Metrics, status: &StatusPage) {
     let mut head = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
         let mut buf = [0u8; 1024];
@@ -68,6 +77,7 @@ async fn answer(mut stream: TcpStream, peer: SocketAddr, metrics: &Metrics) {
     let route = scrape::route(&head);
     let body = match route {
         Route::Metrics { .. } => metrics.render(),
+        Route::Status { json, .. } => status(json),
         _ => String::new(),
     };
     let _ = stream.write_all(&scrape::response(&route, &body)).await;

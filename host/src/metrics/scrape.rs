@@ -7,6 +7,8 @@
 pub(crate) enum Route {
     /// `GET /metrics` (or `HEAD`): the exposition.
     Metrics { head_only: bool },
+    /// `GET /status` (HTML) or `/status.json`.
+    Status { json: bool, head_only: bool },
     /// Another path.
     NotFound,
     /// Another method, or not HTTP.
@@ -30,6 +32,10 @@ pub(crate) fn route(head: &[u8]) -> Route {
         ("GET" | "HEAD", "/metrics") => Route::Metrics {
             head_only: method == "HEAD",
         },
+        ("GET" | "HEAD", "/status" | "/status.json") => Route::Status {
+            json: path.ends_with(".json"),
+            head_only: method == "HEAD",
+        },
         ("GET" | "HEAD", _) => Route::NotFound,
         _ => Route::BadRequest,
     }
@@ -44,10 +50,20 @@ pub(crate) fn response(route: &Route, body: &str) -> Vec<u8> {
             body,
             *head_only,
         ),
+        Route::Status { json, head_only } => (
+            "200 OK",
+            if *json {
+                "application/json"
+            } else {
+                "text/html; charset=utf-8"
+            },
+            body,
+            *head_only,
+        ),
         Route::NotFound => (
             "404 Not Found",
             "text/plain",
-            "not found: try /metrics\n",
+            "not found: try /metrics or /status\n",
             false,
         ),
         Route::BadRequest => ("400 Bad Request", "text/plain", "bad request\n", false),
@@ -78,6 +94,13 @@ mod tests {
             Route::Metrics { head_only: true }
         );
         assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(
+            route(b"GET /status.json HTTP/1.1\r\n\r\n"),
+            Route::Status {
+                json: true,
+                head_only: false
+            }
+        );
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadRequest);
         assert_eq!(route(b"\x16\x03\x01"), Route::BadRequest);
         let ok = response(&Route::Metrics { head_only: false }, "a 1\n");

@@ -67,6 +67,16 @@ impl Member {
         self.up.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now
     }
 
+    /// The active check's verdict.
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Ejected by live traffic at `now` ([`clock`]).
+    pub(crate) fn is_ejected(&self, now: u64) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now
+    }
+
     /// Connections open to it.
     pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)

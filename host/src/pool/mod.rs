@@ -130,6 +130,11 @@ impl Pools {
         self.by_name.get(name)
     }
 
+    /// Every pool, by name.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.names.iter().filter_map(|n| self.by_name.get(n))
+    }
+
     /// Every pool's name, sorted.
     pub(crate) fn names(&self) -> &[Arc<str>] {
         &self.names
@@ -225,6 +230,11 @@ impl Pool {
             (Balance::HashClient | Balance::HashSni, _) => balance::FIXED.hash_one(client),
             _ => 0,
         }
+    }
+
+    /// How it picks a member.
+    pub(crate) fn balance(&self) -> Balance {
+        self.config.balance
     }
 
     /// The current member set.

@@ -22,6 +22,7 @@ mod reload;
 mod resets;
 mod routing;
 mod shutdown;
+mod status;
 mod swap;
 mod swap_safety;
 mod terminate;
