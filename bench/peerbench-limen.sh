@@ -6,6 +6,8 @@
 # (the metrics themselves are always kept).
 # LIMEN_POLICY_EXTRA (environment): extra lines for the [policy] table, e.g. "instances = 1".
 # LIMEN_WORKERS (environment): `workers = N` (default: limen's, the CPUs it may run on).
+# LIMEN_POOL_MEMBERS (environment, N >= 2): each upstream 127.0.0.1:P becomes a pool of
+#   N members, P, P+100, ... (bench/pools.sh starts the extra backends; phase b only).
 # Turns the kit's routes file (`NAME host:port` lines: exact, `*.suffix`, `~regex`, `default`)
 # into RUNDIR/limen.toml for the static-routes guest (or, for a guest file named
 # regex-services*.wasm, in any language, the same routes as anchored regex rules), checks
@@ -15,7 +17,7 @@ LIMEN=$1 GUEST=$2 PORT=$3 ROUTES=$4 RUNDIR=$5 OBSERVE=${6:-}
 mkdir -p "$RUNDIR"
 CFG=$RUNDIR/limen.toml
 
-default="" routes=""
+default="" routes="" pools=""
 while read -r name upstream _; do
   case $name in ''|'#'*) continue;; esac
   # Literal strings ('...') keep regex backslashes as written; they cannot hold a quote.
@@ -24,6 +26,12 @@ while read -r name upstream _; do
   # (haproxy.sh turns it into `map_end .wild.test`); limen's `*.` matches one
   # label, as certificates do, and `.wild.test` is its any-depth form.
   [[ $name == '*.'* ]] && name=${name#\*}
+  if [ -n "${LIMEN_POOL_MEMBERS:-}" ]; then
+    port=${upstream##*:} pool=p$port members=""
+    for ((i = 0; i < LIMEN_POOL_MEMBERS; i++)); do members+="\"127.0.0.1:$((port + 100 * i))\", "; done
+    [[ $pools == *"pools.$pool]"* ]] || pools+="[upstreams.pools.$pool]"$'\n'"members = [${members%, }]"$'\n'
+    upstream=$pool
+  fi
   if [ "$name" = default ]; then default=$upstream
   elif [[ $(basename "$GUEST") == regex-services* ]]; then
     case $name in
@@ -57,6 +65,8 @@ max_connections = 20000   # above the kit's concurrency and its 1000-connection 
 
 [upstreams]
 allow = ["127.0.0.1/32"]
+
+$pools
 CONF
 
 if [ "$OBSERVE" = observe ]; then
