@@ -263,9 +263,11 @@ async fn resolve(member: &MemberConfig, timeout: Duration, pool: &str) -> Option
     Some(match &member.addr {
         UpstreamAddr::Ip(ip) => vec![*ip],
         UpstreamAddr::Name(name, port) => {
-            // Fully qualified, so resolv.conf search domains do not apply.
-            let fqdn = format!("{}.", name.as_ref());
-            let lookup = tokio::time::timeout(timeout, tokio::net::lookup_host((fqdn, *port)));
+            // As the operator wrote it (resolv.conf's search domains apply,
+            // as for a short Kubernetes service name); names a policy
+            // writes are resolved fully qualified instead (`upstream.rs`).
+            let lookup = tokio::net::lookup_host((name.as_ref(), *port));
+            let lookup = tokio::time::timeout(timeout, lookup);
             match lookup.await {
                 Ok(Ok(addrs)) => {
                     let mut addrs: Vec<SocketAddr> = addrs.take(MAX_RESOLVED).collect();

@@ -434,3 +434,26 @@ async fn a_reload_keeps_the_health_of_members_that_stay() -> anyhow::Result<()> 
     }
     limen.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_member_stands_for_the_addresses_it_resolves_to() -> anyhow::Result<()> {
+    let member = Member::start(7).await?;
+    let port = member.addr.port();
+    let pool = format!(
+        "[upstreams.pools.web]\nmembers = [\"localhost:{port}\"]\nresolve_every = \"1s\"\n\
+         [upstreams.pools.web.health]\ncheck = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"100ms\""
+    );
+    let limen = start(&pool, "").await?;
+    assert_eq!(ask(limen.addr, None).await?, 7);
+    // The member is the address, labelled as such.
+    let labels = [
+        ("pool", "web"),
+        ("member", &format!("127.0.0.1:{port}")[..]),
+    ];
+    assert_eq!(limen.counter(names::UPSTREAM_MEMBER_HEALTHY, &labels), 1);
+    // Resolving again (same answer) keeps the member and its state.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(ask(limen.addr, None).await?, 7);
+    assert_eq!(limen.counter(names::UPSTREAM_MEMBER_HEALTHY, &labels), 1);
+    limen.stop().await
+}
