@@ -52,7 +52,7 @@ CONF
     ms = d * 1000 / hz / s
     printf "%-12s %7.2f ms CPU per second", name, ms
     if (n > 0) printf "  (%.1f us per member check)", ms * 1000 / n
-    print "" }'
+    printf "\n" }'
 }
 measure idle "" 0
 measure "pool-$n" "[upstreams.pools.web]
