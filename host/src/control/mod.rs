@@ -158,10 +158,12 @@ impl Control {
     /// Start the accept loops and the file watch, then take changes until
     /// shutdown; return once every accept loop has ended.
     pub(crate) async fn run(mut self) {
+        // The watch first: once a listener answers, a change to the module
+        // file must not go unseen (a deploy racing the start).
+        self.rewatch();
         for bound in std::mem::take(&mut self.pending) {
             self.listeners.start(bound, &self.serve);
         }
-        self.rewatch();
         loop {
             let command = tokio::select! {
                 command = self.rx.recv() => command,

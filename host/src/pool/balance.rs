@@ -84,6 +84,10 @@ fn random_two(
     counter: &AtomicUsize,
     ok: impl Fn(usize) -> bool,
 ) -> Option<usize> {
+    // A name that resolved to nothing leaves a pool empty.
+    if members.schedule.is_empty() {
+        return None;
+    }
     let draw = mix(counter.fetch_add(1, Ordering::Relaxed) as u64);
     let slots = &members.schedule;
     let a = slots[(draw as u32 as usize) % slots.len()] as usize;

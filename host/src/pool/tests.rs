@@ -132,3 +132,22 @@ fn ejection_takes_a_member_out_until_it_ends() {
     assert_eq!(member.checked(true, 1, 1), Some(true));
     assert!(member.usable(super::clock()));
 }
+
+#[test]
+fn an_empty_pool_picks_nothing_and_does_not_panic() {
+    let set = members(&[]);
+    let counter = AtomicUsize::new(0);
+    for balance in [
+        Balance::RoundRobin,
+        Balance::LeastConnections,
+        Balance::RandomTwo,
+        Balance::HashSni,
+    ] {
+        let at = Pick {
+            key: 1,
+            tried: &[],
+            now: 1,
+        };
+        assert_eq!(pick(balance, &set, &counter, at), None, "{balance:?}");
+    }
+}

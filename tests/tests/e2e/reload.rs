@@ -42,7 +42,11 @@ fn replace_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 async fn a_replaced_module_file_goes_live_and_a_broken_one_is_refused() -> anyhow::Result<()> {
     let (a, _) = backend::raw(b"A").await?;
     let (b, _) = backend::raw(b"B").await?;
-    let module = scratch("watched.wasm");
+    // A directory of its own: the watch sees only this file's events, not
+    // the churn of the tests running beside it in the shared scratch dir.
+    let dir = scratch("watched");
+    std::fs::create_dir_all(&dir)?;
+    let module = dir.join("watched.wasm");
     std::fs::write(&module, guests::passthrough_to(&a.to_string())?)?;
     let cache = format!("cache = \"{}\"", scratch("cache").display());
     let limen = Running::start(&config(&module, "", &cache, "")).await?;
