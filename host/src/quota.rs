@@ -2,8 +2,8 @@
 //! (`acquire`), kept by the host so they outlive any instance, swap or
 //! reload, and bounded whatever keys a policy invents.
 //!
-//! One fixed table of [`KEYS`] entries, 8-way set-associative: a key's hash
-//! picks a set, its tag finds the way. A new key takes an empty way or the
+//! One fixed table of [`KEYS`] entries, 8-way set-associative (half for
+//! buckets, half for slots): a key's hash picks a set, its tag finds the way. A new key takes an empty way or the
 //! least recently used one (counted as an eviction); a slot with
 //! connections holding it is never evicted. Every field is an atomic, so
 //! the connection path takes no lock and allocates nothing.
@@ -205,39 +205,57 @@ impl Quotas {
 
     /// The way holding `key`, claiming one (empty, else least recently
     /// used and evictable) when it has none, and its tag. `None`: the set
-    /// is full of slots in use.
+    /// is full of slots in use. Buckets and slots live in separate halves
+    /// of the table, so a stale write of one kind never lands in the other.
     fn find(&self, kind: Kind, key: &str, now: u32) -> Option<(usize, u64)> {
-        // The low bit says the kind, so an eviction knows what it evicts.
-        let tag = (self.hasher.hash_one(key) & !1).max(2) | u64::from(kind == Kind::Slots);
-        let set = (tag as usize >> 1) % (KEYS / WAYS) * WAYS;
-        for index in set..set + WAYS {
-            let slot = &self.slots[index];
-            if slot.tag.load(Ordering::Acquire) != tag {
-                continue;
+        let tag = self.hasher.hash_one(key).max(1);
+        let half = KEYS / 2;
+        let base = if kind == Kind::Slots { half } else { 0 };
+        let set = base + (tag as usize % (half / WAYS)) * WAYS;
+        // Claiming can race another connection claiming the same new key:
+        // look again before each claim, so the loser finds the winner's way.
+        for _ in 0..WAYS {
+            if let Some(index) = self.lookup(kind, set, tag, now) {
+                return Some((index, tag));
             }
-            let used = slot.used.load(Ordering::Relaxed);
-            if kind == Kind::Rate && now.wrapping_sub(used) > STALE_SECONDS {
-                slot.state.store(FRESH, Ordering::Release);
+            match self.claim(kind, set, tag, now) {
+                Claim::Taken(index) => return Some((index, tag)),
+                Claim::Raced => continue,
+                Claim::Full => return None,
             }
-            if used != now {
-                slot.used.store(now, Ordering::Relaxed);
-            }
-            return Some((index, tag));
         }
-        // An empty way first, then the least recently used.
+        None
+    }
+
+    fn lookup(&self, kind: Kind, set: usize, tag: u64, now: u32) -> Option<usize> {
+        let index =
+            (set..set + WAYS).find(|&i| self.slots[i].tag.load(Ordering::Acquire) == tag)?;
+        let slot = &self.slots[index];
+        let used = slot.used.load(Ordering::Relaxed);
+        if kind == Kind::Rate && now.wrapping_sub(used) > STALE_SECONDS {
+            slot.state.store(FRESH, Ordering::Release);
+        }
+        if used != now {
+            slot.used.store(now, Ordering::Relaxed);
+        }
+        Some(index)
+    }
+
+    /// Take an empty way, else the least recently used one that may go.
+    fn claim(&self, kind: Kind, set: usize, tag: u64, now: u32) -> Claim {
         let mut order: [usize; WAYS] = std::array::from_fn(|i| set + i);
         order.sort_by_key(|&i| {
             let slot = &self.slots[i];
             let occupied = slot.tag.load(Ordering::Relaxed) != 0;
             (occupied, slot.used.load(Ordering::Relaxed))
         });
+        let mut raced = false;
         for index in order {
             let slot = &self.slots[index];
             let old = slot.tag.load(Ordering::Acquire);
-            let holds_slots = old & 1 == 1;
             // Slots with holders keep their way; marking an idle one
             // makes an `acquire` on its key fail while it goes.
-            if holds_slots
+            if kind == Kind::Slots
                 && slot
                     .state
                     .compare_exchange(0, EVICTING, Ordering::AcqRel, Ordering::Acquire)
@@ -250,10 +268,11 @@ impl Quotas {
                 .compare_exchange(old, tag, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
             {
-                if holds_slots {
+                if kind == Kind::Slots {
                     slot.state.store(0, Ordering::Release);
                 }
-                continue;
+                raced = true;
+                break;
             }
             slot.used.store(now, Ordering::Relaxed);
             let fresh = match kind {
@@ -264,10 +283,19 @@ impl Quotas {
             if old != 0 {
                 self.counters.evicted.inc();
             }
-            return Some((index, tag));
+            return Claim::Taken(index);
         }
-        None
+        if raced { Claim::Raced } else { Claim::Full }
     }
+}
+
+/// What an attempt to claim a way came to.
+enum Claim {
+    Taken(usize),
+    /// Another claim changed the way first: look again.
+    Raced,
+    /// Every way holds slots in use.
+    Full,
 }
 
 #[cfg(test)]
@@ -299,9 +327,11 @@ mod tests {
         assert!(q.acquire("s", 1, &mut one));
         let mut two = Held::default();
         assert!(!q.acquire("s", 1, &mut two));
-        // Flood every set with rate keys: the held slot stays.
+        // Flood every set with other slot keys, each held and let go: the
+        // held one stays.
         for i in 0..KEYS * 2 {
-            q.take(&format!("flood{i}"), 1, 1);
+            let mut brief = Held::default();
+            q.acquire(&format!("flood{i}"), 1, &mut brief);
         }
         assert!(q.counters.evicted.get() > 0);
         assert!(!q.acquire("s", 1, &mut two), "the held slot was evicted");

@@ -120,12 +120,15 @@ impl Server {
             ),
             None => None,
         };
-        let addrs = bound.iter().map(listeners::Bound::addr).collect();
+        let addrs: Vec<_> = bound.iter().map(listeners::Bound::addr).collect();
         let access = open_access_log(&config, &metrics)
             .await
             .map_err(StartError::AccessLog)?;
-        let timeout = config.limits.connect_timeout;
-        let pools = Pools::build(&config.pools, None, timeout, &metrics).await?;
+        let (own, timeout): (Vec<_>, _) = (
+            addrs.iter().map(|(_, addr)| *addr).collect(),
+            config.limits.connect_timeout,
+        );
+        let pools = Pools::build(&config.pools, None, (&own, timeout), &metrics).await?;
         let generation = Generation::new(&config, (tls, pools), addrs, metrics, access, 1);
         generation.metrics.set_policy_version(&policy.version().id);
         let serve = Arc::new(Serve {

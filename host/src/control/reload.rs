@@ -134,8 +134,17 @@ impl Control {
         let access = open_access_log(&config, &old.metrics)
             .await
             .map_err(ReloadError::AccessLog)?;
-        let timeout = config.limits.connect_timeout;
-        let pools = Pools::build(&config.pools, Some(&old.pools), timeout, &old.metrics).await?;
+        let (own, timeout): (Vec<_>, _) = (
+            addrs.iter().map(|(_, addr)| *addr).collect(),
+            config.limits.connect_timeout,
+        );
+        let pools = Pools::build(
+            &config.pools,
+            Some(&old.pools),
+            (&own, timeout),
+            &old.metrics,
+        )
+        .await?;
         let generation = Generation::new(
             &config,
             (tls, pools),

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::{Member, Pool, assemble, drop_series, health_of, resolve};
+use super::{Member, Pool, assemble, drop_series, health_of, not_own, resolve};
 use crate::config::{Check, HealthConfig};
 use crate::decision::UpstreamAddr;
 use crate::tls::{TlsError, check_connector};
@@ -159,13 +159,22 @@ async fn refresh(pool: &Pool, timeout: Duration) {
             entries.map(|e| e.member.addr).collect()
         };
         let addrs = resolve(member, timeout, &pool.name).await;
-        resolved.push(addrs.unwrap_or_else(kept));
+        resolved.push(not_own(addrs.unwrap_or_else(kept), &pool.own, &pool.name));
     }
     let same = {
-        let mut now: Vec<_> = resolved.iter().flatten().copied().collect();
-        let mut before: Vec<_> = current.entries.iter().map(|e| e.member.addr).collect();
+        // Which configured member each address came from matters too: it
+        // carries the weight and the TLS name.
+        let from = resolved.iter().enumerate();
+        let mut now: Vec<_> = from
+            .flat_map(|(i, a)| a.iter().map(move |a| (i, *a)))
+            .collect();
+        let mut before: Vec<_> = current
+            .entries
+            .iter()
+            .map(|e| (e.from, e.member.addr))
+            .collect();
         now.sort();
-        now.dedup();
+        now.dedup_by_key(|(_, a)| *a);
         before.sort();
         now == before
     };

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Balance, HealthConfig, MAX_RESOLVED, MemberConfig, PoolConfig};
 use crate::decision::UpstreamAddr;
 use crate::metrics::Metrics;
+use crate::plan;
 use crate::tls::TlsError;
 pub(crate) use balance::Pick;
 pub(crate) use member::{Lease, Member, clock};
@@ -53,6 +54,8 @@ pub(crate) struct Pool {
     metrics: Metrics,
     /// Ends this pool's check task (when a newer generation takes over).
     retired: CancellationToken,
+    /// limen's listeners: a name resolving to one is no member (it would loop).
+    own: Vec<SocketAddr>,
 }
 
 /// One snapshot of a pool's member set.
@@ -87,25 +90,41 @@ pub(crate) enum PoolError {
 
 impl Pools {
     /// Build every pool of `configs`, keeping the members (and their
-    /// health) `previous` has for the same pool and address, and resolving
-    /// DNS members (each lookup bounded by `timeout`). Checks start at once.
+    /// health) `previous` has for the same pool, address and host, and
+    /// resolving DNS members (each lookup bounded by `timeout`; a failed one
+    /// keeps what the name resolved to before). Addresses in `own` (limen's
+    /// listeners) are never members. Checks start at once.
     pub(crate) async fn build(
         configs: &[PoolConfig],
         previous: Option<&Pools>,
-        timeout: Duration,
+        (own, timeout): (&[SocketAddr], Duration),
         metrics: &Metrics,
     ) -> Result<Pools, TlsError> {
         let mut pools = Pools::default();
         for config in configs {
             let old = previous.and_then(|p| p.by_name.get(&config.name));
             let checker = health::Checker::new(&config.health).await?;
-            let known = old.map(|o| o.members.load_full());
+            // The old task stops before its members are read: a refresh it
+            // made meanwhile would be lost, and two tasks would check them.
+            if let Some(old) = old {
+                old.retired.cancel();
+            }
             let mut resolved = Vec::with_capacity(config.members.len());
             for member in &config.members {
                 let addrs = resolve(member, timeout, &config.name).await;
-                resolved.push(addrs.unwrap_or_default());
+                let addrs =
+                    addrs.unwrap_or_else(|| old.map_or_else(Vec::new, |o| o.addrs_of(member)));
+                resolved.push(not_own(addrs, own, &config.name));
             }
+            let known = old.map(|o| o.members.load_full());
             let members = assemble(config, &resolved, known.as_deref(), metrics);
+            if config.health.check.is_none() {
+                // No active check any more: nothing would bring a member
+                // the old one took down back up.
+                for entry in &members.entries {
+                    entry.member.assume_up();
+                }
+            }
             let pool = Arc::new(Pool {
                 name: config.name.clone(),
                 config: config.clone(),
@@ -114,6 +133,7 @@ impl Pools {
                 retries: metrics.pool_retries(&config.name),
                 metrics: metrics.clone(),
                 retired: CancellationToken::new(),
+                own: own.to_vec(),
             });
             health::spawn(&pool, checker);
             pools.names.push(config.name.clone());
@@ -222,6 +242,23 @@ impl Pool {
         })
     }
 
+    /// What `member` (a configured one) stands for in this pool now.
+    fn addrs_of(&self, member: &MemberConfig) -> Vec<SocketAddr> {
+        let members = self.members.load();
+        let from = |e: &&Entry| {
+            self.config
+                .members
+                .get(e.from)
+                .is_some_and(|m| m.addr == member.addr)
+        };
+        members
+            .entries
+            .iter()
+            .filter(from)
+            .map(|e| e.member.addr)
+            .collect()
+    }
+
     /// The hash key of a connection for this pool's `balance` (0 when the
     /// balance does not hash).
     pub(crate) fn key(&self, client: IpAddr, sni: Option<&str>) -> u64 {
@@ -243,14 +280,22 @@ impl Pool {
     }
 }
 
-/// Remove the series of the members of `old` not in `kept`.
+/// Addresses that are not limen's own listeners (a DNS member could
+/// resolve to one, and its connections would loop back into limen).
+fn not_own(addrs: Vec<SocketAddr>, own: &[SocketAddr], pool: &str) -> Vec<SocketAddr> {
+    let (own, kept): (Vec<_>, Vec<_>) = addrs.into_iter().partition(|a| plan::is_own(own, *a));
+    for addr in own {
+        tracing::warn!(target: "tls_sni", pool, member = %addr, "upstream.member_is_limen");
+    }
+    kept
+}
+
+/// Remove the series of the members of `old` not in `kept` (series are
+/// named by pool and address, so an address that stays keeps its series).
 fn drop_series(pool: &Pool, old: &Members, kept: Option<&Members>) {
     for entry in &old.entries {
-        let stays = kept.is_some_and(|k| {
-            k.entries
-                .iter()
-                .any(|e| Arc::ptr_eq(&e.member, &entry.member))
-        });
+        let stays =
+            kept.is_some_and(|k| k.entries.iter().any(|e| e.member.addr == entry.member.addr));
         if !stays {
             pool.metrics.drop_member(&pool.name, entry.member.addr);
         }
@@ -311,12 +356,16 @@ fn assemble(
             if entries.iter().any(|e| e.member.addr == addr) {
                 continue;
             }
-            let reused = known.and_then(|k| k.entries.iter().find(|e| e.member.addr == addr));
+            let host = host_of(&member.addr, addr);
+            // The same address under another written name is another TLS
+            // identity: a new member.
+            let same = |e: &&Entry| e.member.addr == addr && e.member.host == host;
+            let reused = known.and_then(|k| k.entries.iter().find(same));
             let member_state = match reused {
                 Some(entry) => entry.member.clone(),
                 None => Arc::new(Member::new(
                     addr,
-                    host_of(&member.addr, addr),
+                    host,
                     metrics.member_series(&config.name, addr),
                 )),
             };

@@ -432,6 +432,17 @@ async fn a_reload_keeps_the_health_of_members_that_stay() -> anyhow::Result<()> 
     for _ in 0..20 {
         assert_eq!(ask(limen.addr, None).await?, 2);
     }
+    // Without a check nothing would bring it back: a reload that drops the
+    // check takes every member as up again.
+    let unchecked = next.replace("check = \"tcp\"\n", "");
+    let answer = limen
+        .control
+        .reload(limen::Config::from_toml(&unchecked)?)
+        .await;
+    assert!(format!("{answer:?}").contains("Reloaded"), "{answer:?}");
+    let dead_member = dead.addr.to_string();
+    let labels = [("pool", "web"), ("member", dead_member.as_str())];
+    assert_eq!(limen.counter(names::UPSTREAM_MEMBER_HEALTHY, &labels), 1);
     limen.stop().await
 }
 
