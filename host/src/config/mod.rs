@@ -29,7 +29,9 @@ pub(crate) use limits::MAX_PENDING_HELLOS_PER_CLIENT;
 pub use observe::{
     AccessLogConfig, AccessLogFormat, AccessLogSink, DEFAULT_UPSTREAM_LABELS, MetricsConfig,
 };
-pub use pools::{Balance, Check, HealthConfig, MAX_RESOLVED, MemberConfig, PoolConfig};
+pub use pools::{
+    Balance, Check, HealthConfig, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig,
+};
 pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
 
 use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};

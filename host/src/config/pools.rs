@@ -19,6 +19,8 @@ use crate::decision::{UpstreamAddr, is_pool_name};
 pub(super) const MAX_MEMBERS: usize = 1024;
 /// Most addresses one DNS member may resolve to.
 pub const MAX_RESOLVED: usize = 256;
+/// The most connect retries one connection makes in a pool.
+pub const MAX_RETRIES: u32 = 16;
 /// The largest weight: a round-robin schedule has one slot per unit.
 pub(super) const MAX_WEIGHT: u32 = 256;
 
@@ -273,8 +275,8 @@ fn one(name: &str, file: &FilePool, own: &[SocketAddr]) -> Result<PoolConfig, Co
         ));
     }
     let retries = file.retries.unwrap_or(2);
-    if retries > 16 {
-        return Err(bad("retries at most 16".into()));
+    if retries > MAX_RETRIES {
+        return Err(bad(format!("retries at most {MAX_RETRIES}")));
     }
     let resolve_every = file.resolve_every.unwrap_or(Duration::from_secs(30));
     if resolve_every < Duration::from_secs(1) {

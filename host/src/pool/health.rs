@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::{Member, Pool, assemble, drop_series, health_of, not_own, resolve};
+use super::{Member, Pool, assemble, drop_series, not_own, resolve};
 use crate::config::{Check, HealthConfig};
 use crate::decision::UpstreamAddr;
 use crate::tls::{TlsError, check_connector};
@@ -99,7 +99,7 @@ async fn run(pool: Weak<Pool>, checker: Arc<Checker>, has_names: bool) {
     let mut resolved_at = Instant::now();
     loop {
         let Some(strong) = pool.upgrade() else { return };
-        let health = health_of(&strong).clone();
+        let health = strong.config.health.clone();
         let resolve_every = strong.config.resolve_every;
         if !matches!(*checker, Checker::None) {
             check_all(&strong, &checker, &health).await;

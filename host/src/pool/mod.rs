@@ -27,7 +27,7 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Balance, HealthConfig, MAX_RESOLVED, MemberConfig, PoolConfig};
+use crate::config::{Balance, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig};
 use crate::decision::UpstreamAddr;
 use crate::metrics::Metrics;
 use crate::plan;
@@ -192,7 +192,7 @@ impl Pool {
         timeout: Duration,
     ) -> Result<(TcpStream, Lease), PoolError> {
         let members = self.members.load_full();
-        let mut tried = [usize::MAX; 17];
+        let mut tried = [usize::MAX; MAX_RETRIES as usize + 1];
         let attempts = (self.config.retries as usize + 1).min(tried.len());
         let mut last = None;
         for attempt in 0..attempts {
@@ -389,9 +389,4 @@ fn host_of(written: &UpstreamAddr, addr: SocketAddr) -> ServerName<'static> {
         UpstreamAddr::Name(name, _) => ServerName::DnsName(name.clone()),
         _ => ServerName::IpAddress(addr.ip().into()),
     }
-}
-
-/// The health settings of a pool, for its check task.
-fn health_of(pool: &Pool) -> &HealthConfig {
-    &pool.config.health
 }
