@@ -43,6 +43,9 @@ mod pool;
 /// Carrying out decisions: passthrough, terminate and reject.
 mod action;
 
+// ACME certificates: obtained, renewed, and their challenges answered.
+pub mod acme;
+
 /// The live state: configuration generation and policy, swapped whole.
 mod live;
 

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acme::Acme;
 use crate::budget::HelloBudget;
 use crate::changes::History;
 use crate::connection;
@@ -44,6 +45,8 @@ pub(crate) struct Serve {
     pub(crate) workers: Workers,
     /// The last swaps and reloads (written by the control task).
     pub(crate) history: History,
+    /// ACME certificates: their slots and tasks outlive generations.
+    pub(crate) acme: Acme,
 }
 
 /// Accept on this worker's socket of a listener until `stop` (a child of

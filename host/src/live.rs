@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::plan::Rules;
 use crate::policy::Policy;
 use crate::pool::Pools;
-use crate::tls::{CertStore, Tls, TlsError};
+use crate::tls::{CertStore, ManagedKeys, Tls, TlsError};
 
 /// One configuration generation. Immutable; a reload builds a new one.
 pub(crate) struct Generation {
@@ -63,6 +63,22 @@ impl Generation {
             pools,
             number,
             access,
+        }
+    }
+
+    /// Put every certificate's expiry in `limen_certificate_expiry_timestamp_seconds`
+    /// (an ACME name's task updates its own as it renews); names gone from
+    /// the config lose their series.
+    pub(crate) fn publish_expiries(&self) {
+        let mut current = Vec::new();
+        for (name, expiry) in self.tls.certs.expiries() {
+            self.metrics.set_certificate_expiry(name, expiry);
+            current.push(name.to_string());
+        }
+        for name in self.metrics.certificate_expiry_names() {
+            if !current.contains(&name) {
+                self.metrics.set_certificate_expiry(&name, None);
+            }
         }
     }
 
@@ -134,14 +150,15 @@ pub(crate) async fn open_access_log(
 
 /// Read certificates and keys on a blocking thread; warn about what will
 /// fail later (an empty allow-list, certificate names with no entry).
-pub(crate) async fn load_tls(config: &Config) -> Result<Tls, TlsError> {
+pub(crate) async fn load_tls(config: &Config, managed: &ManagedKeys) -> Result<Tls, TlsError> {
     if config.allow.is_empty() {
         tracing::warn!(
             "[upstreams] allow is empty: every passthrough a policy decides will be refused"
         );
     }
     let (certificates, trust) = (config.certificates.clone(), config.upstream_trust.clone());
-    let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust))
+    let managed = managed.clone();
+    let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust, &managed))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     for warning in tls.warnings() {

@@ -61,6 +61,9 @@ vocabulary! {
         Reject = "reject",
         /// The policy failed (or its decision was refused): the fail mode applied.
         PolicyError = "policy_error",
+        /// A TLS-ALPN-01 validation connection, answered by limen without
+        /// asking the policy.
+        AcmeChallenge = "acme_challenge",
     }
 }
 
@@ -261,7 +264,7 @@ mod tests {
         check(&End::ALL, End::as_str);
         check(&Trigger::ALL, Trigger::as_str);
         check(&ChangeOutcome::ALL, ChangeOutcome::as_str);
-        assert_eq!(RouteResult::PolicyError as usize, RouteResult::COUNT - 1);
+        assert_eq!(RouteResult::AcmeChallenge as usize, RouteResult::COUNT - 1);
         assert_eq!(End::HandshakeFailed.to_string(), "handshake_failed");
     }
 }

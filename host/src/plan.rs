@@ -17,7 +17,7 @@ use crate::config::{AllowList, OfflineRules};
 use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
 use crate::hello::HelloSummary;
 use crate::outcome::PolicyFailure;
-use crate::tls::CertStore;
+use crate::tls::{CertStore, Missing};
 
 /// A decision limen will carry out. `C` is what a certificate name resolves
 /// to: a rustls `ServerConfig` live, nothing offline.
@@ -55,6 +55,11 @@ pub enum Refusal {
     /// `terminate` naming a certificate limen does not have.
     #[error("P014 policy decision refused: no certificate named `{0}` in [certificates]")]
     UnknownCertificate(String),
+    /// `terminate` naming an ACME certificate not issued yet.
+    #[error(
+        "P014 policy decision refused: certificate `{0}` has not been issued yet (ACME order pending)"
+    )]
+    NotIssued(String),
     /// A pool limen does not have.
     #[error("P014 policy decision refused: no pool named `{0}` in [upstreams.pools]")]
     UnknownPool(Arc<str>),
@@ -76,22 +81,30 @@ impl Refusal {
 pub(crate) trait Certificates {
     /// What a name resolves to.
     type Config;
-    /// The certificate `name` serving `alpn`, if limen has it.
-    fn lookup(&self, name: &str, alpn: &[Vec<u8>]) -> Option<Self::Config>;
+    /// The certificate `name` serving `alpn`, or why limen cannot serve it.
+    fn lookup(&self, name: &str, alpn: &[Vec<u8>]) -> Result<Self::Config, Refusal>;
 }
 
 impl Certificates for CertStore {
     type Config = Arc<ServerConfig>;
-    fn lookup(&self, name: &str, alpn: &[Vec<u8>]) -> Option<Arc<ServerConfig>> {
+    fn lookup(&self, name: &str, alpn: &[Vec<u8>]) -> Result<Arc<ServerConfig>, Refusal> {
         self.server_config(name, alpn)
+            .map_err(|missing| match missing {
+                Missing::Unknown => Refusal::UnknownCertificate(name.to_owned()),
+                Missing::NotIssued => Refusal::NotIssued(name.to_owned()),
+            })
     }
 }
 
-/// Offline: the configured names, without reading a key.
+/// Offline: the configured names, without reading a key (an ACME name
+/// counts as there: whether it is issued yet is a matter of time).
 impl Certificates for [Arc<str>] {
     type Config = ();
-    fn lookup(&self, name: &str, _: &[Vec<u8>]) -> Option<()> {
-        self.iter().any(|c| **c == *name).then_some(())
+    fn lookup(&self, name: &str, _: &[Vec<u8>]) -> Result<(), Refusal> {
+        self.iter()
+            .any(|c| **c == *name)
+            .then_some(())
+            .ok_or_else(|| Refusal::UnknownCertificate(name.to_owned()))
     }
 }
 
@@ -132,8 +145,7 @@ pub(crate) fn plan<C: Certificates + ?Sized>(
             let hello = hello.ok_or(Refusal::NoHello)?.clone();
             let config = rules
                 .certificates
-                .lookup(&terminate.certificate, &terminate.alpn)
-                .ok_or_else(|| Refusal::UnknownCertificate(terminate.certificate.clone()))?;
+                .lookup(&terminate.certificate, &terminate.alpn)?;
             check_upstream(rules, &terminate.upstream.addr)?;
             Ok(Plan::Terminate {
                 terminate,

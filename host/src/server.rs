@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acme::{self, Acme, AcmeError};
 use crate::changes::History;
 use crate::config::Config;
 use crate::control::admin::{self, AdminError};
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The admin endpoint could not be opened, or its token read.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// `[acme]` cannot be used (its CA bundle, its storage).
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
     /// A worker thread or its runtime could not be started.
     #[error("E014 cannot start the workers: {0}")]
     Workers(std::io::Error),
@@ -71,6 +75,7 @@ impl StartError {
             StartError::AccessLog(_) => "E013",
             StartError::Admin(error) => error.code(),
             StartError::Workers(_) => "E014",
+            StartError::Acme(error) => error.code(),
         }
     }
 }
@@ -88,8 +93,17 @@ impl Server {
     /// or loading it from the cache), bind every listener and the admin
     /// endpoint.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        let tls = load_tls(&config).await?;
         let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
+        // Stored ACME certificates are loaded before anything is served, so
+        // a restart serves them from its first connection.
+        if let Some(config) = config.acme.clone() {
+            tokio::task::spawn_blocking(move || acme::check(&config))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        }
+        let acme = Acme::new(metrics.clone());
+        let managed = acme.prepare(&config).await;
+        let tls = load_tls(&config, &managed).await?;
         // The engine keeps the limits policies use: it outlives swaps and reloads.
         let quotas = Arc::new(Quotas::new(metrics.quota_counters()));
         let engine = PolicyEngine::new()?
@@ -131,6 +145,7 @@ impl Server {
         let pools = Pools::build(&config.pools, None, (&own, timeout), &metrics).await?;
         let generation = Generation::new(&config, (tls, pools), addrs, metrics, access, 1);
         generation.metrics.set_policy_version(&policy.version().id);
+        generation.publish_expiries();
         let serve = Arc::new(Serve {
             live: Live::new(generation, policy),
             permits: Arc::new(Semaphore::new(config.limits.max_connections)),
@@ -139,7 +154,11 @@ impl Server {
             tracker: TaskTracker::new(),
             workers,
             history: History::default(),
+            acme,
         });
+        // Orders start now; their validation connections wait in the
+        // listeners' backlog until `run` accepts.
+        serve.acme.commit(&config, &managed);
         let control = Control::new(engine, config, serve.clone(), bound);
         Ok(Server {
             serve,
@@ -200,6 +219,7 @@ impl Server {
         let grace = serve.live.generation().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");
         serve.stop.cancel();
+        serve.acme.stop();
         // The control task stops the accept loops and waits for them.
         let _ = control.await;
         if let Some(admin) = admin {
@@ -235,6 +255,7 @@ struct Abandoned(Arc<Serve>);
 impl Drop for Abandoned {
     fn drop(&mut self) {
         self.0.stop.cancel();
+        self.0.acme.stop();
         self.0.force_close.cancel();
         self.0.workers.release();
     }

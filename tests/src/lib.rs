@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod guests;
 pub mod harness;
+pub mod pebble;
 pub mod pki;
 pub mod scrape;
 

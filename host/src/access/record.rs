@@ -46,6 +46,8 @@ pub(crate) enum Action {
     Reject(Alert),
     /// Decided, but the upstream could not be resolved or reached.
     Unreachable,
+    /// A TLS-ALPN-01 validation connection limen answered itself.
+    AcmeChallenge,
 }
 
 impl Action {
@@ -56,6 +58,7 @@ impl Action {
             Action::Terminate(_) => "terminate",
             Action::Reject(_) => "reject",
             Action::Unreachable => "unreachable",
+            Action::AcmeChallenge => "acme_challenge",
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 
+use super::acme::FileAcme;
 use super::allow::AllowRule;
 use super::observe::{FileAccessLog, FileLog, FileMetrics};
 
@@ -30,6 +31,8 @@ pub(crate) struct FileConfig {
     pub(crate) certificates: BTreeMap<String, FileCertificate>,
     #[serde(default)]
     pub(crate) upstream_tls: FileUpstreamTls,
+    #[serde(default)]
+    pub(crate) acme: Option<FileAcme>,
     #[serde(default)]
     pub(crate) admin: Option<FileAdmin>,
     #[serde(default)]
@@ -82,11 +85,20 @@ pub(crate) enum FileCache {
 #[derive(Debug, Deserialize)]
 #[serde(
     untagged,
-    expecting = "a table { chain = \"file.pem\", key = \"file.key\" } or an array of them"
+    expecting = "a table { chain = \"file.pem\", key = \"file.key\" }, an array of them, \
+                 or { acme = [\"name\", ...] }"
 )]
 pub(crate) enum FileCertificate {
     One(FileKeyPair),
     Many(Vec<FileKeyPair>),
+    /// `acme = ["shop.example.com"]`: obtained through `[acme]`.
+    Acme(FileAcmeNames),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAcmeNames {
+    pub(crate) acme: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@
 //! several values and builds the types the data path uses, so nothing on the
 //! connection path can fail for a configuration reason.
 
+mod acme;
 mod admin;
 mod allow;
 mod expect;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use acme::{AcmeConfig, AcmeNames, RenewBefore};
 pub use admin::{AdminConfig, AdminEndpoint};
 pub use allow::{AllowList, AllowRule};
 pub use expect::Expectation;
@@ -32,7 +34,9 @@ pub use observe::{
 pub use pools::{
     Balance, Check, HealthConfig, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig,
 };
-pub use tls::{CertificateConfig, KeyPairPaths, UpstreamTrust, referenced_certificates};
+pub use tls::{
+    CertificateConfig, CertificateSource, KeyPairPaths, UpstreamTrust, referenced_certificates,
+};
 
 use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};
 use file::{FileCache, FileConfig, FileFailMode};
@@ -57,6 +61,8 @@ pub struct Config {
     pub certificates: Vec<CertificateConfig>,
     /// How re-encrypted upstreams are verified.
     pub upstream_trust: UpstreamTrust,
+    /// The ACME account for `acme = [...]` certificates, if any.
+    pub acme: Option<AcmeConfig>,
     /// Where `limen swap` and `limen status` connect, if anywhere.
     pub admin: Option<AdminConfig>,
     /// Where `/metrics` is served, and its label cap.
@@ -297,7 +303,8 @@ impl TryFrom<FileConfig> for Config {
             Some(FileCache::Enabled(false)) => None,
             Some(FileCache::Dir(dir)) => Some(dir.clone()),
         };
-        let certificates = tls::certificates(&file.certificates)?;
+        let acme = acme::acme(file.acme.as_ref())?;
+        let certificates = tls::certificates(&file.certificates, acme.as_ref())?;
         let own: Vec<SocketAddr> = listeners.iter().map(|l| l.bind).collect();
         let pools = pools::pools(&file.upstreams.pools, &own)?;
         let pool_names: Vec<Arc<str>> = pools.iter().map(|p| p.name.clone()).collect();
@@ -336,6 +343,7 @@ impl TryFrom<FileConfig> for Config {
             listeners,
             limits,
             certificates,
+            acme,
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow,
             pools,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ConfigError;
+use super::acme::{self, AcmeConfig, AcmeNames};
 use super::file::{FileCertificate, FileUpstreamTls};
 
 /// One `[certificates.NAME]` entry: the name a policy uses, and its keys.
@@ -13,12 +14,21 @@ use super::file::{FileCertificate, FileUpstreamTls};
 pub struct CertificateConfig {
     /// What a `terminate` decision names.
     pub name: Arc<str>,
+    /// Where its keys come from.
+    pub source: CertificateSource,
+}
+
+/// Files the operator keeps, or an ACME CA through limen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CertificateSource {
     /// One or more chain + key pairs (e.g. ECDSA and RSA); at least one.
-    pub pairs: Vec<KeyPairPaths>,
+    Files(Vec<KeyPairPaths>),
+    /// Obtained and renewed by limen for these names (`[acme]`).
+    Acme(AcmeNames),
 }
 
 /// A PEM certificate chain (leaf first) and its private key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyPairPaths {
     /// PEM file with the leaf certificate first, then intermediates.
     pub chain: PathBuf,
@@ -42,28 +52,41 @@ const MAX_PAIRS: usize = 4;
 
 pub(super) fn certificates(
     file: &std::collections::BTreeMap<String, FileCertificate>,
+    acme_config: Option<&AcmeConfig>,
 ) -> Result<Vec<CertificateConfig>, ConfigError> {
     file.iter()
         .map(|(name, entry)| {
+            let invalid =
+                |msg: String| Err(ConfigError::Invalid(format!("certificates.{name}: {msg}")));
+            if name.is_empty() {
+                return invalid("needs a non-empty name".into());
+            }
             let pairs = match entry {
                 FileCertificate::One(pair) => std::slice::from_ref(pair),
                 FileCertificate::Many(pairs) => pairs,
+                FileCertificate::Acme(names) => {
+                    if acme_config.is_none() {
+                        return invalid("`acme = [...]` needs an [acme] section".into());
+                    }
+                    return Ok(CertificateConfig {
+                        name: name.as_str().into(),
+                        source: CertificateSource::Acme(acme::names(name, &names.acme)?),
+                    });
+                }
             };
-            let pairs: Vec<KeyPairPaths> = pairs
+            if !(1..=MAX_PAIRS).contains(&pairs.len()) {
+                return invalid(format!("needs 1 to {MAX_PAIRS} chain/key pairs"));
+            }
+            let pairs = pairs
                 .iter()
                 .map(|p| KeyPairPaths {
-                chain: p.chain.clone(),
-                key: p.key.clone(),
-            })
-            .collect();
-            if name.is_empty() || !(1..=MAX_PAIRS).contains(&pairs.len()) {
-                return Err(ConfigError::Invalid(format!(
-                    "certificates.{name}: needs a non-empty name and 1 to {MAX_PAIRS} chain/key pairs"
-                )));
-            }
+                    chain: p.chain.clone(),
+                    key: p.key.clone(),
+                })
+                .collect();
             Ok(CertificateConfig {
                 name: name.as_str().into(),
-                pairs,
+                source: CertificateSource::Files(pairs),
             })
         })
         .collect()

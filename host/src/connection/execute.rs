@@ -49,6 +49,12 @@ impl Decided {
                 reject::run(stream, alert, record_version).await;
                 ((0, 0), End::Rejected)
             }
+            Action::Challenge { challenge, hello } => {
+                active.enter(Stage::Terminate);
+                let answer =
+                    super::challenge::answer(cx, trail, stream, bytes, (challenge, &hello));
+                Box::pin(answer).await
+            }
             Action::Unreachable(error) => {
                 trail.acting(access::Action::Unreachable, None);
                 unreachable(cx, trail, stream, &error).await

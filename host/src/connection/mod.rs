@@ -4,6 +4,7 @@
 //! The stages are described in `host/LIFECYCLE.md`; carrying out the
 //! action is in `execute.rs`, the access log line in `trail.rs`.
 
+mod challenge;
 mod execute;
 mod report;
 mod trail;
@@ -92,6 +93,11 @@ enum Action {
         dest: Dest,
     },
     Reject(Alert),
+    /// A TLS-ALPN-01 validation connection, answered by limen itself.
+    Challenge {
+        challenge: crate::tls::Challenge,
+        hello: Arc<HelloSummary>,
+    },
     /// The upstream's name did not resolve (or the fallback's was refused):
     /// not the policy's fault, so no fail mode; the client gets a bare close.
     Unreachable(UpstreamError),
@@ -146,7 +152,10 @@ impl Accepted {
 impl Peeked {
     /// Ask the policy, plan its decision, apply the fail mode on any
     /// failure, resolve the upstream.
-    async fn decide(self, cx: &Context, trail: &mut Trail) -> Decided {
+    async fn decide(mut self, cx: &Context, trail: &mut Trail) -> Decided {
+        if let Some(action) = self.challenge(cx, trail) {
+            return self.decided_by_limen(action);
+        }
         let generation = &cx.generation;
         let metrics = &generation.metrics;
         let started = Instant::now();
@@ -199,7 +208,7 @@ impl Peeked {
         match &action {
             Action::Passthrough { upstream, .. } => metrics.routed_to(&upstream.addr),
             Action::Terminate { terminate, .. } => metrics.routed_to(&terminate.upstream.addr),
-            Action::Reject(_) | Action::Unreachable(_) => {}
+            Action::Reject(_) | Action::Unreachable(_) | Action::Challenge { .. } => {}
         }
         let hello = trail.hello().map(Arc::as_ref);
         report::decided(&cx.conn, hello, &action, result, miss, failure.as_ref());

@@ -79,7 +79,7 @@ pub(super) fn decided(
                 "tls.sni_routed"
             );
         }
-        Action::Unreachable(_) => {}
+        Action::Unreachable(_) | Action::Challenge { .. } => {}
     }
 }
 

@@ -217,6 +217,14 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         None => match authorised(&mut reader, waiting, shared.token.as_deref()).await {
             Err(error) => denied(error),
             Ok(Request::Status) => Answer::Status(super::status(&shared.serve)),
+            Ok(Request::Renew { certificate }) => match shared.serve.acme.renew(&certificate) {
+                Ok(()) => Answer::Renewing { certificate },
+                Err(error) => Answer::Refused {
+                    code: error.code().into(),
+                    error: error.to_string(),
+                    live: shared.serve.live.policy().version().to_string(),
+                },
+            },
             Ok(Request::Swap {
                 module_len,
                 config_json,

@@ -37,6 +37,11 @@ pub enum Request {
     },
     /// Describe the live policy and listeners.
     Status,
+    /// Renew an ACME certificate now.
+    Renew {
+        /// Its `[certificates.NAME]`.
+        certificate: String,
+    },
 }
 
 /// limen's answer.
@@ -61,6 +66,12 @@ pub enum Answer {
     },
     /// A new configuration is live.
     Reloaded(Reloaded),
+    /// A renewal was started; its outcome is an event (`acme.renewed`,
+    /// `acme.failed`) and `limen_acme_orders_total`.
+    Renewing {
+        /// The certificate.
+        certificate: String,
+    },
     /// The live state.
     Status(Status),
     /// Bad request or token.
@@ -93,7 +104,11 @@ impl Answer {
     pub fn is_success(&self) -> bool {
         matches!(
             self,
-            Answer::Swapped(_) | Answer::Unchanged { .. } | Answer::Reloaded(_) | Answer::Status(_)
+            Answer::Swapped(_)
+                | Answer::Unchanged { .. }
+                | Answer::Reloaded(_)
+                | Answer::Status(_)
+                | Answer::Renewing { .. }
         )
     }
 }

@@ -85,7 +85,8 @@ impl Control {
         if config.admin != self.config.admin || config.metrics != self.config.metrics {
             tracing::warn!("[admin] and [metrics] changes take effect at the next start");
         }
-        let tls = load_tls(&config).await?;
+        let managed = self.serve.acme.prepare(&config).await;
+        let tls = load_tls(&config, &managed).await?;
         let live = self.serve.live.policy();
         let module = Module::read(&config.policy.module).await?;
         if config.policy.cache != self.config.policy.cache {
@@ -161,7 +162,10 @@ impl Control {
             }
             None => live,
         };
-        self.serve.live.store(Arc::new(generation), policy);
+        let generation = Arc::new(generation);
+        generation.publish_expiries();
+        self.serve.live.store(generation, policy);
+        self.serve.acme.commit(&config, &managed);
         if policy_changed {
             self.count(Trigger::Reload, ChangeOutcome::Applied);
         }

@@ -8,6 +8,7 @@
 //! series through a capped, lock-free map (`upstreams`). Every update is then
 //! an atomic add.
 
+mod certs;
 pub(crate) mod endpoint;
 mod listener;
 mod pools;
@@ -24,6 +25,7 @@ use prometheus::{
 use crate::outcome::{ChangeOutcome, Trigger, UpstreamFailure};
 pub use crate::outcome::{PolicyFailure, RouteResult, Stage};
 use crate::quota::QuotaCounters;
+pub(crate) use certs::OrderOutcome;
 pub(crate) use listener::{Active, ListenerMetrics};
 pub use upstreams::OTHER as OTHER_UPSTREAM;
 use upstreams::UpstreamLabels;
@@ -86,6 +88,13 @@ pub mod names {
     pub const POLICY_LIMITED: &str = "limen_policy_limited_total";
     /// Limit keys pushed out of the host's table by newer ones.
     pub const POLICY_LIMIT_EVICTIONS: &str = "limen_policy_limit_evictions_total";
+    /// A certificate's leaf `notAfter` (Unix seconds), by certificate name:
+    /// file-based and ACME alike.
+    pub const CERTIFICATE_EXPIRY: &str = "limen_certificate_expiry_timestamp_seconds";
+    /// ACME orders, by certificate and outcome (`issued`, `renewed`, `failed`).
+    pub const ACME_ORDERS: &str = "limen_acme_orders_total";
+    /// TLS-ALPN-01 validation connections limen answered, by certificate.
+    pub const ACME_CHALLENGES: &str = "limen_acme_challenges_total";
 }
 
 /// Bucket bounds, in seconds, of the peek histogram: finite up to 3 s (a
@@ -148,6 +157,7 @@ pub struct Metrics {
     policy_info: IntGaugeVec,
     upstream_pools: pools::PoolFamilies,
     quotas: QuotaCounters,
+    certs: certs::CertFamilies,
 }
 
 impl Metrics {
@@ -290,6 +300,7 @@ impl Metrics {
             ),
             upstream_pools: pools::PoolFamilies::new(&gauges, &counters),
             quotas: pools::quota_counters(&counters),
+            certs: certs::CertFamilies::new(&gauges, &counters),
             registry,
         }
     }

@@ -8,6 +8,7 @@
 
 mod error;
 mod files;
+mod managed;
 mod store;
 mod upstream;
 mod validity;
@@ -15,8 +16,11 @@ mod validity;
 use std::sync::Arc;
 
 pub use error::TlsError;
-pub(crate) use store::CertStore;
+pub use managed::ManagedKeys;
+pub(crate) use managed::{Challenge, Challenges, ManagedKey};
+pub(crate) use store::{CertStore, Missing};
 pub(crate) use upstream::{UpstreamTls, check_connector};
+pub(crate) use validity::{not_after, not_before};
 
 use crate::config::{CertificateConfig, UpstreamTrust};
 
@@ -30,13 +34,16 @@ pub struct Tls {
 impl Tls {
     /// Read and check every certificate and key, and the upstream trust.
     /// Blocking: call from a blocking thread.
+    /// ACME-managed names read their keys from `managed` (empty slots
+    /// when there is none, as in `limen check`).
     pub fn load(
         certificates: &[CertificateConfig],
         trust: &UpstreamTrust,
+        managed: &ManagedKeys,
     ) -> Result<Tls, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = provider();
         let mut warnings = Vec::new();
-        let certs = CertStore::load(certificates, &provider, &mut warnings)?;
+        let certs = CertStore::load(certificates, (&provider, managed), &mut warnings)?;
         let upstream = UpstreamTls::load(trust, &provider, &mut warnings)?;
         Ok(Tls {
             certs,
@@ -51,4 +58,9 @@ impl Tls {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+}
+
+/// The one crypto provider limen's TLS uses (ring).
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -14,8 +14,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::managed::{Challenge, Challenges, ManagedKey, ManagedKeys};
 use super::{TlsError, files, validity};
-use crate::config::CertificateConfig;
+use crate::config::{CertificateConfig, CertificateSource, KeyPairPaths};
 
 /// A policy's ALPN lists are few; a cap keeps a policy that invents new ones
 /// per connection from growing the cache.
@@ -24,18 +25,30 @@ const MAX_ALPN_VARIANTS: usize = 16;
 /// Certificates by name.
 pub(crate) struct CertStore {
     entries: HashMap<Arc<str>, Entry>,
+    /// TLS-ALPN-01 challenges pending (shared with the ACME tasks).
+    challenges: Arc<Challenges>,
 }
 
 struct Entry {
     /// No ALPN.
     base: Arc<ServerConfig>,
     by_alpn: RwLock<HashMap<Vec<Vec<u8>>, Arc<ServerConfig>>>,
+    keys: Arc<ChooseKey>,
+}
+
+/// Why a name has no server config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// No `[certificates.NAME]` entry.
+    Unknown,
+    /// An ACME entry whose first certificate has not been issued yet.
+    NotIssued,
 }
 
 impl CertStore {
     pub(super) fn load(
         certificates: &[CertificateConfig],
-        provider: &Arc<CryptoProvider>,
+        (provider, managed): (&Arc<CryptoProvider>, &ManagedKeys),
         warnings: &mut Vec<String>,
     ) -> Result<CertStore, TlsError> {
         let now = SystemTime::now()
@@ -44,49 +57,50 @@ impl CertStore {
         let mut entries = HashMap::new();
         for entry in certificates {
             let name = entry.name.as_ref();
-            let mut keys = Vec::new();
-            for pair in &entry.pairs {
-                let chain = files::chain(&pair.chain)?;
-                let key = files::key(&pair.key, warnings)?;
-                if let Some(warning) = validity::check(name, &chain[0], now) {
-                    warnings.push(warning);
+            let keys = match &entry.source {
+                CertificateSource::Files(pairs) => {
+                    let mut keys = Vec::new();
+                    for pair in pairs {
+                        keys.push(Arc::new(load_pair(name, pair, provider, now, warnings)?));
+                    }
+                    ChooseKey::Files(keys)
                 }
-                let signing =
-                    provider
-                        .key_provider
-                        .load_private_key(key)
-                        .map_err(|e| TlsError::Key {
-                            name: name.to_owned(),
-                            key: pair.key.clone(),
-                            reason: e.to_string(),
-                        })?;
-                let certified = CertifiedKey::new(chain, signing);
-                if certified.keys_match().is_err() {
-                    return Err(TlsError::KeyMismatch {
-                        name: name.to_owned(),
-                        chain: pair.chain.clone(),
-                        key: pair.key.clone(),
-                    });
+                // `limen check` has no ACME task: an empty slot stands in.
+                CertificateSource::Acme(_) => {
+                    ChooseKey::Managed(managed.keys.get(name).cloned().unwrap_or_default())
                 }
-                keys.push(Arc::new(certified));
-            }
-            let base = server_config(provider, Arc::new(ChooseKey(keys)))?;
+            };
+            let keys = Arc::new(keys);
+            let base = server_config(provider, keys.clone())?;
             entries.insert(
                 entry.name.clone(),
                 Entry {
                     base: Arc::new(base),
                     by_alpn: RwLock::default(),
+                    keys,
                 },
             );
         }
-        Ok(CertStore { entries })
+        Ok(CertStore {
+            entries,
+            challenges: managed.challenges.clone(),
+        })
     }
 
-    /// The server config for `name` offering `alpn`, or `None` for an unknown name.
-    pub(crate) fn server_config(&self, name: &str, alpn: &[Vec<u8>]) -> Option<Arc<ServerConfig>> {
-        let entry = self.entries.get(name)?;
+    /// The server config for `name` offering `alpn`, or why there is none.
+    pub(crate) fn server_config(
+        &self,
+        name: &str,
+        alpn: &[Vec<u8>],
+    ) -> Result<Arc<ServerConfig>, Missing> {
+        let entry = self.entries.get(name).ok_or(Missing::Unknown)?;
+        if let ChooseKey::Managed(slot) = &*entry.keys
+            && !slot.is_ready()
+        {
+            return Err(Missing::NotIssued);
+        }
         if alpn.is_empty() {
-            return Some(entry.base.clone());
+            return Ok(entry.base.clone());
         }
         // A poisoned lock only means another connection panicked mid-insert;
         // the map itself is still whole.
@@ -97,7 +111,7 @@ impl CertStore {
             .get(alpn)
             .cloned();
         if let Some(config) = cached {
-            return Some(config);
+            return Ok(config);
         }
         let mut config = ServerConfig::clone(&entry.base);
         config.alpn_protocols = alpn.to_vec();
@@ -106,8 +120,62 @@ impl CertStore {
         if map.len() < MAX_ALPN_VARIANTS {
             map.insert(alpn.to_vec(), config.clone());
         }
-        Some(config)
+        Ok(config)
     }
+
+    /// The TLS-ALPN-01 challenge config for a hello, if it asks for one
+    /// limen is answering (see [`Challenges::answer`]).
+    pub(crate) fn challenge(&self, sni: Option<&str>, alpn: &[Vec<u8>]) -> Option<Challenge> {
+        self.challenges.answer(sni, alpn)
+    }
+
+    /// Each certificate's name and the earliest `notAfter` (Unix seconds)
+    /// among its keys; none for an ACME name not issued yet.
+    pub(crate) fn expiries(&self) -> impl Iterator<Item = (&Arc<str>, Option<i64>)> {
+        self.entries.iter().map(|(name, entry)| {
+            let expiry = match &*entry.keys {
+                ChooseKey::Files(keys) => keys
+                    .iter()
+                    .filter_map(|k| k.end_entity_cert().ok())
+                    .filter_map(validity::not_after)
+                    .min(),
+                ChooseKey::Managed(slot) => slot.not_after(),
+            };
+            (name, expiry)
+        })
+    }
+}
+
+/// Read one chain and key pair and check they belong together.
+fn load_pair(
+    name: &str,
+    pair: &KeyPairPaths,
+    provider: &Arc<CryptoProvider>,
+    now: i64,
+    warnings: &mut Vec<String>,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = files::chain(&pair.chain)?;
+    let key = files::key(&pair.key, warnings)?;
+    if let Some(warning) = validity::check(name, &chain[0], now) {
+        warnings.push(warning);
+    }
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Key {
+            name: name.to_owned(),
+            key: pair.key.clone(),
+            reason: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing);
+    if certified.keys_match().is_err() {
+        return Err(TlsError::KeyMismatch {
+            name: name.to_owned(),
+            chain: pair.chain.clone(),
+            key: pair.key.clone(),
+        });
+    }
+    Ok(certified)
 }
 
 /// TLS 1.2 and 1.3 with the provider's default (AEAD-only, forward-secret)
@@ -124,18 +192,26 @@ fn server_config(
 }
 
 /// Several keys under one name (ECDSA and RSA): serve the first one the
-/// client can verify, in the order the config lists them.
+/// client can verify, in the order the config lists them. An ACME name has
+/// one key, read from its slot at each handshake.
 #[derive(Debug)]
-struct ChooseKey(Vec<Arc<CertifiedKey>>);
+enum ChooseKey {
+    Files(Vec<Arc<CertifiedKey>>),
+    Managed(Arc<ManagedKey>),
+}
 
 impl ResolvesServerCert for ChooseKey {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let schemes = hello.signature_schemes();
-        self.0
-            .iter()
-            .find(|k| k.key.choose_scheme(schemes).is_some())
-            // None fits: rustls then fails the handshake with the right alert.
-            .or_else(|| self.0.first())
-            .cloned()
+        match self {
+            ChooseKey::Files(keys) => {
+                let schemes = hello.signature_schemes();
+                keys.iter()
+                    .find(|k| k.key.choose_scheme(schemes).is_some())
+                    // None fits: rustls then fails the handshake with the right alert.
+                    .or_else(|| keys.first())
+                    .cloned()
+            }
+            ChooseKey::Managed(slot) => slot.current(),
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! One test binary (ripgrep's layout): each module is one area of behaviour.
 
 mod access_log;
+mod acme;
 mod admin;
 mod bulk;
 mod cases;

@@ -11,7 +11,7 @@ use limen::control::client;
 use limen::control::protocol::{Answer, Request};
 use limen::explain::{self, HelloSource};
 use limen::policy::Policy;
-use limen::tls::Tls;
+use limen::tls::{ManagedKeys, Tls};
 use limen::{Config, Server};
 
 /// `limen explain` flags: exactly one hello source.
@@ -91,11 +91,24 @@ fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check(path: &Path, online: bool) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let start = Instant::now();
-    small_runtime()?.block_on(Policy::load_offline(&config.policy))?;
-    let tls = Tls::load(&config.certificates, &config.upstream_trust)?;
+    let runtime = small_runtime()?;
+    runtime.block_on(Policy::load_offline(&config.policy))?;
+    if let Some(acme) = &config.acme {
+        limen::acme::check(acme)?;
+        if online {
+            let answer = runtime.block_on(limen::acme::check_online(acme))?;
+            eprintln!("limen: acme: {}: {answer}", acme.directory);
+        }
+    }
+    // ACME names get empty slots: checking does not order anything.
+    let tls = Tls::load(
+        &config.certificates,
+        &config.upstream_trust,
+        &ManagedKeys::default(),
+    )?;
     for warning in tls.warnings() {
         eprintln!("limen: warning: {warning}");
     }
@@ -181,6 +194,22 @@ pub(crate) fn swap(args: &SwapArgs) -> anyhow::Result<()> {
     admin_call(&args.admin, request, &module)
 }
 
+/// `limen renew` flags.
+#[derive(Args)]
+pub(crate) struct RenewArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// The `[certificates.NAME]` entry (one with `acme = [...]`).
+    certificate: String,
+}
+
+pub(crate) fn renew(args: &RenewArgs) -> anyhow::Result<()> {
+    let request = Request::Renew {
+        certificate: args.certificate.clone(),
+    };
+    admin_call(&args.admin, request, &[])
+}
+
 pub(crate) fn status(args: &AdminArgs) -> anyhow::Result<()> {
     admin_call(args, Request::Status, &[])
 }
@@ -199,6 +228,7 @@ fn admin_call(args: &AdminArgs, request: Request, module: &[u8]) -> anyhow::Resu
     let answer = small_runtime()?.block_on(client::call(&args.admin, token, request, module))?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     match answer {
+        Answer::Refused { error, .. } if error.starts_with("E043") => bail!("{error}"),
         Answer::Refused { error, .. } => bail!("refused, the live policy stays: {error}"),
         Answer::Denied { error } => bail!("E042 denied: {error}"),
         _ => Ok(()),

@@ -34,6 +34,9 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also ask the `[acme]` directory (nothing is created there).
+        #[arg(long)]
+        online: bool,
     },
     /// Print the parsed hello and the policy's decision as JSON, offline.
     Explain(commands::ExplainArgs),
@@ -43,6 +46,8 @@ enum Command {
     Swap(commands::SwapArgs),
     /// Show a running limen's live policy version and listeners.
     Status(commands::AdminArgs),
+    /// Renew an ACME certificate of a running limen now (via its [admin] endpoint).
+    Renew(commands::RenewArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,11 +70,12 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run { config } => commands::run(&config),
-        Command::Check { config } => commands::check(&config),
+        Command::Check { config, online } => commands::check(&config, online),
         Command::Explain(args) => commands::explain(&args),
         Command::Test(args) => commands::test(&args),
         Command::Swap(args) => commands::swap(&args),
         Command::Status(args) => commands::status(&args),
+        Command::Renew(args) => commands::renew(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
