@@ -91,10 +91,11 @@ pub(crate) async fn account(config: &AcmeConfig, storage: &Storage) -> Result<Ac
     Ok(account)
 }
 
-/// Whether `error` says the account is gone from the CA.
+/// Whether `error` says the account is gone from the CA (not merely that
+/// a validation was unauthorized: that is the name's problem).
 pub(crate) fn account_gone(error: &OrderError) -> bool {
     matches!(error, OrderError::Problem(p)
-        if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist") || t.ends_with(":unauthorized")))
+        if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist")))
 }
 
 /// Forget the stored account (the next [`account`] call creates one).

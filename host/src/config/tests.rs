@@ -208,3 +208,45 @@ check_sni = "web.internal"
     let (code, error) = refused("balance = \"least_connections\"", "balance = \"fastest\"");
     assert!(code == "E002" && error.contains("round_robin"), "{error}");
 }
+
+#[test]
+fn acme_entries_need_the_acme_block_and_plain_names() {
+    let acme = r#"
+[acme]
+directory = "https://ca.test/dir"
+contact = ["mailto:ops@example.com"]
+storage = "/var/lib/limen/acme"
+renew_before = "25%"
+[certificates.shop]
+acme = ["shop.example.com", "www.shop.example.com"]
+"#;
+    let config = Config::from_toml(&format!("{GOOD}{acme}")).unwrap();
+    let block = config.acme.as_ref().unwrap();
+    assert_eq!(block.renew_before, RenewBefore::Fraction(0.25));
+    assert!(matches!(
+        &config.certificates[0].source,
+        CertificateSource::Acme(names) if names.0.len() == 2
+    ));
+    assert_eq!(config.policy.rules.certificates, vec![Arc::from("shop")]);
+    let refused = |text: String, what: &str| {
+        let err = Config::from_toml(&text).unwrap_err();
+        assert_eq!(err.code(), "E003", "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    };
+    let without_block = format!("{GOOD}[certificates.shop]\nacme = [\"shop.example.com\"]\n");
+    refused(without_block, "needs an [acme] section");
+    let full = format!("{GOOD}{acme}");
+    refused(
+        full.replace("https://ca.test", "http://ca.test"),
+        "https://",
+    );
+    refused(full.replace("mailto:ops", "ops"), "mailto:");
+    refused(
+        full.replace("\"shop.example.com\"", "\"*.example.com\""),
+        "wildcard",
+    );
+    refused(full.replace("\"25%\"", "\"soon\""), "renew_before");
+    // A file pair and `acme` in one entry is neither shape.
+    let both = full.replace("acme = [", "chain = \"c.pem\"\nacme = [");
+    assert_eq!(Config::from_toml(&both).unwrap_err().code(), "E002");
+}
