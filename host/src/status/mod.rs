@@ -64,6 +64,20 @@ pub(crate) fn snapshot(live: &Live, history: &History) -> Value {
         })
         .collect();
     let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut certificates: Vec<Value> = generation
+        .tls
+        .certs
+        .summary()
+        .map(|(name, not_after, acme)| {
+            let failed = [("certificate", &**name), ("outcome", "failed")];
+            json!({ "name": &**name, "source": if acme { "acme" } else { "files" },
+                    "state": if not_after.is_some() { "issued" } else { "pending" },
+                    "not_after": not_after,
+                    "days_left": not_after.map(|t| (t - unix(SystemTime::now()) as i64) / 86_400),
+                    "failed_orders": count(names::ACME_ORDERS, &failed) })
+        })
+        .collect();
+    certificates.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     json!({
         "generated_at": unix(SystemTime::now()),
         "generation": generation.number,
@@ -73,6 +87,7 @@ pub(crate) fn snapshot(live: &Live, history: &History) -> Value {
         "changes": history.recent(),
         "routes": routes,
         "pools": pools,
+        "certificates": certificates,
         "limits": {
             "rate_limited": count(names::POLICY_LIMITED, &[("kind", "rate")]),
             "slots_full": count(names::POLICY_LIMITED, &[("kind", "slots")]),

@@ -69,6 +69,35 @@ pub(super) fn html(status: &Value) -> String {
             members.collect(),
         );
     }
+    table(
+        &mut out,
+        "Certificates",
+        &[
+            "name",
+            "source",
+            "state",
+            "expires (unix)",
+            "days left",
+            "failed orders",
+        ],
+        status["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let state = text(&c["state"]);
+                let class = if state == "issued" { "up" } else { "down" };
+                vec![
+                    text(&c["name"]),
+                    text(&c["source"]),
+                    format!("<span class=\"{class}\">{state}</span>"),
+                    text(&c["not_after"]),
+                    text(&c["days_left"]),
+                    text(&c["failed_orders"]),
+                ]
+            })
+            .collect(),
+    );
     let limits = &status["limits"];
     table(
         &mut out,

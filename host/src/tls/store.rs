@@ -132,6 +132,11 @@ impl CertStore {
     /// Each certificate's name and the earliest `notAfter` (Unix seconds)
     /// among its keys; none for an ACME name not issued yet.
     pub(crate) fn expiries(&self) -> impl Iterator<Item = (&Arc<str>, Option<i64>)> {
+        self.summary().map(|(name, expiry, _)| (name, expiry))
+    }
+
+    /// [`CertStore::expiries`], and whether each is ACME-managed.
+    pub(crate) fn summary(&self) -> impl Iterator<Item = (&Arc<str>, Option<i64>, bool)> {
         self.entries.iter().map(|(name, entry)| {
             let expiry = match &*entry.keys {
                 ChooseKey::Files(keys) => keys
@@ -141,7 +146,7 @@ impl CertStore {
                     .min(),
                 ChooseKey::Managed(slot) => slot.not_after(),
             };
-            (name, expiry)
+            (name, expiry, matches!(&*entry.keys, ChooseKey::Managed(_)))
         })
     }
 }

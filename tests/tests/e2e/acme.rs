@@ -59,6 +59,9 @@ async fn setup() -> anyhow::Result<Setup> {
 [admin]
 socket = "{admin}"
 
+[metrics]
+bind = "127.0.0.1:0"
+
 [acme]
 directory = "{directory}"
 contact = ["mailto:ops@example.com"]
@@ -73,8 +76,11 @@ acme = ["shop.example.com", "www.shop.example.com"]
         storage = storage.display(),
         ca = pebble.tls_ca().display(),
     );
-    let toml = config(&guests::example("static-routes"), &routes, "", &extra)
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let toml = config(&guests::example("static-routes"), &routes, "", &extra).replacen(
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{port}"),
+        1,
+    );
     Ok(Setup {
         pebble,
         toml,
@@ -100,6 +106,30 @@ async fn orders(limen: &Running, outcome: &str, n: u64, pebble: &Pebble) -> anyh
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// The `shop` entry of `/status.json`.
+async fn status_of_shop(limen: &Running) -> anyhow::Result<serde_json::Value> {
+    let addr = limen.metrics_addr.context("metrics listener")?;
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /status.json HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await??;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(body)?;
+    let certificates = status["certificates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    certificates
+        .into_iter()
+        .find(|c| c["name"] == "shop")
+        .context("no shop in /status.json")
 }
 
 async fn renew(admin: &Path) -> anyhow::Result<Answer> {
@@ -266,6 +296,12 @@ async fn until_the_first_certificate_is_issued_terminate_gets_the_fail_mode() ->
     setup.pebble.stop_ca();
     let limen = Running::start(&setup.toml).await?;
     orders(&limen, "failed", 1, &setup.pebble).await?;
+    let shop = status_of_shop(&limen).await?;
+    assert_eq!(
+        (&shop["source"], &shop["state"]),
+        (&"acme".into(), &"pending".into())
+    );
+    assert!(shop["failed_orders"].as_u64() >= Some(1), "{shop}");
     // No certificate yet: the fail mode (default: internal_error alert).
     let refused = limen.counter(names::POLICY_FAILURES, &[("kind", "invalid_decision")]);
     let tcp = TcpStream::connect(limen.addr).await?;
@@ -297,6 +333,9 @@ async fn until_the_first_certificate_is_issued_terminate_gets_the_fail_mode() ->
         .await
         .context("connect once issued")?;
     echoed(&mut tls, b"issued\n").await.context("echo")?;
+    let shop = status_of_shop(&limen).await?;
+    assert_eq!(shop["state"], "issued", "{shop}");
+    assert!(shop["days_left"].as_i64() > Some(1), "{shop}");
     drop(tls);
     limen.stop().await
 }
