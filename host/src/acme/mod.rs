@@ -21,13 +21,14 @@ mod storage;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AcmeConfig, AcmeNames, CertificateSource, Config};
 use crate::metrics::Metrics;
 use crate::tls::{self, Challenges, ManagedKey, ManagedKeys};
 pub use check::{AcmeError, check, check_online};
+use order::Accounts;
+use renew::Force;
 use storage::Storage;
 
 /// The ACME-managed certificates of a running limen.
@@ -38,6 +39,8 @@ pub(crate) struct Acme {
     managed: Mutex<HashMap<Arc<str>, Managed>>,
     metrics: Metrics,
     stop: CancellationToken,
+    /// One account per directory, shared by the tasks.
+    accounts: Arc<Accounts>,
 }
 
 struct Managed {
@@ -50,7 +53,7 @@ struct Managed {
 
 struct Running {
     cancel: CancellationToken,
-    force: Arc<Notify>,
+    force: Arc<Force>,
 }
 
 /// Why a forced renewal was not started.
@@ -75,6 +78,7 @@ impl Acme {
             managed: Mutex::default(),
             metrics,
             stop: CancellationToken::new(),
+            accounts: Arc::default(),
         }
     }
 
@@ -84,14 +88,26 @@ impl Acme {
     pub(crate) async fn prepare(&self, config: &Config) -> ManagedKeys {
         let mut keys = HashMap::new();
         for (certificate, names) in acme_entries(config) {
-            let kept = self
-                .lock()
-                .get(&certificate)
-                .filter(|m| m.names == names)
-                .map(|m| m.key.clone());
+            let (kept, previous) = {
+                let managed = self.lock();
+                let entry = managed.get(&certificate);
+                let same =
+                    entry.filter(|m| m.names == names && config.acme.as_ref() == Some(&m.config));
+                let previous = entry.and_then(|m| m.key.current().zip(m.key.validity()));
+                (same.map(|m| m.key.clone()), previous)
+            };
             let key = match (kept, &config.acme) {
                 (Some(key), _) => key,
-                (None, Some(acme)) => stored(acme, &certificate, &names).await,
+                (None, Some(acme)) => {
+                    let key = stored(acme, &certificate, &names).await;
+                    // Names or CA changed: the old certificate serves its
+                    // names until the new one is issued (the task orders at
+                    // once), rather than nothing.
+                    if let (false, Some((old, validity))) = (key.is_ready(), previous) {
+                        key.install(old, validity);
+                    }
+                    key
+                }
                 (None, None) => Arc::default(),
             };
             keys.insert(certificate, key);
@@ -123,7 +139,7 @@ impl Acme {
             let key = keys.keys.get(&certificate).cloned().unwrap_or_default();
             let running = Running {
                 cancel: self.stop.child_token(),
-                force: Arc::new(Notify::new()),
+                force: Arc::default(),
             };
             let task = renew::Task {
                 certificate: certificate.clone(),
@@ -133,9 +149,19 @@ impl Acme {
                 challenges: self.challenges.clone(),
                 metrics: self.metrics.clone(),
                 force: running.force.clone(),
+                accounts: self.accounts.clone(),
                 cancel: running.cancel.clone(),
             };
-            tokio::spawn(task.run());
+            // Watched: a task that panicked would stop renewing in silence.
+            let watched = tokio::spawn(task.run());
+            let name = certificate.clone();
+            tokio::spawn(async move {
+                if let Err(error) = watched.await
+                    && error.is_panic()
+                {
+                    tracing::error!(target: "tls_sni", certificate = &*name, "acme task panicked: renewals stopped");
+                }
+            });
             let entry = Managed {
                 names,
                 config: acme.clone(),
@@ -152,8 +178,8 @@ impl Acme {
         let managed = self.lock();
         let running = managed.get(certificate).and_then(|m| m.task.as_ref());
         let running = running.ok_or_else(|| RenewError::NotManaged(certificate.to_owned()))?;
-        // A permit is kept if the task is mid-attempt: it renews again after.
-        running.force.notify_one();
+        // Counted: asked mid-attempt, it is served by the next attempt.
+        running.force.request();
         Ok(())
     }
 
@@ -181,13 +207,14 @@ fn acme_entries(config: &Config) -> impl Iterator<Item = (Arc<str>, AcmeNames)> 
 async fn stored(acme: &AcmeConfig, certificate: &Arc<str>, names: &AcmeNames) -> Arc<ManagedKey> {
     let key = Arc::new(ManagedKey::default());
     let (storage, name) = (Storage::new(&acme.storage), certificate.clone());
-    let found = tokio::task::spawn_blocking(move || storage.certificate(&name))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let wanted: Vec<String> = names.0.iter().map(|n| n.to_string()).collect();
+    let found = match tokio::task::spawn_blocking(move || storage.certificate(&name)).await {
+        Ok(found) => found,
+        Err(error) => Err(std::io::Error::other(error.to_string())),
+    };
+    let fits =
+        |s: &storage::Stored| renew::same_names(&s.names, names) && s.directory == acme.directory;
     match found {
-        Ok(Some(stored)) if stored.names == wanted => match renew::parse(&stored, &tls::provider())
-        {
+        Ok(Some(stored)) if fits(&stored) => match renew::parse(&stored, &tls::provider()) {
             Ok((certified, validity)) => {
                 key.install(certified, validity);
                 tracing::info!(
@@ -202,7 +229,7 @@ async fn stored(acme: &AcmeConfig, certificate: &Arc<str>, names: &AcmeNames) ->
         },
         Ok(Some(_)) => tracing::info!(
             target: "tls_sni", certificate = &**certificate,
-            "acme.names_changed: ordering a new certificate"
+            "acme.names_changed: ordering a new certificate (names or directory changed)"
         ),
         Ok(None) => {}
         Err(error) => tracing::warn!(

@@ -58,20 +58,57 @@ impl From<instant_acme::Error> for OrderError {
     }
 }
 
-/// The account for `config`'s directory: the stored one, else a new one
-/// (stored at once). A stored account the CA no longer knows (a test CA
-/// restarted, a staging reset) is replaced.
-pub(crate) async fn account(config: &AcmeConfig, storage: &Storage) -> Result<Account, OrderError> {
+/// The ACME account, shared by every certificate's task: one account per
+/// directory, created once (N tasks starting together must not make N
+/// accounts against the CA's per-IP limit), cached after.
+#[derive(Default)]
+pub(crate) struct Accounts(tokio::sync::Mutex<Option<(String, Account)>>);
+
+impl Accounts {
+    /// The account for `config`'s directory: the cached one, the stored
+    /// one, else a new one (stored at once).
+    pub(crate) async fn get(
+        &self,
+        config: &AcmeConfig,
+        storage: &Storage,
+    ) -> Result<Account, OrderError> {
+        let mut cached = self.0.lock().await;
+        if let Some((directory, account)) = &*cached
+            && *directory == config.directory
+        {
+            return Ok(account.clone());
+        }
+        let account = load_or_create(config, storage).await?;
+        *cached = Some((config.directory.clone(), account.clone()));
+        Ok(account)
+    }
+
+    /// The CA no longer knows `gone`: set its key aside, so the next
+    /// [`Accounts::get`] creates a new account (unless another task did
+    /// already).
+    pub(crate) async fn forget(&self, config: &AcmeConfig, storage: &Storage, gone: &Account) {
+        let mut cached = self.0.lock().await;
+        if cached.as_ref().is_some_and(|(_, a)| a.id() != gone.id()) {
+            return;
+        }
+        *cached = None;
+        let (storage, directory) = (storage.clone(), config.directory.clone());
+        if let Err(error) = blocking(move || storage.retire_account(&directory)).await {
+            tracing::warn!(target: "tls_sni", %error, "acme: cannot set the old account aside");
+        }
+    }
+}
+
+async fn load_or_create(config: &AcmeConfig, storage: &Storage) -> Result<Account, OrderError> {
     let directory = config.directory.clone();
     let stored = {
         let (storage, directory) = (storage.clone(), directory.clone());
         blocking(move || storage.account(&directory)).await?
     };
-    // An empty file is an account forgotten by `forget_account`.
-    if let Some(json) = stored.filter(|json| !json.trim().is_empty()) {
+    if let Some(json) = stored {
         let credentials: AccountCredentials = serde_json::from_str(&json)
             .map_err(|e| OrderError::Unusable(format!("stored account: {e}")))?;
-        let account = builder(config)?.from_credentials(credentials).await?;
+        let account = builder(config).await?.from_credentials(credentials).await?;
         return Ok(account);
     }
     let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
@@ -80,7 +117,8 @@ pub(crate) async fn account(config: &AcmeConfig, storage: &Storage) -> Result<Ac
         terms_of_service_agreed: true,
         only_return_existing: false,
     };
-    let (account, credentials) = builder(config)?
+    let (account, credentials) = builder(config)
+        .await?
         .create(&new, directory.clone(), None)
         .await?;
     let json = serde_json::to_string(&credentials)
@@ -98,18 +136,18 @@ pub(crate) fn account_gone(error: &OrderError) -> bool {
         if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist")))
 }
 
-/// Forget the stored account (the next [`account`] call creates one).
-pub(crate) async fn forget_account(config: &AcmeConfig, storage: &Storage) {
-    let storage = storage.clone();
-    let directory = config.directory.clone();
-    let _ = blocking(move || storage.save_account(&directory, "")).await;
-}
-
-fn builder(config: &AcmeConfig) -> Result<instant_acme::AccountBuilder, OrderError> {
-    Ok(match &config.ca {
-        Some(ca) => Account::builder_with_root(ca)?,
-        None => Account::builder()?,
-    })
+/// An HTTP client for the directory: trusting `ca` when set (a private or
+/// test CA), else the platform's roots. Reading `ca` is file I/O: off the
+/// runtime.
+async fn builder(config: &AcmeConfig) -> Result<instant_acme::AccountBuilder, OrderError> {
+    match config.ca.clone() {
+        Some(ca) => match tokio::task::spawn_blocking(move || Account::builder_with_root(ca)).await
+        {
+            Ok(built) => Ok(built?),
+            Err(error) => Err(OrderError::Unusable(error.to_string())),
+        },
+        None => Ok(Account::builder()?),
+    }
 }
 
 /// Order a certificate for `names`, serving each challenge in `challenges`
@@ -127,6 +165,7 @@ pub(crate) async fn order(
     let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
     let mut serving = Serving {
         challenges,
+        certificate,
         names: Vec::new(),
     };
     let mut authorizations = order.authorizations();
@@ -157,7 +196,11 @@ pub(crate) async fn order(
         serving.names.push(name);
         challenge.set_ready().await?;
     }
-    let status = order.poll_ready(&POLL).await?;
+    let status = match order.poll_ready(&POLL).await {
+        Ok(status) => status,
+        Err(instant_acme::Error::Timeout(_)) => return Err(why_invalid(&mut order).await),
+        Err(error) => return Err(error.into()),
+    };
     if status != OrderStatus::Ready {
         return Err(why_invalid(&mut order).await);
     }
@@ -168,13 +211,18 @@ pub(crate) async fn order(
         chain_pem,
         key_pem,
         names: names.iter().map(|n| n.to_string()).collect(),
+        directory: String::new(),
     })
 }
 
 /// The first failed challenge's problem, for the event.
 async fn why_invalid(order: &mut instant_acme::Order) -> OrderError {
     let mut authorizations = order.authorizations();
-    while let Some(Ok(authz)) = authorizations.next().await {
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        // The state cached from the first pass says `pending`: ask again.
+        let Ok(authz) = authz.refresh().await else {
+            continue;
+        };
         let failed = authz.challenges.iter().find_map(|c| c.error.as_ref());
         if let Some(problem) = failed {
             return OrderError::Invalid {
@@ -199,13 +247,14 @@ fn identifier(identifier: &Identifier) -> String {
 /// Challenges served for one order; removed when it ends, however it ends.
 struct Serving<'a> {
     challenges: &'a Challenges,
+    certificate: &'a Arc<str>,
     names: Vec<Arc<str>>,
 }
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
         for name in &self.names {
-            self.challenges.remove(name);
+            self.challenges.remove(name, self.certificate);
         }
     }
 }
@@ -254,8 +303,11 @@ pub(crate) fn certified(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, OrderError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-        .map_err(OrderError::Storage)
+    // A runtime shutting down cancels the task: an error, not a panic.
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(OrderError::Storage),
+        Err(error) => Err(OrderError::Storage(std::io::Error::other(
+            error.to_string(),
+        ))),
+    }
 }

@@ -9,7 +9,10 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
@@ -17,7 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::order::{self, OrderError};
+use super::order::{self, Accounts, OrderError};
 use super::storage::{Storage, Stored};
 use crate::config::{AcmeConfig, AcmeNames};
 use crate::metrics::{Metrics, OrderOutcome};
@@ -42,8 +45,24 @@ pub(super) struct Task {
     pub(super) key: Arc<ManagedKey>,
     pub(super) challenges: Arc<Challenges>,
     pub(super) metrics: Metrics,
-    pub(super) force: Arc<Notify>,
+    pub(super) force: Arc<Force>,
+    pub(super) accounts: Arc<Accounts>,
     pub(super) cancel: CancellationToken,
+}
+
+/// Forced renewals asked for (`limen renew`): a count, so one asked during
+/// an attempt is served by another attempt, and the wake-up.
+#[derive(Default)]
+pub(super) struct Force {
+    pub(super) notify: Notify,
+    pub(super) requested: AtomicU64,
+}
+
+impl Force {
+    pub(super) fn request(&self) {
+        self.requested.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
 }
 
 impl Task {
@@ -51,23 +70,30 @@ impl Task {
         let storage = Storage::new(&self.config.storage);
         let provider = tls::provider();
         let jitter = jitter(&self.certificate);
-        let (mut failures, mut forced) = (0u32, false);
+        // A certificate in service that was not issued for exactly these
+        // names from this directory (names or CA changed by a reload, or no
+        // certificate at all) is replaced at once; until then it serves on.
+        let mut forced = !self.stored_matches(&storage).await;
+        let mut failures = 0u32;
+        let mut retry_at = Instant::now();
         loop {
             let due_in = match self.key.validity() {
                 Some(validity) if !forced => renew_in(validity, &self.config, jitter),
                 _ => Duration::ZERO,
             };
-            let wait = match failures {
-                0 => due_in,
-                n => due_in.max(backoff(n, jitter)),
-            };
+            let wait = due_in.max(retry_at.saturating_duration_since(Instant::now()));
             if !wait.is_zero() {
                 tokio::select! {
                     () = self.cancel.cancelled() => return,
-                    () = self.force.notified() => forced = true,
+                    () = self.force.notify.notified() => {
+                        // An operator asking skips the back-off.
+                        (forced, retry_at) = (true, Instant::now());
+                    }
                     () = tokio::time::sleep(wait.min(MAX_SLEEP)) => continue,
                 }
             }
+            // Requests made before this point are served by this attempt.
+            let asked = self.force.requested.load(Ordering::Acquire);
             let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt(&storage, &provider));
             let result = tokio::select! {
                 () = self.cancel.cancelled() => return,
@@ -75,26 +101,39 @@ impl Task {
                     format!("no certificate within {}s", ATTEMPT_TIMEOUT.as_secs()),
                 ))),
             };
+            // A reload that removed or replaced this task while it ordered:
+            // its series and events are no longer its to write.
+            if self.cancel.is_cancelled() {
+                return;
+            }
             match result {
                 Ok(outcome) => {
-                    (failures, forced) = (0, false);
+                    failures = 0;
+                    forced = self.force.requested.load(Ordering::Acquire) != asked;
                     self.metrics.acme_order(&self.certificate, outcome);
                     let (_, not_after) = self.key.validity().unwrap_or_default();
                     self.metrics
                         .set_certificate_expiry(&self.certificate, Some(not_after));
-                    tracing::info!(
-                        target: "tls_sni", certificate = &*self.certificate,
-                        names = ?self.names.0, not_after, "acme.{}", outcome.as_str()
-                    );
+                    let names = &self.names.0;
+                    let certificate = &*self.certificate;
+                    match outcome {
+                        OrderOutcome::Renewed => tracing::info!(
+                            target: "tls_sni", certificate, ?names, not_after, "acme.renewed"
+                        ),
+                        _ => tracing::info!(
+                            target: "tls_sni", certificate, ?names, not_after, "acme.issued"
+                        ),
+                    }
                 }
                 Err(error) => {
                     failures += 1;
+                    let delay = backoff(failures, jitter);
+                    retry_at = Instant::now() + delay;
                     self.metrics
                         .acme_order(&self.certificate, OrderOutcome::Failed);
                     tracing::warn!(
                         target: "tls_sni", certificate = &*self.certificate,
-                        names = ?self.names.0, failures,
-                        retry_in_s = backoff(failures, jitter).as_secs(),
+                        names = ?self.names.0, failures, retry_in_s = delay.as_secs(),
                         serving = self.key.is_ready(), %error, "acme.failed"
                     );
                 }
@@ -102,41 +141,81 @@ impl Task {
         }
     }
 
-    /// One order, start to finish; the new certificate is stored, then
-    /// put live.
+    /// Whether storage holds a certificate for exactly these names from
+    /// this directory (what the slot was seeded with, if anything).
+    async fn stored_matches(&self, storage: &Storage) -> bool {
+        let (storage, certificate) = (storage.clone(), self.certificate.clone());
+        let stored = tokio::task::spawn_blocking(move || storage.certificate(&certificate)).await;
+        match stored {
+            Ok(Ok(Some(stored))) => {
+                self.key.is_ready()
+                    && stored.directory == self.config.directory
+                    && same_names(&stored.names, &self.names)
+            }
+            _ => false,
+        }
+    }
+
+    /// One order, start to finish: the new certificate goes live, then is
+    /// stored (a full disk must not throw away what the CA issued).
     async fn attempt(
         &self,
         storage: &Storage,
         provider: &Arc<CryptoProvider>,
     ) -> Result<OrderOutcome, OrderError> {
         let probe = storage.clone();
-        tokio::task::spawn_blocking(move || probe.check_writable())
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-            .map_err(OrderError::Storage)?;
+        blocking(move || probe.check_writable()).await?;
         let names = (&self.certificate, self.names.0.as_slice());
-        let account = order::account(&self.config, storage).await?;
+        let account = self.accounts.get(&self.config, storage).await?;
         let stored = match order::order(&account, names, &self.challenges, provider).await {
             Err(error) if order::account_gone(&error) => {
                 tracing::warn!(target: "tls_sni", %error, "acme.account_gone: creating a new account");
-                order::forget_account(&self.config, storage).await;
-                let account = order::account(&self.config, storage).await?;
+                self.accounts.forget(&self.config, storage, &account).await;
+                let account = self.accounts.get(&self.config, storage).await?;
                 order::order(&account, names, &self.challenges, provider).await?
             }
             other => other?,
         };
+        let stored = Stored {
+            directory: self.config.directory.clone(),
+            ..stored
+        };
         let (key, validity) = parse(&stored, provider)?;
-        let (save, certificate) = (storage.clone(), self.certificate.clone());
-        tokio::task::spawn_blocking(move || save.save_certificate(&certificate, &stored))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-            .map_err(OrderError::Storage)?;
         let outcome = match self.key.is_ready() {
             true => OrderOutcome::Renewed,
             false => OrderOutcome::Issued,
         };
         self.key.install(key, validity);
+        let (save, certificate) = (storage.clone(), self.certificate.clone());
+        if let Err(error) = blocking(move || save.save_certificate(&certificate, &stored)).await {
+            tracing::warn!(
+                target: "tls_sni", certificate = &*self.certificate, %error,
+                "acme.store_failed: serving the new certificate, but a restart will order again"
+            );
+        }
         Ok(outcome)
+    }
+}
+
+/// Whether `stored` (as written) are `names`, in any order.
+pub(super) fn same_names(stored: &[String], names: &AcmeNames) -> bool {
+    let mut a: Vec<&str> = stored.iter().map(String::as_str).collect();
+    let mut b: Vec<&str> = names.0.iter().map(|n| &**n).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
+/// Run blocking storage I/O off the runtime. A runtime shutting down
+/// cancels it: that is an error like any other, not a panic.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, OrderError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(OrderError::Storage),
+        Err(error) => Err(OrderError::Storage(std::io::Error::other(
+            error.to_string(),
+        ))),
     }
 }
 
@@ -168,7 +247,10 @@ fn renew_in((from, to): (i64, i64), config: &AcmeConfig, jitter: f64) -> Duratio
     // Up to a tenth of the renewal window earlier, at most 12 hours.
     let spread = ahead.mul_f64(0.1).min(Duration::from_secs(12 * 3600));
     let ahead = ahead + spread.mul_f64(jitter);
-    let due = to - i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX);
+    // However early `renew_before` asks, a certificate serves a tenth of
+    // its life: a short-lived one never renews in a loop.
+    let floor = from + (to - from) / 10;
+    let due = (to - i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX)).max(floor);
     Duration::from_secs(u64::try_from(due - now()).unwrap_or(0))
 }
 
@@ -220,6 +302,12 @@ mod tests {
         // Past due: at once.
         let fixed = config(RenewBefore::Time(Duration::from_secs(85 * day as u64)));
         assert_eq!(renew_in((from, to), &fixed, 0.5), Duration::ZERO);
+        // renew_before longer than a fresh certificate's life: not at once
+        // (and not in a loop), a tenth of its life in.
+        let fresh = (now(), now() + 6 * day);
+        let long = config(RenewBefore::Time(Duration::from_secs(30 * day as u64)));
+        let wait = renew_in(fresh, &long, 0.9).as_secs() as i64;
+        assert!((6 * day / 10 - 2..=6 * day / 10).contains(&wait), "{wait}");
     }
 
     #[test]

@@ -3,14 +3,18 @@
 //! ```text
 //! storage/                       0700
 //!   account-<directory hash>.json  0600  the account key and URL, per directory
-//!   certs/<name>/chain.pem         0600  leaf first
-//!   certs/<name>/key.pem           0600  PKCS#8
-//!   certs/<name>/names             0600  the names it was ordered for, one per line
+//!   certs/<name>-<hash>/chain.pem  0600  leaf first
+//!   certs/<name>-<hash>/key.pem    0600  PKCS#8
+//!   certs/<name>-<hash>/names      0600  the names it was ordered for, one per line
+//!   certs/<name>-<hash>/directory  0600  the directory URL it came from
 //! ```
 //!
-//! Every write goes to a temporary file that is synced and renamed over the
-//! old one, so a crash leaves the old file or the new one, never half. All
-//! of it is blocking I/O: callers run it on a blocking thread.
+//! Every write goes to a fresh temporary file that is synced and renamed
+//! over the old one, then the directory is synced, so a crash leaves each
+//! file old or new, never half. A crash between files leaves a key that
+//! does not match its chain: that is read as no certificate (a new order),
+//! never served. All of it is blocking I/O: callers run it on a blocking
+//! thread.
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
@@ -25,6 +29,9 @@ pub(crate) struct Stored {
     pub(crate) chain_pem: String,
     pub(crate) key_pem: String,
     pub(crate) names: Vec<String>,
+    /// The directory that issued it (a switch from staging to production
+    /// orders again).
+    pub(crate) directory: String,
 }
 
 /// The storage directory of one `[acme]` block.
@@ -47,7 +54,18 @@ impl Storage {
 
     pub(crate) fn save_account(&self, directory: &str, json: &str) -> io::Result<()> {
         self.dir(&self.root)?;
-        write_private(&self.account_path(directory), json.as_bytes())
+        write_private(&self.account_path(directory), json.as_bytes())?;
+        fs::File::open(&self.root)?.sync_all()
+    }
+
+    /// Set the account for `directory` aside (`.gone-<unix time>`): the CA
+    /// no longer knows it, but its key is not destroyed.
+    pub(crate) fn retire_account(&self, directory: &str) -> io::Result<()> {
+        let path = self.account_path(directory);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        fs::rename(&path, path.with_extension(format!("gone-{now}")))
     }
 
     /// The certificate stored for `name`, if all three files are there.
@@ -60,25 +78,27 @@ impl Storage {
         ) else {
             return Ok(None);
         };
+        let directory = optional(fs::read_to_string(dir.join("directory")))?.unwrap_or_default();
         let names = names.lines().map(str::to_owned).collect();
         Ok(Some(Stored {
             chain_pem,
             key_pem,
             names,
+            directory,
         }))
     }
 
-    /// Store `cert` for `name`. The key is written first and the names
-    /// last: a reader that finds the names finds the pair they belong to.
+    /// Store `cert` for `name`.
     pub(crate) fn save_certificate(&self, name: &str, cert: &Stored) -> io::Result<()> {
         self.dir(&self.root)?;
         self.dir(&self.root.join("certs"))?;
         let dir = self.cert_dir(name);
         self.dir(&dir)?;
-        let _ = fs::remove_file(dir.join("names"));
         write_private(&dir.join("key.pem"), cert.key_pem.as_bytes())?;
         write_private(&dir.join("chain.pem"), cert.chain_pem.as_bytes())?;
-        write_private(&dir.join("names"), cert.names.join("\n").as_bytes())
+        write_private(&dir.join("names"), cert.names.join("\n").as_bytes())?;
+        write_private(&dir.join("directory"), cert.directory.as_bytes())?;
+        fs::File::open(&dir)?.sync_all()
     }
 
     /// Create `dir` (0700) if needed, and refuse one that others can read:
@@ -104,8 +124,8 @@ impl Storage {
     }
 
     fn cert_dir(&self, name: &str) -> PathBuf {
-        // Certificate names are the config's table keys; keep them one path
-        // component whatever they hold.
+        // Certificate names are the config's table keys: one path component
+        // whatever they hold, and a hash so `a.b` and `a_b` stay apart.
         let safe: String = name
             .chars()
             .map(|c| {
@@ -116,7 +136,8 @@ impl Storage {
                 }
             })
             .collect();
-        self.root.join("certs").join(safe)
+        let hash = hex::encode(&Sha256::digest(name.as_bytes())[..4]);
+        self.root.join("certs").join(format!("{safe}-{hash}"))
     }
 
     /// Check, before anything is ordered, that limen can create and write
@@ -139,16 +160,26 @@ fn optional<T>(result: io::Result<T>) -> io::Result<Option<T>> {
 
 /// Write `bytes` to `path` (mode 0600) through a synced temporary file.
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    // A fresh name (`create_new`), so two writers never share one and the
+    // mode applies: no leftover file is reused.
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -167,12 +198,22 @@ mod tests {
             chain_pem: "chain".into(),
             key_pem: "key".into(),
             names: vec!["a.example.com".into(), "b.example.com".into()],
+            directory: "https://x/dir".into(),
         };
         storage.save_certificate("shop", &cert).unwrap();
-        assert_eq!(storage.certificate("shop").unwrap(), Some(cert));
+        assert_eq!(storage.certificate("shop").unwrap(), Some(cert.clone()));
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&root), 0o700);
-        assert_eq!(mode(&root.join("certs/shop/key.pem")), 0o600);
+        let dir = fs::read_dir(root.join("certs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(mode(&dir.join("key.pem")), 0o600);
+        // Names that would map to one file name stay apart.
+        storage.save_certificate("a.b", &cert).unwrap();
+        assert_eq!(storage.certificate("a_b").unwrap(), None);
         storage.save_account("https://x/dir", "{}").unwrap();
         assert_eq!(
             storage.account("https://x/dir").unwrap().as_deref(),

@@ -246,6 +246,8 @@ acme = ["shop.example.com", "www.shop.example.com"]
         "wildcard",
     );
     refused(full.replace("\"25%\"", "\"soon\""), "renew_before");
+    let twice = format!("{full}[certificates.www]\nacme = [\"www.shop.example.com\"]\n");
+    refused(twice, "is also in certificates.");
     // A file pair and `acme` in one entry is neither shape.
     let both = full.replace("acme = [", "chain = \"c.pem\"\nacme = [");
     assert_eq!(Config::from_toml(&both).unwrap_err().code(), "E002");

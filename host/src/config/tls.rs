@@ -54,6 +54,30 @@ pub(super) fn certificates(
     file: &std::collections::BTreeMap<String, FileCertificate>,
     acme_config: Option<&AcmeConfig>,
 ) -> Result<Vec<CertificateConfig>, ConfigError> {
+    let certificates = entries(file, acme_config)?;
+    // One order per DNS name at a time: two entries ordering the same name
+    // would answer each other's challenges with the wrong proof.
+    let mut seen = std::collections::HashMap::new();
+    for entry in &certificates {
+        let CertificateSource::Acme(names) = &entry.source else {
+            continue;
+        };
+        for name in &names.0 {
+            if let Some(other) = seen.insert(name.clone(), entry.name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "certificates.{}: acme name `{name}` is also in certificates.{other}",
+                    entry.name
+                )));
+            }
+        }
+    }
+    Ok(certificates)
+}
+
+fn entries(
+    file: &std::collections::BTreeMap<String, FileCertificate>,
+    acme_config: Option<&AcmeConfig>,
+) -> Result<Vec<CertificateConfig>, ConfigError> {
     file.iter()
         .map(|(name, entry)| {
             let invalid =

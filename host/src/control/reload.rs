@@ -30,6 +30,8 @@ pub(super) enum ReloadError {
     Bind(#[from] BindError),
     #[error("E013 cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeError),
 }
 
 impl ReloadError {
@@ -40,6 +42,7 @@ impl ReloadError {
             ReloadError::Policy(error) => error.code(),
             ReloadError::Bind(error) => error.code(),
             ReloadError::AccessLog(_) => "E013",
+            ReloadError::Acme(error) => error.code(),
         }
     }
 }
@@ -84,6 +87,14 @@ impl Control {
     async fn apply(&mut self, config: Config, start: Instant) -> Result<Reloaded, ReloadError> {
         if config.admin != self.config.admin || config.metrics != self.config.metrics {
             tracing::warn!("[admin] and [metrics] changes take effect at the next start");
+        }
+        if let Some(acme) = config.acme.clone() {
+            // A cancelled check (runtime shutting down) is no refusal.
+            if let Ok(checked) =
+                tokio::task::spawn_blocking(move || crate::acme::check(&acme)).await
+            {
+                checked?;
+            }
         }
         let managed = self.serve.acme.prepare(&config).await;
         let tls = load_tls(&config, &managed).await?;

@@ -85,10 +85,11 @@ pub(crate) struct Challenge {
 
 impl Challenges {
     /// The config answering a hello for `sni` that offers `alpn`, when it
-    /// offers `acme-tls/1` and an order for `sni` is pending. Anything else
-    /// (most hellos) costs one scan of the ALPN list.
+    /// offers exactly `acme-tls/1` (RFC 8737 §3: a validation offers that
+    /// one protocol) and an order for `sni` is pending. Anything else (most
+    /// hellos) costs one length check.
     pub(crate) fn answer(&self, sni: Option<&str>, alpn: &[Vec<u8>]) -> Option<Challenge> {
-        if !alpn.iter().any(|p| p == ACME_TLS_ALPN) {
+        if !matches!(alpn, [only] if only == ACME_TLS_ALPN) {
             return None;
         }
         self.0.load().get(sni?).cloned()
@@ -118,11 +119,17 @@ impl Challenges {
         Ok(())
     }
 
-    /// Stop serving the challenge for `name`.
-    pub(crate) fn remove(&self, name: &str) {
+    /// Stop serving the challenge for `name` that `certificate` put there
+    /// (a task a reload replaced, finishing late, leaves its successor's).
+    pub(crate) fn remove(&self, name: &str, certificate: &Arc<str>) {
         self.0.rcu(|map| {
             let mut map = HashMap::clone(map);
-            map.remove(name);
+            if map
+                .get(name)
+                .is_some_and(|c| Arc::ptr_eq(&c.certificate, certificate))
+            {
+                map.remove(name);
+            }
             map
         });
     }

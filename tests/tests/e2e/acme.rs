@@ -51,6 +51,7 @@ async fn setup() -> anyhow::Result<Setup> {
         r#"routes = [
   {{ match = "shop.example.com", terminate = {{ certificate = "shop", upstream = "{raw}" }} }},
   {{ match = "www.shop.example.com", terminate = {{ certificate = "shop", upstream = "{echo}" }} }},
+  {{ match = "api.shop.example.com", terminate = {{ certificate = "shop", upstream = "{echo}" }} }},
   {{ match = "other.example.com", upstream = "{raw}" }},
 ]"#
     );
@@ -227,7 +228,11 @@ async fn acme_issues_renews_and_restarts_from_storage() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: PathBuf| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
     assert_eq!(mode(setup.storage.clone())?, 0o700);
-    assert_eq!(mode(setup.storage.join("certs/shop/key.pem"))?, 0o600);
+    let stored = std::fs::read_dir(setup.storage.join("certs"))?
+        .next()
+        .context("no stored certificate")??
+        .path();
+    assert_eq!(mode(stored.join("key.pem"))?, 0o600);
 
     // A long-lived terminated connection, then a forced renewal.
     let mut long = connect(limen.addr, "www.shop.example.com", &root, &[]).await?;
@@ -275,6 +280,23 @@ async fn acme_issues_renews_and_restarts_from_storage() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(limen.counter(names::ACME_ORDERS, &[]), 0, "restart ordered");
 
+    // A reload that adds a name: the certificate in service serves on
+    // (no gap for the names it has) until the new one is issued for all.
+    let more = setup.toml.replace(
+        r#""www.shop.example.com"]"#,
+        r#""www.shop.example.com", "api.shop.example.com"]"#,
+    );
+    let answer = limen.control.reload(limen::Config::from_toml(&more)?).await;
+    assert!(answer.is_success(), "{answer:?}");
+    let during = connect(limen.addr, "www.shop.example.com", &root, &[]).await?;
+    assert!(!leaf(&during).is_empty());
+    drop(during);
+    orders(&limen, "renewed", 1, &setup.pebble).await?;
+    let api = connect(limen.addr, "api.shop.example.com", &root, &[]).await?;
+    let third = leaf(&api);
+    drop(api);
+    assert!(third != second, "the reload's names were not ordered");
+
     // With the CA gone, a renewal fails, is counted, and the certificate
     // in service stays in service.
     setup.pebble.stop_ca();
@@ -284,7 +306,7 @@ async fn acme_issues_renews_and_restarts_from_storage() -> anyhow::Result<()> {
     ));
     orders(&limen, "failed", 1, &setup.pebble).await?;
     let after = connect(limen.addr, "www.shop.example.com", &root, &[]).await?;
-    assert_eq!(leaf(&after), second);
+    assert_eq!(leaf(&after), third);
     drop(after);
     limen.stop().await
 }
