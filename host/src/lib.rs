@@ -46,6 +46,9 @@ mod action;
 // ACME certificates: obtained, renewed, and their challenges answered.
 pub mod acme;
 
+// A fleet's policy from etcd: publish, follow, status.
+pub mod source;
+
 /// The live state: configuration generation and policy, swapped whole.
 mod live;
 

@@ -217,6 +217,8 @@ vocabulary! {
         File = "file",
         /// A configuration reload (SIGHUP).
         Reload = "reload",
+        /// A fleet's source (`[source.etcd]`) published a new policy.
+        Source = "source",
     }
 }
 

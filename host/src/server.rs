@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::acme::{self, Acme, AcmeError};
 use crate::changes::History;
 use crate::config::Config;
+use crate::config::SourceConfig;
 use crate::control::admin::{self, AdminError};
 use crate::control::listeners::{self, BindError};
 use crate::control::{Control, ControlHandle};
@@ -25,6 +26,7 @@ use crate::metrics::{Metrics, endpoint};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::pool::Pools;
 use crate::quota::Quotas;
+use crate::source::{self, SourceError, layout::LiveRecord};
 use crate::status;
 use crate::tls::TlsError;
 use crate::worker::Workers;
@@ -59,6 +61,9 @@ pub enum StartError {
     /// `[acme]` cannot be used (its CA bundle, its storage).
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    /// The policy could not be had from `[source.etcd]` (nor `state_dir`).
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// A worker thread or its runtime could not be started.
     #[error("E014 cannot start the workers: {0}")]
     Workers(std::io::Error),
@@ -76,6 +81,7 @@ impl StartError {
             StartError::Admin(error) => error.code(),
             StartError::Workers(_) => "E014",
             StartError::Acme(error) => error.code(),
+            StartError::Source(error) => error.code(),
         }
     }
 }
@@ -86,13 +92,20 @@ pub struct Server {
     control: Control,
     admin: Option<admin::Endpoint>,
     metrics: Option<TcpListener>,
+    /// `[source.etcd]` and the live record limen started with.
+    followed: Option<(SourceConfig, LiveRecord)>,
 }
 
 impl Server {
     /// Load certificates and the policy (compiling it on a blocking thread,
     /// or loading it from the cache), bind every listener and the admin
     /// endpoint.
-    pub async fn bind(config: Config) -> Result<Server, StartError> {
+    pub async fn bind(mut config: Config) -> Result<Server, StartError> {
+        // A fleet's policy: from etcd, or the last good copy in state_dir.
+        let followed = match config.source.clone() {
+            Some(source) => Some((source, source::bootstrap(&mut config).await?)),
+            None => None,
+        };
         let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
         // Stored ACME certificates are loaded before anything is served, so
         // a restart serves them from its first connection.
@@ -165,6 +178,7 @@ impl Server {
             control,
             admin,
             metrics: scrape,
+            followed,
         })
     }
 
@@ -195,6 +209,11 @@ impl Server {
         let serve = self.serve;
         let _abandoned = Abandoned(serve.clone());
         let control = tokio::spawn(self.control.run());
+        if let Some((source, seen)) = self.followed {
+            let (handle, serve) = (handle.clone(), serve.clone());
+            let stop = serve.stop.clone();
+            tokio::spawn(source::follow(source, (handle, serve), Some(seen), stop));
+        }
         let admin = self
             .admin
             .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod etcd;
 pub mod guests;
 pub mod harness;
 pub mod pebble;

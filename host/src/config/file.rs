@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use super::acme::FileAcme;
 use super::allow::AllowRule;
 use super::observe::{FileAccessLog, FileLog, FileMetrics};
+use super::source::FileSource;
 
 /// limen's config file.
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,8 @@ pub(crate) struct FileConfig {
     pub(crate) upstream_tls: FileUpstreamTls,
     #[serde(default)]
     pub(crate) acme: Option<FileAcme>,
+    #[serde(default)]
+    pub(crate) source: Option<FileSource>,
     #[serde(default)]
     pub(crate) admin: Option<FileAdmin>,
     #[serde(default)]
@@ -129,7 +132,9 @@ pub(crate) struct FileListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FilePolicy {
-    pub(crate) module: PathBuf,
+    /// Absent with `[source.etcd]`, which supplies the module.
+    #[serde(default)]
+    pub(crate) module: Option<PathBuf>,
     #[serde(default = "default_fuel")]
     pub(crate) fuel: u64,
     #[serde(default = "default_policy_timeout", deserialize_with = "duration")]

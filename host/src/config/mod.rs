@@ -13,6 +13,7 @@ mod file;
 mod limits;
 mod observe;
 mod pools;
+mod source;
 mod tls;
 
 use std::collections::HashSet;
@@ -34,6 +35,7 @@ pub use observe::{
 pub use pools::{
     Balance, Check, HealthConfig, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig,
 };
+pub use source::{EtcdTls, SourceConfig};
 pub use tls::{
     CertificateConfig, CertificateSource, KeyPairPaths, UpstreamTrust, referenced_certificates,
 };
@@ -63,6 +65,8 @@ pub struct Config {
     pub upstream_trust: UpstreamTrust,
     /// The ACME account for `acme = [...]` certificates, if any.
     pub acme: Option<AcmeConfig>,
+    /// Where the policy comes from when not `[policy] module` (a fleet).
+    pub source: Option<SourceConfig>,
     /// Where `limen swap` and `limen status` connect, if anywhere.
     pub admin: Option<AdminConfig>,
     /// Where `/metrics` is served, and its label cap.
@@ -254,6 +258,28 @@ impl TryFrom<FileConfig> for Config {
             }
         }
         let p = &file.policy;
+        let source = source::source(file.source.as_ref())?;
+        let module = match (&p.module, &source) {
+            (Some(module), None) => module.clone(),
+            // The module, its config and its samples come from etcd; the
+            // last good copy lives in state_dir, where limen loads it from.
+            (None, Some(source)) if p.config.is_none() && p.expect.is_empty() => {
+                source.state_dir.join("policy.wasm")
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "policy: with [source.etcd], the config and expect samples come from etcd \
+                     (limen publish --config)"
+                        .into(),
+                );
+            }
+            (Some(_), Some(_)) => {
+                return invalid(
+                    "policy.module: with [source.etcd], the module comes from etcd".into(),
+                );
+            }
+            (None, None) => return invalid("policy.module is needed (or [source.etcd])".into()),
+        };
         if p.fuel == 0 {
             return invalid("policy.fuel must be > 0".into());
         }
@@ -322,7 +348,7 @@ impl TryFrom<FileConfig> for Config {
         Ok(Config {
             workers,
             policy: PolicyConfig {
-                module: p.module.clone(),
+                module,
                 fuel: p.fuel,
                 timeout: p.timeout,
                 memory,
@@ -331,7 +357,8 @@ impl TryFrom<FileConfig> for Config {
                 on_error,
                 config_json,
                 cache,
-                watch: p.watch.unwrap_or(true),
+                // A fleet's module changes through etcd, not the file.
+                watch: p.watch.unwrap_or(true) && source.is_none(),
                 expect: expect::expectations(&p.expect, &listeners)?,
                 rules: OfflineRules {
                     allow: allow.clone(),
@@ -344,6 +371,7 @@ impl TryFrom<FileConfig> for Config {
             limits,
             certificates,
             acme,
+            source,
             upstream_trust: tls::upstream_trust(&file.upstream_tls)?,
             allow,
             pools,
@@ -353,6 +381,20 @@ impl TryFrom<FileConfig> for Config {
             log_level: observe::log_level(file.log.as_ref())?,
         })
     }
+}
+
+/// `[[policy.expect]]` samples as JSON values (as a fleet's source keeps
+/// them), checked against `listeners` like the config's own.
+pub fn expectations_from_json(
+    values: &[serde_json::Value],
+    listeners: &[ListenerConfig],
+) -> Result<Vec<Expectation>, ConfigError> {
+    let file: Vec<file::FileExpect> = values
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ConfigError::Invalid(format!("expect: {e}")))?;
+    expect::expectations(&file, listeners)
 }
 
 /// `$XDG_CACHE_HOME/limen`, else `$HOME/.cache/limen`, else no cache.

@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::PolicyConfig;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Expectation};
 use crate::listener::Serve;
 use crate::outcome::{ChangeOutcome, Trigger};
 use crate::policy::{
@@ -38,6 +38,10 @@ enum Command {
     Swap {
         module: Arc<[u8]>,
         config_json: Option<String>,
+        /// The self-test samples, when they change with the module (a
+        /// fleet's source); else the live policy's.
+        expect: Option<Vec<Expectation>>,
+        trigger: Trigger,
         /// When the request was complete: what a swap's time is measured from.
         at: Instant,
         reply: oneshot::Sender<Answer>,
@@ -79,12 +83,34 @@ impl ControlHandle {
             Command::Swap {
                 module,
                 config_json,
+                expect: None,
+                trigger: Trigger::Admin,
                 at: Instant::now(),
                 reply,
             },
             answer,
         )
         .await
+    }
+
+    /// Make a fleet's published policy live: `module` with `config_json`
+    /// and its own `expect` samples, through the same preparation as a swap.
+    pub async fn swap_from_source(
+        &self,
+        module: Arc<[u8]>,
+        config_json: String,
+        expect: Vec<Expectation>,
+    ) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Swap {
+            module,
+            config_json: Some(config_json),
+            expect: Some(expect),
+            trigger: Trigger::Source,
+            at: Instant::now(),
+            reply,
+        };
+        self.send(command, answer).await
     }
 
     /// Apply a new configuration (already parsed and validated), or refuse
@@ -174,12 +200,17 @@ impl Control {
                 Command::Swap {
                     module,
                     config_json,
+                    expect,
+                    trigger,
                     at,
                     reply,
                 } => {
                     let answer = match Module::from_bytes(module).await {
-                        Ok(module) => self.swap(Trigger::Admin, module, config_json, at).await,
-                        Err(error) => self.refused(Trigger::Admin, &error),
+                        Ok(module) => {
+                            let given = (config_json, expect);
+                            self.swap(trigger, module, given, at).await
+                        }
+                        Err(error) => self.refused(trigger, &error),
                     };
                     let _ = reply.send(answer);
                 }
@@ -191,7 +222,7 @@ impl Control {
                         }
                         Ok(module) => {
                             self.file_hash = module.hash;
-                            self.swap(Trigger::File, module, None, at).await;
+                            self.swap(Trigger::File, module, (None, None), at).await;
                         }
                         Err(error) => {
                             self.refused(Trigger::File, &error);
@@ -215,13 +246,16 @@ impl Control {
         &mut self,
         trigger: Trigger,
         module: Module,
-        config_json: Option<String>,
+        (config_json, expect): (Option<String>, Option<Vec<Expectation>>),
         start: Instant,
     ) -> Answer {
         let live = self.serve.live.policy();
         let mut settings = live.settings().clone();
         if let Some(json) = config_json {
             settings.config_json = json;
+        }
+        if let Some(expect) = expect {
+            settings.expect = expect;
         }
         if PolicyVersion::new(module.hash, &settings.config_json).same_content(live.version()) {
             self.count(trigger, ChangeOutcome::Unchanged);

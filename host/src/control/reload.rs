@@ -84,7 +84,14 @@ impl Control {
         }
     }
 
-    async fn apply(&mut self, config: Config, start: Instant) -> Result<Reloaded, ReloadError> {
+    async fn apply(&mut self, mut config: Config, start: Instant) -> Result<Reloaded, ReloadError> {
+        if config.source.is_some() {
+            // A fleet's policy config and samples come from etcd, not the
+            // file: a reload changes limits and the rest, not those.
+            let live = self.serve.live.policy();
+            config.policy.config_json = live.settings().config_json.clone();
+            config.policy.expect = live.settings().expect.clone();
+        }
         if config.admin != self.config.admin || config.metrics != self.config.metrics {
             tracing::warn!("[admin] and [metrics] changes take effect at the next start");
         }

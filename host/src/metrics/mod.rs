@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::outcome::{ChangeOutcome, Trigger, UpstreamFailure};
@@ -93,6 +94,8 @@ pub mod names {
     pub const CERTIFICATE_EXPIRY: &str = "limen_certificate_expiry_timestamp_seconds";
     /// ACME orders, by certificate and outcome (`issued`, `renewed`, `failed`).
     pub const ACME_ORDERS: &str = "limen_acme_orders_total";
+    /// 1 while limen is connected to its `[source.etcd]`.
+    pub const SOURCE_CONNECTED: &str = "limen_source_connected";
     /// TLS-ALPN-01 validation connections limen answered, by certificate.
     pub const ACME_CHALLENGES: &str = "limen_acme_challenges_total";
 }
@@ -158,6 +161,7 @@ pub struct Metrics {
     upstream_pools: pools::PoolFamilies,
     quotas: QuotaCounters,
     certs: certs::CertFamilies,
+    pub(crate) source_connected: IntGauge,
 }
 
 impl Metrics {
@@ -301,6 +305,12 @@ impl Metrics {
             upstream_pools: pools::PoolFamilies::new(&gauges, &counters),
             quotas: pools::quota_counters(&counters),
             certs: certs::CertFamilies::new(&gauges, &counters),
+            source_connected: gauges(
+                names::SOURCE_CONNECTED,
+                "1 while connected to the [source.etcd] the policy comes from.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
             registry,
         }
     }

@@ -12,6 +12,7 @@ mod common;
 mod explain_parity;
 mod faults;
 mod fingerprint;
+mod fleet;
 mod hostile;
 mod languages;
 mod limits;

@@ -84,7 +84,7 @@ async fn shutdown_signal() {
 }
 
 /// `check` and `explain` need only a small runtime to drive the policy.
-fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +95,14 @@ pub(crate) fn check(path: &Path, online: bool) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let start = Instant::now();
     let runtime = small_runtime()?;
-    runtime.block_on(Policy::load_offline(&config.policy))?;
+    match &config.source {
+        // The policy is etcd's: `limen publish` checks it, each instance again.
+        Some(source) => eprintln!(
+            "limen: the policy comes from [source.etcd] {} (checked by limen publish)",
+            source.prefix
+        ),
+        None => drop(runtime.block_on(Policy::load_offline(&config.policy))?),
+    }
     if let Some(acme) = &config.acme {
         limen::acme::check(acme)?;
         if online {

@@ -1,6 +1,7 @@
 //! The `limen` command: parse flags, set up logging, dispatch.
 
 mod commands;
+mod fleet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,11 @@ enum Command {
     Status(commands::AdminArgs),
     /// Renew an ACME certificate of a running limen now (via its [admin] endpoint).
     Renew(commands::RenewArgs),
+    /// Check a module locally, then publish it (and its config) to a fleet's etcd.
+    Publish(fleet::PublishArgs),
+    /// A fleet following [source.etcd].
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,12 @@ fn main() -> ExitCode {
         Command::Swap(args) => commands::swap(&args),
         Command::Status(args) => commands::status(&args),
         Command::Renew(args) => commands::renew(&args),
+        Command::Publish(args) => fleet::publish(&args),
+        Command::Fleet(command) => match fleet::fleet(&command) {
+            // Disagreeing is not an error to print, but it is exit 1.
+            Ok(false) => return ExitCode::FAILURE,
+            other => other.map(drop),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
