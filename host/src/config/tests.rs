@@ -252,3 +252,38 @@ acme = ["shop.example.com", "www.shop.example.com"]
     let both = full.replace("acme = [", "chain = \"c.pem\"\nacme = [");
     assert_eq!(Config::from_toml(&both).unwrap_err().code(), "E002");
 }
+
+#[test]
+fn a_source_replaces_the_module_and_is_checked() {
+    let fleet = GOOD
+        .replace("module = \"target/guests/static-routes.wasm\"\n", "")
+        .replace(
+            "[policy.config]\ndefault = \"127.0.0.1:9451\"\nroutes = [ { match = \"a.test\", upstream = \"127.0.0.1:9451\" } ]\n",
+            "",
+        );
+    let source = "[source.etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/limen/prod/\"\nstate_dir = \"/var/lib/limen/state\"\n";
+    let config = Config::from_toml(&format!("{fleet}{source}")).unwrap();
+    let got = config.source.as_ref().unwrap();
+    assert_eq!(got.prefix, "/limen/prod");
+    assert_eq!(
+        config.policy.module,
+        PathBuf::from("/var/lib/limen/state/policy.wasm")
+    );
+    assert!(!config.policy.watch);
+    let refused = |text: String, what: &str| {
+        let err = Config::from_toml(&text).unwrap_err();
+        assert_eq!(err.code(), "E003", "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    };
+    refused(format!("{GOOD}{source}"), "comes from etcd");
+    refused(fleet.clone(), "policy.module is needed");
+    refused(
+        format!("{fleet}{}", source.replace("http://", "tcp://")),
+        "http://",
+    );
+    refused(
+        format!("{fleet}{}", source.replace("/limen/prod/", "limen")),
+        "prefix",
+    );
+    refused(format!("{fleet}{source}user = \"u\"\n"), "password_file");
+}

@@ -26,13 +26,13 @@ impl Fleet {
     pub fn table(&self) -> String {
         let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
         let mut out = format!(
-            "live module: {}\n{:<28} {:<34} {:<14} {:>10}  {}\n",
+            "live module: {}\n{:<28} {:<14} {:<14} {:>10} {:>9}  REFUSED\n",
             self.live.as_deref().map_or("(none)".into(), short),
             "INSTANCE",
             "POLICY",
             "MODULE",
             "GENERATION",
-            "REFUSED"
+            "UPTIME",
         );
         for i in &self.instances {
             let refused = i
@@ -40,20 +40,17 @@ impl Fleet {
                 .as_ref()
                 .map(|r| format!("{} {} {}", short(&r.module), r.code, r.message))
                 .unwrap_or_default();
-            let mark = if Some(&*i.module) == self.live.as_deref() {
-                ""
-            } else {
-                " *"
-            };
+            let behind = Some(&*i.module) != self.live.as_deref();
             out.push_str(&format!(
-                "{:<28} {:<14} {:<14} {:>10}  {}{}\n",
+                "{:<28} {:<14} {:<14} {:>10} {:>8}s  {}{}\n",
                 i.id,
                 // The content id: instances that loaded it at other times agree.
                 i.version.split('@').next().unwrap_or_default(),
                 short(&i.module),
                 i.generation,
+                i.uptime_s,
                 refused,
-                mark
+                if behind { " (not the live module)" } else { "" }
             ));
         }
         out

@@ -212,6 +212,7 @@ impl Following {
             refusal: self.refusal.clone(),
             started_at: self.started_at,
             updated_at: unix_now(),
+            uptime_s: unix_now().saturating_sub(self.started_at),
         };
         store::put_instance(client, &self.keys, &record, lease).await
     }

@@ -108,6 +108,9 @@ pub struct Instance {
     pub started_at: u64,
     /// Unix seconds of this record.
     pub updated_at: u64,
+    /// Seconds since the instance started.
+    #[serde(default)]
+    pub uptime_s: u64,
 }
 
 /// A published policy an instance would not run.
