@@ -86,6 +86,11 @@ struct Instance {
 }
 
 async fn instance(etcd: &Etcd, id: &str, state: &Path) -> anyhow::Result<Instance> {
+    start(instance_config(etcd, id, state)?).await
+}
+
+/// An instance's config file: one listener, `[source.etcd]`, an admin socket.
+fn instance_config(etcd: &Etcd, id: &str, state: &Path) -> anyhow::Result<PathBuf> {
     let (config, admin) = (scratch("limen.toml"), scratch("admin.sock"));
     std::fs::write(
         &config,
@@ -115,7 +120,7 @@ socket = "{admin}"
             admin = admin.display(),
         ),
     )?;
-    start(config).await
+    Ok(config)
 }
 
 async fn start(config: PathBuf) -> anyhow::Result<Instance> {
@@ -337,6 +342,27 @@ async fn without_etcd_limen_serves_on_starts_from_state_dir_and_catches_up() -> 
         second.process.log()
     );
     assert_eq!(ask(second.addr, &hello("small-a.test.bin")).await?, b"A");
+    // A new instance with an empty state_dir has nothing to start with.
+    let fresh = instance_config(&etcd, "limen-2", &scratch("state"))?;
+    let out = cli(vec![
+        "run".into(),
+        "--config".into(),
+        fresh.display().to_string(),
+    ])
+    .await?;
+    assert!(
+        !out.status.success() && text(&out).contains("E060"),
+        "{}",
+        text(&out)
+    );
+    // `limen check` does not need etcd: the policy is publish's to check.
+    let out = cli(vec![
+        "check".into(),
+        "--config".into(),
+        fresh.display().to_string(),
+    ])
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
 
     // etcd back; a publish made now reaches both.
     etcd.restart()?;
