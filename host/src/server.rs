@@ -26,7 +26,7 @@ use crate::metrics::{Metrics, endpoint};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::pool::Pools;
 use crate::quota::Quotas;
-use crate::source::{self, SourceError, layout::LiveRecord};
+use crate::source::{self, Seen, SourceError, Start};
 use crate::status;
 use crate::tls::TlsError;
 use crate::worker::Workers;
@@ -93,7 +93,7 @@ pub struct Server {
     admin: Option<admin::Endpoint>,
     metrics: Option<TcpListener>,
     /// `[source.etcd]` and the live record limen started with.
-    followed: Option<(SourceConfig, LiveRecord)>,
+    followed: Option<(SourceConfig, Seen)>,
 }
 
 impl Server {
@@ -122,8 +122,18 @@ impl Server {
         let engine = PolicyEngine::new()?
             .with_cache(config.policy.cache.as_deref())
             .with_quotas(quotas);
-        let module = Module::read(&config.policy.module).await?;
-        let (policy, report) = Policy::prepare(&engine, &config.policy, &module).await?;
+        let (policy, report, followed) = match followed {
+            None => {
+                let module = Module::read(&config.policy.module).await?;
+                let (policy, report) = Policy::prepare(&engine, &config.policy, &module).await?;
+                (policy, report, None)
+            }
+            Some((source, start)) => {
+                let (policy, report, seen) =
+                    from_source(&engine, &mut config, &source, start).await?;
+                (policy, report, Some((source, seen)))
+            }
+        };
         tracing::info!(
             version = %policy.version(), compiled_from = report.source.name(),
             compile_ms = report.compile.as_millis() as u64, init_ms = report.init.as_millis() as u64,
@@ -209,11 +219,11 @@ impl Server {
         let serve = self.serve;
         let _abandoned = Abandoned(serve.clone());
         let control = tokio::spawn(self.control.run());
-        if let Some((source, seen)) = self.followed {
+        let following = self.followed.map(|(source, seen)| {
             let (handle, serve) = (handle.clone(), serve.clone());
             let stop = serve.stop.clone();
-            tokio::spawn(source::follow(source, (handle, serve), Some(seen), stop));
-        }
+            tokio::spawn(source::follow(source, (handle, serve), seen, stop))
+        });
         let admin = self
             .admin
             .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
@@ -241,6 +251,10 @@ impl Server {
         serve.acme.stop();
         // The control task stops the accept loops and waits for them.
         let _ = control.await;
+        // It revokes its lease: the instance leaves `fleet status` at once.
+        if let Some(following) = following {
+            let _ = following.await;
+        }
         if let Some(admin) = admin {
             let _ = admin.await;
         }
@@ -278,4 +292,44 @@ impl Drop for Abandoned {
         self.0.force_close.cancel();
         self.0.workers.release();
     }
+}
+
+/// The policy a fleet instance starts with: etcd's, or, if this instance
+/// refuses it, `state_dir`'s last good one (the refusal is reported once
+/// connected). Whichever goes live becomes the last good copy.
+async fn from_source(
+    engine: &PolicyEngine,
+    config: &mut Config,
+    source: &SourceConfig,
+    start: Start,
+) -> Result<(Policy, crate::policy::LoadReport, Seen), StartError> {
+    let module = Module::read(&config.policy.module).await?;
+    let error = match Policy::prepare(engine, &config.policy, &module).await {
+        Ok((policy, report)) => {
+            source::started(source, &start.live).await;
+            let seen = Seen {
+                live: Some(start.live),
+                refusal: None,
+            };
+            return Ok((policy, report, seen));
+        }
+        Err(error) => error,
+    };
+    let Some(last) = start.fallback else {
+        return Err(error.into());
+    };
+    tracing::warn!(%error, "source.refused: starting from state_dir's last good copy instead");
+    source::configure(config, source, &last)?;
+    let module = Module::read(&config.policy.module).await?;
+    let (policy, report) = Policy::prepare(engine, &config.policy, &module).await?;
+    let refusal = crate::source::layout::Refusal {
+        module: start.live.module.clone(),
+        code: error.code().into(),
+        message: error.to_string(),
+    };
+    let seen = Seen {
+        live: Some(start.live),
+        refusal: Some(refusal),
+    };
+    Ok((policy, report, seen))
 }

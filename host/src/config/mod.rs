@@ -263,8 +263,9 @@ impl TryFrom<FileConfig> for Config {
             (Some(module), None) => module.clone(),
             // The module, its config and its samples come from etcd; the
             // last good copy lives in state_dir, where limen loads it from.
+            // Set for real by the bootstrap, once the live module is known.
             (None, Some(source)) if p.config.is_none() && p.expect.is_empty() => {
-                source.state_dir.join("policy.wasm")
+                source.module_path("unknown")
             }
             (None, Some(_)) => {
                 return invalid(

@@ -55,6 +55,15 @@ pub struct SourceConfig {
     pub tls: Option<EtcdTls>,
 }
 
+impl SourceConfig {
+    /// Where a module fetched from etcd is kept: `state_dir/modules/<sha256>.wasm`.
+    pub fn module_path(&self, sha256: &str) -> PathBuf {
+        self.state_dir
+            .join("modules")
+            .join(format!("{sha256}.wasm"))
+    }
+}
+
 /// TLS towards etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdTls {

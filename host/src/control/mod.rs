@@ -257,7 +257,10 @@ impl Control {
         if let Some(expect) = expect {
             settings.expect = expect;
         }
-        if PolicyVersion::new(module.hash, &settings.config_json).same_content(live.version()) {
+        let same =
+            PolicyVersion::new(module.hash, &settings.config_json).same_content(live.version());
+        // New samples alone are a change too: they must pass before they count.
+        if same && settings.expect == live.settings().expect {
             self.count(trigger, ChangeOutcome::Unchanged);
             tracing::info!(trigger = trigger.as_str(), version = %live.version(), "policy unchanged");
             return Answer::Unchanged {

@@ -85,10 +85,16 @@ impl Control {
     }
 
     async fn apply(&mut self, mut config: Config, start: Instant) -> Result<Reloaded, ReloadError> {
-        if config.source.is_some() {
-            // A fleet's policy config and samples come from etcd, not the
-            // file: a reload changes limits and the rest, not those.
+        if let (Some(new), Some(running)) = (&config.source, &self.config.source) {
+            if new != running {
+                tracing::warn!("[source.etcd] changes take effect at the next start");
+            }
+            // A fleet's module, config and samples come from etcd, not the
+            // file: a reload changes limits and the rest, not those. The
+            // live module is kept in state_dir under its hash.
+            config.source = Some(running.clone());
             let live = self.serve.live.policy();
+            config.policy.module = running.module_path(&live.version().module.to_hex());
             config.policy.config_json = live.settings().config_json.clone();
             config.policy.expect = live.settings().expect.clone();
         }

@@ -106,11 +106,9 @@ pub struct Instance {
     pub refusal: Option<Refusal>,
     /// Unix seconds.
     pub started_at: u64,
-    /// Unix seconds of this record.
+    /// Unix seconds of this record (written when something in it changes;
+    /// the uptime is `now - started_at`).
     pub updated_at: u64,
-    /// Seconds since the instance started.
-    #[serde(default)]
-    pub uptime_s: u64,
 }
 
 /// A published policy an instance would not run.

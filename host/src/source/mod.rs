@@ -16,6 +16,7 @@ pub mod store;
 
 use std::time::Duration;
 
+pub use follow::Seen;
 pub(crate) use follow::follow;
 use layout::{Keys, LiveRecord};
 use store::StoreError;
@@ -61,10 +62,20 @@ impl SourceError {
     }
 }
 
+/// What a start has to go on: the live record (and whether it came from
+/// etcd), and `state_dir`'s last good copy, to fall back on if this
+/// instance refuses etcd's.
+pub struct Start {
+    /// The record the policy was configured from.
+    pub live: LiveRecord,
+    /// `state_dir`'s last good record, when `live` came from etcd and differs.
+    pub fallback: Option<LiveRecord>,
+}
+
 /// Fill `config`'s policy (module file, config, `expect`) from etcd, or
-/// from `state_dir`'s last good copy when etcd cannot be read. Returns the
-/// live record started with.
-pub async fn bootstrap(config: &mut Config) -> Result<LiveRecord, SourceError> {
+/// from `state_dir`'s last good copy when etcd cannot be read. Nothing is
+/// recorded as good yet: [`started`] does that once the policy is live.
+pub async fn bootstrap(config: &mut Config) -> Result<Start, SourceError> {
     let Some(source) = config.source.clone() else {
         return Err(SourceError::Unusable("no [source.etcd]".into()));
     };
@@ -76,46 +87,68 @@ pub async fn bootstrap(config: &mut Config) -> Result<LiveRecord, SourceError> {
             START_WAIT.as_secs()
         )))
     });
-    let live = match fetched {
-        Ok(Some((live, module))) => {
-            let (dir, record) = (source.state_dir.clone(), live.clone());
-            blocking(move || state::save(&dir, &module, &record))
+    let last = blocking_load(&source).await;
+    let start = match (fetched, last) {
+        (Ok(Some((live, module))), last) => {
+            let path = source.module_path(&live.module);
+            blocking(move || state::store_module(&path, &module))
                 .await
                 .map_err(|e| SourceError::Unusable(format!("state_dir: {e}")))?;
-            live
+            let fallback = last.ok().flatten().filter(|l| *l != live);
+            Start { live, fallback }
         }
-        Ok(None) => match blocking_load(&source).await {
-            Ok(Some(live)) => {
-                tracing::warn!(prefix = %source.prefix, "nothing published yet: starting from state_dir's last good copy");
-                live
+        (Ok(None), Ok(Some(live))) => {
+            tracing::warn!(prefix = %source.prefix, "nothing published yet: starting from state_dir's last good copy");
+            Start {
+                live,
+                fallback: None,
             }
-            _ => return Err(SourceError::NothingPublished(keys.live())),
-        },
-        Err(error) => match blocking_load(&source).await {
-            Ok(Some(live)) => {
-                tracing::warn!(
-                    %error, state_dir = %source.state_dir.display(),
-                    "source.unreachable: starting from the last good copy"
-                );
-                live
+        }
+        (Ok(None), _) => return Err(SourceError::NothingPublished(keys.live())),
+        (Err(error), Ok(Some(live))) => {
+            tracing::warn!(
+                %error, state_dir = %source.state_dir.display(),
+                "source.unreachable: starting from the last good copy"
+            );
+            Start {
+                live,
+                fallback: None,
             }
-            other => {
-                return Err(SourceError::NoPolicy {
-                    etcd: error.to_string(),
-                    state_dir: source.state_dir.display().to_string(),
-                    state: match other {
-                        Ok(_) => "none".into(),
-                        Err(e) => e.to_string(),
-                    },
-                });
-            }
-        },
+        }
+        (Err(error), other) => {
+            return Err(SourceError::NoPolicy {
+                etcd: error.to_string(),
+                state_dir: source.state_dir.display().to_string(),
+                state: match other {
+                    Ok(_) => "none".into(),
+                    Err(e) => e.to_string(),
+                },
+            });
+        }
     };
-    config.policy.module = state::module_path(&source.state_dir);
+    configure(config, &source, &start.live)?;
+    Ok(start)
+}
+
+/// Point `config`'s policy at `live` (its module in `state_dir`).
+pub fn configure(
+    config: &mut Config,
+    source: &SourceConfig,
+    live: &LiveRecord,
+) -> Result<(), SourceError> {
+    config.policy.module = source.module_path(&live.module);
     config.policy.config_json = live.config.to_string();
     config.policy.expect = expectations_from_json(&live.expect, &config.listeners)
         .map_err(|e| SourceError::Unusable(e.to_string()))?;
-    Ok(live)
+    Ok(())
+}
+
+/// `live`'s policy is live: it is the last good copy now.
+pub async fn started(source: &SourceConfig, live: &LiveRecord) {
+    let (dir, record) = (source.state_dir.clone(), live.clone());
+    if let Err(error) = blocking(move || state::save_live(&dir, &record)).await {
+        tracing::warn!(state_dir = %source.state_dir.display(), %error, "source.state_not_saved");
+    }
 }
 
 async fn fetch(
@@ -129,9 +162,18 @@ async fn fetch(
     Ok(Some((live, module)))
 }
 
+/// `state_dir`'s last good record (its module checked against its hash).
 async fn blocking_load(source: &SourceConfig) -> std::io::Result<Option<LiveRecord>> {
-    let dir = source.state_dir.clone();
-    blocking(move || state::load(&dir)).await
+    let source = source.clone();
+    blocking(move || {
+        let json = std::fs::read(source.state_dir.join("live.json"));
+        let Ok(json) = json else {
+            return Ok(None);
+        };
+        let live: LiveRecord = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
+        state::load(&source.state_dir, &source.module_path(&live.module))
+    })
+    .await
 }
 
 async fn blocking<T: Send + 'static>(

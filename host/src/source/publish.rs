@@ -16,7 +16,7 @@ use crate::config::{
     AllowList, Config, ListenerConfig, OfflineRules, PolicyConfig, SourceConfig,
     expectations_from_json, referenced_certificates,
 };
-use crate::policy::{LoadError, Policy};
+use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 
 /// What to publish.
 pub struct Request {
@@ -95,7 +95,10 @@ pub async fn publish(request: Request) -> Result<Published, PublishError> {
     let config_json = request.config.to_string();
     let settings = settings(&request, config_json)?;
     let samples = settings.expect.len();
-    Policy::load_offline(&settings).await?;
+    // The bytes checked are the bytes uploaded (not the file read again).
+    let module = Module::from_bytes(bytes.clone().into()).await?;
+    let engine = PolicyEngine::new()?.with_cache(settings.cache.as_deref());
+    Policy::prepare(&engine, &settings, &module).await?;
     let keys = Keys::new(&request.source.prefix);
     let mut client = store::connect(&request.source).await?;
     let (module, uploaded) = store::upload(&mut client, &keys, &bytes).await?;
@@ -121,7 +124,20 @@ pub async fn publish(request: Request) -> Result<Published, PublishError> {
 
 /// The settings an instance would prepare the module with.
 fn settings(request: &Request, config_json: String) -> Result<PolicyConfig, PublishError> {
-    let base = PolicyConfig::offline(request.module.clone(), config_json.clone());
+    let offline = PolicyConfig::offline(request.module.clone(), config_json.clone());
+    // The instances' limits (fuel, memory, deadline) when their config is
+    // given: a module that needs more passes nowhere.
+    let base = match &request.limen_config {
+        Some(config) => PolicyConfig {
+            module: request.module.clone(),
+            config_json: config_json.clone(),
+            instances: 1,
+            workers: 1,
+            watch: false,
+            ..config.policy.clone()
+        },
+        None => offline,
+    };
     let (listeners, rules) = match &request.limen_config {
         Some(config) => (config.listeners.clone(), config.policy.rules.clone()),
         None => {

@@ -46,7 +46,9 @@ pub async fn connect(source: &SourceConfig) -> Result<Client, StoreError> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(TIMEOUT)
         .with_timeout(TIMEOUT)
-        .with_keep_alive(Duration::from_secs(5), TIMEOUT);
+        .with_keep_alive(Duration::from_secs(5), TIMEOUT)
+        // etcd's auth tokens expire; without this each expiry is a reconnect.
+        .with_auto_token_refresh(true);
     if let Some((user, file)) = &source.user {
         let password = String::from_utf8_lossy(&read(file)?).trim().to_owned();
         options = options.with_user(user.clone(), password);
@@ -170,7 +172,14 @@ pub async fn download(
             return Err(corrupt("more bytes than its size".into()));
         }
     }
-    if module.len() as u64 != live.size || layout::hash(&module) != live.module {
+    // 18 MB of SHA-256 is milliseconds of CPU: off the runtime.
+    let (module, hash) = tokio::task::spawn_blocking(move || {
+        let hash = layout::hash(&module);
+        (module, hash)
+    })
+    .await
+    .map_err(|e| corrupt(e.to_string()))?;
+    if module.len() as u64 != live.size || hash != live.module {
         return Err(corrupt("the stored bytes do not match its hash".into()));
     }
     Ok(module)
@@ -190,18 +199,24 @@ pub async fn put_instance(
     Ok(())
 }
 
-/// Every instance's record.
+/// Every instance's record, and how many could not be read.
 pub async fn instances(
     client: &mut Client,
     keys: &Keys,
-) -> Result<Vec<layout::Instance>, StoreError> {
+) -> Result<(Vec<layout::Instance>, usize), StoreError> {
     let got = client
         .get(keys.instances(), Some(GetOptions::new().with_prefix()))
         .await?;
-    got.kvs()
+    let parsed: Vec<Result<layout::Instance, _>> = got
+        .kvs()
         .iter()
         .map(|kv| parse(kv.value(), "instance"))
-        .collect()
+        .collect();
+    let unreadable = parsed.iter().filter(|r| r.is_err()).count();
+    Ok((
+        parsed.into_iter().filter_map(Result::ok).collect(),
+        unreadable,
+    ))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -35,8 +35,22 @@ pub(crate) struct EtcdArgs {
 }
 
 impl EtcdArgs {
-    fn source(&self) -> SourceConfig {
-        SourceConfig {
+    /// The same rules as `[source.etcd]`'s, for flags.
+    fn source(&self) -> anyhow::Result<SourceConfig> {
+        if !self.prefix.starts_with('/') || self.prefix.trim_end_matches('/').len() < 2 {
+            bail!(
+                "E003 --prefix `{}` must start with / (e.g. /limen/prod)",
+                self.prefix
+            );
+        }
+        let tls = self.ca.is_some() || self.cert.is_some();
+        for endpoint in &self.endpoints {
+            let https = endpoint.starts_with("https://");
+            if (!https && !endpoint.starts_with("http://")) || https != tls {
+                bail!("E003 --etcd `{endpoint}`: http://, or https:// with --ca (or --cert)");
+            }
+        }
+        Ok(SourceConfig {
             endpoints: self.endpoints.clone(),
             prefix: self.prefix.trim_end_matches('/').to_owned(),
             state_dir: PathBuf::new(),
@@ -46,7 +60,7 @@ impl EtcdArgs {
                 ca: self.ca.clone(),
                 identity: self.cert.clone().zip(self.key.clone()),
             }),
-        }
+        })
     }
 }
 
@@ -86,7 +100,7 @@ pub(crate) fn publish(args: &PublishArgs) -> anyhow::Result<()> {
         None => None,
     };
     let request = publish::Request {
-        source: args.etcd.source(),
+        source: args.etcd.source()?,
         module: args.module.clone(),
         config,
         expect,
@@ -99,7 +113,7 @@ pub(crate) fn publish(args: &PublishArgs) -> anyhow::Result<()> {
 
 pub(crate) fn fleet(command: &FleetCommand) -> anyhow::Result<bool> {
     let FleetCommand::Status(args) = command;
-    let fleet = super::commands::small_runtime()?.block_on(fleet::status(&args.source()))?;
+    let fleet = super::commands::small_runtime()?.block_on(fleet::status(&args.source()?))?;
     print!("{}", fleet.table());
     Ok(fleet.converged())
 }

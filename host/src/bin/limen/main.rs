@@ -83,10 +83,15 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status(&args),
         Command::Renew(args) => commands::renew(&args),
         Command::Publish(args) => fleet::publish(&args),
+        // 0: every instance runs the published policy; 1: not (yet);
+        // 2: the fleet could not be read. A deploy script waits on 1.
         Command::Fleet(command) => match fleet::fleet(&command) {
-            // Disagreeing is not an error to print, but it is exit 1.
+            Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
-            other => other.map(drop),
+            Err(error) => {
+                eprintln!("limen: {error:#}");
+                return ExitCode::from(2);
+            }
         },
     };
     match result {
