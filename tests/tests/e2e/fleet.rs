@@ -252,6 +252,11 @@ async fn a_publish_goes_live_on_every_instance_and_a_bad_one_on_none() -> anyhow
         .collect();
     assert_eq!(versions.len(), 1, "{}", text(&out));
 
+    // A SIGHUP reload of an instance keeps etcd's policy (not the file's).
+    fleet[0].process.hangup();
+    fleet[0].process.generation(2).await?;
+    assert_eq!(ask(fleet[0].addr, &hello("small-a.test.bin")).await?, b"B");
+
     // A broken module is refused by `publish` itself: nothing is written.
     let broken = scratch("broken.wasm");
     std::fs::write(&broken, wat::parse_str("(module)")?)?;
