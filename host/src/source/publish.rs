@@ -58,7 +58,7 @@ pub enum PublishError {
     #[error(transparent)]
     Refused(#[from] LoadError),
     /// etcd would not take it.
-    #[error(transparent)]
+    #[error("E063 {0}")]
     Store(#[from] StoreError),
     /// Samples or module size out of bounds.
     #[error("E062 {0}")]
