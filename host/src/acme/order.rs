@@ -300,10 +300,11 @@ pub(crate) fn certified(
     Ok(Arc::new(certified))
 }
 
-async fn blocking<T: Send + 'static>(
+/// Run blocking storage I/O off the runtime. A runtime shutting down
+/// cancels it: an error like any other, not a panic.
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, OrderError> {
-    // A runtime shutting down cancels the task: an error, not a panic.
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(OrderError::Storage),
         Err(error) => Err(OrderError::Storage(std::io::Error::other(

@@ -20,7 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::order::{self, Accounts, OrderError};
+use super::order::{self, Accounts, OrderError, blocking};
 use super::storage::{Storage, Stored};
 use crate::config::{AcmeConfig, AcmeNames};
 use crate::metrics::{Metrics, OrderOutcome};
@@ -206,19 +206,6 @@ pub(super) fn same_names(stored: &[String], names: &AcmeNames) -> bool {
     a == b
 }
 
-/// Run blocking storage I/O off the runtime. A runtime shutting down
-/// cancels it: that is an error like any other, not a panic.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, OrderError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(OrderError::Storage),
-        Err(error) => Err(OrderError::Storage(std::io::Error::other(
-            error.to_string(),
-        ))),
-    }
-}
-
 /// A stored (or just issued) certificate as rustls serves it, and its
 /// leaf's validity.
 pub(super) fn parse(
@@ -233,7 +220,7 @@ pub(super) fn parse(
     let leaf = chain
         .first()
         .ok_or_else(|| OrderError::Unusable("empty chain".into()))?;
-    let validity = tls::not_before(leaf).zip(tls::not_after(leaf));
+    let validity = tls::dates(leaf);
     let validity = validity.ok_or_else(|| OrderError::Unusable("leaf has no dates".into()))?;
     let key = PrivateKeyDer::from_pem_slice(stored.key_pem.as_bytes())
         .map_err(|e| unusable("key", &e))?;

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::layout::{Instance, Keys, LiveRecord, Refusal};
-use super::state;
 use super::store::{self, StoreError};
+use super::{blocking, state};
 use crate::config::{ListenerConfig, SourceConfig, expectations_from_json};
 use crate::control::ControlHandle;
 use crate::control::protocol::Answer;
@@ -291,12 +291,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-async fn blocking(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }
 
 /// `<host name>-<pid>`: unique per process on a host, readable in a table.

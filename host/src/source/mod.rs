@@ -165,17 +165,10 @@ async fn fetch(
 /// `state_dir`'s last good record (its module checked against its hash).
 async fn blocking_load(source: &SourceConfig) -> std::io::Result<Option<LiveRecord>> {
     let source = source.clone();
-    blocking(move || {
-        let json = std::fs::read(source.state_dir.join("live.json"));
-        let Ok(json) = json else {
-            return Ok(None);
-        };
-        let live: LiveRecord = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
-        state::load(&source.state_dir, &source.module_path(&live.module))
-    })
-    .await
+    blocking(move || state::load(&source)).await
 }
 
+/// Run blocking I/O off the runtime (a cancelled task is an error).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {

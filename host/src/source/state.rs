@@ -17,6 +17,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::layout::{self, LiveRecord};
+use crate::config::SourceConfig;
 
 fn live_path(state_dir: &Path) -> PathBuf {
     state_dir.join("live.json")
@@ -49,14 +50,15 @@ pub(super) fn save_live(state_dir: &Path, live: &LiveRecord) -> io::Result<()> {
 
 /// The last good live record, if `state_dir` holds one whose module is
 /// there and matches its hash.
-pub(super) fn load(state_dir: &Path, module_path: &Path) -> io::Result<Option<LiveRecord>> {
-    let json = match fs::read(live_path(state_dir)) {
+pub(super) fn load(source: &SourceConfig) -> io::Result<Option<LiveRecord>> {
+    let json = match fs::read(live_path(&source.state_dir)) {
         Ok(json) => json,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let live: LiveRecord = serde_json::from_slice(&json).map_err(io::Error::other)?;
-    let module = fs::read(module_path)?;
+    let module_path = source.module_path(&live.module);
+    let module = fs::read(&module_path)?;
     if layout::hash(&module) != live.module {
         return Err(io::Error::other(format!(
             "{}: the module does not match live.json's hash",

@@ -20,7 +20,7 @@ pub use managed::ManagedKeys;
 pub(crate) use managed::{Challenge, Challenges, ManagedKey};
 pub(crate) use store::{CertStore, Missing};
 pub(crate) use upstream::{UpstreamTls, check_connector};
-pub(crate) use validity::{not_after, not_before};
+pub(crate) use validity::dates;
 
 use crate::config::{CertificateConfig, UpstreamTrust};
 

@@ -142,7 +142,7 @@ impl CertStore {
                 ChooseKey::Files(keys) => keys
                     .iter()
                     .filter_map(|k| k.end_entity_cert().ok())
-                    .filter_map(validity::not_after)
+                    .filter_map(|leaf| validity::dates(leaf).map(|(_, to)| to))
                     .min(),
                 ChooseKey::Managed(slot) => slot.not_after(),
             };

@@ -26,16 +26,14 @@ pub(super) fn check(name: &str, leaf: &CertificateDer<'_>, now: i64) -> Option<S
     }
 }
 
-/// The leaf's `notAfter`, in Unix seconds.
-pub(crate) fn not_after(leaf: &CertificateDer<'_>) -> Option<i64> {
+/// The leaf's `notBefore` and `notAfter`, in Unix seconds.
+pub(crate) fn dates(leaf: &CertificateDer<'_>) -> Option<(i64, i64)> {
     let (_, cert) = X509Certificate::from_der(leaf).ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
-/// The leaf's `notBefore`, in Unix seconds.
-pub(crate) fn not_before(leaf: &CertificateDer<'_>) -> Option<i64> {
-    let (_, cert) = X509Certificate::from_der(leaf).ok()?;
-    Some(cert.validity().not_before.timestamp())
+    let validity = cert.validity();
+    Some((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
 #[cfg(test)]
