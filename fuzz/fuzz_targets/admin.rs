@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use limen::control::protocol::{Answer, Envelope};
+use limen::control::admin::protocol::{Answer, Envelope};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(envelope) = Envelope::decode(data) {

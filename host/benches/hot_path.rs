@@ -98,7 +98,8 @@ fn policy_decision(c: &mut Criterion) {
         ("miss-all-patterns", "nothing.example"),
     ] {
         let hello = std::sync::Arc::new(parse(
-            &limen::explain::synthesise(sni, &["h2".into(), "http/1.1".into()]).expect("hello"),
+            &limen::offline::explain::synthesise(sni, &["h2".into(), "http/1.1".into()])
+                .expect("hello"),
         ));
         // Warm up the guest's lazy structures (regex caches) before measuring.
         for _ in 0..100 {

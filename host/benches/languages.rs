@@ -9,9 +9,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use limen::config::PolicyConfig;
 use limen::hello::{self, HelloSummary, Progress};
 use limen::policy::{Connection, Policy, PolicyEngine};
+use limen::state::config::PolicyConfig;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

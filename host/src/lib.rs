@@ -1,98 +1,64 @@
 //! limen: a TLS SNI router whose routing policy is a sandboxed WebAssembly
 //! component.
 //!
-//! The data path's modules come first, in the order a connection travels
-//! through them; then what they read (the live state, settings,
-//! certificates), then what changes and watches them, then the offline tools.
-//! Imports only point down this list's layers (checked by `tests/layers.rs`).
+//! The crate is laid out by plane, listed here from the top down. A module
+//! may import from its own plane and from the planes below it, never from
+//! one above (`tests/layers.rs` checks every `crate::` path against this
+//! order, and that no folder has a cycle of its own):
+//!
+//! | rank | plane | what it is |
+//! |---:|---|---|
+//! | 7 | `control` | what changes a running limen: start and drain, reloads, swaps, the admin endpoint, ACME, the fleet, the status page |
+//! | 6 | `offline` | `limen explain` and `limen test`: the same rules, no socket |
+//! | 5 | `path` | one connection: workers, accept, admission, peek, decide, the actions |
+//! | 4 | `state` | what connections read: configuration, certificates, the live snapshot |
+//! | 3 | `upstream` | where bytes go: resolve, connect, pools, re-encryption |
+//! | 2 | `policy` | the Wasm sandbox, its host imports, the limits a policy keeps |
+//! | 1 | `observe` | metrics, the access log, rate limits on warnings |
+//! | 0 | core | `hello`, `decision`, `outcome`, `plan`: deciding, pure |
 #![warn(missing_docs)]
 
-/// Worker threads: one current-thread runtime per core.
-pub mod worker;
+// 7: control.
+/// Changing a running limen: start and drain, reloads and swaps, the admin
+/// endpoint, ACME, the fleet, the status page.
+pub mod control;
 
-/// The accept loop of one listener.
-mod listener;
+// 6: offline.
+/// The offline tools: `limen explain` and `limen test`.
+pub mod offline;
 
-/// The pending-hello budget a listener admits connections under.
-mod budget;
+// 5: path.
+/// One connection, from accept to its last byte.
+pub mod path;
 
-/// One connection's typestate: accepted, peeked, decided; its access log trail.
-mod connection;
+// 4: state.
+/// What connections read: settings, certificates, the live snapshot.
+pub mod state;
 
-/// Reading the ClientHello off the socket without forwarding it.
-mod peek;
+// 3: upstream.
+/// Where bytes go: resolving and connecting to upstreams, pools.
+mod upstream;
 
-/// Framing and parsing the ClientHello, without I/O.
-pub mod hello;
-
+// 2: policy.
 /// The Wasm policy and its sandbox.
 pub mod policy;
+
+// 1: observe.
+/// Metrics, the access log, rate limits for repeated warnings.
+pub mod observe;
+
+// 0: core, pure.
+/// Framing and parsing the ClientHello, without I/O.
+pub mod hello;
 
 /// What a policy can decide.
 pub mod decision;
 
-/// From a decision to an action or a refusal: limen's rules, pure.
-pub mod plan;
-
-/// Resolving and connecting to upstreams.
-mod upstream;
-
-/// Upstream pools: balancing, retries, health checks.
-mod pool;
-
-/// Carrying out decisions: passthrough, terminate and reject.
-mod action;
-
-// ACME certificates: obtained, renewed, and their challenges answered.
-pub mod acme;
-
-// A fleet's policy from etcd: publish, follow, status.
-pub mod source;
-
-/// The live state: configuration generation and policy, swapped whole.
-mod live;
-
-/// Settings and limits, validated before anything runs.
-pub mod config;
-
-/// Certificates for `terminate`, and trust for re-encrypted upstreams.
-pub mod tls;
-
 /// Every outcome vocabulary (metric labels, log words), one enum each.
 pub mod outcome;
 
-/// Rate limits for repeated warnings.
-mod throttle;
+/// From a decision to an action or a refusal: limen's rules, pure.
+pub mod plan;
 
-/// Limits a policy can use (token buckets, concurrency slots), kept by the host.
-pub mod quota;
-
-/// Counters.
-pub mod metrics;
-
-/// Giving the heap back to the kernel after a storm of connections.
-mod memory;
-
-/// The access log: a line per finished connection, written off the data path.
-mod access;
-
-/// The last swaps and reloads, kept for the status page.
-mod changes;
-
-/// Changing a running limen: policy swaps, reloads, the admin endpoint.
-pub mod control;
-
-/// `/status` and `/status.json`: the operator's page.
-mod status;
-
-/// Binding listeners, running until shutdown, draining.
-pub mod server;
-
-/// `limen explain`: one decision, offline.
-pub mod explain;
-
-/// `limen test`: tables of cases run against a policy, offline.
-pub mod cases;
-
-pub use config::Config;
-pub use server::Server;
+pub use control::server::Server;
+pub use state::config::Config;

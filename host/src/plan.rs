@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 
-use crate::config::{AllowList, OfflineRules};
 use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
 use crate::hello::HelloSummary;
 use crate::outcome::PolicyFailure;
-use crate::tls::{CertStore, Missing};
+use crate::state::config::{AllowList, OfflineRules};
+use crate::state::tls::{CertStore, Missing};
 
 /// A decision limen will carry out. `C` is what a certificate name resolves
 /// to: a rustls `ServerConfig` live, nothing offline.
@@ -210,7 +210,7 @@ fn is_link_local(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AllowRule;
+    use crate::state::config::AllowRule;
 
     fn passthrough(addr: &str) -> Decision {
         Decision::Passthrough(Upstream {

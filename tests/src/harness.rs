@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use limen::control::ControlHandle;
-use limen::metrics::Metrics;
+use limen::observe::metrics::Metrics;
 use limen::{Config, Server};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

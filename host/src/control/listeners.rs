@@ -14,9 +14,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::HelloBudget;
-use crate::config::ListenerConfig;
-use crate::listener::{self, Serve};
+use crate::path::accept::{self, Serve};
+use crate::path::admission::HelloBudget;
+use crate::state::config::ListenerConfig;
 
 /// A listener's sockets (one per worker), bound, not yet accepting.
 pub(crate) struct Bound {
@@ -156,7 +156,7 @@ impl ListenerSet {
             workers = bound.sockets.len(), "listening"
         );
         for (worker, socket) in bound.sockets.into_iter().enumerate() {
-            let accept = listener::run(
+            let accept = accept::run(
                 bound.config.name.clone(),
                 socket,
                 serve.clone(),

@@ -7,12 +7,15 @@
 //! `admin` serves `limen swap`/`limen status` over the `protocol`, and
 //! `client` is that protocol's client side.
 
+pub mod acme;
 pub mod admin;
-pub mod client;
-mod gate;
+pub mod fleet;
+pub(crate) mod history;
 pub(crate) mod listeners;
-pub mod protocol;
+pub(crate) mod memory;
 mod reload;
+pub mod server;
+pub(crate) mod status;
 mod watch;
 
 use std::path::Path;
@@ -21,15 +24,15 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::PolicyConfig;
-use crate::config::{Config, ConfigError, Expectation};
-use crate::listener::Serve;
 use crate::outcome::{ChangeOutcome, Trigger};
+use crate::path::accept::Serve;
 use crate::policy::{
     LoadError, LoadReport, Module, ModuleHash, Policy, PolicyEngine, PolicyVersion,
 };
+use crate::state::config::PolicyConfig;
+use crate::state::config::{Config, ConfigError, Expectation};
+use admin::protocol::{Answer, Status, Swapped};
 use listeners::{Bound, ListenerSet};
-use protocol::{Answer, Status, Swapped};
 
 /// Queued changes; a full queue makes the sender wait.
 const QUEUE: usize = 16;

@@ -7,15 +7,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::admin::protocol::{Answer, Reloaded};
 use super::listeners::{self, BindError};
-use super::protocol::{Answer, Reloaded};
 use super::{Control, millis};
-use crate::config::{Config, ConfigError, PolicyConfig};
-use crate::live::{Generation, load_tls, open_access_log};
 use crate::outcome::{ChangeOutcome, Trigger};
 use crate::policy::{LoadError, Module};
-use crate::pool::Pools;
-use crate::tls::TlsError;
+use crate::state::config::{Config, ConfigError, PolicyConfig};
+use crate::state::live::{Generation, load_tls, open_access_log};
+use crate::state::tls::TlsError;
+use crate::upstream::pool::Pools;
 
 /// Why a new configuration was refused (the old one runs on).
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub(super) enum ReloadError {
     #[error("E013 cannot open the access log: {0}")]
     AccessLog(std::io::Error),
     #[error(transparent)]
-    Acme(#[from] crate::acme::AcmeError),
+    Acme(#[from] crate::control::acme::AcmeError),
 }
 
 impl ReloadError {
@@ -104,7 +104,7 @@ impl Control {
         if let Some(acme) = config.acme.clone() {
             // A cancelled check (runtime shutting down) is no refusal.
             if let Ok(checked) =
-                tokio::task::spawn_blocking(move || crate::acme::check(&acme)).await
+                tokio::task::spawn_blocking(move || crate::control::acme::check(&acme)).await
             {
                 checked?;
             }

@@ -17,7 +17,7 @@ use super::runtime::Policy;
 use super::state::HostState;
 use super::version::{ModuleHash, PolicyVersion};
 use super::{LoadError, selftest};
-use crate::config::PolicyConfig;
+use crate::state::config::PolicyConfig;
 
 /// Largest module limen reads (an 18 MB Python component fits).
 pub const MAX_MODULE_BYTES: usize = 64 << 20;

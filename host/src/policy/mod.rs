@@ -13,6 +13,7 @@ mod deadline;
 mod engine;
 mod error;
 mod hello;
+pub mod limit_table;
 mod load;
 mod output;
 mod runtime;

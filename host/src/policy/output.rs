@@ -2,7 +2,7 @@
 //! time, instead of nowhere: a Rust guest's panic message lands on stderr just
 //! before the trap, and is the best clue to why it trapped.
 
-use crate::throttle::Throttle;
+use crate::observe::log_limit::Throttle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;

@@ -20,11 +20,11 @@ use super::engine::{PolicyEngine, YIELD_EVERY};
 use super::state::HostState;
 use super::version::PolicyVersion;
 use super::{CallError, Connection, LoadError, convert};
-use crate::config::{INIT_BUDGET_FACTOR, PolicyConfig};
 use crate::decision::{Decision, Rule};
 use crate::hello::HelloSummary;
-use crate::quota::Held;
-use crate::worker;
+use crate::path::worker;
+use crate::policy::limit_table::Held;
+use crate::state::config::{INIT_BUDGET_FACTOR, PolicyConfig};
 
 /// A policy ready to decide.
 pub struct Policy {

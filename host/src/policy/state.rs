@@ -15,7 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::wit_host;
 use super::output::{GuestOutput, LineBudget};
 use crate::hello::HelloSummary;
-use crate::quota::{Held, Quotas};
+use crate::policy::limit_table::{Held, Quotas};
 
 /// Longest log line a policy may write; the rest is cut.
 const MAX_LOG_BYTES: usize = 1024;

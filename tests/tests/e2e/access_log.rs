@@ -26,9 +26,9 @@ async fn the_access_log_has_one_line_per_connection() -> anyhow::Result<()> {
         ),
     );
     let limen = Running::start(&toml).await?;
-    let routed = limen::explain::synthesise("a.test", &["h2".into(), "http/1.1".into()])?;
+    let routed = limen::offline::explain::synthesise("a.test", &["h2".into(), "http/1.1".into()])?;
     assert_eq!(ask(limen.addr, &routed).await?, b"U");
-    let blocked = limen::explain::synthesise("blocked.test", &[])?;
+    let blocked = limen::offline::explain::synthesise("blocked.test", &[])?;
     assert!(!ask(limen.addr, &blocked).await?.is_empty());
     let garbage = raw_exchange(limen.addr, &[b"\x16\x09\x09\x00\x05hello"], Duration::ZERO);
     assert!(garbage.await?.is_empty());
@@ -105,7 +105,7 @@ async fn the_text_access_log_is_key_value() -> anyhow::Result<()> {
         &format!("[access_log]\npath = \"{}\"", path.display()),
     );
     let limen = Running::start(&toml).await?;
-    let hello = limen::explain::synthesise("t.test", &[])?;
+    let hello = limen::offline::explain::synthesise("t.test", &[])?;
     assert_eq!(ask(limen.addr, &hello).await?, b"U");
     let lines = lines_of(&path, 1).await?;
     let fields: Vec<&str> = lines[0].split(' ').collect();

@@ -11,9 +11,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use limen::control::client;
-use limen::control::protocol::{Answer, Request};
-use limen::metrics::names;
+use limen::control::admin::client;
+use limen::control::admin::protocol::{Answer, Request};
+use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::pebble::{Pebble, free_port};
 use limen_e2e::{backend, guests};

@@ -4,8 +4,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use limen::control::client;
-use limen::control::protocol::{Answer, Request};
+use limen::control::admin::client;
+use limen::control::admin::protocol::{Answer, Request};
 use limen_e2e::backend;
 use limen_e2e::guests;
 use limen_e2e::harness::{Running, config};

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 
-use limen::explain::{HelloSource, explain};
-use limen::metrics::names;
+use limen::offline::explain::{HelloSource, explain};
+use limen::observe::metrics::names;
 use limen::{Config, policy::Policy};
 use limen_e2e::backend;
 use limen_e2e::guests::{self, terminate_to};
@@ -59,7 +59,7 @@ async fn explain_refuses_exactly_what_production_refuses() -> anyhow::Result<()>
         ("cert.test", Some("no certificate named `nope`")),
     ];
     for (sni, refusal) in cases {
-        let hello = limen::explain::synthesise(sni, &[])?;
+        let hello = limen::offline::explain::synthesise(sni, &[])?;
         let live = ask(limen.addr, &hello).await?;
         let outcome = explained(&parsed, HelloSource::Bytes(hello)).await?;
         let address = &outcome["upstream"]["address"];
@@ -106,7 +106,7 @@ async fn terminate_without_a_hello_is_refused_live_and_offline() -> anyhow::Resu
     let limen = Running::start(&toml).await?;
     let parsed = Config::from_toml(&toml)?;
     let plain = b"GET / HTTP/1.0\r\n\r\n".to_vec();
-    let tls = limen::explain::synthesise("a.test", &[])?;
+    let tls = limen::offline::explain::synthesise("a.test", &[])?;
     for (bytes, why) in [
         (plain, "terminate needs a TLS ClientHello"),
         (tls, "no certificate named `secure`"),

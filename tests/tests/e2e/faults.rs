@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use limen::metrics::names::POLICY_FAILURES;
+use limen::observe::metrics::names::POLICY_FAILURES;
 use limen_e2e::backend;
 use limen_e2e::guests::{PASSTHROUGH_10_255_0_1, policy_component, route_body, route_module};
 use limen_e2e::harness::{Running, config};
@@ -139,7 +139,7 @@ async fn a_misbehaving_rust_guest_is_contained() -> anyhow::Result<()> {
     ))
     .await?;
     let send = |sni: &str| {
-        let hello = limen::explain::synthesise(sni, &[]).expect("hello");
+        let hello = limen::offline::explain::synthesise(sni, &[]).expect("hello");
         async move { raw_exchange(limen.addr, &[&hello], Duration::ZERO).await }
     };
     for (sni, reply, kind) in [

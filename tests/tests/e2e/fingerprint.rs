@@ -23,7 +23,7 @@ fn ja4_of(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ja4_gate_refuses_listed_prefixes_and_routes_the_rest() -> anyhow::Result<()> {
     let (a, _) = backend::raw(b"A").await?;
-    let rustls = limen::explain::synthesise("a.test", &[])?;
+    let rustls = limen::offline::explain::synthesise("a.test", &[])?;
     let openssl = hello("small-a.test.bin");
     let (rustls_ja4, openssl_ja4) = (ja4_of(&rustls), ja4_of(&openssl));
     assert_ne!(
@@ -60,7 +60,7 @@ async fn proxy_v2_tlvs_carry_sni_alpn_and_ja4() -> anyhow::Result<()> {
     let toml = config(&guests::example("static-routes"), &policy, "", "");
     let limen = Running::start(&toml).await?;
 
-    let sent = limen::explain::synthesise("tlv.test", &["h2".into(), "http/1.1".into()])?;
+    let sent = limen::offline::explain::synthesise("tlv.test", &["h2".into(), "http/1.1".into()])?;
     assert_eq!(ask(limen.addr, &sent).await?, b"U");
     let received = tokio::time::timeout(WAIT, seen.recv())
         .await?
@@ -84,7 +84,7 @@ async fn proxy_v2_tlvs_carry_sni_alpn_and_ja4() -> anyhow::Result<()> {
     assert_eq!(tlvs.len(), 3, "{tlvs:?}");
     assert_eq!(&received.bytes[header.len()..], sent.as_slice());
 
-    let sent = limen::explain::synthesise("plain.test", &["h2".into()])?;
+    let sent = limen::offline::explain::synthesise("plain.test", &["h2".into()])?;
     assert_eq!(ask(limen.addr, &sent).await?, b"U");
     let received = tokio::time::timeout(WAIT, seen.recv())
         .await?

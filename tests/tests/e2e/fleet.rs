@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use limen::control::protocol::Status;
+use limen::control::admin::protocol::Status;
 use limen_e2e::etcd::Etcd;
 use limen_e2e::{backend, guests};
 
@@ -163,7 +163,7 @@ async fn all_live(instances: &[&Instance], sha256: &str) -> anyhow::Result<Durat
 }
 
 fn sha256(path: &Path) -> anyhow::Result<String> {
-    Ok(limen::source::layout::hash(&std::fs::read(path)?))
+    Ok(limen::control::fleet::layout::hash(&std::fs::read(path)?))
 }
 
 /// Connections through every instance until `stop`: how many were routed
@@ -299,8 +299,8 @@ async fn a_publish_goes_live_on_every_instance_and_a_bad_one_on_none() -> anyhow
 /// Store `module` and point `live` at it, as a hand (or a bug) would,
 /// without `publish`'s check.
 async fn hand_written(etcd: &Etcd, module: &[u8]) -> anyhow::Result<()> {
-    use limen::source::layout::{Keys, LiveRecord};
-    let source = limen::config::SourceConfig {
+    use limen::control::fleet::layout::{Keys, LiveRecord};
+    let source = limen::state::config::SourceConfig {
         endpoints: vec![etcd.endpoint()],
         prefix: PREFIX.into(),
         state_dir: scratch("unused"),
@@ -309,8 +309,8 @@ async fn hand_written(etcd: &Etcd, module: &[u8]) -> anyhow::Result<()> {
         tls: None,
     };
     let keys = Keys::new(PREFIX);
-    let mut client = limen::source::store::connect(&source).await?;
-    let (hash, _) = limen::source::store::upload(&mut client, &keys, module).await?;
+    let mut client = limen::control::fleet::store::connect(&source).await?;
+    let (hash, _) = limen::control::fleet::store::upload(&mut client, &keys, module).await?;
     let live = LiveRecord {
         module: hash,
         size: module.len() as u64,
@@ -318,7 +318,7 @@ async fn hand_written(etcd: &Etcd, module: &[u8]) -> anyhow::Result<()> {
         expect: Vec::new(),
         published_at: 0,
     };
-    limen::source::store::publish(&mut client, &keys, &live).await?;
+    limen::control::fleet::store::publish(&mut client, &keys, &live).await?;
     Ok(())
 }
 

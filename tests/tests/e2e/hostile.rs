@@ -58,7 +58,7 @@ async fn start(limits: &str) -> anyhow::Result<(Running, SocketAddr)> {
 async fn one_address_holding_stalled_hellos_gets_its_share_and_good_clients_keep_going()
 -> anyhow::Result<()> {
     let (limen, _) = start("max_pending_hellos_per_client = 64").await?;
-    let hello = limen::explain::synthesise("a.test", &[])?;
+    let hello = limen::offline::explain::synthesise("a.test", &[])?;
     let attacker: IpAddr = "127.0.0.2".parse()?;
     let mut held = Vec::new();
     for _ in 0..1000 {
@@ -91,7 +91,7 @@ async fn one_address_holding_stalled_hellos_gets_its_share_and_good_clients_keep
 async fn the_listener_budget_caps_all_addresses_and_pressure_shortens_the_deadline()
 -> anyhow::Result<()> {
     let (limen, _) = start("max_pending_hellos = 10\nhello_timeout = \"5s\"").await?;
-    let hello = limen::explain::synthesise("a.test", &[])?;
+    let hello = limen::offline::explain::synthesise("a.test", &[])?;
     let mut held = Vec::new();
     for i in 0..10u8 {
         let from = IpAddr::from([127, 0, 0, 2 + i]);
@@ -125,7 +125,7 @@ async fn the_listener_budget_caps_all_addresses_and_pressure_shortens_the_deadli
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fall_in_open_connections_gives_the_heap_back() -> anyhow::Result<()> {
     let (limen, _) = start("hello_timeout = \"30s\"").await?;
-    let hello = limen::explain::synthesise("a.test", &[])?;
+    let hello = limen::offline::explain::synthesise("a.test", &[])?;
     const TRIMS: &str = "limen_memory_trims_total";
     let mut held = Vec::new();
     // 1,100 stalled hellos, 55 from each of 20 addresses (under the

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use limen::metrics::names;
+use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +30,7 @@ async fn start(route: &str) -> anyhow::Result<(Running, String)> {
 async fn ask(limen: SocketAddr) -> anyhow::Result<Vec<u8>> {
     let mut client = TcpStream::connect(limen).await?;
     client
-        .write_all(&limen::explain::synthesise("www.test", &[])?)
+        .write_all(&limen::offline::explain::synthesise("www.test", &[])?)
         .await?;
     let mut reply = Vec::new();
     tokio::time::timeout(WAIT, client.read_to_end(&mut reply)).await??;
@@ -41,7 +41,7 @@ async fn ask(limen: SocketAddr) -> anyhow::Result<Vec<u8>> {
 async fn hold(limen: SocketAddr) -> anyhow::Result<(Vec<u8>, TcpStream)> {
     let mut client = TcpStream::connect(limen).await?;
     client
-        .write_all(&limen::explain::synthesise("www.test", &[])?)
+        .write_all(&limen::offline::explain::synthesise("www.test", &[])?)
         .await?;
     let mut first = [0u8; 1];
     tokio::time::timeout(WAIT, client.read_exact(&mut first)).await??;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use limen::control::protocol::Answer;
+use limen::control::admin::protocol::Answer;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::scrape::Scrape;
 use limen_e2e::{backend, guests};
@@ -44,7 +44,7 @@ async fn metrics_are_scraped_over_http() -> anyhow::Result<()> {
     let (a, _) = backend::raw(b"A").await?;
     let (limen, metrics) =
         with_metrics("static-routes", &format!(r#"default = "{a}""#), "", "").await?;
-    let hello = limen::explain::synthesise("t.test", &[])?;
+    let hello = limen::offline::explain::synthesise("t.test", &[])?;
     for _ in 0..3 {
         assert_eq!(ask(limen.addr, &hello).await?, b"A");
     }
@@ -124,7 +124,7 @@ routes = [
     );
     let (limen, metrics) = with_metrics("static-routes", &policy, "", "").await?;
     let before = Scrape::get(metrics).await?;
-    let sni = |name: &str| limen::explain::synthesise(name, &[]).expect("hello");
+    let sni = |name: &str| limen::offline::explain::synthesise(name, &[]).expect("hello");
     let sends: [(Vec<u8>, &[u8]); 9] = [
         (sni("a.test"), b"U"),
         (sni("a.test"), b"U"),
@@ -225,7 +225,7 @@ async fn each_policy_failure_kind_is_counted() -> anyhow::Result<()> {
         ("open.test", "invalid_decision"),
     ] {
         let before = Scrape::get(metrics).await?;
-        let hello = limen::explain::synthesise(sni, &[])?;
+        let hello = limen::offline::explain::synthesise(sni, &[])?;
         assert_eq!(ask(limen.addr, &hello).await?, b"F", "{sni}");
         let kind_series = format!("{kinds}{{kind=\"{kind}\"}}");
         let after = settled(metrics, &before, &kind_series, 1.0).await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use limen::metrics::names::PARSE_FAILURES;
+use limen::observe::metrics::names::PARSE_FAILURES;
 use limen_e2e::backend::{self, Received};
 use limen_e2e::guests;
 use limen_e2e::harness::{Running, config};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use limen::metrics::names;
+use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,7 +95,7 @@ async fn ask(limen: SocketAddr, source: Option<SocketAddr>) -> std::io::Result<u
             }
             None => TcpStream::connect(limen).await?,
         };
-        let hello = limen::explain::synthesise("www.test", &[]).map_err(std::io::Error::other)?;
+        let hello = limen::offline::explain::synthesise("www.test", &[]).map_err(std::io::Error::other)?;
         client.write_all(&hello).await?;
         let mut reply = Vec::new();
         client.read_to_end(&mut reply).await?;
@@ -282,7 +282,7 @@ async fn least_connections_fills_the_emptiest_member() -> anyhow::Result<()> {
         members(&set.iter().collect::<Vec<_>>())
     );
     let limen = start(&pool, "").await?;
-    let hello = limen::explain::synthesise("www.test", &[])?;
+    let hello = limen::offline::explain::synthesise("www.test", &[])?;
     // Long-lived connections: each reads its member's id and stays open.
     let mut held: Vec<(u8, TcpStream)> = Vec::new();
     let open = |hello: Vec<u8>| async move {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use limen::control::client;
-use limen::control::protocol::{Answer, Request, Status};
+use limen::control::admin::client;
+use limen::control::admin::protocol::{Answer, Request, Status};
 
 use crate::common::{limen, scratch};
 

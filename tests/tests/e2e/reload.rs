@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use limen::control::protocol::Status;
+use limen::control::admin::protocol::Status;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::pki::Pki;
 use limen_e2e::{backend, guests};
@@ -50,7 +50,7 @@ async fn a_replaced_module_file_goes_live_and_a_broken_one_is_refused() -> anyho
     std::fs::write(&module, guests::passthrough_to(&a.to_string())?)?;
     let cache = format!("cache = \"{}\"", scratch("cache").display());
     let limen = Running::start(&config(&module, "", &cache, "")).await?;
-    let hello = limen::explain::synthesise("t.test", &[])?;
+    let hello = limen::offline::explain::synthesise("t.test", &[])?;
     assert_eq!(ask(limen.addr, &hello).await?, b"A");
 
     replace_atomically(&module, &guests::passthrough_to(&b.to_string())?)?;
@@ -164,7 +164,7 @@ routes = [ {{ match = "web.test", terminate = {{ certificate = "web", upstream =
     let limen = Process::start(&path, admin.clone())?;
     let status = limen.generation(1).await?;
     let one = addr_of(&status, "one").expect("listener one");
-    let hello = limen::explain::synthesise("t.test", &[])?;
+    let hello = limen::offline::explain::synthesise("t.test", &[])?;
     let client = pki.client_config(&[])?;
     assert_eq!(ask(one, &hello).await?, b"A");
     assert_eq!(served_leaf(one, client.clone()).await?, leaf_in(&chain)?);

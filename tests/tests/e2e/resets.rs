@@ -51,7 +51,7 @@ async fn an_upstream_reset_resets_the_client() -> anyhow::Result<()> {
     let limen = Running::start(&logged(&log, upstream)).await?;
     let mut client = TcpStream::connect(limen.addr).await?;
     client
-        .write_all(&limen::explain::synthesise("a.test", &[])?)
+        .write_all(&limen::offline::explain::synthesise("a.test", &[])?)
         .await?;
     let mut got = Vec::new();
     let read = tokio::time::timeout(WAIT, client.read_to_end(&mut got)).await?;
@@ -83,7 +83,7 @@ async fn a_client_reset_resets_the_upstream() -> anyhow::Result<()> {
     let client = TcpStream::connect(limen.addr).await?;
     let mut client = client;
     client
-        .write_all(&limen::explain::synthesise("a.test", &[])?)
+        .write_all(&limen::offline::explain::synthesise("a.test", &[])?)
         .await?;
     client.write_all(b"partial request").await?;
     tokio::time::sleep(Duration::from_millis(100)).await;

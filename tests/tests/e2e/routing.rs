@@ -246,13 +246,13 @@ async fn an_upstream_that_is_limen_itself_is_refused() -> anyhow::Result<()> {
     );
     assert_eq!(
         limen.counter(
-            limen::metrics::names::POLICY_FAILURES,
+            limen::observe::metrics::names::POLICY_FAILURES,
             &[("kind", "invalid_decision")]
         ),
         1
     );
     assert_eq!(
-        limen.counter(limen::metrics::names::CONNECTIONS, &[]),
+        limen.counter(limen::observe::metrics::names::CONNECTIONS, &[]),
         1,
         "no looped connection"
     );

@@ -120,10 +120,10 @@ async fn force_closed_connections_each_leave_an_access_log_line() -> anyhow::Res
     // Deciding: the policy sleeps 10 s in a WASI call for `sleep.*`.
     let mut deciding = TcpStream::connect(limen.addr).await?;
     deciding
-        .write_all(&limen::explain::synthesise("sleep.test", &[])?)
+        .write_all(&limen::offline::explain::synthesise("sleep.test", &[])?)
         .await?;
     // Piping: routed to the echo upstream, and kept open.
-    let hello = limen::explain::synthesise("print.test", &[])?;
+    let hello = limen::offline::explain::synthesise("print.test", &[])?;
     let mut piping = TcpStream::connect(limen.addr).await?;
     piping.write_all(&hello).await?;
     let mut back = vec![0u8; hello.len()];

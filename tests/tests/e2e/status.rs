@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use limen::metrics::names;
+use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use limen::control::client;
-use limen::control::protocol::{Answer, Request, Swapped};
+use limen::control::admin::client;
+use limen::control::admin::protocol::{Answer, Request, Swapped};
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,7 +90,7 @@ async fn hundred_swaps_under_load_route_by_the_policy_live_at_accept() -> anyhow
     // tests' threads, which is not what this test is about (faults.rs
     // tests deadlines).
     let (limen, admin) = start_with_admin(a, "timeout = \"250ms\"").await?;
-    let hello = Arc::new(limen::explain::synthesise("t.test", &[])?);
+    let hello = Arc::new(limen::offline::explain::synthesise("t.test", &[])?);
     let done = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..8 {
@@ -184,7 +184,7 @@ async fn a_long_lived_stream_stays_byte_exact_across_50_swaps() -> anyhow::Resul
     let (b, _) = backend::raw(b"B").await?;
     let policies = TwoPolicies::new(echo, b)?;
     let (limen, admin) = start_with_admin(echo, "").await?;
-    let hello = limen::explain::synthesise("t.test", &[])?;
+    let hello = limen::offline::explain::synthesise("t.test", &[])?;
     let mut stream = TcpStream::connect(limen.addr).await?;
     stream.set_nodelay(true)?;
     stream.write_all(&hello).await?;

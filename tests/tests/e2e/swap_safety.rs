@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use limen::control::client;
-use limen::control::protocol::{Answer, Request};
+use limen::control::admin::client;
+use limen::control::admin::protocol::{Answer, Request};
 use limen_e2e::backend;
 use limen_e2e::guests::{self, component_of_world, policy_component, route_body};
 use limen_e2e::harness::config;
@@ -58,7 +58,7 @@ async fn broken_candidates_are_refused_each_way_and_the_old_policy_serves() -> a
          [[policy.expect]]\nsni = \"panic.test\"\ndecision = \"passthrough:{a}\""
     );
     let (limen, admin) = start_with_admin(a, &expect).await?;
-    let hello = limen::explain::synthesise("t.test", &[])?;
+    let hello = limen::offline::explain::synthesise("t.test", &[])?;
     let read = |name| std::fs::read(guests::example(name)).expect("example guest");
     let disagreement = format!("expected passthrough:{a}, got passthrough:{b}");
     let cases: Vec<Case> = vec![

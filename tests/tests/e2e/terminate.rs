@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use limen::metrics::names;
+use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests, pki::Pki};
 use rustls::AlertDescription;

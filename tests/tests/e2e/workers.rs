@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use limen::control::protocol::Answer;
+use limen::control::admin::protocol::Answer;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,11 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use limen::control::ControlHandle;
-use limen::control::client;
-use limen::control::protocol::{Answer, Request};
-use limen::explain::{self, HelloSource};
+use limen::control::admin::client;
+use limen::control::admin::protocol::{Answer, Request};
+use limen::offline::explain::{self, HelloSource};
 use limen::policy::Policy;
-use limen::tls::{ManagedKeys, Tls};
+use limen::state::tls::{ManagedKeys, Tls};
 use limen::{Config, Server};
 
 /// `limen explain` flags: exactly one hello source.
@@ -104,9 +104,9 @@ pub(crate) fn check(path: &Path, online: bool) -> anyhow::Result<()> {
         None => drop(runtime.block_on(Policy::load_offline(&config.policy))?),
     }
     if let Some(acme) = &config.acme {
-        limen::acme::check(acme)?;
+        limen::control::acme::check(acme)?;
         if online {
-            let answer = runtime.block_on(limen::acme::check_online(acme))?;
+            let answer = runtime.block_on(limen::control::acme::check_online(acme))?;
             eprintln!("limen: acme: {}: {answer}", acme.directory);
         }
     }
@@ -262,8 +262,8 @@ pub(crate) struct TestArgs {
 }
 
 pub(crate) fn test(args: &TestArgs) -> anyhow::Result<()> {
-    use limen::cases::{self, CaseFile};
-    use limen::config::PolicyConfig;
+    use limen::offline::test::{self, CaseFile};
+    use limen::state::config::PolicyConfig;
 
     let read = |path: &Path| {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -297,9 +297,9 @@ pub(crate) fn test(args: &TestArgs) -> anyhow::Result<()> {
     let base = args.cases.parent().unwrap_or(Path::new("."));
     let outcomes = small_runtime()?.block_on(async {
         let policy = Policy::load_offline(&settings).await?;
-        anyhow::Ok(cases::run(&policy, &file, base, rules.as_ref()).await)
+        anyhow::Ok(test::run(&policy, &file, base, rules.as_ref()).await)
     })?;
-    let failed = cases::report(&outcomes, &mut std::io::stdout().lock())?;
+    let failed = test::report(&outcomes, &mut std::io::stdout().lock())?;
     if failed > 0 {
         bail!("{failed} of {} case(s) failed", outcomes.len());
     }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use limen::config::{EtcdTls, SourceConfig};
-use limen::source::{fleet, publish};
+use limen::control::fleet::{publish, status};
+use limen::state::config::{EtcdTls, SourceConfig};
 
 /// Which etcd, under which prefix, with which credentials.
 #[derive(Args)]
@@ -113,7 +113,7 @@ pub(crate) fn publish(args: &PublishArgs) -> anyhow::Result<()> {
 
 pub(crate) fn fleet(command: &FleetCommand) -> anyhow::Result<bool> {
     let FleetCommand::Status(args) = command;
-    let fleet = super::commands::small_runtime()?.block_on(fleet::status(&args.source()?))?;
+    let fleet = super::commands::small_runtime()?.block_on(status::read(&args.source()?))?;
     print!("{}", fleet.table());
     Ok(fleet.converged())
 }

@@ -1,0 +1,335 @@
+//! Assembling limen: load the policy, bind the listeners and the admin
+//! endpoint, run until told to stop, then drain. This module only
+//! assembles: the live state is `live`'s, the accept loops `listener`'s,
+//! changes `control`'s.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::control::acme::{self, Acme, AcmeError};
+use crate::control::admin::{self, AdminError};
+use crate::control::fleet::{self, Seen, SourceError, Start};
+use crate::control::history::History;
+use crate::control::listeners::{self, BindError};
+use crate::control::memory;
+use crate::control::status;
+use crate::control::{Control, ControlHandle};
+use crate::observe::metrics::{Metrics, endpoint};
+use crate::path::accept::Serve;
+use crate::path::worker::Workers;
+use crate::policy::limit_table::Quotas;
+use crate::policy::{LoadError, Module, Policy, PolicyEngine};
+use crate::state::config::Config;
+use crate::state::config::SourceConfig;
+use crate::state::live::{Generation, Live, load_tls, open_access_log};
+use crate::state::tls::TlsError;
+use crate::upstream::pool::Pools;
+
+/// Why limen could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The policy was refused.
+    #[error(transparent)]
+    Policy(#[from] LoadError),
+    /// A certificate, key or CA bundle was refused.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The metrics endpoint could not bind.
+    #[error("E012 cannot serve metrics on {addr}: {error}")]
+    Metrics {
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The access log file could not be opened.
+    #[error("E013 cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+    /// The admin endpoint could not be opened, or its token read.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// `[acme]` cannot be used (its CA bundle, its storage).
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
+    /// The policy could not be had from `[source.etcd]` (nor `state_dir`).
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A worker thread or its runtime could not be started.
+    #[error("E014 cannot start the workers: {0}")]
+    Workers(std::io::Error),
+}
+
+impl StartError {
+    /// The code that starts the message (`E010`, `P004`...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StartError::Policy(error) => error.code(),
+            StartError::Tls(error) => error.code(),
+            StartError::Bind(error) => error.code(),
+            StartError::Metrics { .. } => "E012",
+            StartError::AccessLog(_) => "E013",
+            StartError::Admin(error) => error.code(),
+            StartError::Workers(_) => "E014",
+            StartError::Acme(error) => error.code(),
+            StartError::Source(error) => error.code(),
+        }
+    }
+}
+
+/// A bound, ready limen.
+pub struct Server {
+    serve: Arc<Serve>,
+    control: Control,
+    admin: Option<admin::Endpoint>,
+    metrics: Option<TcpListener>,
+    /// `[source.etcd]` and the live record limen started with.
+    followed: Option<(SourceConfig, Seen)>,
+}
+
+impl Server {
+    /// Load certificates and the policy (compiling it on a blocking thread,
+    /// or loading it from the cache), bind every listener and the admin
+    /// endpoint.
+    pub async fn bind(mut config: Config) -> Result<Server, StartError> {
+        // A fleet's policy: from etcd, or the last good copy in state_dir.
+        let followed = match config.source.clone() {
+            Some(source) => Some((source, fleet::bootstrap(&mut config).await?)),
+            None => None,
+        };
+        let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
+        // Stored ACME certificates are loaded before anything is served, so
+        // a restart serves them from its first connection.
+        if let Some(config) = config.acme.clone() {
+            tokio::task::spawn_blocking(move || acme::check(&config))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        }
+        let acme = Acme::new(metrics.clone());
+        let managed = acme.prepare(&config).await;
+        let tls = load_tls(&config, &managed).await?;
+        // The engine keeps the limits policies use: it outlives swaps and reloads.
+        let quotas = Arc::new(Quotas::new(metrics.quota_counters()));
+        let engine = PolicyEngine::new()?
+            .with_cache(config.policy.cache.as_deref())
+            .with_quotas(quotas);
+        let (policy, report, followed) = match followed {
+            None => {
+                let module = Module::read(&config.policy.module).await?;
+                let (policy, report) = Policy::prepare(&engine, &config.policy, &module).await?;
+                (policy, report, None)
+            }
+            Some((source, start)) => {
+                let (policy, report, seen) =
+                    from_source(&engine, &mut config, &source, start).await?;
+                (policy, report, Some((source, seen)))
+            }
+        };
+        tracing::info!(
+            version = %policy.version(), compiled_from = report.source.name(),
+            compile_ms = report.compile.as_millis() as u64, init_ms = report.init.as_millis() as u64,
+            samples = report.samples, module = %config.policy.module.display(), "policy live"
+        );
+        let workers = Workers::start(config.workers).map_err(StartError::Workers)?;
+        let bound = listeners::bind(
+            &config.listeners,
+            workers.count(),
+            config.limits.listen_backlog,
+        )?;
+        let admin = match &config.admin {
+            Some(admin) => Some(admin::Endpoint::open(admin).await?),
+            None => None,
+        };
+        let scrape = match config.metrics.bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| StartError::Metrics { addr, error })?,
+            ),
+            None => None,
+        };
+        let addrs: Vec<_> = bound.iter().map(listeners::Bound::addr).collect();
+        let access = open_access_log(&config, &metrics)
+            .await
+            .map_err(StartError::AccessLog)?;
+        let (own, timeout): (Vec<_>, _) = (
+            addrs.iter().map(|(_, addr)| *addr).collect(),
+            config.limits.connect_timeout,
+        );
+        let pools = Pools::build(&config.pools, None, (&own, timeout), &metrics).await?;
+        let generation = Generation::new(&config, (tls, pools), addrs, metrics, access, 1);
+        generation.metrics.set_policy_version(&policy.version().id);
+        generation.publish_expiries();
+        let serve = Arc::new(Serve {
+            live: Live::new(generation, policy),
+            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            stop: CancellationToken::new(),
+            force_close: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            workers,
+            history: History::default(),
+            acme,
+        });
+        // Orders start now; their validation connections wait in the
+        // listeners' backlog until `run` accepts.
+        serve.acme.commit(&config, &managed);
+        let control = Control::new(engine, config, serve.clone(), bound);
+        Ok(Server {
+            serve,
+            control,
+            admin,
+            metrics: scrape,
+            followed,
+        })
+    }
+
+    /// Each listener's name and bound address (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
+        self.serve.live.generation().listeners.clone()
+    }
+
+    /// Where `/metrics` is served, if `[metrics]` is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The metrics this server counts into.
+    pub fn metrics(&self) -> Metrics {
+        self.serve.live.generation().metrics.clone()
+    }
+
+    /// A handle to reload the configuration or swap the policy while it runs.
+    pub fn handle(&self) -> ControlHandle {
+        self.control.handle()
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting and give open
+    /// connections `limits.shutdown_grace` to finish before closing them.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let handle = self.control.handle();
+        let serve = self.serve;
+        let _abandoned = Abandoned(serve.clone());
+        let control = tokio::spawn(self.control.run());
+        let following = self.followed.map(|(source, seen)| {
+            let (handle, serve) = (handle.clone(), serve.clone());
+            let stop = serve.stop.clone();
+            tokio::spawn(fleet::follow(source, (handle, serve), seen, stop))
+        });
+        let admin = self
+            .admin
+            .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
+        let metrics = serve.live.generation().metrics.clone();
+        tokio::spawn(memory::give_back(
+            serve.tracker.clone(),
+            serve.stop.clone(),
+            metrics,
+        ));
+        if let Some(listener) = self.metrics {
+            let metrics = serve.live.generation().metrics.clone();
+            let page = serve.clone();
+            let status: endpoint::StatusPage =
+                Arc::new(move |json| status::render(&page.live, &page.history, json));
+            tokio::spawn(endpoint::serve(
+                listener,
+                (metrics, status),
+                serve.stop.clone(),
+            ));
+        }
+        shutdown.await;
+        let grace = serve.live.generation().limits.shutdown_grace;
+        tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");
+        serve.stop.cancel();
+        serve.acme.stop();
+        // The control task stops the accept loops and waits for them.
+        let _ = control.await;
+        // It revokes its lease: the instance leaves `fleet status` at once.
+        if let Some(following) = following {
+            let _ = following.await;
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        serve.tracker.close();
+        if tokio::time::timeout(grace, serve.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = serve.tracker.len(),
+                "grace period over, closing open connections"
+            );
+            serve.force_close.cancel();
+            serve.tracker.wait().await;
+        }
+        // Every connection has queued its line: let the writer finish them.
+        if let Some(access) = &serve.live.generation().access {
+            access.close().await;
+        }
+        serve.workers.stop().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Dropped with `run`'s future. When a caller drops it before the drain is
+/// over (a test that fails half-way, an embedding that gives up), nothing is
+/// left running: accept loops stop, connections close, workers exit. After
+/// a finished `run` it changes nothing.
+struct Abandoned(Arc<Serve>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.stop.cancel();
+        self.0.acme.stop();
+        self.0.force_close.cancel();
+        self.0.workers.release();
+    }
+}
+
+/// The policy a fleet instance starts with: etcd's, or, if this instance
+/// refuses it, `state_dir`'s last good one (the refusal is reported once
+/// connected). Whichever goes live becomes the last good copy.
+async fn from_source(
+    engine: &PolicyEngine,
+    config: &mut Config,
+    source: &SourceConfig,
+    start: Start,
+) -> Result<(Policy, crate::policy::LoadReport, Seen), StartError> {
+    let module = Module::read(&config.policy.module).await?;
+    let error = match Policy::prepare(engine, &config.policy, &module).await {
+        Ok((policy, report)) => {
+            fleet::started(source, &start.live).await;
+            let seen = Seen {
+                live: Some(start.live),
+                refusal: None,
+            };
+            return Ok((policy, report, seen));
+        }
+        Err(error) => error,
+    };
+    let Some(last) = start.fallback else {
+        return Err(error.into());
+    };
+    tracing::warn!(%error, "source.refused: starting from state_dir's last good copy instead");
+    fleet::configure(config, source, &last)?;
+    let module = Module::read(&config.policy.module).await?;
+    let (policy, report) = Policy::prepare(engine, &config.policy, &module).await?;
+    let refusal = crate::control::fleet::layout::Refusal {
+        module: start.live.module.clone(),
+        code: error.code().into(),
+        message: error.to_string(),
+    };
+    let seen = Seen {
+        live: Some(start.live),
+        refusal: Some(refusal),
+    };
+    Ok((policy, report, seen))
+}

@@ -1,0 +1,405 @@
+//! One connection's life, as a typestate: `Accepted` → `Peeked` →
+//! `Decided` → done. Each step takes `self`, so the policy cannot be
+//! skipped or asked twice, and only a `Decided` connection reaches an action.
+//! The stages are described in `host/LIFECYCLE.md`; carrying out the
+//! action is in `execute.rs`, the access log line in `trail.rs`.
+
+mod challenge;
+mod execute;
+mod report;
+mod trail;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rustls::ServerConfig;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::decision::{Alert, Terminate, Upstream, UpstreamAddr};
+use crate::hello::HelloSummary;
+use crate::observe::metrics::{Active, ListenerMetrics};
+use crate::outcome::{ParseFailure, RouteResult, UpstreamFailure};
+use crate::path::action::reject;
+use crate::path::admission::Admitted;
+use crate::path::peek::{self, FirstBytes};
+use crate::plan::{self, Plan, Refusal};
+use crate::policy::limit_table::Held;
+use crate::policy::{Connection, Failure, Policy};
+use crate::state::config::FailMode;
+use crate::state::live::{Generation, Snapshot};
+use crate::upstream::pool::{Pool, PoolError};
+use crate::upstream::{self, Dest, UpstreamError};
+use trail::Trail;
+
+/// The first established connection logs its task's size (debug), once.
+static SIZE_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// What a connection keeps from accept to close: who it is and the
+/// configuration generation it was accepted under.
+struct Context {
+    conn: Connection,
+    generation: Arc<Generation>,
+    force_close: CancellationToken,
+}
+
+/// A socket just accepted.
+struct Accepted {
+    stream: TcpStream,
+    /// Its place in the listener's pending-hello budget, and its deadline.
+    admitted: Admitted,
+    /// The policy live when the connection was accepted: a swap during its
+    /// peek does not change what decides it.
+    policy: Arc<Policy>,
+    /// Its place in `limen_connections_active`, and its listener's series.
+    active: Active,
+}
+
+/// Its ClientHello (or non-TLS first bytes) is buffered; the hello itself
+/// is in the trail, which keeps it for the access log.
+struct Peeked {
+    stream: TcpStream,
+    policy: Arc<Policy>,
+    active: Active,
+    /// Everything read so far, to be replayed.
+    bytes: Vec<u8>,
+}
+
+/// The policy (or its fail mode) has spoken, and the upstream is resolved.
+struct Decided {
+    stream: TcpStream,
+    active: Active,
+    bytes: Vec<u8>,
+    action: Action,
+    /// Concurrency slots the policy acquired, held until the connection ends.
+    held: Held,
+}
+
+enum Action {
+    Passthrough {
+        upstream: Upstream,
+        dest: Dest,
+    },
+    /// Carries the hello it answers: a terminate without one cannot exist.
+    Terminate {
+        /// Boxed: the largest variant, carried by every connection's task
+        /// (passthroughs included) if it were inline.
+        terminate: Box<Terminate>,
+        config: Arc<ServerConfig>,
+        hello: Arc<HelloSummary>,
+        dest: Dest,
+    },
+    Reject(Alert),
+    /// A TLS-ALPN-01 validation connection, answered by limen itself.
+    Challenge {
+        challenge: crate::state::tls::Challenge,
+        hello: Arc<HelloSummary>,
+    },
+    /// The upstream's name did not resolve (or the fallback's was refused):
+    /// not the policy's fault, so no fail mode; the client gets a bare close.
+    Unreachable(UpstreamError),
+}
+
+impl Accepted {
+    /// Gather the ClientHello. A failure is counted, logged and closed here.
+    async fn peek(mut self, cx: &Context, trail: &mut Trail) -> Option<Peeked> {
+        let limits = &cx.generation.limits;
+        let started = Instant::now();
+        let timeout = self.admitted.hello_timeout;
+        let peeked = peek::peek(&mut self.stream, limits.hello_max_bytes, timeout).await;
+        // The hello is in (or never will be): no longer pending.
+        drop(self.admitted.pending);
+        let took = started.elapsed();
+        let metrics = self.active.metrics();
+        metrics.peek_duration.observe(took.as_secs_f64());
+        let (bytes, hello) = match peeked {
+            Ok(FirstBytes::Hello { bytes, hello }) => (bytes, Some(hello)),
+            Ok(FirstBytes::NotTls(bytes)) => {
+                // Not a failure of the connection (the policy still
+                // decides it, with `hello` none), but no ClientHello.
+                metrics.parse_failed(ParseFailure::NotTls);
+                (bytes, None)
+            }
+            Err(error) => {
+                trail.peeked(took, None);
+                let reason = error.reason();
+                metrics.parse_failed(reason);
+                report::peek_failed(&cx.conn, reason, &error);
+                // No alert: limen has no reason to believe the peer speaks TLS
+                // well enough to read one, and nothing reaches any upstream.
+                // Noted before the linger, so a shutdown cutting it logs
+                // how the connection really ended.
+                trail.ended((0, 0), error.end());
+                // Boxed: the linger's state would otherwise be carried by
+                // every connection while it waits for its hello.
+                Box::pin(reject::run(self.stream, Alert::Close, None)).await;
+                return None;
+            }
+        };
+        trail.peeked(took, hello);
+        Some(Peeked {
+            stream: self.stream,
+            policy: self.policy,
+            active: self.active,
+            bytes,
+        })
+    }
+}
+
+impl Peeked {
+    /// Ask the policy, plan its decision, apply the fail mode on any
+    /// failure, resolve the upstream.
+    async fn decide(mut self, cx: &Context, trail: &mut Trail) -> Decided {
+        if let Some(action) = self.challenge(cx, trail) {
+            return self.decided_by_limen(action);
+        }
+        let generation = &cx.generation;
+        let metrics = &generation.metrics;
+        let started = Instant::now();
+        let mut verdict = self.policy.decide(&cx.conn, trail.hello()).await;
+        metrics.policy_call.observe(started.elapsed().as_secs_f64());
+        let (mut result, miss) = match &verdict {
+            Ok(verdict) => {
+                metrics.policy_fuel.observe(verdict.fuel_used as f64);
+                if verdict.recycled {
+                    metrics.policy_recycled.inc();
+                }
+                report::classify(&verdict.decision, verdict.rule)
+            }
+            Err(_) => (RouteResult::PolicyError, false),
+        };
+        let held = verdict
+            .as_mut()
+            .map(|v| std::mem::take(&mut v.held))
+            .unwrap_or_default();
+        let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
+            plan::plan(&generation.rules(), verdict.decision, trail.hello())
+                .map_err(Failure::Refused)
+        });
+        let resolved = match planned {
+            Ok(plan) => resolve(generation, plan).await,
+            Err(failure) => Err(failure),
+        };
+        let (action, failure) = match resolved {
+            Ok(action) => match down_pool(&action) {
+                // Not the policy's failure, but its decision cannot be
+                // carried out: the fail mode applies, counted apart.
+                Some(pool) => {
+                    metrics.upstream_failed(UpstreamFailure::NoMember);
+                    report::pool_down(&cx.conn, &pool.name);
+                    (fail_mode(generation).await, None)
+                }
+                None => (action, None),
+            },
+            Err(failure) => {
+                metrics.policy_failed(failure.kind());
+                result = RouteResult::PolicyError;
+                (fail_mode(generation).await, Some(failure))
+            }
+        };
+        let listener = self.active.metrics();
+        listener.route(result);
+        if miss && failure.is_none() {
+            listener.misses.inc();
+        }
+        match &action {
+            Action::Passthrough { upstream, .. } => metrics.routed_to(&upstream.addr),
+            Action::Terminate { terminate, .. } => metrics.routed_to(&terminate.upstream.addr),
+            Action::Reject(_) | Action::Unreachable(_) | Action::Challenge { .. } => {}
+        }
+        let hello = trail.hello().map(Arc::as_ref);
+        report::decided(&cx.conn, hello, &action, result, miss, failure.as_ref());
+        trail.decided(result, self.policy.version().id.clone());
+        Decided {
+            stream: self.stream,
+            active: self.active,
+            bytes: self.bytes,
+            action,
+            held,
+        }
+    }
+}
+
+/// Turn a plan into an action: resolve its upstream (a pool is looked up;
+/// its member is picked at connect time). Addresses a name resolved to
+/// that the allow-list does not admit are the policy's failure; a name
+/// that does not resolve is not.
+async fn resolve(
+    generation: &Generation,
+    plan: Plan<Arc<ServerConfig>>,
+) -> Result<Action, Failure> {
+    let lookup = |addr: &UpstreamAddr| {
+        let timeout = generation.limits.connect_timeout;
+        let rules = generation.rules();
+        let addr = addr.clone();
+        async move {
+            if let UpstreamAddr::Pool(name) = &addr {
+                return match generation.pools.get(name) {
+                    Some(pool) => Ok(Ok(Dest::Pool(pool.clone()))),
+                    None => Err(Failure::Refused(Refusal::UnknownPool(name.clone()))),
+                };
+            }
+            match upstream::resolve(&addr, &rules, false, timeout).await {
+                Err(UpstreamError::NotAllowed(addr)) => {
+                    Err(Failure::Refused(Refusal::NotAllowed(addr)))
+                }
+                other => Ok(other.map(Dest::Addrs)),
+            }
+        }
+    };
+    Ok(match plan {
+        Plan::Reject(alert) => Action::Reject(alert),
+        Plan::Passthrough(upstream) => match lookup(&upstream.addr).await? {
+            Ok(dest) => Action::Passthrough { upstream, dest },
+            Err(error) => Action::Unreachable(error),
+        },
+        Plan::Terminate {
+            terminate,
+            config,
+            hello,
+        } => match lookup(&terminate.upstream.addr).await? {
+            Ok(dest) => Action::Terminate {
+                terminate: Box::new(terminate),
+                config,
+                hello,
+                dest,
+            },
+            Err(error) => Action::Unreachable(error),
+        },
+    })
+}
+
+/// The pool an action names, if none of its members is usable.
+fn down_pool(action: &Action) -> Option<&Arc<Pool>> {
+    match action {
+        Action::Passthrough {
+            dest: Dest::Pool(pool),
+            ..
+        }
+        | Action::Terminate {
+            dest: Dest::Pool(pool),
+            ..
+        } if !pool.has_usable() => Some(pool),
+        _ => None,
+    }
+}
+
+/// The operator's `on_error`: trusted, so not planned.
+async fn fail_mode(generation: &Generation) -> Action {
+    match &generation.on_error {
+        FailMode::Reject(alert) => Action::Reject(*alert),
+        FailMode::Fallback(upstream) => {
+            if let UpstreamAddr::Pool(name) = &upstream.addr {
+                // The config check made sure the pool exists.
+                return match generation.pools.get(name) {
+                    Some(pool) if pool.has_usable() => Action::Passthrough {
+                        upstream: upstream.clone(),
+                        dest: Dest::Pool(pool.clone()),
+                    },
+                    _ => Action::Unreachable(PoolError::NoMember(name.clone()).into()),
+                };
+            }
+            let timeout = generation.limits.connect_timeout;
+            match upstream::resolve(&upstream.addr, &generation.rules(), true, timeout).await {
+                Ok(addrs) => Action::Passthrough {
+                    upstream: upstream.clone(),
+                    dest: Dest::Addrs(addrs),
+                },
+                Err(error) => Action::Unreachable(error),
+            }
+        }
+    }
+}
+
+/// Drive one connection from accept to its decision, under the `snapshot`
+/// taken at accept. What is left, carrying the decision out, is spawned on
+/// `tracker` as a task of its own: a task is as large as its largest stage,
+/// so a connection still waiting for its hello would otherwise carry the
+/// state of a copy, and an established one the state of a peek.
+// Not an `async fn`: an `async fn` keeps its arguments in the task beside
+// what the body builds from them.
+pub(crate) fn handle(
+    stream: TcpStream,
+    conn: Connection,
+    (snapshot, metrics): (Arc<Snapshot>, Arc<ListenerMetrics>),
+    force_close: CancellationToken,
+    (permit, tracker): (OwnedSemaphorePermit, TaskTracker),
+    admitted: Admitted,
+) -> impl Future<Output = ()> + Send {
+    let mut trail = Trail::new();
+    let accepted = Accepted {
+        stream,
+        admitted,
+        policy: snapshot.policy.clone(),
+        active: Active::new(metrics),
+    };
+    let cx = Context {
+        conn,
+        generation: snapshot.generation.clone(),
+        force_close,
+    };
+    async move {
+        let decided = {
+            let run = async {
+                let peeked = accepted.peek(&cx, &mut trail).await?;
+                // Boxed for the moment it runs: the policy call's state would
+                // otherwise be carried by every connection while it peeks.
+                Some(Box::pin(peeked.decide(&cx, &mut trail)).await)
+            };
+            // When the shutdown grace period is over, every stage ends, not
+            // only the copy (whose trail then ends `shutdown`).
+            tokio::select! {
+                biased;
+                decided = run => decided,
+                () = cx.force_close.cancelled() => None,
+            }
+        };
+        match decided {
+            Some(decided) => {
+                let task = Established { decided, cx, trail }.run(permit);
+                if !SIZE_LOGGED.swap(true, Ordering::Relaxed) {
+                    let bytes = std::mem::size_of_val(&task);
+                    tracing::debug!(bytes, "established connection's task size");
+                }
+                tracker.spawn(task);
+            }
+            None => trail.finish(&cx.generation, &cx.conn),
+        }
+    }
+}
+
+/// A decided connection, to be carried out in its own task.
+pub(crate) struct Established {
+    decided: Decided,
+    cx: Context,
+    trail: Trail,
+}
+
+impl Established {
+    /// Carry the decision out and leave the access log line; `permit`, the
+    /// connection's place under the connection limit, is held until then.
+    // Not an `async fn`: its `self` would be kept in the task beside the
+    // parts the body moves out of it (an `async fn` keeps its arguments).
+    pub(crate) fn run(self, permit: OwnedSemaphorePermit) -> impl Future<Output = ()> {
+        let Established {
+            decided,
+            cx,
+            mut trail,
+        } = self;
+        async move {
+            // Biased: a copy under way sees the same cancellation and ends
+            // itself with `end=shutdown` and its byte counts; this branch
+            // only cuts the stages before it (connect, handshake, linger).
+            tokio::select! {
+                biased;
+                () = decided.execute(&cx, &mut trail) => {}
+                () = cx.force_close.cancelled() => {}
+            }
+            trail.finish(&cx.generation, &cx.conn);
+            drop(permit);
+        }
+    }
+}

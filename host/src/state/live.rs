@@ -1,0 +1,174 @@
+//! The live state: what a connection reads besides its own bytes.
+//!
+//! A [`Generation`] is one configuration made ready (limits, allow-list,
+//! certificates, listener addresses, the access log); [`Live`] pairs it with
+//! the policy live with it in one atomically swapped [`Snapshot`]. Each
+//! connection takes the snapshot at accept; only `control` stores a new one.
+//! This module sits below `listener`, `connection` and `control`, which all
+//! read it, and above nothing that reads them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::observe::access::AccessLog;
+use crate::observe::metrics::Metrics;
+use crate::plan::Rules;
+use crate::policy::Policy;
+use crate::state::config::{AllowList, Config, FailMode, Limits};
+use crate::state::tls::{CertStore, ManagedKeys, Tls, TlsError};
+use crate::upstream::pool::Pools;
+
+/// One configuration generation. Immutable; a reload builds a new one.
+pub(crate) struct Generation {
+    pub(crate) limits: Limits,
+    pub(crate) allow: AllowList,
+    pub(crate) on_error: FailMode,
+    pub(crate) metrics: Metrics,
+    /// Where limen listens: never an upstream.
+    pub(crate) own: Vec<SocketAddr>,
+    /// Listener names and bound addresses.
+    pub(crate) listeners: Vec<(Arc<str>, SocketAddr)>,
+    /// Certificates for `terminate`, trust for re-encryption.
+    pub(crate) tls: Tls,
+    /// `[upstreams.pools]`, with their members' health.
+    pub(crate) pools: Pools,
+    /// 1 at start, +1 per applied reload.
+    pub(crate) number: u64,
+    /// This generation's access log, if on.
+    pub(crate) access: Option<AccessLog>,
+}
+
+impl Generation {
+    /// Assemble a generation from a validated `config` and what was made
+    /// ready for it ([`load_tls`], `Pools::build`, bound listeners,
+    /// [`open_access_log`]).
+    pub(crate) fn new(
+        config: &Config,
+        (tls, pools): (Tls, Pools),
+        listeners: Vec<(Arc<str>, SocketAddr)>,
+        metrics: Metrics,
+        access: Option<AccessLog>,
+        number: u64,
+    ) -> Generation {
+        Generation {
+            limits: config.limits.clone(),
+            allow: config.allow.clone(),
+            on_error: config.policy.on_error.clone(),
+            metrics,
+            own: listeners.iter().map(|(_, addr)| *addr).collect(),
+            listeners,
+            tls,
+            pools,
+            number,
+            access,
+        }
+    }
+
+    /// Put every certificate's expiry in `limen_certificate_expiry_timestamp_seconds`
+    /// (an ACME name's task updates its own as it renews); names gone from
+    /// the config lose their series.
+    pub(crate) fn publish_expiries(&self) {
+        let mut current = Vec::new();
+        for (name, expiry) in self.tls.certs.expiries() {
+            self.metrics.set_certificate_expiry(name, expiry);
+            current.push(name.to_string());
+        }
+        for name in self.metrics.certificate_expiry_names() {
+            if !current.contains(&name) {
+                self.metrics.set_certificate_expiry(&name, None);
+            }
+        }
+    }
+
+    /// What a decision is checked against in this generation.
+    pub(crate) fn rules(&self) -> Rules<'_, CertStore> {
+        Rules {
+            allow: &self.allow,
+            own: &self.own,
+            certificates: &self.tls.certs,
+            pools: self.pools.names(),
+        }
+    }
+}
+
+/// A configuration generation and the policy live with it.
+pub(crate) struct Snapshot {
+    pub(crate) generation: Arc<Generation>,
+    pub(crate) policy: Arc<Policy>,
+}
+
+/// What new connections get: one pointer, swapped whole and read once per
+/// accept, so no connection pairs one generation with another's policy
+/// (a reload that renames a certificate and the policy naming it changes
+/// both at once). Only the control task stores into it.
+pub(crate) struct Live(ArcSwap<Snapshot>);
+
+impl Live {
+    pub(crate) fn new(generation: Generation, policy: Policy) -> Live {
+        Live(ArcSwap::from_pointee(Snapshot {
+            generation: Arc::new(generation),
+            policy: Arc::new(policy),
+        }))
+    }
+
+    /// The current snapshot.
+    pub(crate) fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    pub(crate) fn generation(&self) -> Arc<Generation> {
+        self.load().generation.clone()
+    }
+
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        self.load().policy.clone()
+    }
+
+    /// Replace both at once.
+    pub(crate) fn store(&self, generation: Arc<Generation>, policy: Arc<Policy>) {
+        self.0.store(Arc::new(Snapshot { generation, policy }));
+    }
+}
+
+/// Open the access log, if configured, off the runtime's workers (opening
+/// may create a file).
+pub(crate) async fn open_access_log(
+    config: &Config,
+    metrics: &Metrics,
+) -> std::io::Result<Option<AccessLog>> {
+    let Some(access) = config.access_log.clone() else {
+        return Ok(None);
+    };
+    let dropped = metrics.access_log_dropped.clone();
+    tokio::task::spawn_blocking(move || AccessLog::open(&access, dropped))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map(Some)
+}
+
+/// Read certificates and keys on a blocking thread; warn about what will
+/// fail later (an empty allow-list, certificate names with no entry).
+pub(crate) async fn load_tls(config: &Config, managed: &ManagedKeys) -> Result<Tls, TlsError> {
+    if config.allow.is_empty() {
+        tracing::warn!(
+            "[upstreams] allow is empty: every passthrough a policy decides will be refused"
+        );
+    }
+    let (certificates, trust) = (config.certificates.clone(), config.upstream_trust.clone());
+    let managed = managed.clone();
+    let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust, &managed))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    for warning in tls.warnings() {
+        tracing::warn!("{warning}");
+    }
+    for name in config.unknown_certificates() {
+        tracing::warn!(
+            "policy.config names certificate `{name}` with no [certificates.{name}] entry: \
+             such terminate decisions will fail"
+        );
+    }
+    Ok(tls)
+}
