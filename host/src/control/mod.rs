@@ -14,6 +14,7 @@ pub(crate) mod history;
 pub(crate) mod listeners;
 pub(crate) mod memory;
 mod reload;
+pub(crate) mod running;
 pub mod server;
 pub(crate) mod status;
 mod watch;
@@ -33,6 +34,7 @@ use crate::state::config::PolicyConfig;
 use crate::state::config::{Config, ConfigError, Expectation};
 use admin::protocol::{Answer, Status, Swapped};
 use listeners::{Bound, ListenerSet};
+use running::Running;
 
 /// Queued changes; a full queue makes the sender wait.
 const QUEUE: usize = 16;
@@ -143,7 +145,7 @@ pub(crate) struct Control {
     engine: PolicyEngine,
     /// The configuration live now.
     config: Config,
-    serve: Arc<Serve>,
+    running: Arc<Running>,
     listeners: ListenerSet,
     /// Bound at start, started when `run` begins.
     pending: Vec<Bound>,
@@ -160,16 +162,16 @@ impl Control {
     pub(crate) fn new(
         engine: PolicyEngine,
         config: Config,
-        serve: Arc<Serve>,
+        running: Arc<Running>,
         bound: Vec<Bound>,
     ) -> Control {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let file_hash = serve.live.policy().version().module;
+        let file_hash = running.serve.live.policy().version().module;
         Control {
             file_hash,
             engine,
             config,
-            serve,
+            running,
             listeners: ListenerSet::default(),
             pending: bound,
             watch: None,
@@ -191,12 +193,12 @@ impl Control {
         // file must not go unseen (a deploy racing the start).
         self.rewatch();
         for bound in std::mem::take(&mut self.pending) {
-            self.listeners.start(bound, &self.serve);
+            self.listeners.start(bound, &self.running.serve);
         }
         loop {
             let command = tokio::select! {
                 command = self.rx.recv() => command,
-                () = self.serve.stop.cancelled() => None,
+                () = self.running.serve.stop.cancelled() => None,
             };
             let Some(command) = command else { break };
             match command {
@@ -252,7 +254,7 @@ impl Control {
         (config_json, expect): (Option<String>, Option<Vec<Expectation>>),
         start: Instant,
     ) -> Answer {
-        let live = self.serve.live.policy();
+        let live = self.running.serve.live.policy();
         let mut settings = live.settings().clone();
         if let Some(json) = config_json {
             settings.config_json = json;
@@ -297,9 +299,9 @@ impl Control {
 
     /// The one place a policy goes live.
     fn make_live(&self, policy: Policy) {
-        let generation = self.serve.live.generation();
+        let generation = self.running.serve.live.generation();
         generation.metrics.set_policy_version(&policy.version().id);
-        self.serve.live.store(generation, Arc::new(policy));
+        self.running.serve.live.store(generation, Arc::new(policy));
     }
 
     fn refused(&self, trigger: Trigger, error: &LoadError) -> Answer {
@@ -307,13 +309,18 @@ impl Control {
         // A candidate that fails `init` or its self-test is a policy failure
         // too (a module that does not load at all is not).
         if let Some(kind) = error.kind() {
-            self.serve.live.generation().metrics.policy_failed(kind);
+            self.running
+                .serve
+                .live
+                .generation()
+                .metrics
+                .policy_failed(kind);
         }
-        let live = self.serve.live.policy();
+        let live = self.running.serve.live.policy();
         let (message, version) = (error.to_string(), live.version().to_string());
         let refused = ChangeOutcome::Refused.as_str();
         let refusal = Some((error.code(), message.as_str()));
-        self.serve
+        self.running
             .history
             .note(trigger.as_str(), refused, &version, refusal);
         tracing::warn!(
@@ -328,12 +335,12 @@ impl Control {
     }
 
     fn count(&self, trigger: Trigger, outcome: ChangeOutcome) {
-        let generation = self.serve.live.generation();
+        let generation = self.running.serve.live.generation();
         generation.metrics.policy_swap(trigger, outcome);
         // Refusals are noted where their code is known.
         if outcome != ChangeOutcome::Refused && trigger != Trigger::Reload {
-            let live = self.serve.live.policy().version().to_string();
-            self.serve
+            let live = self.running.serve.live.policy().version().to_string();
+            self.running
                 .history
                 .note(trigger.as_str(), outcome.as_str(), &live, None);
         }

@@ -58,7 +58,7 @@ impl Control {
             Ok(reloaded) => {
                 self.reloads(ChangeOutcome::Applied);
                 let applied = ChangeOutcome::Applied.as_str();
-                self.serve
+                self.running
                     .history
                     .note("reload", applied, &reloaded.version, None);
                 tracing::info!(
@@ -70,10 +70,10 @@ impl Control {
             }
             Err(error) => {
                 self.reloads(ChangeOutcome::Refused);
-                let live = self.serve.live.policy().version().to_string();
+                let live = self.running.serve.live.policy().version().to_string();
                 let (refused, message) = (ChangeOutcome::Refused.as_str(), error.to_string());
                 let refusal = Some((error.code(), message.as_str()));
-                self.serve.history.note("reload", refused, &live, refusal);
+                self.running.history.note("reload", refused, &live, refusal);
                 tracing::warn!(%live, "configuration refused, the old one stays: {error}");
                 Answer::Refused {
                     code: error.code().into(),
@@ -93,7 +93,7 @@ impl Control {
             // file: a reload changes limits and the rest, not those. The
             // live module is kept in state_dir under its hash.
             config.source = Some(running.clone());
-            let live = self.serve.live.policy();
+            let live = self.running.serve.live.policy();
             config.policy.module = running.module_path(&live.version().module.to_hex());
             config.policy.config_json = live.settings().config_json.clone();
             config.policy.expect = live.settings().expect.clone();
@@ -109,14 +109,14 @@ impl Control {
                 checked?;
             }
         }
-        let managed = self.serve.acme.prepare(&config).await;
+        let managed = self.running.acme.prepare(&config).await;
         let tls = load_tls(&config, &managed).await?;
-        let live = self.serve.live.policy();
+        let live = self.running.serve.live.policy();
         let module = Module::read(&config.policy.module).await?;
         if config.policy.cache != self.config.policy.cache {
             tracing::warn!("[policy] cache changes take effect at the next start");
         }
-        let workers = self.serve.workers.count();
+        let workers = self.running.serve.workers.count();
         if config.workers != workers {
             tracing::warn!(
                 running = workers,
@@ -145,7 +145,7 @@ impl Control {
         let (added, removed) = self.listeners.diff(&config.listeners);
         let bound = listeners::bind(
             &added,
-            self.serve.workers.count(),
+            self.running.serve.workers.count(),
             config.limits.listen_backlog,
         )?;
 
@@ -155,7 +155,7 @@ impl Control {
         let mut addrs = self.listeners.addrs();
         addrs.retain(|(name, _)| !removed.contains(name));
         addrs.extend(bound.iter().map(listeners::Bound::addr));
-        let old = self.serve.live.generation();
+        let old = self.running.serve.live.generation();
         let access = open_access_log(&config, &old.metrics)
             .await
             .map_err(ReloadError::AccessLog)?;
@@ -188,8 +188,8 @@ impl Control {
         };
         let generation = Arc::new(generation);
         generation.publish_expiries();
-        self.serve.live.store(generation, policy);
-        self.serve.acme.commit(&config, &managed);
+        self.running.serve.live.store(generation, policy);
+        self.running.acme.commit(&config, &managed);
         if policy_changed {
             self.count(Trigger::Reload, ChangeOutcome::Applied);
         }
@@ -198,7 +198,7 @@ impl Control {
             self.listeners.stop(name);
         }
         for bound in bound {
-            self.listeners.start(bound, &self.serve);
+            self.listeners.start(bound, &self.running.serve);
         }
         self.resize(old.limits.max_connections, config.limits.max_connections);
         let rewatch = config.policy.module != self.config.policy.module
@@ -208,7 +208,7 @@ impl Control {
             self.rewatch();
         }
         Ok(Reloaded {
-            version: self.serve.live.policy().version().to_string(),
+            version: self.running.serve.live.policy().version().to_string(),
             added: added.iter().map(|l| l.name.to_string()).collect(),
             removed: removed.iter().map(|n| n.to_string()).collect(),
             policy_changed,
@@ -220,9 +220,9 @@ impl Control {
     /// finish (a background task takes the difference as they free up).
     fn resize(&self, old: usize, new: usize) {
         if new > old {
-            self.serve.permits.add_permits(new - old);
+            self.running.serve.permits.add_permits(new - old);
         } else if new < old {
-            let permits = self.serve.permits.clone();
+            let permits = self.running.serve.permits.clone();
             let fewer = u32::try_from(old - new).unwrap_or(u32::MAX);
             tokio::spawn(async move {
                 if let Ok(taken) = permits.acquire_many_owned(fewer).await {
@@ -233,6 +233,11 @@ impl Control {
     }
 
     fn reloads(&self, outcome: ChangeOutcome) {
-        self.serve.live.generation().metrics.config_reload(outcome);
+        self.running
+            .serve
+            .live
+            .generation()
+            .metrics
+            .config_reload(outcome);
     }
 }

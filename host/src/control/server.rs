@@ -18,6 +18,7 @@ use crate::control::fleet::{self, Seen, SourceError, Start};
 use crate::control::history::History;
 use crate::control::listeners::{self, BindError};
 use crate::control::memory;
+use crate::control::running::Running;
 use crate::control::status;
 use crate::control::{Control, ControlHandle};
 use crate::observe::metrics::{Metrics, endpoint};
@@ -88,7 +89,7 @@ impl StartError {
 
 /// A bound, ready limen.
 pub struct Server {
-    serve: Arc<Serve>,
+    running: Arc<Running>,
     control: Control,
     admin: Option<admin::Endpoint>,
     metrics: Option<TcpListener>,
@@ -176,15 +177,18 @@ impl Server {
             force_close: CancellationToken::new(),
             tracker: TaskTracker::new(),
             workers,
+        });
+        let running = Arc::new(Running {
+            serve,
             history: History::default(),
             acme,
         });
         // Orders start now; their validation connections wait in the
         // listeners' backlog until `run` accepts.
-        serve.acme.commit(&config, &managed);
-        let control = Control::new(engine, config, serve.clone(), bound);
+        running.acme.commit(&config, &managed);
+        let control = Control::new(engine, config, running.clone(), bound);
         Ok(Server {
-            serve,
+            running,
             control,
             admin,
             metrics: scrape,
@@ -194,7 +198,7 @@ impl Server {
 
     /// Each listener's name and bound address (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
-        self.serve.live.generation().listeners.clone()
+        self.running.serve.live.generation().listeners.clone()
     }
 
     /// Where `/metrics` is served, if `[metrics]` is configured.
@@ -204,7 +208,7 @@ impl Server {
 
     /// The metrics this server counts into.
     pub fn metrics(&self) -> Metrics {
-        self.serve.live.generation().metrics.clone()
+        self.running.serve.live.generation().metrics.clone()
     }
 
     /// A handle to reload the configuration or swap the policy while it runs.
@@ -216,8 +220,9 @@ impl Server {
     /// connections `limits.shutdown_grace` to finish before closing them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let handle = self.control.handle();
-        let serve = self.serve;
-        let _abandoned = Abandoned(serve.clone());
+        let running = self.running;
+        let serve = running.serve.clone();
+        let _abandoned = Abandoned(running.clone());
         let control = tokio::spawn(self.control.run());
         let following = self.followed.map(|(source, seen)| {
             let (handle, serve) = (handle.clone(), serve.clone());
@@ -226,7 +231,7 @@ impl Server {
         });
         let admin = self
             .admin
-            .map(|endpoint| tokio::spawn(endpoint.serve(handle, serve.clone())));
+            .map(|endpoint| tokio::spawn(endpoint.serve(handle, running.clone())));
         let metrics = serve.live.generation().metrics.clone();
         tokio::spawn(memory::give_back(
             serve.tracker.clone(),
@@ -235,9 +240,9 @@ impl Server {
         ));
         if let Some(listener) = self.metrics {
             let metrics = serve.live.generation().metrics.clone();
-            let page = serve.clone();
+            let page = running.clone();
             let status: endpoint::StatusPage =
-                Arc::new(move |json| status::render(&page.live, &page.history, json));
+                Arc::new(move |json| status::render(&page.serve.live, &page.history, json));
             tokio::spawn(endpoint::serve(
                 listener,
                 (metrics, status),
@@ -248,7 +253,7 @@ impl Server {
         let grace = serve.live.generation().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");
         serve.stop.cancel();
-        serve.acme.stop();
+        running.acme.stop();
         // The control task stops the accept loops and waits for them.
         let _ = control.await;
         // It revokes its lease: the instance leaves `fleet status` at once.
@@ -283,14 +288,14 @@ impl Server {
 /// over (a test that fails half-way, an embedding that gives up), nothing is
 /// left running: accept loops stop, connections close, workers exit. After
 /// a finished `run` it changes nothing.
-struct Abandoned(Arc<Serve>);
+struct Abandoned(Arc<Running>);
 
 impl Drop for Abandoned {
     fn drop(&mut self) {
-        self.0.stop.cancel();
+        self.0.serve.stop.cancel();
         self.0.acme.stop();
-        self.0.force_close.cancel();
-        self.0.workers.release();
+        self.0.serve.force_close.cancel();
+        self.0.serve.workers.release();
     }
 }
 

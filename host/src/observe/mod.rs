@@ -10,3 +10,10 @@ pub(crate) mod access;
 
 /// Rate limits for repeated warnings.
 pub(crate) mod log_limit;
+
+/// What observation is configured with.
+mod settings;
+
+pub use settings::{
+    AccessLogConfig, AccessLogFormat, AccessLogSink, DEFAULT_UPSTREAM_LABELS, MetricsConfig,
+};

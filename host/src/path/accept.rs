@@ -17,8 +17,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::acme::Acme;
-use crate::control::history::History;
 use crate::observe::log_limit::Throttle;
 use crate::observe::metrics::ListenerMetrics;
 use crate::outcome::ParseFailure;
@@ -43,10 +41,6 @@ pub(crate) struct Serve {
     pub(crate) tracker: TaskTracker,
     /// The threads connections run on.
     pub(crate) workers: Workers,
-    /// The last swaps and reloads (written by the control task).
-    pub(crate) history: History,
-    /// ACME certificates: their slots and tasks outlive generations.
-    pub(crate) acme: Acme,
 }
 
 /// Accept on this worker's socket of a listener until `stop` (a child of

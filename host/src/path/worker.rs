@@ -26,12 +26,6 @@ pub fn index() -> usize {
     INDEX.get()
 }
 
-/// The CPUs limen may run on (affinity and cgroup limits included): the
-/// default number of workers.
-pub fn default_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// How long a worker's runtime waits, once the drain is over, for blocking
 /// work still running (a name lookup of a force-closed connection).
 const BLOCKING_GRACE: Duration = Duration::from_millis(100);
@@ -63,6 +57,7 @@ impl Workers {
                 .name(format!("limen-worker-{index}"))
                 .spawn(move || {
                     INDEX.set(index);
+                    crate::policy::bind_thread(index);
                     let runtime = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()

@@ -14,7 +14,8 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::PolicyWorld;
 use super::cache::ComponentCache;
 use super::state::HostState;
-use crate::policy::limit_table::{QuotaCounters, Quotas};
+use crate::observe::metrics::QuotaCounters;
+use crate::policy::limit_table::Quotas;
 
 /// Fuel between two looks at the clock while a guest computes: ~0.1-0.3 ms
 /// of compiled code, so a deadline is met within that; a decision of a

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-use prometheus::IntCounter;
+use crate::observe::metrics::QuotaCounters;
 
 /// Keys the table holds at once (rate buckets and slots together).
 pub const KEYS: usize = 16_384;
@@ -38,30 +38,6 @@ pub struct Quotas {
     hasher: RandomState,
     start: Instant,
     counters: QuotaCounters,
-}
-
-/// What the table counts.
-#[derive(Clone)]
-pub struct QuotaCounters {
-    /// A `take` found the bucket empty.
-    pub rate_limited: IntCounter,
-    /// An `acquire` found every slot taken (or its set full of held slots).
-    pub slots_full: IntCounter,
-    /// A key pushed the least recently used one out.
-    pub evicted: IntCounter,
-}
-
-impl QuotaCounters {
-    /// Counters registered nowhere (offline tools).
-    pub fn detached() -> QuotaCounters {
-        let counter =
-            || IntCounter::new("detached", "not exported").unwrap_or_else(|e| unreachable!("{e}"));
-        QuotaCounters {
-            rate_limited: counter(),
-            slots_full: counter(),
-            evicted: counter(),
-        }
-    }
 }
 
 #[derive(Default)]

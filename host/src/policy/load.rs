@@ -14,10 +14,10 @@ use super::bindings::PolicyPre;
 use super::cache::Source;
 use super::engine::PolicyEngine;
 use super::runtime::Policy;
+use super::settings::PolicyConfig;
 use super::state::HostState;
 use super::version::{ModuleHash, PolicyVersion};
 use super::{LoadError, selftest};
-use crate::state::config::PolicyConfig;
 
 /// Largest module limen reads (an 18 MB Python component fits).
 pub const MAX_MODULE_BYTES: usize = 64 << 20;

@@ -18,6 +18,7 @@ mod load;
 mod output;
 mod runtime;
 mod selftest;
+mod settings;
 mod state;
 mod version;
 
@@ -28,7 +29,9 @@ pub use cache::{ComponentCache, Source};
 pub use engine::PolicyEngine;
 pub use error::{CallError, Failure, LoadError};
 pub use load::{INTERFACE_VERSION, LoadReport, MAX_MODULE_BYTES, Module};
+pub(crate) use runtime::bind_thread;
 pub use runtime::{Policy, Verdict};
+pub use settings::{Expectation, FailMode, INIT_BUDGET_FACTOR, PolicyConfig};
 pub use version::{ModuleHash, PolicyVersion};
 
 /// What the policy learns about a connection besides its ClientHello.

@@ -6,6 +6,7 @@
 //! so instances live as long as they behave. An instance that fails a call is
 //! dropped: after a trap its state cannot be trusted.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,14 +18,13 @@ use wasmtime::{Store, Trap};
 use super::bindings::{HelloRef, PolicyPre, PolicyWorld};
 use super::deadline::Deadline;
 use super::engine::{PolicyEngine, YIELD_EVERY};
+use super::settings::{INIT_BUDGET_FACTOR, PolicyConfig};
 use super::state::HostState;
 use super::version::PolicyVersion;
 use super::{CallError, Connection, LoadError, convert};
 use crate::decision::{Decision, Rule};
 use crate::hello::HelloSummary;
-use crate::path::worker;
 use crate::policy::limit_table::Held;
-use crate::state::config::{INIT_BUDGET_FACTOR, PolicyConfig};
 
 /// A policy ready to decide.
 pub struct Policy {
@@ -60,6 +60,19 @@ pub struct Verdict {
     pub held: Held,
 }
 
+thread_local! {
+    /// The instance pool calls made on this thread use: each worker thread
+    /// binds its own at start (`bind_thread`); any other thread uses pool 0.
+    static POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Make every policy call on this thread use instance pool `index` (one
+/// pool per worker, so an instance never crosses threads). The worker
+/// calls it once, as its thread starts.
+pub(crate) fn bind_thread(index: usize) {
+    POOL.set(index);
+}
+
 impl Policy {
     /// Ask the policy about one connection.
     ///
@@ -72,7 +85,7 @@ impl Policy {
         conn: &Connection,
         hello: Option<&Arc<HelloSummary>>,
     ) -> Result<Verdict, CallError> {
-        self.decide_in(worker::index(), conn, hello).await
+        self.decide_in(POOL.get(), conn, hello).await
     }
 
     /// [`decide`](Self::decide) with an instance of worker `pool`'s pool

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use super::runtime::Policy;
+use super::settings::Expectation;
 use super::{Connection, LoadError};
 use crate::hello::{self, Examined, HelloSummary};
 use crate::plan;
-use crate::state::config::Expectation;
 
 /// Run every sample; the number that passed (all of them) or why not.
 pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize, LoadError> {

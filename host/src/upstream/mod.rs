@@ -3,6 +3,7 @@
 //! a pool pick and connect a member).
 
 pub(crate) mod pool;
+pub(crate) mod tls;
 
 use std::io;
 use std::net::SocketAddr;

@@ -20,8 +20,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::ControlHandle;
+use super::running::Running;
 use crate::observe::log_limit::Throttle;
-use crate::path::accept::Serve;
 use crate::state::config::{AdminConfig, AdminEndpoint};
 use gate::{Gate, LINE_TIMEOUT};
 use protocol::{Answer, Envelope, MAX_LINE, Request};
@@ -132,17 +132,17 @@ impl Endpoint {
     }
 
     /// Answer requests until shutdown; a unix socket file is removed then.
-    pub(crate) async fn serve(self, handle: ControlHandle, serve: Arc<Serve>) {
+    pub(crate) async fn serve(self, handle: ControlHandle, running: Arc<Running>) {
         let shared = Arc::new(Shared {
             token: self.token,
             gate: Arc::new(Gate::default()),
             uploads: Semaphore::new(MAX_UPLOADS),
             handle,
-            serve: serve.clone(),
+            running: running.clone(),
         });
         loop {
             let accepted = tokio::select! {
-                () = serve.stop.cancelled() => break,
+                () = running.serve.stop.cancelled() => break,
                 accepted = accept(&self.socket) => accepted,
             };
             let stream = match accepted {
@@ -174,7 +174,7 @@ struct Shared {
     gate: Arc<Gate>,
     uploads: Semaphore,
     handle: ControlHandle,
-    serve: Arc<Serve>,
+    running: Arc<Running>,
 }
 
 enum Stream {
@@ -220,13 +220,13 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         Some(error) => denied(error),
         None => match authorised(&mut reader, waiting, shared.token.as_deref()).await {
             Err(error) => denied(error),
-            Ok(Request::Status) => Answer::Status(super::status(&shared.serve)),
-            Ok(Request::Renew { certificate }) => match shared.serve.acme.renew(&certificate) {
+            Ok(Request::Status) => Answer::Status(super::status(&shared.running.serve)),
+            Ok(Request::Renew { certificate }) => match shared.running.acme.renew(&certificate) {
                 Ok(()) => Answer::Renewing { certificate },
                 Err(error) => Answer::Refused {
                     code: error.code().into(),
                     error: error.to_string(),
-                    live: shared.serve.live.policy().version().to_string(),
+                    live: shared.running.serve.live.policy().version().to_string(),
                 },
             },
             Ok(Request::Swap {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 use prometheus::IntCounter;
 
-use crate::state::config::{AccessLogConfig, AccessLogFormat, AccessLogSink};
+use crate::observe::{AccessLogConfig, AccessLogFormat, AccessLogSink};
 pub(crate) use record::{Action, Record};
 
 /// How long the writer sleeps when the queue is empty: the most a line waits.

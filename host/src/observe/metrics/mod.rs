@@ -25,9 +25,9 @@ use prometheus::{
 
 use crate::outcome::{ChangeOutcome, Trigger, UpstreamFailure};
 pub use crate::outcome::{PolicyFailure, RouteResult, Stage};
-use crate::policy::limit_table::QuotaCounters;
 pub(crate) use certs::OrderOutcome;
 pub(crate) use listener::{Active, ListenerMetrics};
+pub use pools::QuotaCounters;
 pub use upstreams::OTHER as OTHER_UPSTREAM;
 use upstreams::UpstreamLabels;
 
@@ -168,7 +168,7 @@ impl Metrics {
     /// A fresh registry with every family registered and the default
     /// upstream label cap.
     pub fn new() -> Metrics {
-        Metrics::with_upstream_labels(crate::state::config::DEFAULT_UPSTREAM_LABELS)
+        Metrics::with_upstream_labels(crate::observe::DEFAULT_UPSTREAM_LABELS)
     }
 
     /// A fresh registry whose `limen_upstream_routed_total` has at most

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::{Metrics, names};
-use crate::policy::limit_table::QuotaCounters;
 
 #[derive(Clone)]
 pub(super) struct PoolFamilies {
@@ -93,5 +92,29 @@ impl Metrics {
     /// The counters of the limits policies use.
     pub fn quota_counters(&self) -> QuotaCounters {
         self.quotas.clone()
+    }
+}
+
+/// What the table counts.
+#[derive(Clone)]
+pub struct QuotaCounters {
+    /// A `take` found the bucket empty.
+    pub rate_limited: IntCounter,
+    /// An `acquire` found every slot taken (or its set full of held slots).
+    pub slots_full: IntCounter,
+    /// A key pushed the least recently used one out.
+    pub evicted: IntCounter,
+}
+
+impl QuotaCounters {
+    /// Counters registered nowhere (offline tools).
+    pub fn detached() -> QuotaCounters {
+        let counter =
+            || IntCounter::new("detached", "not exported").unwrap_or_else(|e| unreachable!("{e}"));
+        QuotaCounters {
+            rate_limited: counter(),
+            slots_full: counter(),
+            evicted: counter(),
+        }
     }
 }

@@ -2,35 +2,16 @@
 //! make for them before it may go live (at start and on every swap).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
 use super::file::FileExpect;
 use super::{ConfigError, ListenerConfig};
 use crate::decision::{Alert, UpstreamAddr};
+use crate::policy::Expectation;
 
 /// Most samples a config may list: each runs on every swap.
 const MAX_EXPECTATIONS: usize = 256;
-
-/// One sample connection and the decision expected for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expectation {
-    /// Server name the synthesised ClientHello carries (none when `None`).
-    pub sni: Option<String>,
-    /// ALPN protocols it offers.
-    pub alpn: Vec<String>,
-    /// The client address the policy sees.
-    pub client: SocketAddr,
-    /// The listener the connection arrives on (default: the first).
-    pub listener: Arc<str>,
-    /// That listener's address.
-    pub local: SocketAddr,
-    /// The decision in its canonical text form (`Decision`'s `Display`):
-    /// `passthrough:HOST:PORT`, `terminate:CERT:HOST:PORT`, `reject:ALERT`
-    /// (a pool's name in place of `HOST:PORT`).
-    pub decision: String,
-}
 
 pub(super) fn expectations(
     file: &[FileExpect],

@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::acme::FileAcme;
-use super::allow::AllowRule;
+use super::duration;
 use super::observe::{FileAccessLog, FileLog, FileMetrics};
 use super::source::FileSource;
+use crate::plan::AllowRule;
 
 /// limen's config file.
 #[derive(Debug, Deserialize)]
@@ -241,14 +242,4 @@ pub(super) fn default_policy_timeout() -> Duration {
 
 pub(super) fn default_memory() -> ByteSize {
     ByteSize::mib(16)
-}
-
-/// `"5ms"`, `"5s"`, `"10m"`: humantime syntax.
-pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(de)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "bad duration `{text}` ({e}); write e.g. \"5ms\", \"5s\", \"10m\""
-        ))
-    })
 }

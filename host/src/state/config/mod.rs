@@ -7,7 +7,6 @@
 
 mod acme;
 mod admin;
-mod allow;
 mod expect;
 mod file;
 mod limits;
@@ -22,25 +21,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::observe::{
+    AccessLogConfig, AccessLogFormat, AccessLogSink, DEFAULT_UPSTREAM_LABELS, MetricsConfig,
+};
+pub use crate::plan::{AllowList, AllowRule};
+pub use crate::upstream::pool::{
+    Balance, Check, HealthConfig, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig,
+};
+pub use crate::upstream::tls::UpstreamTrust;
 pub use acme::{AcmeConfig, AcmeNames, RenewBefore};
 pub use admin::{AdminConfig, AdminEndpoint};
-pub use allow::{AllowList, AllowRule};
-pub use expect::Expectation;
 pub(crate) use expect::canonical as canonical_decision;
 pub use limits::Limits;
 pub(crate) use limits::MAX_PENDING_HELLOS_PER_CLIENT;
-pub use observe::{
-    AccessLogConfig, AccessLogFormat, AccessLogSink, DEFAULT_UPSTREAM_LABELS, MetricsConfig,
-};
-pub use pools::{
-    Balance, Check, HealthConfig, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig,
-};
 pub use source::{EtcdTls, SourceConfig};
-pub use tls::{
-    CertificateConfig, CertificateSource, KeyPairPaths, UpstreamTrust, referenced_certificates,
-};
+pub use tls::{CertificateConfig, CertificateSource, KeyPairPaths, referenced_certificates};
 
 use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};
+pub use crate::plan::OfflineRules;
+pub use crate::policy::{Expectation, FailMode, INIT_BUDGET_FACTOR, PolicyConfig};
 use file::{FileCache, FileConfig, FileFailMode};
 
 /// A validated configuration.
@@ -86,54 +85,6 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
 }
 
-/// The policy module and the limits of its sandbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicyConfig {
-    /// Path of the Wasm component (relative paths: from the working directory).
-    pub module: PathBuf,
-    /// Fuel for one `route` call (`init` gets [`INIT_BUDGET_FACTOR`] times it).
-    pub fuel: u64,
-    /// Wall-clock limit of one `route` call.
-    pub timeout: Duration,
-    /// Linear-memory limit per instance, in bytes.
-    pub memory: usize,
-    /// Warm instances kept for reuse by each worker (default 2: a guest
-    /// that yields mid-call lets the worker start another call).
-    pub instances: usize,
-    /// Pools of warm instances: one per worker, each used only by its own
-    /// thread (offline tools: 1).
-    pub workers: usize,
-    /// What a failing policy call turns into.
-    pub on_error: FailMode,
-    /// `[policy.config]` as JSON, handed to `init`.
-    pub config_json: String,
-    /// Directory of compiled components (`None`: compile at every load).
-    pub cache: Option<PathBuf>,
-    /// Swap the policy when `module` changes on disk (default on).
-    pub watch: bool,
-    /// Decisions a policy must make before it goes live.
-    pub expect: Vec<Expectation>,
-    /// What those decisions (and `limen explain`'s) are planned against.
-    pub rules: OfflineRules,
-}
-
-/// The rules limen applies to a decision, as far as they can be known
-/// without binding a socket or reading a key: the allow-list, the
-/// configured listener addresses, the certificate names. The self-test and
-/// `limen explain` plan decisions against them, as a live limen does
-/// against the generation it built from the same config.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OfflineRules {
-    /// `[upstreams] allow`.
-    pub allow: AllowList,
-    /// Every listener's `bind` (a port 0 bind matches no upstream).
-    pub own: Vec<SocketAddr>,
-    /// The `[certificates]` names.
-    pub certificates: Vec<Arc<str>>,
-    /// The `[upstreams.pools]` names.
-    pub pools: Vec<Arc<str>>,
-}
-
 impl PolicyConfig {
     /// `module` with `config_json` and limen's default limits, one instance,
     /// the default compile cache, no watch and no self-test: for offline
@@ -154,20 +105,6 @@ impl PolicyConfig {
             rules: OfflineRules::default(),
         }
     }
-}
-
-/// `init` builds tables and compiles regexes once, so it gets a larger budget
-/// than one `route` call: this many times the fuel, and at least one second.
-pub const INIT_BUDGET_FACTOR: u64 = 1000;
-
-/// What limen does when the policy fails (trap, fuel, deadline, refused decision).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailMode {
-    /// Send this alert and close.
-    Reject(Alert),
-    /// Pass the connection through to this upstream (trusted: not checked
-    /// against the allow-list, since the operator wrote it).
-    Fallback(Upstream),
 }
 
 /// `[limits] hello_max_bytes` when the config does not say.
@@ -316,9 +253,7 @@ impl TryFrom<FileConfig> for Config {
         if file.workers.is_some_and(|n| n == 0 || n > 1024) {
             return invalid("workers must be between 1 and 1024".into());
         }
-        let workers = file
-            .workers
-            .unwrap_or_else(crate::path::worker::default_count);
+        let workers = file.workers.unwrap_or_else(default_workers);
         let listeners: Vec<ListenerConfig> = file
             .listeners
             .iter()
@@ -415,3 +350,19 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests;
+
+/// `"5ms"`, `"5s"`, `"10m"`: humantime syntax.
+fn duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(de)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "bad duration `{text}` ({e}); write e.g. \"5ms\", \"5s\", \"10m\""
+        ))
+    })
+}
+
+/// The CPUs limen may run on (affinity and cgroup limits included): the
+/// default number of workers.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::ConfigError;
 use super::acme::{self, AcmeConfig, AcmeNames};
 use super::file::{FileCertificate, FileUpstreamTls};
+use crate::upstream::tls::UpstreamTrust;
 
 /// One `[certificates.NAME]` entry: the name a policy uses, and its keys.
 #[derive(Debug, Clone)]
@@ -34,17 +35,6 @@ pub struct KeyPairPaths {
     pub chain: PathBuf,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
-}
-
-/// How limen decides to trust an upstream it re-encrypts to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamTrust {
-    /// The operating system's root store (the default).
-    SystemRoots,
-    /// Only the CAs in this PEM bundle.
-    CaFile(PathBuf),
-    /// No verification at all: `dangerously_accept_any_certificate = true`.
-    AcceptAnyCertificate,
 }
 
 /// A policy may name a few variants per entry; more than this is a mistake.

@@ -6,23 +6,21 @@
 //! thread); the connection path only looks up prepared rustls configs.
 //! Private keys stay here: a policy only ever sees certificate *names*.
 
-mod error;
-mod files;
 mod managed;
 mod store;
-mod upstream;
 mod validity;
 
 use std::sync::Arc;
 
-pub use error::TlsError;
+pub use crate::upstream::tls::TlsError;
+use crate::upstream::tls::UpstreamTls;
 pub use managed::ManagedKeys;
 pub(crate) use managed::{Challenge, Challenges, ManagedKey};
-pub(crate) use store::{CertStore, Missing};
-pub(crate) use upstream::{UpstreamTls, check_connector};
+pub(crate) use store::CertStore;
 pub(crate) use validity::dates;
 
-use crate::state::config::{CertificateConfig, UpstreamTrust};
+use crate::state::config::CertificateConfig;
+use crate::upstream::tls::UpstreamTrust;
 
 /// The loaded certificate store and upstream trust.
 pub struct Tls {

@@ -15,8 +15,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::managed::{Challenge, Challenges, ManagedKey, ManagedKeys};
-use super::{TlsError, files, validity};
+use super::validity;
+use crate::plan::{Certificates, Refusal};
 use crate::state::config::{CertificateConfig, CertificateSource, KeyPairPaths};
+use crate::upstream::tls::{TlsError, pem};
 
 /// A policy's ALPN lists are few; a cap keeps a policy that invents new ones
 /// per connection from growing the cache.
@@ -159,8 +161,8 @@ fn load_pair(
     now: i64,
     warnings: &mut Vec<String>,
 ) -> Result<CertifiedKey, TlsError> {
-    let chain = files::chain(&pair.chain)?;
-    let key = files::key(&pair.key, warnings)?;
+    let chain = pem::chain(&pair.chain)?;
+    let key = pem::key(&pair.key, warnings)?;
     if let Some(warning) = validity::check(name, &chain[0], now) {
         warnings.push(warning);
     }
@@ -218,5 +220,16 @@ impl ResolvesServerCert for ChooseKey {
             }
             ChooseKey::Managed(slot) => slot.current(),
         }
+    }
+}
+
+impl Certificates for CertStore {
+    type Config = Arc<ServerConfig>;
+    fn lookup(&self, name: &str, alpn: &[Vec<u8>]) -> Result<Arc<ServerConfig>, Refusal> {
+        self.server_config(name, alpn)
+            .map_err(|missing| match missing {
+                Missing::Unknown => Refusal::UnknownCertificate(name.to_owned()),
+                Missing::NotIssued => Refusal::NotIssued(name.to_owned()),
+            })
     }
 }

@@ -6,8 +6,8 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::Balance;
 use super::Members;
-use crate::state::config::Balance;
 
 /// What a connection brings to the choice.
 #[derive(Clone, Copy)]

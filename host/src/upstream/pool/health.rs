@@ -13,10 +13,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
+use super::{Check, HealthConfig};
 use super::{Member, Pool, assemble, drop_series, not_own, resolve};
 use crate::decision::UpstreamAddr;
-use crate::state::config::{Check, HealthConfig};
-use crate::state::tls::{TlsError, check_connector};
+use crate::upstream::tls::{TlsError, check_connector};
 
 /// How a pool's members are checked.
 pub(super) enum Checker {

@@ -10,8 +10,13 @@
 mod balance;
 mod health;
 mod member;
+mod settings;
 #[cfg(test)]
 mod tests;
+
+pub use settings::{
+    Balance, Check, HealthConfig, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig,
+};
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -30,8 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::decision::UpstreamAddr;
 use crate::observe::metrics::Metrics;
 use crate::plan;
-use crate::state::config::{Balance, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig};
-use crate::state::tls::TlsError;
+use crate::upstream::tls::TlsError;
 pub(crate) use balance::Pick;
 pub(crate) use member::{Lease, Member, clock};
 

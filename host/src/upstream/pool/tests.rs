@@ -6,10 +6,10 @@ use std::sync::atomic::AtomicUsize;
 
 use rustls_pki_types::ServerName;
 
+use super::Balance;
 use super::balance::{Pick, pick, schedule};
 use super::{Entry, Member, Members};
 use crate::observe::metrics::Metrics;
-use crate::state::config::Balance;
 
 fn members(weights: &[u32]) -> Members {
     let metrics = Metrics::new();

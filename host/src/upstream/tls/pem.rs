@@ -9,7 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::TlsError;
 
 /// Every certificate in a PEM file, in file order (leaf first).
-pub(super) fn chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -24,7 +24,7 @@ pub(super) fn chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
 }
 
 /// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub(super) fn key(
+pub(crate) fn key(
     path: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<PrivateKeyDer<'static>, TlsError> {

@@ -8,16 +8,33 @@
 //! DNS for names it may not use); after resolution (`upstream::resolve`,
 //! live only), which of its addresses [`admits`] keeps.
 
+mod allow;
+
+pub use allow::{AllowList, AllowRule};
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-
-use rustls::ServerConfig;
 
 use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
 use crate::hello::HelloSummary;
 use crate::outcome::PolicyFailure;
-use crate::state::config::{AllowList, OfflineRules};
-use crate::state::tls::{CertStore, Missing};
+
+/// The rules limen applies to a decision, as far as they can be known
+/// without binding a socket or reading a key: the allow-list, the
+/// configured listener addresses, the certificate names. The self-test and
+/// `limen explain` plan decisions against them, as a live limen does
+/// against the generation it built from the same config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OfflineRules {
+    /// `[upstreams] allow`.
+    pub allow: AllowList,
+    /// Every listener's `bind` (a port 0 bind matches no upstream).
+    pub own: Vec<SocketAddr>,
+    /// The `[certificates]` names.
+    pub certificates: Vec<Arc<str>>,
+    /// The `[upstreams.pools]` names.
+    pub pools: Vec<Arc<str>>,
+}
 
 /// A decision limen will carry out. `C` is what a certificate name resolves
 /// to: a rustls `ServerConfig` live, nothing offline.
@@ -83,17 +100,6 @@ pub(crate) trait Certificates {
     type Config;
     /// The certificate `name` serving `alpn`, or why limen cannot serve it.
     fn lookup(&self, name: &str, alpn: &[Vec<u8>]) -> Result<Self::Config, Refusal>;
-}
-
-impl Certificates for CertStore {
-    type Config = Arc<ServerConfig>;
-    fn lookup(&self, name: &str, alpn: &[Vec<u8>]) -> Result<Arc<ServerConfig>, Refusal> {
-        self.server_config(name, alpn)
-            .map_err(|missing| match missing {
-                Missing::Unknown => Refusal::UnknownCertificate(name.to_owned()),
-                Missing::NotIssued => Refusal::NotIssued(name.to_owned()),
-            })
-    }
 }
 
 /// Offline: the configured names, without reading a key (an ACME name
@@ -210,7 +216,7 @@ fn is_link_local(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::config::AllowRule;
+    use crate::plan::AllowRule;
 
     fn passthrough(addr: &str) -> Decision {
         Decision::Passthrough(Upstream {

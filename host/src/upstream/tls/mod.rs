@@ -1,7 +1,7 @@
 //! The client side of re-encryption: how limen verifies the upstreams it
 //! speaks TLS to.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -10,8 +10,21 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use super::{TlsError, files};
-use crate::state::config::UpstreamTrust;
+mod error;
+pub(crate) mod pem;
+
+pub use error::TlsError;
+
+/// How limen decides to trust an upstream it re-encrypts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTrust {
+    /// The operating system's root store (the default).
+    SystemRoots,
+    /// Only the CAs in this PEM bundle.
+    CaFile(PathBuf),
+    /// No verification at all: `dangerously_accept_any_certificate = true`.
+    AcceptAnyCertificate,
+}
 
 /// A connector shared by every re-encrypted connection (its session cache
 /// lets repeated upstream handshakes resume).
@@ -20,7 +33,7 @@ pub(crate) struct UpstreamTls {
 }
 
 impl UpstreamTls {
-    pub(super) fn load(
+    pub(crate) fn load(
         trust: &UpstreamTrust,
         provider: &Arc<CryptoProvider>,
         warnings: &mut Vec<String>,
@@ -87,7 +100,7 @@ pub(crate) fn check_connector(ca: Option<&Path>) -> Result<TlsConnector, TlsErro
 /// The CAs of a PEM bundle.
 fn roots_from(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in files::chain(path)? {
+    for cert in pem::chain(path)? {
         roots
             .add(cert)
             .map_err(|e| TlsError::Trust(format!("CA in {}: {e}", path.display())))?;

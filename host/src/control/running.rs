@@ -1,0 +1,21 @@
+//! A running limen as the control plane holds it: what every accept loop
+//! shares (`Serve`, owned by the path), and what only the control plane
+//! keeps beside it (the history of changes, the ACME certificates). The
+//! accept loops never see the latter, so the path imports nothing above it.
+
+use std::sync::Arc;
+
+use crate::control::acme::Acme;
+use crate::control::history::History;
+use crate::path::accept::Serve;
+
+/// One per process, shared by the control task, the admin endpoint and
+/// the status page.
+pub(crate) struct Running {
+    /// What the accept loops share: the live state, permits, shutdown.
+    pub(crate) serve: Arc<Serve>,
+    /// The last swaps and reloads (written by the control task).
+    pub(crate) history: History,
+    /// ACME certificates: their slots and tasks outlive generations.
+    pub(crate) acme: Acme,
+}
