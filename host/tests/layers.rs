@@ -1,183 +1,157 @@
-//! The host's module graph, read from its sources: which top-level module
-//! (`host/src/<name>.rs` or `host/src/<name>/`) uses which through
-//! `crate::`. There must be no cycle among them, and no source file may grow
-//! past the size a reader takes in at once.
+//! The host's planes, read from its sources. `src/lib.rs` ranks them in a
+//! table; here every `crate::` path (and every `super::` path between
+//! sibling files) is checked against that table:
 //!
-//! `cargo test -p limen --test layers -- --nocapture` prints the graph.
+//! - an edge goes down the ranks or stays within its plane, never up;
+//! - inside a folder, sibling modules import each other without a cycle;
+//! - every top-level entry of `src/` belongs to a plane;
+//! - no Rust file in the workspace is longer than a reader takes in at once.
+//!
+//! `cargo test -p limen --test layers -- --nocapture` prints the plane graph.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod layers_check;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Longest source file, in lines ("no file over ~400 lines").
+use layers_check::{Source, check, plane_order};
+
+/// Longest Rust file anywhere in the workspace ("no file over ~400 lines").
 const MAX_LINES: usize = 420;
 
-type Graph = BTreeMap<String, BTreeSet<String>>;
+/// The planes' ranks as `lib.rs` states them, top first.
+const PLANES: [&str; 8] = [
+    "control", "offline", "path", "state", "upstream", "policy", "observe", "core",
+];
 
-fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+/// The root files that make up the pure core.
+const CORE: [&str; 4] = ["hello", "decision", "outcome", "plan"];
+
+fn host() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every `.rs` file under `dir`, but the binary's (it is another crate).
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in fs::read_dir(dir).expect("read src") {
+/// Every `.rs` file under `dir` (`skip` names folders left out).
+fn rust_files(dir: &Path, skip: &[&str], out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
         let path = entry.expect("dir entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "bin") {
-                sources(&path, out);
+            if !skip.contains(&name) && !name.starts_with('.') {
+                rust_files(&path, skip, out);
             }
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if name.ends_with(".rs") {
             out.push(path);
         }
     }
 }
 
-/// The top-level module a file belongs to (`None` for `lib.rs`).
-fn module_of(file: &Path) -> Option<String> {
-    let rel = file.strip_prefix(src()).ok()?;
-    let first = rel.components().next()?.as_os_str().to_str()?;
-    let name = first.strip_suffix(".rs").unwrap_or(first);
-    (name != "lib").then(|| name.to_owned())
-}
-
-/// The code without comments (doc comments mention paths freely).
-fn code(text: &str) -> String {
-    text.lines()
-        .map(|line| line.split("//").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn ident(s: &str) -> String {
-    s.chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+/// The library's sources (the binary is another crate), relative to `src/`.
+fn library() -> Vec<Source> {
+    let src = host().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &["bin"], &mut files);
+    files
+        .iter()
+        .map(|file| Source {
+            path: file.strip_prefix(&src).expect("under src").to_path_buf(),
+            text: fs::read_to_string(file).expect("read source"),
+        })
         .collect()
 }
 
-/// Top-level modules named after `crate::`, in `crate::a::X` and in
-/// `use crate::{a::X, b}`.
-fn uses(code: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for (i, _) in code.match_indices("crate::") {
-        let rest = &code[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // Split the group's top-level items; each names a module first.
-            let mut depth = 0usize;
-            let mut item = String::new();
-            for c in group.chars() {
-                match c {
-                    '{' => {
-                        depth += 1;
-                        item.push(c);
-                    }
-                    '}' if depth == 0 => break,
-                    '}' => {
-                        depth -= 1;
-                        item.push(c);
-                    }
-                    ',' if depth == 0 => {
-                        found.insert(ident(item.trim()));
-                        item.clear();
-                    }
-                    c => item.push(c),
-                }
-            }
-            found.insert(ident(item.trim()));
-        } else {
-            found.insert(ident(rest));
-        }
-    }
-    found.retain(|m| !m.is_empty() && m != "self");
-    found
+#[test]
+fn lib_rs_states_the_planes_in_this_order() {
+    let lib = fs::read_to_string(host().join("src/lib.rs")).expect("lib.rs");
+    assert_eq!(plane_order(&lib), PLANES, "the rank table in src/lib.rs");
 }
 
-fn graph() -> (Graph, Vec<(PathBuf, usize)>) {
+#[test]
+fn imports_go_down_the_planes_and_no_folder_has_a_cycle() {
+    let sources = library();
+    assert!(sources.len() > 50, "the source tree was not found");
+    let report = check(&sources, &PLANES, &CORE);
+    for (from, to) in &report.plane_edges {
+        println!("{from} -> {}", to.join(", "));
+    }
+    let fine = report.unplaced.is_empty() && report.upward.is_empty() && report.cycles.is_empty();
+    assert!(
+        fine,
+        "in no plane: {:#?}\nedges up the planes: {:#?}\ncycles in a folder: {:#?}",
+        report.unplaced, report.upward, report.cycles
+    );
+}
+
+#[test]
+fn the_checker_catches_an_upward_edge_and_a_cycle() {
+    let source = |path: &str, text: &str| Source {
+        path: path.into(),
+        text: text.into(),
+    };
+    let good = [
+        source("path/accept.rs", "use crate::state::live::Live;"),
+        source("state/live.rs", "use crate::{policy::Policy, plan::Rules};"),
+        source("control/server.rs", "use crate::path::accept;"),
+    ];
+    let report = check(&good, &PLANES, &CORE);
+    assert!(
+        report.upward.is_empty() && report.cycles.is_empty(),
+        "{report:?}"
+    );
+
+    // The accept loop reaching up into the control plane.
+    let up = [
+        source(
+            "path/accept.rs",
+            "// crate::control in a comment is fine\nuse crate::control::acme::Acme;",
+        ),
+        source(
+            "plan.rs",
+            "use crate::{decision::Decision, observe::metrics::Metrics};",
+        ),
+    ];
+    let report = check(&up, &PLANES, &CORE);
+    assert_eq!(report.upward.len(), 2, "{report:?}");
+    assert!(
+        report.upward[0].contains("path/accept.rs: path -> control"),
+        "{report:?}"
+    );
+
+    // Two sibling files of one folder importing each other.
+    let cycle = [
+        source("state/config/file.rs", "use super::pools::FilePool;"),
+        source(
+            "state/config/pools.rs",
+            "use crate::state::config::file::duration;",
+        ),
+        source(
+            "state/config/mod.rs",
+            "mod file; mod pools; use file::FileConfig;",
+        ),
+    ];
+    let report = check(&cycle, &PLANES, &CORE);
+    assert_eq!(report.cycles.len(), 1, "{report:?}");
+    assert!(report.cycles[0].starts_with("state::config:"), "{report:?}");
+
+    let stray = [source("listener.rs", "")];
+    assert_eq!(check(&stray, &PLANES, &CORE).unplaced, ["listener.rs"]);
+}
+
+#[test]
+fn no_rust_file_in_the_workspace_is_too_long_to_read_at_once() {
+    let root = host().join("..");
     let mut files = Vec::new();
-    sources(&src(), &mut files);
-    let mut graph = Graph::new();
-    let mut sizes = Vec::new();
-    for file in files {
-        let text = fs::read_to_string(&file).expect("read source");
-        sizes.push((file.clone(), text.lines().count()));
-        let Some(module) = module_of(&file) else {
-            continue;
-        };
-        let edges = graph.entry(module.clone()).or_default();
-        for used in uses(&code(&text)) {
-            if used != module {
-                edges.insert(used);
-            }
-        }
-    }
-    (graph, sizes)
-}
-
-/// A cycle through `graph`, if there is one (depth-first search).
-fn cycle(graph: &Graph) -> Option<Vec<String>> {
-    fn visit(
-        node: &str,
-        graph: &Graph,
-        path: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
-        if let Some(at) = path.iter().position(|n| n == node) {
-            let mut found = path[at..].to_vec();
-            found.push(node.to_owned());
-            return Some(found);
-        }
-        if done.contains(node) {
-            return None;
-        }
-        path.push(node.to_owned());
-        for next in graph.get(node).into_iter().flatten() {
-            if let Some(found) = visit(next, graph, path, done) {
-                return Some(found);
-            }
-        }
-        path.pop();
-        done.insert(node.to_owned());
-        None
-    }
-    let mut done = BTreeSet::new();
-    graph
-        .keys()
-        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
-}
-
-#[test]
-fn host_modules_import_without_a_cycle() {
-    let (graph, _) = graph();
-    for (module, uses) in &graph {
-        let uses: Vec<&str> = uses.iter().map(String::as_str).collect();
-        println!("{module} -> {}", uses.join(", "));
-    }
-    assert!(graph.len() > 10, "the source tree was not found: {graph:?}");
-    if let Some(cycle) = cycle(&graph) {
-        panic!("import cycle: {}", cycle.join(" -> "));
-    }
-}
-
-#[test]
-fn the_checker_sees_a_cycle_and_grouped_imports() {
-    let mut graph = Graph::new();
-    for (from, to) in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")] {
-        graph.entry(from.into()).or_default().insert(to.to_owned());
-    }
-    let found = cycle(&graph).expect("a cycle");
-    assert_eq!(found.first(), found.last());
-    assert_eq!(found.len(), 4);
-    let used = uses("use crate::{a::X, b, c::{d, e}};\nlet x = crate::f::g();");
-    let want: BTreeSet<String> = ["a", "b", "c", "f"].map(String::from).into();
-    assert_eq!(used, want);
-}
-
-#[test]
-fn no_source_file_is_too_long_to_read_at_once() {
-    let (_, sizes) = graph();
-    let long: Vec<String> = sizes
+    rust_files(&root, &["target", "node_modules"], &mut files);
+    assert!(files.len() > 100, "the workspace was not found");
+    let long: Vec<String> = files
         .iter()
-        .filter(|(_, lines)| *lines > MAX_LINES)
-        .map(|(file, lines)| format!("{} ({lines} lines)", file.display()))
+        .filter_map(|file| {
+            let lines = fs::read_to_string(file).ok()?.lines().count();
+            (lines > MAX_LINES).then(|| format!("{} ({lines} lines)", file.display()))
+        })
         .collect();
-    assert!(long.is_empty(), "over {MAX_LINES} lines: {long:?}");
+    assert!(long.is_empty(), "over {MAX_LINES} lines: {long:#?}");
 }
