@@ -167,6 +167,7 @@ fn seed(target: &str, corpus: &Path) -> anyhow::Result<()> {
         "config" => {
             inputs.extend(files_named(&root(), &["demo.toml", "limen.toml"])?);
             inputs.extend(toml_blocks(&root().join("README.md"))?);
+            inputs.extend(toml_blocks(&root().join("docs/configuration.md"))?);
         }
         "cases" => {
             inputs.extend(files_named(&root(), &["cases.toml"])?);
