@@ -8,44 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::admin::protocol::{Answer, Reloaded};
-use super::listeners::{self, BindError};
+use super::ready::{Previous, ReadyError, ready};
 use super::{Control, millis};
 use crate::outcome::{ChangeOutcome, Trigger};
-use crate::policy::{LoadError, Module};
+use crate::policy::Module;
 use crate::state::config::{Config, ConfigError, PolicyConfig};
-use crate::state::live::{Generation, load_tls, open_access_log};
-use crate::state::tls::TlsError;
-use crate::upstream::pool::Pools;
-
-/// Why a new configuration was refused (the old one runs on).
-#[derive(Debug, thiserror::Error)]
-pub(super) enum ReloadError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Policy(#[from] LoadError),
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    #[error("E013 cannot open the access log: {0}")]
-    AccessLog(std::io::Error),
-    #[error(transparent)]
-    Acme(#[from] crate::control::acme::AcmeError),
-}
-
-impl ReloadError {
-    fn code(&self) -> &'static str {
-        match self {
-            ReloadError::Config(error) => error.code(),
-            ReloadError::Tls(error) => error.code(),
-            ReloadError::Policy(error) => error.code(),
-            ReloadError::Bind(error) => error.code(),
-            ReloadError::AccessLog(_) => "E013",
-            ReloadError::Acme(error) => error.code(),
-        }
-    }
-}
 
 impl Control {
     pub(super) async fn reload(&mut self, config: Result<Config, ConfigError>) -> Answer {
@@ -84,33 +51,17 @@ impl Control {
         }
     }
 
-    async fn apply(&mut self, mut config: Config, start: Instant) -> Result<Reloaded, ReloadError> {
-        if let (Some(new), Some(running)) = (&config.source, &self.config.source) {
-            if new != running {
-                tracing::warn!("[source.etcd] changes take effect at the next start");
-            }
-            // A fleet's module, config and samples come from etcd, not the
-            // file: a reload changes limits and the rest, not those. The
-            // live module is kept in state_dir under its hash.
-            config.source = Some(running.clone());
-            let live = self.running.serve.live.policy();
-            config.policy.module = running.module_path(&live.version().module.to_hex());
-            config.policy.config_json = live.settings().config_json.clone();
-            config.policy.expect = live.settings().expect.clone();
+    async fn apply(&mut self, mut config: Config, start: Instant) -> Result<Reloaded, ReadyError> {
+        if let (Some(_), Some(running)) = (&config.source, &self.config.source) {
+            crate::control::fleet::keep_live(
+                &mut config,
+                running,
+                &self.running.serve.live.policy(),
+            );
         }
         if config.admin != self.config.admin || config.metrics != self.config.metrics {
             tracing::warn!("[admin] and [metrics] changes take effect at the next start");
         }
-        if let Some(acme) = config.acme.clone() {
-            // A cancelled check (runtime shutting down) is no refusal.
-            if let Ok(checked) =
-                tokio::task::spawn_blocking(move || crate::control::acme::check(&acme)).await
-            {
-                checked?;
-            }
-        }
-        let managed = self.running.acme.prepare(&config).await;
-        let tls = load_tls(&config, &managed).await?;
         let live = self.running.serve.live.policy();
         let module = Module::read(&config.policy.module).await?;
         if config.policy.cache != self.config.policy.cache {
@@ -143,41 +94,19 @@ impl Control {
             }
         };
         let (added, removed) = self.listeners.diff(&config.listeners);
-        let bound = listeners::bind(
-            &added,
-            self.running.serve.workers.count(),
-            config.limits.listen_backlog,
-        )?;
+        let mut kept = self.listeners.addrs();
+        kept.retain(|(name, _)| !removed.contains(name));
+        let old = self.running.serve.live.generation();
+        let previous = Previous {
+            generation: &old,
+            kept,
+        };
+        let acme = (&self.running.acme, &old.metrics);
+        let ready = ready(&config, acme, (&added, workers), Some(previous)).await?;
 
         // Everything is ready: switch. The new generation is stored before
         // new listeners accept, so their connections never see an old one
         // (whose `own` addresses would not include them).
-        let mut addrs = self.listeners.addrs();
-        addrs.retain(|(name, _)| !removed.contains(name));
-        addrs.extend(bound.iter().map(listeners::Bound::addr));
-        let old = self.running.serve.live.generation();
-        let access = open_access_log(&config, &old.metrics)
-            .await
-            .map_err(ReloadError::AccessLog)?;
-        let (own, timeout): (Vec<_>, _) = (
-            addrs.iter().map(|(_, addr)| *addr).collect(),
-            config.limits.connect_timeout,
-        );
-        let pools = Pools::build(
-            &config.pools,
-            Some(&old.pools),
-            (&own, timeout),
-            &old.metrics,
-        )
-        .await?;
-        let generation = Generation::new(
-            &config,
-            (tls, pools),
-            addrs,
-            old.metrics.clone(),
-            access,
-            old.number + 1,
-        );
         let policy_changed = policy.is_some();
         let policy = match policy {
             Some(policy) => {
@@ -186,10 +115,10 @@ impl Control {
             }
             None => live,
         };
-        let generation = Arc::new(generation);
+        let generation = Arc::new(ready.generation);
         generation.publish_expiries();
         self.running.serve.live.store(generation, policy);
-        self.running.acme.commit(&config, &managed);
+        self.running.acme.commit(&config, &ready.managed);
         if policy_changed {
             self.count(Trigger::Reload, ChangeOutcome::Applied);
         }
@@ -197,7 +126,7 @@ impl Control {
         for name in &removed {
             self.listeners.stop(name);
         }
-        for bound in bound {
+        for bound in ready.bound {
             self.listeners.start(bound, &self.running.serve);
         }
         self.resize(old.limits.max_connections, config.limits.max_connections);

@@ -12,12 +12,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::acme::{self, Acme, AcmeError};
+use crate::control::acme::Acme;
 use crate::control::admin::{self, AdminError};
 use crate::control::fleet::{self, Seen, SourceError, Start};
 use crate::control::history::History;
-use crate::control::listeners::{self, BindError};
 use crate::control::memory;
+use crate::control::ready::{ReadyError, ready};
 use crate::control::running::Running;
 use crate::control::status;
 use crate::control::{Control, ControlHandle};
@@ -28,23 +28,16 @@ use crate::policy::limit_table::Quotas;
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::state::config::Config;
 use crate::state::config::SourceConfig;
-use crate::state::live::{Generation, Live, load_tls, open_access_log};
-use crate::state::tls::TlsError;
-use crate::upstream::pool::Pools;
+use crate::state::live::Live;
 
 /// Why limen could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The policy was refused.
+    /// The configuration could not be made ready (policy, certificates,
+    /// listeners, access log, `[acme]`): the same refusals as a reload's.
     #[error(transparent)]
-    Policy(#[from] LoadError),
-    /// A certificate, key or CA bundle was refused.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// A listener could not bind.
-    #[error(transparent)]
-    Bind(#[from] BindError),
+    Ready(#[from] ReadyError),
     /// The metrics endpoint could not bind.
     #[error("E012 cannot serve metrics on {addr}: {error}")]
     Metrics {
@@ -53,15 +46,9 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
-    /// The access log file could not be opened.
-    #[error("E013 cannot open the access log: {0}")]
-    AccessLog(std::io::Error),
     /// The admin endpoint could not be opened, or its token read.
     #[error(transparent)]
     Admin(#[from] AdminError),
-    /// `[acme]` cannot be used (its CA bundle, its storage).
-    #[error(transparent)]
-    Acme(#[from] AcmeError),
     /// The policy could not be had from `[source.etcd]` (nor `state_dir`).
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -74,16 +61,18 @@ impl StartError {
     /// The code that starts the message (`E010`, `P004`...).
     pub fn code(&self) -> &'static str {
         match self {
-            StartError::Policy(error) => error.code(),
-            StartError::Tls(error) => error.code(),
-            StartError::Bind(error) => error.code(),
+            StartError::Ready(error) => error.code(),
             StartError::Metrics { .. } => "E012",
-            StartError::AccessLog(_) => "E013",
             StartError::Admin(error) => error.code(),
             StartError::Workers(_) => "E014",
-            StartError::Acme(error) => error.code(),
             StartError::Source(error) => error.code(),
         }
+    }
+}
+
+impl From<LoadError> for StartError {
+    fn from(error: LoadError) -> StartError {
+        StartError::Ready(error.into())
     }
 }
 
@@ -108,16 +97,6 @@ impl Server {
             None => None,
         };
         let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
-        // Stored ACME certificates are loaded before anything is served, so
-        // a restart serves them from its first connection.
-        if let Some(config) = config.acme.clone() {
-            tokio::task::spawn_blocking(move || acme::check(&config))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-        }
-        let acme = Acme::new(metrics.clone());
-        let managed = acme.prepare(&config).await;
-        let tls = load_tls(&config, &managed).await?;
         // The engine keeps the limits policies use: it outlives swaps and reloads.
         let quotas = Arc::new(Quotas::new(metrics.quota_counters()));
         let engine = PolicyEngine::new()?
@@ -141,11 +120,11 @@ impl Server {
             samples = report.samples, module = %config.policy.module.display(), "policy live"
         );
         let workers = Workers::start(config.workers).map_err(StartError::Workers)?;
-        let bound = listeners::bind(
-            &config.listeners,
-            workers.count(),
-            config.limits.listen_backlog,
-        )?;
+        // Stored ACME certificates are loaded before anything is served, so
+        // a restart serves them from its first connection.
+        let acme = Acme::new(metrics.clone());
+        let listening = (config.listeners.as_slice(), workers.count());
+        let ready = ready(&config, (&acme, &metrics), listening, None).await?;
         let admin = match &config.admin {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,
@@ -158,16 +137,7 @@ impl Server {
             ),
             None => None,
         };
-        let addrs: Vec<_> = bound.iter().map(listeners::Bound::addr).collect();
-        let access = open_access_log(&config, &metrics)
-            .await
-            .map_err(StartError::AccessLog)?;
-        let (own, timeout): (Vec<_>, _) = (
-            addrs.iter().map(|(_, addr)| *addr).collect(),
-            config.limits.connect_timeout,
-        );
-        let pools = Pools::build(&config.pools, None, (&own, timeout), &metrics).await?;
-        let generation = Generation::new(&config, (tls, pools), addrs, metrics, access, 1);
+        let generation = ready.generation;
         generation.metrics.set_policy_version(&policy.version().id);
         generation.publish_expiries();
         let serve = Arc::new(Serve {
@@ -185,8 +155,8 @@ impl Server {
         });
         // Orders start now; their validation connections wait in the
         // listeners' backlog until `run` accepts.
-        running.acme.commit(&config, &managed);
-        let control = Control::new(engine, config, running.clone(), bound);
+        running.acme.commit(&config, &ready.managed);
+        let control = Control::new(engine, config, running.clone(), ready.bound);
         Ok(Server {
             running,
             control,

@@ -17,7 +17,7 @@ use crate::observe::metrics::Metrics;
 use crate::plan::Rules;
 use crate::policy::Policy;
 use crate::state::config::{AllowList, Config, FailMode, Limits};
-use crate::state::tls::{CertStore, ManagedKeys, Tls, TlsError};
+use crate::state::tls::{CertStore, Tls};
 use crate::upstream::pool::Pools;
 
 /// One configuration generation. Immutable; a reload builds a new one.
@@ -42,8 +42,8 @@ pub(crate) struct Generation {
 
 impl Generation {
     /// Assemble a generation from a validated `config` and what was made
-    /// ready for it ([`load_tls`], `Pools::build`, bound listeners,
-    /// [`open_access_log`]).
+    /// ready for it (by `control::ready`: certificates, pools, bound
+    /// listeners, the access log).
     pub(crate) fn new(
         config: &Config,
         (tls, pools): (Tls, Pools),
@@ -130,45 +130,4 @@ impl Live {
     pub(crate) fn store(&self, generation: Arc<Generation>, policy: Arc<Policy>) {
         self.0.store(Arc::new(Snapshot { generation, policy }));
     }
-}
-
-/// Open the access log, if configured, off the runtime's workers (opening
-/// may create a file).
-pub(crate) async fn open_access_log(
-    config: &Config,
-    metrics: &Metrics,
-) -> std::io::Result<Option<AccessLog>> {
-    let Some(access) = config.access_log.clone() else {
-        return Ok(None);
-    };
-    let dropped = metrics.access_log_dropped.clone();
-    tokio::task::spawn_blocking(move || AccessLog::open(&access, dropped))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-        .map(Some)
-}
-
-/// Read certificates and keys on a blocking thread; warn about what will
-/// fail later (an empty allow-list, certificate names with no entry).
-pub(crate) async fn load_tls(config: &Config, managed: &ManagedKeys) -> Result<Tls, TlsError> {
-    if config.allow.is_empty() {
-        tracing::warn!(
-            "[upstreams] allow is empty: every passthrough a policy decides will be refused"
-        );
-    }
-    let (certificates, trust) = (config.certificates.clone(), config.upstream_trust.clone());
-    let managed = managed.clone();
-    let tls = tokio::task::spawn_blocking(move || Tls::load(&certificates, &trust, &managed))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-    for warning in tls.warnings() {
-        tracing::warn!("{warning}");
-    }
-    for name in config.unknown_certificates() {
-        tracing::warn!(
-            "policy.config names certificate `{name}` with no [certificates.{name}] entry: \
-             such terminate decisions will fail"
-        );
-    }
-    Ok(tls)
 }

@@ -21,6 +21,7 @@ pub(crate) use follow::follow;
 use layout::{Keys, LiveRecord};
 use store::StoreError;
 
+use crate::policy::{Expectation, Policy};
 use crate::state::config::{Config, SourceConfig, expectations_from_json};
 
 /// How long a start waits for etcd before it falls back to `state_dir`.
@@ -136,11 +137,51 @@ pub fn configure(
     source: &SourceConfig,
     live: &LiveRecord,
 ) -> Result<(), SourceError> {
-    config.policy.module = source.module_path(&live.module);
-    config.policy.config_json = live.config.to_string();
-    config.policy.expect = expectations_from_json(&live.expect, &config.listeners)
+    let expect = expectations_from_json(&live.expect, &config.listeners)
         .map_err(|e| SourceError::Unusable(e.to_string()))?;
+    pin(
+        config,
+        source,
+        &live.module,
+        live.config.to_string(),
+        expect,
+    );
     Ok(())
+}
+
+/// A reloaded file's `config` keeps the fleet's policy live now: a
+/// fleet's module, config and samples come from etcd, not the file, so a
+/// reload changes limits and the rest, not those (nor `[source.etcd]`
+/// itself, until the next start).
+pub(crate) fn keep_live(config: &mut Config, running: &SourceConfig, live: &Policy) {
+    if config.source.as_ref() != Some(running) {
+        tracing::warn!("[source.etcd] changes take effect at the next start");
+    }
+    config.source = Some(running.clone());
+    let settings = live.settings();
+    let (json, expect) = (settings.config_json.clone(), settings.expect.clone());
+    pin(
+        config,
+        running,
+        &live.version().module.to_hex(),
+        json,
+        expect,
+    );
+}
+
+/// The one place a validated `Config`'s policy is rewritten: at start
+/// (etcd's record, or `state_dir`'s) and at a reload (the policy live now).
+/// The module is the copy kept in `state_dir` under its hash.
+fn pin(
+    config: &mut Config,
+    source: &SourceConfig,
+    module: &str,
+    config_json: String,
+    expect: Vec<Expectation>,
+) {
+    config.policy.module = source.module_path(module);
+    config.policy.config_json = config_json;
+    config.policy.expect = expect;
 }
 
 /// `live`'s policy is live: it is the last good copy now.
