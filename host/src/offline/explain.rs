@@ -12,9 +12,8 @@ use serde_json::{Value, json};
 
 use crate::decision::{Decision, Upstream, UpstreamAddr};
 use crate::hello::{self, Examined};
-use crate::plan;
-use crate::policy::{Connection, Failure, LoadError, Policy};
-use crate::state::config::{Config, FailMode};
+use crate::policy::{Connection, Failure, LoadError, Offline, Policy, decide_offline};
+use crate::state::config::Config;
 
 /// Where the ClientHello comes from.
 #[derive(Debug, Clone)]
@@ -79,14 +78,16 @@ pub async fn explain(
         Err(error) => return Ok(unread(&error.to_string())),
     };
     let policy = Policy::load_offline(&config.policy).await?;
-    let rules = plan::offline(&config.policy.rules);
     let summary = hello.as_deref();
-    let (decision, fuel_used, outcome) = match policy.decide(&conn, hello.as_ref()).await {
-        Ok(verdict) => {
+    let rules = Some(&config.policy.rules);
+    let (decision, fuel_used, outcome) = match decide_offline(&policy, &conn, hello.as_ref(), rules)
+        .await
+    {
+        Ok(Offline { verdict, refused }) => {
             let shown = decision_json(&verdict.decision);
-            let outcome = match plan::plan(&rules, verdict.decision.clone(), hello.as_ref()) {
-                Ok(_) => with_dns_note(config, &verdict.decision, shown.clone()),
-                Err(refusal) => fail_mode(config, &Failure::Refused(refusal)),
+            let outcome = match refused {
+                None => with_dns_note(config, &verdict.decision, shown.clone()),
+                Some(refusal) => fail_mode(config, &Failure::Refused(refusal)),
             };
             (shown, Some(verdict.fuel_used), outcome)
         }
@@ -131,10 +132,7 @@ fn with_dns_note(config: &Config, decision: &Decision, mut outcome: Value) -> Va
 }
 
 fn fail_mode(config: &Config, failure: &Failure) -> Value {
-    let mut outcome = match &config.policy.on_error {
-        FailMode::Reject(alert) => decision_json(&Decision::Reject(*alert)),
-        FailMode::Fallback(up) => decision_json(&Decision::Passthrough(up.clone())),
-    };
+    let mut outcome = decision_json(&config.policy.on_error.decision());
     outcome["on_error"] = json!(failure.to_string());
     outcome["kind"] = json!(failure.kind().as_str());
     outcome

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use super::offline::decide_offline;
 use super::runtime::Policy;
 use super::settings::Expectation;
 use super::{Connection, LoadError};
 use crate::hello::{self, Examined, HelloSummary};
-use crate::plan;
 
 /// Run every sample; the number that passed (all of them) or why not.
 pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize, LoadError> {
@@ -25,18 +25,17 @@ pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize
             local: sample.local,
             listener: sample.listener.clone(),
         };
-        let verdict = policy
-            .decide(&conn, Some(&hello))
+        let rules = Some(&policy.settings().rules);
+        let offline = decide_offline(policy, &conn, Some(&hello), rules)
             .await
             .map_err(|e| fail(format!("the policy failed: {e}")))?;
-        let got = verdict.decision.to_string();
+        let got = offline.verdict.decision.to_string();
         if got != sample.decision {
             return Err(fail(format!("expected {}, got {got}", sample.decision)));
         }
         // The decision it was expected to make must also be one limen
         // carries out, by the same rules as a live connection.
-        let rules = plan::offline(&policy.settings().rules);
-        if let Err(refusal) = plan::plan(&rules, verdict.decision, Some(&hello)) {
+        if let Some(refusal) = offline.refused {
             return Err(fail(format!("{got} is what was expected, but {refusal}")));
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::decision::{Alert, Upstream};
+use crate::decision::{Alert, Decision, Upstream};
 use crate::plan::OfflineRules;
 
 /// The policy module and the limits of its sandbox.
@@ -53,6 +53,17 @@ pub enum FailMode {
     /// Pass the connection through to this upstream (trusted: not checked
     /// against the allow-list, since the operator wrote it).
     Fallback(Upstream),
+}
+
+impl FailMode {
+    /// The decision it amounts to: a reject, or a passthrough to the
+    /// fallback (what `limen explain` shows for a failure).
+    pub fn decision(&self) -> Decision {
+        match self {
+            FailMode::Reject(alert) => Decision::Reject(*alert),
+            FailMode::Fallback(upstream) => Decision::Passthrough(upstream.clone()),
+        }
+    }
 }
 
 /// One sample connection and the decision expected for it.

@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 
 use crate::decision::UpstreamAddr;
 use crate::outcome::UpstreamFailure;
-use crate::plan::{self, Rules};
-use crate::upstream::pool::{Lease, Pool, PoolError};
+use crate::plan::{self, Refusal, Rules};
+use crate::upstream::pool::{Lease, Pool, PoolError, Pools};
 
 /// Why no upstream connection was made.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,34 @@ pub(crate) enum Dest {
 pub(crate) struct Connected {
     pub(crate) stream: TcpStream,
     pub(crate) lease: Option<Lease>,
+}
+
+/// Where `addr` leads: a pool, by its name (its member is picked at
+/// connect time), or the addresses a name resolves to, or the address.
+/// For a policy's decision (`trusted` false), what the allow-list does not
+/// admit and a pool that does not exist are the decision's fault
+/// (`Err(Refusal)`); for the operator's fallback (`trusted`), only reaching
+/// it can fail. The one lookup live connections make, for a decision and
+/// for the fail mode alike.
+pub(crate) async fn destination<C: ?Sized>(
+    addr: &UpstreamAddr,
+    pools: &Pools,
+    rules: &Rules<'_, C>,
+    trusted: bool,
+    timeout: Duration,
+) -> Result<Result<Dest, UpstreamError>, Refusal> {
+    if let UpstreamAddr::Pool(name) = addr {
+        return match pools.get(name) {
+            Some(pool) => Ok(Ok(Dest::Pool(pool.clone()))),
+            // The config check made sure a fallback's pool exists.
+            None if trusted => Ok(Err(PoolError::NoMember(name.clone()).into())),
+            None => Err(Refusal::UnknownPool(name.clone())),
+        };
+    }
+    match resolve(addr, rules, trusted, timeout).await {
+        Err(UpstreamError::NotAllowed(addr)) => Err(Refusal::NotAllowed(addr)),
+        other => Ok(other.map(Dest::Addrs)),
+    }
 }
 
 /// Connect to `dest`: the first of its addresses that answers, or a member

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::file::{Case, CaseFile, CaseHello, Expected};
 use crate::decision::Rule;
 use crate::hello::{self, Examined, HelloSummary};
-use crate::plan;
-use crate::policy::{Connection, Failure, Policy};
+
+use crate::policy::{Connection, Failure, Policy, decide_offline};
 use crate::state::config::{DEFAULT_HELLO_MAX_BYTES, OfflineRules};
 
 /// What one case came to.
@@ -79,20 +79,17 @@ pub async fn run(
                     listener: case.listener.as_str().into(),
                 };
                 let hello = hello.map(Arc::new);
-                let verdict = policy.decide(&conn, hello.as_ref()).await;
-                if let Ok(verdict) = &verdict {
-                    outcome.got_rule = verdict.rule;
-                    outcome.fuel_used = Some(verdict.fuel_used);
-                }
-                let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
-                    let Some(rules) = rules else {
-                        return Ok(verdict.decision);
-                    };
-                    let rules = plan::offline(rules);
-                    plan::plan(&rules, verdict.decision.clone(), hello.as_ref())
-                        .map(|_| verdict.decision)
-                        .map_err(Failure::Refused)
-                });
+                let planned = match decide_offline(policy, &conn, hello.as_ref(), rules).await {
+                    Ok(offline) => {
+                        outcome.got_rule = offline.verdict.rule;
+                        outcome.fuel_used = Some(offline.verdict.fuel_used);
+                        match offline.refused {
+                            None => Ok(offline.verdict.decision),
+                            Some(refusal) => Err(Failure::Refused(refusal)),
+                        }
+                    }
+                    Err(error) => Err(Failure::Call(error)),
+                };
                 match planned {
                     Ok(decision) => outcome.got = decision.to_string(),
                     Err(failure) => {

@@ -26,7 +26,7 @@ use crate::outcome::{ParseFailure, RouteResult, UpstreamFailure};
 use crate::path::action::reject;
 use crate::path::admission::Admitted;
 use crate::path::peek::{self, FirstBytes};
-use crate::plan::{self, Plan, Refusal};
+use crate::plan::{self, Plan};
 use crate::policy::limit_table::Held;
 use crate::policy::{Connection, Failure, Policy};
 use crate::state::config::FailMode;
@@ -236,18 +236,9 @@ async fn resolve(
         let rules = generation.rules();
         let addr = addr.clone();
         async move {
-            if let UpstreamAddr::Pool(name) = &addr {
-                return match generation.pools.get(name) {
-                    Some(pool) => Ok(Ok(Dest::Pool(pool.clone()))),
-                    None => Err(Failure::Refused(Refusal::UnknownPool(name.clone()))),
-                };
-            }
-            match upstream::resolve(&addr, &rules, false, timeout).await {
-                Err(UpstreamError::NotAllowed(addr)) => {
-                    Err(Failure::Refused(Refusal::NotAllowed(addr)))
-                }
-                other => Ok(other.map(Dest::Addrs)),
-            }
+            upstream::destination(&addr, &generation.pools, &rules, false, timeout)
+                .await
+                .map_err(Failure::Refused)
         }
     };
     Ok(match plan {
@@ -289,28 +280,20 @@ fn down_pool(action: &Action) -> Option<&Arc<Pool>> {
 
 /// The operator's `on_error`: trusted, so not planned.
 async fn fail_mode(generation: &Generation) -> Action {
-    match &generation.on_error {
-        FailMode::Reject(alert) => Action::Reject(*alert),
-        FailMode::Fallback(upstream) => {
-            if let UpstreamAddr::Pool(name) = &upstream.addr {
-                // The config check made sure the pool exists.
-                return match generation.pools.get(name) {
-                    Some(pool) if pool.has_usable() => Action::Passthrough {
-                        upstream: upstream.clone(),
-                        dest: Dest::Pool(pool.clone()),
-                    },
-                    _ => Action::Unreachable(PoolError::NoMember(name.clone()).into()),
-                };
-            }
-            let timeout = generation.limits.connect_timeout;
-            match upstream::resolve(&upstream.addr, &generation.rules(), true, timeout).await {
-                Ok(addrs) => Action::Passthrough {
-                    upstream: upstream.clone(),
-                    dest: Dest::Addrs(addrs),
-                },
-                Err(error) => Action::Unreachable(error),
-            }
+    let upstream = match &generation.on_error {
+        FailMode::Reject(alert) => return Action::Reject(*alert),
+        FailMode::Fallback(upstream) => upstream.clone(),
+    };
+    let (pools, rules) = (&generation.pools, generation.rules());
+    let timeout = generation.limits.connect_timeout;
+    match upstream::destination(&upstream.addr, pools, &rules, true, timeout).await {
+        Ok(Ok(Dest::Pool(pool))) if !pool.has_usable() => {
+            Action::Unreachable(PoolError::NoMember(pool.name.clone()).into())
         }
+        Ok(Ok(dest)) => Action::Passthrough { upstream, dest },
+        Ok(Err(error)) => Action::Unreachable(error),
+        // A trusted upstream skips the allow-list, so this is never met.
+        Err(refusal) => Action::Unreachable(UpstreamError::NotAllowed(refusal.to_string())),
     }
 }
 
