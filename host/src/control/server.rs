@@ -24,7 +24,7 @@ use crate::control::{Control, ControlHandle};
 use crate::observe::metrics::{Metrics, endpoint};
 use crate::path::accept::Serve;
 use crate::path::worker::Workers;
-use crate::policy::limit_table::Quotas;
+use crate::policy::limit_table::LimitTable;
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::state::config::Config;
 use crate::state::config::SourceConfig;
@@ -98,10 +98,10 @@ impl Server {
         };
         let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
         // The engine keeps the limits policies use: it outlives swaps and reloads.
-        let quotas = Arc::new(Quotas::new(metrics.quota_counters()));
+        let quotas = Arc::new(LimitTable::new(metrics.limit_counters()));
         let engine = PolicyEngine::new()?
             .with_cache(config.policy.cache.as_deref())
-            .with_quotas(quotas);
+            .with_limit_table(quotas);
         let (policy, report, followed) = match followed {
             None => {
                 let module = Module::read(&config.policy.module).await?;

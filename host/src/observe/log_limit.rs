@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// One kind of repeated event.
-pub(crate) struct Throttle {
+pub(crate) struct LogLimit {
     per_second: u32,
     /// The second (since the first report of the process) being counted.
     second: AtomicU64,
@@ -21,9 +21,9 @@ pub(crate) struct Throttle {
     suppressed: AtomicU64,
 }
 
-impl Throttle {
-    pub(crate) const fn new(per_second: u32) -> Throttle {
-        Throttle {
+impl LogLimit {
+    pub(crate) const fn new(per_second: u32) -> LogLimit {
+        LogLimit {
             per_second,
             second: AtomicU64::new(0),
             taken: AtomicU32::new(0),
@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn a_burst_is_cut_to_the_rate_and_the_next_second_says_how_many_were_dropped() {
-        let throttle = Throttle::new(3);
+        let throttle = LogLimit::new(3);
         let burst: Vec<_> = (0..1000).map(|_| throttle.allow()).collect();
         assert_eq!(burst.iter().filter(|a| a.is_some()).count(), 3);
         assert_eq!(burst[0], Some(0));

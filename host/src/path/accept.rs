@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::observe::log_limit::Throttle;
+use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::ListenerMetrics;
 use crate::outcome::ParseFailure;
 use crate::path::admission::HelloBudget;
@@ -91,7 +91,7 @@ pub(crate) async fn run(
         let (stream, client) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                static ACCEPT_ERRORS: Throttle = Throttle::new(1);
+                static ACCEPT_ERRORS: LogLimit = LogLimit::new(1);
                 if let Some(suppressed) = ACCEPT_ERRORS.allow() {
                     tracing::warn!(
                         target: "tls_sni", listener = &*name, %error, retry_in = ?backoff,
@@ -158,8 +158,8 @@ fn refuse(
     metrics: &ListenerMetrics,
     budget: &HelloBudget,
 ) {
-    static TOTAL: Throttle = Throttle::new(1);
-    static CLIENT: Throttle = Throttle::new(1);
+    static TOTAL: LogLimit = LogLimit::new(1);
+    static CLIENT: LogLimit = LogLimit::new(1);
     metrics.parse_failed(reason);
     // Linger 0 on a non-blocking socket: close sends RST and returns at once.
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));

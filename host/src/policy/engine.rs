@@ -14,8 +14,8 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::PolicyWorld;
 use super::cache::ComponentCache;
 use super::state::HostState;
-use crate::observe::metrics::QuotaCounters;
-use crate::policy::limit_table::Quotas;
+use crate::observe::metrics::LimitCounters;
+use crate::policy::limit_table::LimitTable;
 
 /// Fuel between two looks at the clock while a guest computes: ~0.1-0.3 ms
 /// of compiled code, so a deadline is met within that; a decision of a
@@ -31,7 +31,7 @@ pub struct PolicyEngine {
     pub(crate) linker: Arc<Linker<HostState>>,
     /// The limits policies `take` and `acquire`: the engine's, so they
     /// outlive every instance, swap and reload.
-    pub(crate) quotas: Arc<Quotas>,
+    pub(crate) quotas: Arc<LimitTable>,
 }
 
 impl PolicyEngine {
@@ -50,12 +50,12 @@ impl PolicyEngine {
             engine,
             cache: ComponentCache::off(),
             linker: Arc::new(linker),
-            quotas: Arc::new(Quotas::new(QuotaCounters::detached())),
+            quotas: Arc::new(LimitTable::new(LimitCounters::detached())),
         })
     }
 
     /// Keep policies' limits in `quotas` (counted in its counters).
-    pub fn with_quotas(mut self, quotas: Arc<Quotas>) -> PolicyEngine {
+    pub fn with_limit_table(mut self, quotas: Arc<LimitTable>) -> PolicyEngine {
         self.quotas = quotas;
         self
     }

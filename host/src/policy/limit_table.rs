@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::observe::metrics::QuotaCounters;
+use crate::observe::metrics::LimitCounters;
 
 /// Keys the table holds at once (rate buckets and slots together).
 pub const KEYS: usize = 16_384;
@@ -33,11 +33,11 @@ pub const MAX_RATE: u32 = 1_000_000;
 pub const MAX_HELD: usize = 4;
 
 /// The table.
-pub struct Quotas {
+pub struct LimitTable {
     slots: Box<[Slot]>,
     hasher: RandomState,
     start: Instant,
-    counters: QuotaCounters,
+    counters: LimitCounters,
 }
 
 #[derive(Default)]
@@ -59,7 +59,7 @@ enum Kind {
 /// Concurrency slots a connection holds, given back when it is dropped.
 #[derive(Default)]
 pub struct Held {
-    slots: [Option<(Arc<Quotas>, usize)>; MAX_HELD],
+    slots: [Option<(Arc<LimitTable>, usize)>; MAX_HELD],
 }
 
 impl Held {
@@ -77,10 +77,10 @@ impl Drop for Held {
     }
 }
 
-impl Quotas {
+impl LimitTable {
     /// An empty table.
-    pub fn new(counters: QuotaCounters) -> Quotas {
-        Quotas {
+    pub fn new(counters: LimitCounters) -> LimitTable {
+        LimitTable {
             slots: std::iter::repeat_with(Slot::default).take(KEYS).collect(),
             hasher: RandomState::new(),
             start: Instant::now(),
@@ -278,8 +278,8 @@ enum Claim {
 mod tests {
     use super::*;
 
-    fn quotas() -> Arc<Quotas> {
-        Arc::new(Quotas::new(QuotaCounters::detached()))
+    fn quotas() -> Arc<LimitTable> {
+        Arc::new(LimitTable::new(LimitCounters::detached()))
     }
 
     #[test]

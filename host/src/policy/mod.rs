@@ -1,18 +1,22 @@
 //! The routing policy: a sandboxed Wasm component. All of wasmtime lives here.
 //!
-//! `engine` holds the process-wide compiler (`deadline` times calls), `load` makes a
-//! policy ready (`cache` keeps compiled code on disk, `selftest` runs the
-//! expected decisions, `version` names the result), `runtime` holds a loaded
-//! policy with its warm instances, `state` what an instance can reach, `hello` the getters of the hello it reads,
-//! `convert` the mapping between WIT and host types.
+//! `engine` holds the process-wide compiler (`deadline` times calls), `load`
+//! makes a policy ready (`cache` keeps compiled code on disk, `selftest`
+//! runs the expected decisions, `version` names the result), `runtime`
+//! holds a loaded policy with its warm instances, `state` what an instance
+//! can reach, `client_hello` the getters of the hello it reads, `convert`
+//! the mapping between WIT and host types. `limit_table` keeps the rate
+//! buckets and concurrency slots policies use (host state, bounded);
+//! `settings` is what the plane is configured with; `offline` decides and
+//! plans one connection without a socket, for the offline tools.
 
 mod bindings;
 mod cache;
+mod client_hello;
 mod convert;
 mod deadline;
 mod engine;
 mod error;
-mod hello;
 pub mod limit_table;
 mod load;
 mod offline;

@@ -2,7 +2,7 @@
 //! time, instead of nowhere: a Rust guest's panic message lands on stderr just
 //! before the trap, and is the best clue to why it trapped.
 
-use crate::observe::log_limit::Throttle;
+use crate::observe::log_limit::LogLimit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
@@ -75,7 +75,7 @@ impl LineBudget {
             .lines
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         if before == Ok(1) {
-            static SPENT: Throttle = Throttle::new(1);
+            static SPENT: LogLimit = LogLimit::new(1);
             if let Some(suppressed) = SPENT.allow() {
                 tracing::warn!(target: "limen::policy", suppressed, "this call's log budget is spent; dropping its further lines");
             }
@@ -86,7 +86,7 @@ impl LineBudget {
         // Across calls too: a client driving a path that logs (or traps with
         // a panic message) at thousands of calls a second must not flood
         // the log.
-        static LINES: Throttle = Throttle::new(GUEST_LINES_PER_SECOND);
+        static LINES: LogLimit = LogLimit::new(GUEST_LINES_PER_SECOND);
         match LINES.allow() {
             None => false,
             Some(0) => true,

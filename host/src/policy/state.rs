@@ -15,7 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::wit_host;
 use super::output::{GuestOutput, LineBudget};
 use crate::hello::HelloSummary;
-use crate::policy::limit_table::{Held, Quotas};
+use crate::policy::limit_table::{Held, LimitTable};
 
 /// Longest log line a policy may write; the rest is cut.
 const MAX_LOG_BYTES: usize = 1024;
@@ -49,13 +49,13 @@ pub(crate) struct HostState {
     /// `CLOCK_EVERY`th (see `hello.rs`).
     pub(crate) reads: u32,
     /// The limits `take` and `acquire` use (the engine's).
-    quotas: Arc<Quotas>,
+    quotas: Arc<LimitTable>,
     /// Slots acquired during this call.
     pub(crate) held: Held,
 }
 
 impl HostState {
-    pub(crate) fn new(memory_limit: usize, quotas: Arc<Quotas>) -> HostState {
+    pub(crate) fn new(memory_limit: usize, quotas: Arc<LimitTable>) -> HostState {
         let lines_left = LineBudget::default();
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::stdout(lines_left.clone()))

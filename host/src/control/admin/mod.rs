@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ControlHandle;
 use super::running::Running;
-use crate::observe::log_limit::Throttle;
+use crate::observe::log_limit::LogLimit;
 use crate::state::config::{AdminConfig, AdminEndpoint};
 use gate::{Gate, LINE_TIMEOUT};
 use protocol::{Answer, Envelope, MAX_LINE, Request};
@@ -148,7 +148,7 @@ impl Endpoint {
             let stream = match accepted {
                 Ok(stream) => stream,
                 Err(error) => {
-                    static FAILED: Throttle = Throttle::new(1);
+                    static FAILED: LogLimit = LogLimit::new(1);
                     if let Some(suppressed) = FAILED.allow() {
                         tracing::warn!(suppressed, "admin accept failed: {error}");
                     }
@@ -250,7 +250,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn denied(error: String) -> Answer {
     // Any local user can make these (over TCP): logged a few a second.
-    static DENIED: Throttle = Throttle::new(5);
+    static DENIED: LogLimit = LogLimit::new(5);
     if let Some(suppressed) = DENIED.allow() {
         tracing::warn!(suppressed, "admin request denied: {error}");
     }

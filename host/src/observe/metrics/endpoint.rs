@@ -2,7 +2,7 @@
 //! fresh `gather()` and closed. Scrapes never touch the connection path:
 //! counters are atomics the registry only reads.
 
-use crate::observe::log_limit::Throttle;
+use crate::observe::log_limit::LogLimit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub(crate) async fn serve(
             Err(error) => {
                 // Out of descriptors this repeats every 100 ms: once a
                 // second, with the count of the others, says as much.
-                static FAILED: Throttle = Throttle::new(1);
+                static FAILED: LogLimit = LogLimit::new(1);
                 if let Some(suppressed) = FAILED.allow() {
                     tracing::warn!(suppressed, "metrics accept failed: {error}");
                 }

@@ -27,7 +27,7 @@ use crate::outcome::{ChangeOutcome, Trigger, UpstreamFailure};
 pub use crate::outcome::{PolicyFailure, RouteResult, Stage};
 pub(crate) use certs::OrderOutcome;
 pub(crate) use listener::{Active, ListenerMetrics};
-pub use pools::QuotaCounters;
+pub use pools::LimitCounters;
 pub use upstreams::OTHER as OTHER_UPSTREAM;
 use upstreams::UpstreamLabels;
 
@@ -159,7 +159,7 @@ pub struct Metrics {
     pub(crate) memory_trims: IntCounter,
     policy_info: IntGaugeVec,
     upstream_pools: pools::PoolFamilies,
-    quotas: QuotaCounters,
+    quotas: LimitCounters,
     certs: certs::CertFamilies,
     pub(crate) source_connected: IntGauge,
 }
@@ -303,7 +303,7 @@ impl Metrics {
                 &["version"],
             ),
             upstream_pools: pools::PoolFamilies::new(&gauges, &counters),
-            quotas: pools::quota_counters(&counters),
+            quotas: pools::limit_counters(&counters),
             certs: certs::CertFamilies::new(&gauges, &counters),
             source_connected: gauges(
                 names::SOURCE_CONNECTED,

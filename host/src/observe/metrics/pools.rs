@@ -39,9 +39,9 @@ impl PoolFamilies {
     }
 }
 
-pub(super) fn quota_counters(
+pub(super) fn limit_counters(
     counters: &dyn Fn(&str, &str, &[&str]) -> IntCounterVec,
-) -> QuotaCounters {
+) -> LimitCounters {
     let limited = counters(
         names::POLICY_LIMITED,
         "Policy limit checks that said no.",
@@ -50,7 +50,7 @@ pub(super) fn quota_counters(
     let single = |name: &str, help: &str| -> IntCounter {
         counters(name, help, &[]).with_label_values::<&str>(&[])
     };
-    QuotaCounters {
+    LimitCounters {
         rate_limited: limited.with_label_values(&["rate"]),
         slots_full: limited.with_label_values(&["slots"]),
         evicted: single(
@@ -90,14 +90,14 @@ impl Metrics {
     }
 
     /// The counters of the limits policies use.
-    pub fn quota_counters(&self) -> QuotaCounters {
+    pub fn limit_counters(&self) -> LimitCounters {
         self.quotas.clone()
     }
 }
 
 /// What the table counts.
 #[derive(Clone)]
-pub struct QuotaCounters {
+pub struct LimitCounters {
     /// A `take` found the bucket empty.
     pub rate_limited: IntCounter,
     /// An `acquire` found every slot taken (or its set full of held slots).
@@ -106,12 +106,12 @@ pub struct QuotaCounters {
     pub evicted: IntCounter,
 }
 
-impl QuotaCounters {
+impl LimitCounters {
     /// Counters registered nowhere (offline tools).
-    pub fn detached() -> QuotaCounters {
+    pub fn detached() -> LimitCounters {
         let counter =
             || IntCounter::new("detached", "not exported").unwrap_or_else(|e| unreachable!("{e}"));
-        QuotaCounters {
+        LimitCounters {
             rate_limited: counter(),
             slots_full: counter(),
             evicted: counter(),

@@ -5,7 +5,7 @@
 use super::Action;
 use crate::decision::{Alert, Decision, Rule};
 use crate::hello::HelloSummary;
-use crate::observe::log_limit::Throttle;
+use crate::observe::log_limit::LogLimit;
 use crate::outcome::{ParseFailure, PolicyFailure, RouteResult};
 
 /// Warnings and per-connection INFO events of one kind logged per second at
@@ -48,8 +48,8 @@ pub(super) fn decided(
     if let Some(error) = failure {
         // Counted exactly in `limen_policy_failures_total`; logged a few
         // times a second per kind at most.
-        static FAILED: [Throttle; PolicyFailure::COUNT] =
-            [const { Throttle::new(EVENTS_PER_SECOND) }; PolicyFailure::COUNT];
+        static FAILED: [LogLimit; PolicyFailure::COUNT] =
+            [const { LogLimit::new(EVENTS_PER_SECOND) }; PolicyFailure::COUNT];
         let kind = error.kind();
         if let Some(suppressed) = FAILED[kind as usize].allow() {
             tracing::warn!(
@@ -86,7 +86,7 @@ pub(super) fn decided(
 /// A decision named a pool none of whose members is usable: the fail mode
 /// applies. Throttled: a pool down under load would write one per connection.
 pub(super) fn pool_down(conn: &Connection, pool: &str) {
-    static DOWN: Throttle = Throttle::new(EVENTS_PER_SECOND);
+    static DOWN: LogLimit = LogLimit::new(EVENTS_PER_SECOND);
     if let Some(suppressed) = DOWN.allow() {
         tracing::warn!(
             target: "tls_sni", listener = &*conn.listener, client = %conn.client, pool,
@@ -101,8 +101,8 @@ pub(super) fn pool_down(conn: &Connection, pool: &str) {
 pub(super) fn peek_failed(conn: &Connection, reason: ParseFailure, error: &dyn std::fmt::Display) {
     // A slowloris or a scanner makes these by the thousand: the metric
     // counts each, the log a few a second per reason.
-    static FAILED: [Throttle; ParseFailure::COUNT] =
-        [const { Throttle::new(EVENTS_PER_SECOND) }; ParseFailure::COUNT];
+    static FAILED: [LogLimit; ParseFailure::COUNT] =
+        [const { LogLimit::new(EVENTS_PER_SECOND) }; ParseFailure::COUNT];
     let (listener, client) = (&*conn.listener, conn.client);
     let suppressed = match reason {
         ParseFailure::Closed => 0,
