@@ -3,9 +3,13 @@
 //! them in turn, so two never interleave; connections only ever see a
 //! finished policy or configuration, swapped in atomically (see `Live`).
 //!
-//! `listeners` runs the accept loops, `watch` follows the module file,
-//! `admin` serves `limen swap`/`limen status` over the `protocol`, and
-//! `client` is that protocol's client side.
+//! `server` assembles and drains; `ready` readies a generation (at start
+//! and for `reload`); `running` is what the control plane holds beside the
+//! accept loops' `Serve`; `listeners` binds and runs the accept loops;
+//! `watch` follows the module file; `admin` serves `limen swap`/`limen
+//! status` (its `protocol`, and `client`, the CLI side); `acme` and
+//! `fleet` keep certificates and a fleet's policy; `status` renders the
+//! page, `history` the changes it lists; `memory` gives heap back.
 
 pub mod acme;
 pub mod admin;

@@ -1,7 +1,8 @@
-//! Assembling limen: load the policy, bind the listeners and the admin
-//! endpoint, run until told to stop, then drain. This module only
-//! assembles: the live state is `live`'s, the accept loops `listener`'s,
-//! changes `control`'s.
+//! Assembling limen: load the policy, ready the first generation
+//! (`ready`), open the admin and metrics endpoints, run until told to stop,
+//! then drain. This module only assembles: the live state is
+//! `state::live`'s, the accept loops `path::accept`'s, changes the control
+//! task's (`control/mod.rs`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -98,10 +99,10 @@ impl Server {
         };
         let metrics = Metrics::with_upstream_labels(config.metrics.upstream_labels);
         // The engine keeps the limits policies use: it outlives swaps and reloads.
-        let quotas = Arc::new(LimitTable::new(metrics.limit_counters()));
+        let limit_table = Arc::new(LimitTable::new(metrics.limit_counters()));
         let engine = PolicyEngine::new()?
             .with_cache(config.policy.cache.as_deref())
-            .with_limit_table(quotas);
+            .with_limit_table(limit_table);
         let (policy, report, followed) = match followed {
             None => {
                 let module = Module::read(&config.policy.module).await?;

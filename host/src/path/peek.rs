@@ -1,4 +1,4 @@
-//! Gathering the ClientHello: read (never forward) until `hello::frame` says
+//! Gathering the ClientHello: read (never forward) until `hello::examine` says
 //! a whole ClientHello is buffered, within a size cap and a deadline.
 //!
 //! Reads, not `TcpStream::peek`: peek returns at once while a partial hello

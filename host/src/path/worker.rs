@@ -3,7 +3,7 @@
 //! Every listener has one `SO_REUSEPORT` socket per worker, so the kernel
 //! spreads connections over the workers and a connection lives its whole
 //! life on the worker that accepted it: its task, its timers, its policy
-//! instance (`index()` picks the worker's own pool) and its splice pipes
+//! instance (the worker binds its own pool: `policy::bind_thread`) and its splice pipes
 //! never cross a thread. Control, admin and metrics run on the main runtime.
 
 use std::cell::Cell;

@@ -3,7 +3,7 @@
 //!
 //! Wall-clock deadlines need no thread: with fuel on, a guest that computes
 //! yields to its caller every [`YIELD_EVERY`] units of fuel, and the caller
-//! (`runtime::Deadline`) compares the clock with the deadline at each yield. A
+//! (`deadline::Deadline`) compares the clock with the deadline at each yield. A
 //! guest that waits in a WASI call is bounded by a tokio timer. So nothing
 //! wakes while no policy runs (an epoch ticker woke 1,000 times a second).
 
@@ -31,7 +31,7 @@ pub struct PolicyEngine {
     pub(crate) linker: Arc<Linker<HostState>>,
     /// The limits policies `take` and `acquire`: the engine's, so they
     /// outlive every instance, swap and reload.
-    pub(crate) quotas: Arc<LimitTable>,
+    pub(crate) limit_table: Arc<LimitTable>,
 }
 
 impl PolicyEngine {
@@ -50,13 +50,13 @@ impl PolicyEngine {
             engine,
             cache: ComponentCache::off(),
             linker: Arc::new(linker),
-            quotas: Arc::new(LimitTable::new(LimitCounters::detached())),
+            limit_table: Arc::new(LimitTable::new(LimitCounters::detached())),
         })
     }
 
-    /// Keep policies' limits in `quotas` (counted in its counters).
-    pub fn with_limit_table(mut self, quotas: Arc<LimitTable>) -> PolicyEngine {
-        self.quotas = quotas;
+    /// Keep policies' limits in `limit_table` (counted in its counters).
+    pub fn with_limit_table(mut self, limit_table: Arc<LimitTable>) -> PolicyEngine {
+        self.limit_table = limit_table;
         self
     }
 

@@ -71,8 +71,10 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        for (quotas, index) in self.slots.iter_mut().filter_map(Option::take) {
-            quotas.slots[index].state.fetch_sub(1, Ordering::AcqRel);
+        for (limit_table, index) in self.slots.iter_mut().filter_map(Option::take) {
+            limit_table.slots[index]
+                .state
+                .fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -278,13 +280,13 @@ enum Claim {
 mod tests {
     use super::*;
 
-    fn quotas() -> Arc<LimitTable> {
+    fn limit_table() -> Arc<LimitTable> {
         Arc::new(LimitTable::new(LimitCounters::detached()))
     }
 
     #[test]
     fn a_bucket_gives_its_burst_then_refills_at_its_rate() {
-        let q = quotas();
+        let q = limit_table();
         let taken = (0..10).filter(|_| q.take("k", 1000, 3)).count();
         assert_eq!(taken, 3);
         assert!(!q.take("k", 1000, 3));
@@ -298,7 +300,7 @@ mod tests {
 
     #[test]
     fn slots_are_given_back_by_their_holder_and_never_evicted_while_held() {
-        let q = quotas();
+        let q = limit_table();
         let mut one = Held::default();
         assert!(q.acquire("s", 1, &mut one));
         let mut two = Held::default();

@@ -164,7 +164,7 @@ impl Policy {
     async fn instantiate_fueled(&self, deadline: Instant) -> Result<Instance, String> {
         let mut store = Store::new(
             &self.engine.engine,
-            HostState::new(self.settings.memory, self.engine.quotas.clone()),
+            HostState::new(self.settings.memory, self.engine.limit_table.clone()),
         );
         store.limiter(|state| state);
         let init_fuel = self.settings.fuel.saturating_mul(INIT_BUDGET_FACTOR);

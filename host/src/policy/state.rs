@@ -49,13 +49,13 @@ pub(crate) struct HostState {
     /// `CLOCK_EVERY`th (see `hello.rs`).
     pub(crate) reads: u32,
     /// The limits `take` and `acquire` use (the engine's).
-    quotas: Arc<LimitTable>,
+    limit_table: Arc<LimitTable>,
     /// Slots acquired during this call.
     pub(crate) held: Held,
 }
 
 impl HostState {
-    pub(crate) fn new(memory_limit: usize, quotas: Arc<LimitTable>) -> HostState {
+    pub(crate) fn new(memory_limit: usize, limit_table: Arc<LimitTable>) -> HostState {
         let lines_left = LineBudget::default();
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::stdout(lines_left.clone()))
@@ -77,7 +77,7 @@ impl HostState {
             rule: None,
             hello: None,
             reads: 0,
-            quotas,
+            limit_table,
             held: Held::default(),
         }
     }
@@ -186,14 +186,14 @@ impl wit_host::Host for HostState {
         if self.late() {
             wasmtime::bail!("policy missed its deadline");
         }
-        Ok(self.quotas.take(&key, per_second, burst))
+        Ok(self.limit_table.take(&key, per_second, burst))
     }
 
     fn acquire(&mut self, key: String, max: u32) -> wasmtime::Result<bool> {
         if self.late() {
             wasmtime::bail!("policy missed its deadline");
         }
-        Ok(self.quotas.acquire(&key, max, &mut self.held))
+        Ok(self.limit_table.acquire(&key, max, &mut self.held))
     }
 }
 

@@ -4,8 +4,8 @@
 //! certificates, listener addresses, the access log); [`Live`] pairs it with
 //! the policy live with it in one atomically swapped [`Snapshot`]. Each
 //! connection takes the snapshot at accept; only `control` stores a new one.
-//! This module sits below `listener`, `connection` and `control`, which all
-//! read it, and above nothing that reads them.
+//! It is built by `control::ready` and read by the path (`path::accept`
+//! takes the snapshot, `path::connection` reads it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

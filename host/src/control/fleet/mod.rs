@@ -3,9 +3,10 @@
 //! followed by every instance, reported per instance and summed up by
 //! `limen fleet status`.
 //!
-//! Layout: `layout` (keys and records, pure), `store` (etcd I/O), `state`
+//! Layout: `layout` (keys and records, pure), `store` (etcd I/O), `saved`
 //! (the last good copy on disk), `follow` (an instance's task), `publish`
-//! and `fleet` (the two commands).
+//! and `status` (the two commands). `pin` is the one place a validated
+//! `Config`'s policy is rewritten to the fleet's.
 
 mod follow;
 pub mod layout;

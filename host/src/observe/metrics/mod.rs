@@ -159,7 +159,7 @@ pub struct Metrics {
     pub(crate) memory_trims: IntCounter,
     policy_info: IntGaugeVec,
     upstream_pools: pools::PoolFamilies,
-    quotas: LimitCounters,
+    limit_table: LimitCounters,
     certs: certs::CertFamilies,
     pub(crate) source_connected: IntGauge,
 }
@@ -303,7 +303,7 @@ impl Metrics {
                 &["version"],
             ),
             upstream_pools: pools::PoolFamilies::new(&gauges, &counters),
-            quotas: pools::limit_counters(&counters),
+            limit_table: pools::limit_counters(&counters),
             certs: certs::CertFamilies::new(&gauges, &counters),
             source_connected: gauges(
                 names::SOURCE_CONNECTED,

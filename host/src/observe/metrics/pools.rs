@@ -91,7 +91,7 @@ impl Metrics {
 
     /// The counters of the limits policies use.
     pub fn limit_counters(&self) -> LimitCounters {
-        self.quotas.clone()
+        self.limit_table.clone()
     }
 }
 

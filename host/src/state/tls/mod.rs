@@ -52,7 +52,7 @@ impl Tls {
 
     /// Things that work but deserve attention (expiry, key permissions,
     /// disabled verification). `limen run` logs each at `warn` (in
-    /// `server::load_tls`); `limen check` prints them.
+    /// `control::ready`); `limen check` prints them.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
