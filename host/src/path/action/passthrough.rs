@@ -1,17 +1,54 @@
-//! Passthrough: the upstream gets the PROXY header (if asked), then the
-//! peeked bytes exactly as they arrived, then whatever follows, both ways.
+//! Passthrough: connect the upstream, then send it the PROXY header (if
+//! asked), the peeked bytes exactly as they arrived, and whatever follows,
+//! both ways.
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::connect::{self, counted};
 #[cfg(not(target_os = "linux"))]
 use super::pipe;
 use super::pipe::Report;
+use super::{Ended, Notes, Scope, proxy_header};
+use crate::decision::Upstream;
+use crate::observe::access;
 use crate::state::config::Limits;
+use crate::upstream::{Connected, Dest};
+
+/// Carry a passthrough out to `upstream` (at `dest`), `peeked` first, until
+/// both directions are done; an upstream that cannot be reached gets the
+/// client a bare close.
+pub(crate) async fn run(
+    cx: &impl Scope,
+    notes: &mut impl Notes,
+    client: TcpStream,
+    upstream: &Upstream,
+    dest: &Dest,
+    peeked: Vec<u8>,
+) -> Ended {
+    notes.acting(access::Action::Passthrough, Some(upstream.addr.clone()));
+    // The lease, if a pool's, counts the connection on its member until the end.
+    let Connected { stream: up, lease } = match connect::connect(cx, notes, upstream, dest).await {
+        Ok(up) => up,
+        Err(error) => {
+            let addr = Some(upstream.addr.clone());
+            return connect::unreachable(cx, notes, client, &error, addr).await;
+        }
+    };
+    let hello = notes.hello();
+    let alpn = hello.and_then(|h| h.alpn().first()).map(Vec::as_slice);
+    let header = proxy_header::for_upstream(upstream, cx.conn(), hello, alpn);
+    let generation = cx.generation();
+    notes.hello_read(generation);
+    let limits = &generation.limits;
+    let report = copy(client, up, header, peeked, limits, cx.force_close()).await;
+    drop(lease);
+    counted(generation, &report)
+}
 
 /// Replay (after `header`, the PROXY header if the decision asked for one,
 /// else empty) and pipe until both directions are done.
-pub(crate) async fn run(
+async fn copy(
     client: TcpStream,
     upstream: TcpStream,
     header: Vec<u8>,

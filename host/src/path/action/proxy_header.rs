@@ -5,7 +5,33 @@ use std::net::SocketAddr;
 
 use ppp::v2::{Builder, Command, Protocol, Type, Version};
 
-use crate::decision::{PP2_TYPE_LIMEN_JA4, ProxyTlvs, ProxyVersion};
+use crate::decision::{PP2_TYPE_LIMEN_JA4, ProxyTlvs, ProxyVersion, Upstream};
+use crate::hello::HelloSummary;
+use crate::policy::Connection;
+
+/// The PROXY header `upstream` asked for (empty if none), with the TLVs it
+/// asked for: the SNI of `hello`, `alpn`, and the JA4 of `hello`, which is
+/// computed only if the header carries it.
+pub(crate) fn for_upstream(
+    upstream: &Upstream,
+    conn: &Connection,
+    hello: Option<&HelloSummary>,
+    alpn: Option<&[u8]>,
+) -> Vec<u8> {
+    let Some(version) = upstream.proxy_protocol else {
+        return Vec::new();
+    };
+    let tlvs = upstream.proxy_tlvs;
+    let wants_ja4 = version == ProxyVersion::V2 && tlvs.ja4;
+    let values = TlvValues {
+        authority: hello.and_then(HelloSummary::sni).map(|n| n.as_ref()),
+        alpn,
+        ja4: hello
+            .filter(|_| wants_ja4)
+            .map(|h| h.fingerprints().ja4.as_str()),
+    };
+    build(version, conn.client, conn.local, tlvs, values)
+}
 
 /// What the TLVs a decision asked for would carry; absent values are
 /// simply not written.

@@ -5,7 +5,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::{Ended, Notes};
 use crate::decision::Alert;
+use crate::observe::access;
+use crate::outcome::End;
 
 /// After the alert, how long limen keeps reading (and discarding) so that
 /// closing with unread input does not turn into a RST that could destroy the
@@ -19,6 +22,17 @@ pub(crate) fn alert_record(alert: Alert, record_version: u16) -> Option<[u8; 7]>
     let [hi, lo] = record_version.to_be_bytes();
     // content type alert(21), version, length 2, level fatal(2), description.
     Some([21, hi, lo, 0, 2, 2, code])
+}
+
+/// Carry a reject decision out: the alert for a TLS client (a bare close
+/// otherwise), then the linger.
+pub(crate) async fn refuse(notes: &mut impl Notes, client: TcpStream, alert: Alert) -> Ended {
+    notes.acting(access::Action::Reject(alert), None);
+    let record_version = notes.hello().map(|h| h.record_version());
+    // Noted before the linger, which a shutdown may cut.
+    notes.ended((0, 0), End::Rejected);
+    run(client, alert, record_version).await;
+    ((0, 0), End::Rejected)
 }
 
 /// Send the alert (TLS clients only: `record_version` is `None` for plain

@@ -1,6 +1,6 @@
 //! Terminate: limen finishes the client's handshake itself, with the
-//! certificate the policy named, then forwards the plaintext to the upstream
-//! or re-encrypts it.
+//! certificate the policy named, then connects the upstream and forwards
+//! the plaintext to it or re-encrypts it.
 //!
 //! rustls reads the peeked ClientHello first (through [`Replay`]), so the
 //! hello is neither read twice nor lost. The upstream is contacted only after
@@ -17,14 +17,98 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
+use super::connect::{self, counted, failed};
 use super::pipe::{self, Report};
-use super::reject;
 use super::replay::Replay;
-use crate::decision::{Alert, Terminate};
+use super::{Ended, Notes, Scope, proxy_header, reject};
+use crate::decision::{Alert, Terminate, UpstreamAddr};
 use crate::hello::HelloSummary;
-use crate::outcome::HandshakeFailure;
+use crate::observe::access;
+use crate::observe::metrics::ListenerMetrics;
+use crate::outcome::{End, HandshakeFailure};
 use crate::state::config::Limits;
-use crate::upstream::{UpstreamError, within};
+use crate::upstream::pool::Lease;
+use crate::upstream::{Connected, Dest, UpstreamError, within};
+
+/// Carry a terminate out: the handshake (a failure is counted on
+/// `listener` and reaches no upstream), then the upstream at `dest`, then
+/// the copy until both directions are done.
+pub(crate) async fn run(
+    cx: &impl Scope,
+    notes: &mut impl Notes,
+    listener: &ListenerMetrics,
+    client: TcpStream,
+    peeked: Vec<u8>,
+    (terminate, config, hello, dest): (&Terminate, Arc<ServerConfig>, &HelloSummary, &Dest),
+) -> Ended {
+    let acting = access::Action::Terminate(terminate.certificate.clone());
+    notes.acting(acting, Some(terminate.upstream.addr.clone()));
+    let (generation, conn) = (cx.generation(), cx.conn());
+    let limits = &generation.limits;
+    let certificate = terminate.certificate.as_str();
+    let tls = match handshake(client, peeked, hello, config, limits.handshake_timeout).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            let reason = error.reason();
+            listener.handshake_failed(reason);
+            tracing::info!(
+                target: "tls_sni", listener = &*conn.listener, client = %conn.client,
+                certificate, reason = reason.as_str(), %error, "tls.handshake_failed"
+            );
+            return ((0, 0), End::HandshakeFailed);
+        }
+    };
+    let session = tls.get_ref().1;
+    let alpn = session.alpn_protocol();
+    let header = proxy_header::for_upstream(&terminate.upstream, conn, Some(hello), alpn);
+    tracing::debug!(
+        target: "tls_sni", listener = &*conn.listener, client = %conn.client, certificate,
+        tls = session.protocol_version().and_then(|v| v.as_str()),
+        alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref(),
+        "tls.terminated"
+    );
+    let Connected { stream: up, lease } =
+        match connect::connect(cx, notes, &terminate.upstream, dest).await {
+            Ok(up) => up,
+            // The client's TLS session drops here: it sees the connection
+            // close, as from a backend that went away.
+            Err(error) => return failed(generation, conn, &error),
+        };
+    let connector = &generation.tls.upstream.connector;
+    let host = tls_host(&terminate.upstream.addr, lease.as_ref(), &up);
+    let forwarded = forward(
+        tls,
+        (up, host),
+        terminate,
+        header,
+        connector,
+        limits,
+        cx.force_close(),
+    );
+    let ended = match forwarded.await {
+        Ok(report) => counted(generation, &report),
+        Err(error) => failed(generation, conn, &error),
+    };
+    drop(lease);
+    ended
+}
+
+/// The name a re-encrypted upstream is verified against when the decision
+/// gives none: the host the policy named, or for a pool the member's host
+/// as the operator wrote it.
+fn tls_host(addr: &UpstreamAddr, lease: Option<&Lease>, up: &TcpStream) -> ServerName<'static> {
+    match (lease, addr) {
+        (Some(lease), _) => lease.member().host.clone(),
+        (None, UpstreamAddr::Name(name, _)) => ServerName::DnsName(name.clone()),
+        (None, UpstreamAddr::Ip(ip)) => ServerName::IpAddress(ip.ip().into()),
+        // A pool always comes with a lease; the peer's address is the
+        // honest answer if that ever changes.
+        (None, UpstreamAddr::Pool(_)) => match up.peer_addr() {
+            Ok(peer) => ServerName::IpAddress(peer.ip().into()),
+            Err(_) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        },
+    }
+}
 
 /// The client's side of a terminated connection.
 pub(crate) type ClientTls = tokio_rustls::server::TlsStream<Replay<TcpStream>>;
@@ -116,7 +200,7 @@ fn classify(error: io::Error) -> HandshakeError {
 /// Connected to the upstream: send the PROXY header, start TLS if the
 /// decision re-encrypts (offering the client's negotiated protocol), then
 /// pipe until both directions are done.
-pub(crate) async fn forward(
+async fn forward(
     client: ClientTls,
     (mut upstream, host): (TcpStream, ServerName<'static>),
     decision: &Terminate,
