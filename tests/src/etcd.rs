@@ -1,12 +1,15 @@
 //! etcd on loopback (Debian's `etcd-server`), one member, a temporary data
 //! directory; killed when dropped, restartable on the same ports and data.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::pebble::free_port;
+use anyhow::Context;
+
+use crate::free_port;
+use crate::wait::listening;
 
 /// A running (or stopped) etcd.
 pub struct Etcd {
@@ -18,7 +21,7 @@ pub struct Etcd {
 
 impl Etcd {
     /// Start one in `dir`; returns once it accepts connections.
-    pub fn start(dir: &Path) -> anyhow::Result<Etcd> {
+    pub async fn start(dir: &Path) -> anyhow::Result<Etcd> {
         std::fs::create_dir_all(dir)?;
         let mut etcd = Etcd {
             child: None,
@@ -26,7 +29,7 @@ impl Etcd {
             client: free_port()?,
             peer: free_port()?,
         };
-        etcd.restart()?;
+        etcd.restart().await?;
         Ok(etcd)
     }
 
@@ -44,7 +47,7 @@ impl Etcd {
     }
 
     /// Start it again, on the same ports and data.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         let (client, peer) = (
             format!("http://127.0.0.1:{}", self.client),
@@ -75,16 +78,12 @@ impl Etcd {
             .spawn()?;
         self.child = Some(child);
         let addr: SocketAddr = format!("127.0.0.1:{}", self.client).parse()?;
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            anyhow::ensure!(
-                start.elapsed() < Duration::from_secs(20),
-                "etcd did not listen on {addr}: {}",
-                std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        listening(addr, Duration::from_secs(20))
+            .await
+            .with_context(|| {
+                let log = std::fs::read_to_string(self.dir.join("etcd.log"));
+                format!("etcd's log:\n{}", log.unwrap_or_default())
+            })
     }
 }
 

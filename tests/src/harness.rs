@@ -9,6 +9,8 @@ use limen::{Config, Server};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::wait::{WAIT, eventually, last_seen};
+
 /// A running limen.
 pub struct Running {
     /// First listener's address.
@@ -64,24 +66,68 @@ impl Running {
         Ok(())
     }
 
-    /// Wait (at most 10 s) until a counter reaches `value`, and return what it
-    /// ended at: counts land after the connection's close, which a client may
-    /// see first.
+    /// Wait (at most [`WAIT`]) until a counter reaches `value`, and return
+    /// what it ended at (the last value seen, if it never got there): counts
+    /// land after the connection's close, which a client may see first.
     pub async fn counter_reaches(&self, name: &str, labels: &[(&str, &str)], value: u64) -> u64 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let now = self.counter(name, labels);
-            if now >= value || tokio::time::Instant::now() >= deadline {
-                return now;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.counter_reaches_within(WAIT, name, labels, value)
+            .await
+            .or_else(last_seen)
+            .unwrap_or_else(|_| self.counter(name, labels))
     }
 
-    /// A counter's value.
+    /// Wait (at most `within`) until a counter reaches `value`: its value
+    /// then, or a [`Timeout`](crate::wait::Timeout) with the last one seen.
+    pub async fn counter_reaches_within(
+        &self,
+        within: Duration,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: u64,
+    ) -> anyhow::Result<u64> {
+        let want = format!("reach {value}");
+        self.value_until(within, name, labels, &want, |now| now >= value)
+            .await
+    }
+
+    /// Wait (at most `within`) until a gauge reads exactly `value`.
+    pub async fn gauge_reads(
+        &self,
+        within: Duration,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: u64,
+    ) -> anyhow::Result<()> {
+        let want = format!("read {value}");
+        self.value_until(within, name, labels, &want, |now| now == value)
+            .await?;
+        Ok(())
+    }
+
+    /// Wait (at most `within`) until a series' value is as `want` says.
+    async fn value_until(
+        &self,
+        within: Duration,
+        name: &str,
+        labels: &[(&str, &str)],
+        want: &str,
+        done: impl Fn(u64) -> bool,
+    ) -> anyhow::Result<u64> {
+        let what = format!("{} to {want}", series(name, labels));
+        let look = async || Ok(self.counter(name, labels));
+        eventually(within, &what, look, |now| done(*now)).await
+    }
+
+    /// A counter's (or a gauge's) value.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         self.metrics.counter(name, labels)
     }
+}
+
+/// `name{key="value",...}`, for messages.
+fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", labels.join(","))
 }
 
 /// TOML for one listener on port 0, a policy module, its config table (TOML
@@ -92,6 +138,21 @@ pub fn config(
     extra_policy: &str,
     extra: &str,
 ) -> String {
+    toml(
+        &format!("module = \"{}\"", module.display()),
+        extra_policy,
+        &format!("[policy.config]\n{policy_config}\n"),
+        extra,
+    )
+}
+
+/// [`config`] for an instance whose policy (module, config and samples)
+/// comes from `[source.etcd]`, which `extra` holds: no module, no table.
+pub fn sourced_config(extra_policy: &str, extra: &str) -> String {
+    toml("", extra_policy, "", extra)
+}
+
+fn toml(module: &str, extra_policy: &str, policy_config: &str, extra: &str) -> String {
     // The product's 5 ms wall-clock deadline counts time the OS spends running
     // other threads; with the suite's tests in parallel on two cores a policy
     // call was preempted past it (1 in ~10,000 calls). Tests that are not about
@@ -108,18 +169,15 @@ name = "public"
 bind = "127.0.0.1:0"
 
 [policy]
-module = "{module}"
+{module}
 {default_timeout}
 {extra_policy}
 
-[policy.config]
 {policy_config}
-
 [upstreams]
 allow = ["127.0.0.1/32"]
 
 {extra}
-"#,
-        module = module.display()
+"#
     )
 }

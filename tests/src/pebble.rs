@@ -7,12 +7,16 @@
 //! limen is given as `[acme] ca`. Certificates pebble issues chain to a
 //! root it makes at start ([`Pebble::root_pem`]).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use anyhow::Context;
+
+use crate::free_port;
 use crate::pki::Pki;
+use crate::wait::listening;
 
 /// A running pebble and its DNS.
 pub struct Pebble {
@@ -27,15 +31,10 @@ pub struct Pebble {
     pub tls_port: u16,
 }
 
-/// A port free on 127.0.0.1 now (for a server that takes a port number).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Pebble {
     /// Start both in `dir`, validating TLS-ALPN-01 on `tls_port`; returns
     /// once pebble answers.
-    pub fn start(dir: &Path, tls_port: u16) -> anyhow::Result<Pebble> {
+    pub async fn start(dir: &Path, tls_port: u16) -> anyhow::Result<Pebble> {
         std::fs::create_dir_all(dir)?;
         let pki = Pki::new(&["localhost"])?;
         std::fs::write(dir.join("tls-ca.pem"), &pki.ca_pem)?;
@@ -59,12 +58,12 @@ impl Pebble {
             dns_port,
             tls_port,
         };
-        pebble.start_ca()?;
+        pebble.start_ca().await?;
         Ok(pebble)
     }
 
     /// (Re)start the ACME server itself (a fresh CA: new root, no accounts).
-    pub fn start_ca(&mut self) -> anyhow::Result<()> {
+    pub async fn start_ca(&mut self) -> anyhow::Result<()> {
         let dir = &self.dir;
         let config = serde_json::json!({ "pebble": {
             "listenAddress": format!("127.0.0.1:{}", self.port),
@@ -90,16 +89,9 @@ impl Pebble {
             .spawn()?;
         self.ca = Some(child);
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse()?;
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            anyhow::ensure!(
-                start.elapsed() < Duration::from_secs(20),
-                "pebble did not listen on {addr}: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        listening(addr, Duration::from_secs(20))
+            .await
+            .with_context(|| format!("pebble's log:\n{}", self.log()))
     }
 
     /// Stop the ACME server (its DNS stays).

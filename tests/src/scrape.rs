@@ -3,10 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::http;
 
 /// One scrape: every sample, keyed by its series as exposed
 /// (`name{label="value",...}`, or `name` alone).
@@ -20,20 +18,8 @@ pub struct Scrape {
 impl Scrape {
     /// GET /metrics, bounded in time.
     pub async fn get(addr: SocketAddr) -> anyhow::Result<Scrape> {
-        let run = async {
-            let mut tcp = TcpStream::connect(addr).await?;
-            tcp.write_all(b"GET /metrics HTTP/1.1\r\nhost: limen\r\n\r\n")
-                .await?;
-            let mut response = String::new();
-            tcp.read_to_string(&mut response).await?;
-            anyhow::Ok(response)
-        };
-        let response = tokio::time::timeout(Duration::from_secs(10), run).await??;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| anyhow::anyhow!("no HTTP head: {response}"))?;
-        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
-        Ok(Scrape::parse(body))
+        let body = http::get(addr, "/metrics").await?.ok()?;
+        Ok(Scrape::parse(&body))
     }
 
     /// Parse a text exposition.

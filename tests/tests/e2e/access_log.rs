@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use limen_e2e::harness::{Running, config};
+use limen_e2e::wait::eventually;
 use limen_e2e::{backend, guests};
 
 use crate::common::{WAIT, ask, raw_exchange, scratch};
@@ -127,18 +128,10 @@ async fn the_text_access_log_is_key_value() -> anyhow::Result<()> {
 
 /// The file's lines once it has at least `n` (at most 10 s).
 pub(crate) async fn lines_of(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<String>> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let read = async || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() >= n || tokio::time::Instant::now() >= deadline {
-            anyhow::ensure!(
-                lines.len() >= n,
-                "{} lines, wanted {n}: {text}",
-                lines.len()
-            );
-            return Ok(lines);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Ok(text.lines().map(str::to_owned).collect::<Vec<String>>())
+    };
+    let what = format!("{n} lines in {}", path.display());
+    eventually(WAIT, &what, read, |lines| lines.len() >= n).await
 }

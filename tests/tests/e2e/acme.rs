@@ -2,48 +2,48 @@
 //! connecting to limen's listener (its DNS, `pebble-challtestsrv`, points
 //! every name at 127.0.0.1), issues, and `curl` verifies what limen serves
 //! against pebble's root. Both are installed by `.ci/run` when absent.
+//! (`acme_check.rs`: what an operator is told before and when it fails.)
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use limen::control::admin::client;
 use limen::control::admin::protocol::{Answer, Request};
 use limen::observe::metrics::names;
+use limen_e2e::free_port;
 use limen_e2e::harness::{Running, config};
-use limen_e2e::pebble::{Pebble, free_port};
-use limen_e2e::{backend, guests};
+use limen_e2e::pebble::Pebble;
+use limen_e2e::{backend, guests, http};
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::common::{WAIT, scratch};
+use crate::common::{WAIT, curl, echoes, run, scratch};
 
 const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nshop";
 
 /// Everything one test runs: pebble, the backends, and the config.
-struct Setup {
-    pebble: Pebble,
-    toml: String,
-    admin: PathBuf,
-    storage: PathBuf,
-    port: u16,
+pub(crate) struct Setup {
+    pub(crate) pebble: Pebble,
+    pub(crate) toml: String,
+    pub(crate) admin: PathBuf,
+    pub(crate) storage: PathBuf,
+    pub(crate) port: u16,
     raw: tokio::sync::mpsc::UnboundedReceiver<backend::Received>,
 }
 
 /// Pebble, and a config with `shop` ordered from it for two names:
 /// `shop.example.com` terminates to a raw HTTP backend, `www.` to an echo
 /// server; `other.example.com` passes through to the raw backend.
-async fn setup() -> anyhow::Result<Setup> {
+pub(crate) async fn setup() -> anyhow::Result<Setup> {
     let port = free_port()?;
     let dir = scratch("pebble");
-    let pebble = tokio::task::spawn_blocking(move || Pebble::start(&dir, port)).await??;
+    let pebble = Pebble::start(&dir, port).await?;
     let (raw, received) = backend::raw(REPLY).await?;
     let echo = backend::echo().await?;
     let (admin, storage) = (scratch("admin.sock"), scratch("acme"));
@@ -96,33 +96,18 @@ acme = ["shop.example.com", "www.shop.example.com"]
 /// until `limen_acme_orders_total{certificate="shop",outcome}` reaches `n`.
 async fn orders(limen: &Running, outcome: &str, n: u64, pebble: &Pebble) -> anyhow::Result<()> {
     let labels = [("certificate", "shop"), ("outcome", outcome)];
-    let start = Instant::now();
-    while limen.counter(names::ACME_ORDERS, &labels) < n {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(60),
-            "no {n} `{outcome}` order(s): {}\npebble:\n{}",
-            limen.metrics.render(),
-            pebble.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    limen
+        .counter_reaches_within(Duration::from_secs(60), names::ACME_ORDERS, &labels, n)
+        .await
+        .with_context(|| format!("{}\npebble:\n{}", limen.metrics.render(), pebble.log()))?;
     Ok(())
 }
 
 /// The `shop` entry of `/status.json`.
 async fn status_of_shop(limen: &Running) -> anyhow::Result<serde_json::Value> {
     let addr = limen.metrics_addr.context("metrics listener")?;
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /status.json HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await?;
-    let mut response = String::new();
-    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await??;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    let status: serde_json::Value = serde_json::from_str(body)?;
+    let body = http::get(addr, "/status.json").await?.ok()?;
+    let status: serde_json::Value = serde_json::from_str(&body)?;
     let certificates = status["certificates"]
         .as_array()
         .cloned()
@@ -179,26 +164,6 @@ fn leaf(tls: &TlsStream<TcpStream>) -> Vec<u8> {
     certs.first().map(|c| c.to_vec()).unwrap_or_default()
 }
 
-/// Write `line` and read it back from the echo backend.
-async fn echoed(tls: &mut TlsStream<TcpStream>, line: &[u8]) -> anyhow::Result<()> {
-    tls.write_all(line).await?;
-    let mut back = vec![0; line.len()];
-    tokio::time::timeout(WAIT, tls.read_exact(&mut back)).await??;
-    anyhow::ensure!(back == line, "echo mismatch");
-    Ok(())
-}
-
-fn curl(port: u16, name: &str, root: &Path) -> Command {
-    let mut command = Command::new("curl");
-    command
-        .args(["-sS", "--max-time", "10", "--resolve"])
-        .arg(format!("{name}:{port}:127.0.0.1"))
-        .arg("--cacert")
-        .arg(root)
-        .arg(format!("https://{name}:{port}/"));
-    command
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acme_issues_renews_and_restarts_from_storage() -> anyhow::Result<()> {
     let mut setup = setup().await?;
@@ -210,17 +175,8 @@ async fn acme_issues_renews_and_restarts_from_storage() -> anyhow::Result<()> {
     let root = setup.pebble.root_pem()?;
 
     // curl verifies the chain limen serves against pebble's root.
-    let out = tokio::task::spawn_blocking({
-        let (port, root) = (setup.port, root.clone());
-        move || curl(port, "shop.example.com", &root).output()
-    })
-    .await??;
-    assert!(
-        out.status.success() && out.stdout == b"shop",
-        "curl: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out) = run(curl(setup.port, "shop.example.com", &root)).await?;
+    assert!(ok && out == "shop", "curl: {out}");
     let expiry = limen.counter(names::CERTIFICATE_EXPIRY, &[("certificate", "shop")]);
     assert!(expiry > 1_700_000_000, "expiry gauge {expiry}");
 
@@ -236,7 +192,7 @@ async fn acme_issues_renews_and_restarts_from_storage() -> anyhow::Result<()> {
 
     // A long-lived terminated connection, then a forced renewal.
     let mut long = connect(limen.addr, "www.shop.example.com", &root, &[]).await?;
-    echoed(&mut long, b"before renewal\n").await?;
+    echoes(&mut long, b"before renewal\n").await?;
     let first = leaf(&long);
     assert!(matches!(
         renew(&setup.admin).await?,
@@ -250,7 +206,7 @@ async fn acme_issues_renews_and_restarts_from_storage() -> anyhow::Result<()> {
         "renewal served the old leaf"
     );
     // The connection made before keeps its session and its bytes.
-    echoed(&mut long, b"after renewal\n").await?;
+    echoes(&mut long, b"after renewal\n").await?;
     drop((long, fresh));
 
     // `acme-tls/1` for a name limen does not manage: the policy decides it
@@ -346,7 +302,7 @@ async fn until_the_first_certificate_is_issued_terminate_gets_the_fail_mode() ->
         refused + 1
     );
     // The CA comes back; a renewal (or the back-off) issues.
-    setup.pebble.start_ca()?;
+    setup.pebble.start_ca().await?;
     let answer = renew(&setup.admin).await.context("renew")?;
     assert!(matches!(answer, Answer::Renewing { .. }), "{answer:?}");
     orders(&limen, "issued", 1, &setup.pebble).await?;
@@ -354,113 +310,10 @@ async fn until_the_first_certificate_is_issued_terminate_gets_the_fail_mode() ->
     let mut tls = connect(limen.addr, "www.shop.example.com", &root, &[])
         .await
         .context("connect once issued")?;
-    echoed(&mut tls, b"issued\n").await.context("echo")?;
+    echoes(&mut tls, b"issued\n").await.context("echo")?;
     let shop = status_of_shop(&limen).await?;
     assert_eq!(shop["state"], "issued", "{shop}");
     assert!(shop["days_left"].as_i64() > Some(1), "{shop}");
     drop(tls);
     limen.stop().await
-}
-
-/// `limen check [--online]` on `toml`: (success, stderr).
-async fn check(toml: &str, online: bool) -> anyhow::Result<(bool, String)> {
-    let path = scratch("limen.toml");
-    std::fs::write(&path, toml)?;
-    let mut command = Command::new(crate::common::limen());
-    command.args(["check", "--config"]).arg(&path);
-    if online {
-        command.arg("--online");
-    }
-    let out = tokio::task::spawn_blocking(move || command.output()).await??;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_validates_acme_offline_and_asks_the_directory_only_when_told() -> anyhow::Result<()>
-{
-    let setup = setup().await?;
-    let (ok, err) = check(&setup.toml, false).await?;
-    assert!(ok, "{err}");
-    let (ok, err) = check(&setup.toml, true).await?;
-    assert!(ok && err.contains("answers as an ACME server"), "{err}");
-    let storage = setup.storage.display().to_string();
-    let cases = [
-        (
-            setup.toml.replace(&storage, "/proc/limen-acme"),
-            false,
-            "E045",
-        ),
-        (
-            setup.toml.replace(
-                &setup.pebble.tls_ca().display().to_string(),
-                "/nonexistent.pem",
-            ),
-            false,
-            "E044",
-        ),
-        (
-            setup
-                .toml
-                .replace(&format!(":{}/dir", setup.pebble.port), ":1/dir"),
-            true,
-            "E046",
-        ),
-    ];
-    for (toml, online, code) in cases {
-        let (ok, err) = check(&toml, online).await?;
-        assert!(!ok && err.contains(code), "{code}: {err}");
-    }
-    // Offline, an unreachable directory is not looked at.
-    let nowhere = setup
-        .toml
-        .replace(&format!(":{}/dir", setup.pebble.port), ":1/dir");
-    let (ok, err) = check(&nowhere, false).await?;
-    assert!(ok, "{err}");
-    Ok(())
-}
-
-/// Port 443 not reaching limen (here: the CA validates on a port nothing
-/// listens on): the order fails, and the event carries the CA's problem
-/// document, so the operator reads why.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_validation_is_an_event_with_the_problem_detail() -> anyhow::Result<()> {
-    let setup = setup().await?;
-    let elsewhere = free_port()?;
-    let toml = setup.toml.replace(
-        &format!("127.0.0.1:{}", setup.port),
-        &format!("127.0.0.1:{elsewhere}"),
-    );
-    let path = scratch("limen.toml");
-    std::fs::write(&path, toml)?;
-    let limen = crate::process::Process::start(&path, setup.admin.clone())?;
-    let start = Instant::now();
-    while !limen.log().contains("acme.failed") {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(60),
-            "no acme.failed:\n{}",
-            limen.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = limen.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("acme.failed"))
-        .unwrap_or_default();
-    assert!(
-        line.contains("tls-alpn-01") && line.contains("urn:ietf:params:acme:error:"),
-        "{line}"
-    );
-    assert!(
-        line.contains("retry_in_s") && line.contains("serving"),
-        "{line}"
-    );
-    assert!(
-        !log.contains("acme.account_gone"),
-        "a failed validation is not a lost account"
-    );
-    Ok(())
 }

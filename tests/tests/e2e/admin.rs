@@ -1,7 +1,6 @@
 //! The admin endpoint against hostile local users: TCP needs a token, and
 //! idle connections cannot lock the operator out.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use limen::control::admin::client;
@@ -12,7 +11,7 @@ use limen_e2e::harness::{Running, config};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
 
-use crate::common::{WAIT, limen, scratch};
+use crate::common::{WAIT, limen_check, scratch};
 
 const TOKEN: &str = "0123456789abcdef-secret";
 
@@ -24,15 +23,9 @@ fn a_tcp_admin_endpoint_without_a_token_is_refused_with_a_coded_error() {
         "",
         "[admin]\nbind = \"127.0.0.1:9901\"",
     );
-    let path = scratch("limen.toml");
-    std::fs::write(&path, toml).expect("write config");
-    let out = Command::new(limen())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run limen");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let out = limen_check(&toml).run().expect("run limen");
+    let stderr = out.stderr;
+    assert!(!out.ok, "{stderr}");
     assert!(
         stderr.contains("E003") && stderr.contains("token_file"),
         "{stderr}"

@@ -3,30 +3,30 @@
 //! prints its diff, recorded hellos replay.
 
 use std::path::Path;
-use std::process::Command;
 
+use limen_e2e::cli::{Limen, limen};
+use limen_e2e::harness::config;
 use limen_e2e::{guests, workspace_root};
 
-use crate::common::{limen, scratch};
+use crate::common::{config_file, scratch};
 use crate::languages::REGEX_SERVICES;
 
-/// `limen test --module M --config C CASES`: (exit success, stdout, stderr).
-fn limen_test(module: &Path, config: &Path, cases: &Path) -> (bool, String, String) {
-    let out = Command::new(limen())
-        .arg("test")
-        .arg("--module")
+/// `limen test --module M --config C`, the cases file to follow.
+fn limen_test_of(module: &Path, config: &Path) -> Limen {
+    limen(["test", "--module"])
         .arg(module)
         .arg("--config")
         .arg(config)
-        .arg(cases)
         .env("RUST_LOG", "warn")
-        .output()
+}
+
+/// `limen test --module M --config C CASES`: (exit success, stdout, stderr).
+fn limen_test(module: &Path, config: &Path, cases: &Path) -> (bool, String, String) {
+    let out = limen_test_of(module, config)
+        .arg(cases)
+        .run()
         .expect("run limen test");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.ok, out.stdout, out.stderr)
 }
 
 #[test]
@@ -169,15 +169,11 @@ fn limen_test_applies_limen_rules_when_given_its_config() -> anyhow::Result<()> 
   { match = "own.test", upstream = "127.0.0.1:8443" },
 ]"#,
     )?;
-    let limen_config = dir.join("limen.toml");
-    std::fs::write(
-        &limen_config,
-        format!(
-            "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:8443\"\n\
-             [policy]\nmodule = \"{}\"\n[upstreams]\nallow = [\"127.0.0.0/8\"]\n",
-            guests::example("static-routes").display()
-        ),
-    )?;
+    // The policy's config is the file above: limen's is for its rules.
+    let limen_config = config_file(
+        &config(&guests::example("static-routes"), "", "", "")
+            .replace("127.0.0.1:0", "127.0.0.1:8443"),
+    );
     let case =
         |sni: &str, expect: &str| format!("[[case]]\nsni = \"{sni}\"\nexpect = \"{expect}\"\n");
     let planned = dir.join("planned.toml");
@@ -191,20 +187,12 @@ fn limen_test_applies_limen_rules_when_given_its_config() -> anyhow::Result<()> 
         .concat(),
     )?;
     let run = |extra: &[&Path], cases: &Path| {
-        let mut command = Command::new(limen());
-        command
-            .arg("test")
-            .arg("--module")
-            .arg(guests::example("static-routes"));
-        command.arg("--config").arg(&policy);
+        let mut command = limen_test_of(&guests::example("static-routes"), &policy);
         for path in extra {
-            command.arg("--limen-config").arg(path);
+            command = command.arg("--limen-config").arg(path);
         }
-        let out = command.arg(cases).env("RUST_LOG", "warn").output()?;
-        anyhow::Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ))
+        let out = command.arg(cases).run()?;
+        anyhow::Ok((out.ok, out.stdout))
     };
     let (ok, stdout) = run(&[&limen_config], &planned)?;
     assert!(ok, "{stdout}");

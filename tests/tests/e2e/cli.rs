@@ -2,26 +2,32 @@
 //! a coded message, and `explain` prints one JSON object offline.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use limen_e2e::cli::{Ran, limen};
 use limen_e2e::guests::{self, component_of_world, policy_component, route_body};
 use limen_e2e::harness::config;
 
-use crate::common::{limen, scratch};
+use crate::common::{config_file, limen_check, scratch};
 use crate::faults::INIT_FAILS;
 
-fn check(toml: &str) -> Output {
-    let path = scratch("limen.toml");
-    std::fs::write(&path, toml).expect("write config");
-    Command::new(limen())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run limen")
+fn check(toml: &str) -> Ran {
+    limen_check(toml).run().expect("run limen")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// `limen explain --sni SNI [extra] --config FILE`, FILE holding `toml`:
+/// the one JSON object it prints.
+fn explain(sni: &str, extra: &[&str], toml: &str) -> serde_json::Value {
+    let mut command = limen(["explain", "--sni", sni]);
+    for arg in extra {
+        command = command.arg(arg);
+    }
+    let out = command
+        .arg("--config")
+        .arg(config_file(toml))
+        .run()
+        .expect("run limen explain");
+    assert!(out.ok, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("one JSON object")
 }
 
 fn module_file(bytes: &[u8]) -> PathBuf {
@@ -39,16 +45,16 @@ fn check_accepts_a_good_config() {
         "",
     );
     let out = check(&toml);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.starts_with("ok:"));
 }
 
 #[test]
 fn check_refuses_bad_toml_with_line_and_column() {
     let toml = config(&guests::example("static-routes"), "", "timeout = 5ms", "");
     let out = check(&toml);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert!(!out.ok);
+    let err = out.stderr;
     assert!(
         err.contains("E002") && err.contains("line 9, column"),
         "{err}"
@@ -58,16 +64,16 @@ fn check_refuses_bad_toml_with_line_and_column() {
 #[test]
 fn check_refuses_a_missing_module() {
     let out = check(&config(Path::new("/nonexistent/policy.wasm"), "", "", ""));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("P001"), "{}", stderr(&out));
+    assert!(!out.ok);
+    assert!(out.stderr.contains("P001"), "{}", out.stderr);
 }
 
 #[test]
 fn check_refuses_a_core_module_and_a_component_of_another_world() {
     let core = wat::parse_str("(module)").expect("wat");
     let out = check(&config(&module_file(&core), "", "", ""));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("P002"), "{}", stderr(&out));
+    assert!(!out.ok);
+    assert!(out.stderr.contains("P002"), "{}", out.stderr);
 
     let other = component_of_world(
         "package test:other; world other { export hello: func() -> u32; }",
@@ -76,8 +82,8 @@ fn check_refuses_a_core_module_and_a_component_of_another_world() {
     )
     .expect("encode");
     let out = check(&config(&module_file(&other), "", "", ""));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("P003"), "{}", stderr(&out));
+    assert!(!out.ok);
+    assert!(out.stderr.contains("P003"), "{}", out.stderr);
 }
 
 /// A module built against an earlier `wit/` is told which version limen
@@ -97,8 +103,8 @@ fn check_refuses_a_module_built_for_interface_0_1_with_the_version_it_needs() {
     )
     .expect("encode");
     let out = check(&config(&module_file(&old), "", "", ""));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert!(!out.ok);
+    let err = out.stderr;
     assert!(
         err.contains("P006")
             && err.contains("limen:router@0.1.0")
@@ -122,8 +128,8 @@ fn check_refuses_a_failing_init() {
         "",
         "",
     ));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    assert!(!out.ok);
+    let err = out.stderr;
     assert!(err.contains("P004") && err.contains("bad config"), "{err}");
 }
 
@@ -135,22 +141,7 @@ fn explain_prints_hello_and_decision() {
         "",
         "",
     );
-    let path = scratch("limen.toml");
-    std::fs::write(&path, toml).expect("write");
-    let out = Command::new(limen())
-        .args([
-            "explain",
-            "--sni",
-            "Foo.Wild.Test",
-            "--alpn",
-            "h2,http/1.1",
-            "--config",
-        ])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let json = explain("Foo.Wild.Test", &["--alpn", "h2,http/1.1"], &toml);
     assert_eq!(json["hello"]["sni"], "foo.wild.test");
     assert_eq!(json["hello"]["alpn"], serde_json::json!(["h2", "http/1.1"]));
     assert_eq!(json["decision"]["action"], "passthrough");
@@ -173,12 +164,7 @@ fn explain_prints_hello_and_decision() {
             .is_some_and(|s| s.starts_with(&ja4[..10]))
     );
 
-    let out = Command::new(limen())
-        .args(["explain", "--sni", "other.test", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let json = explain("other.test", &[], &toml);
     assert_eq!(
         json["decision"],
         serde_json::json!({ "action": "reject", "alert": "unrecognized_name" })
@@ -210,8 +196,8 @@ fn check_validates_certificates_and_the_names_a_policy_uses() {
         .expect("issue");
 
     let out = check(&terminate_config(&chain, &key, "secure"));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 certificate(s)"));
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("1 certificate(s)"));
 
     for (toml, code, words) in [
         (terminate_config(&chain, &key, "secur"), "E035", "`secur`"),
@@ -232,8 +218,8 @@ fn check_validates_certificates_and_the_names_a_policy_uses() {
         ),
     ] {
         let out = check(&toml);
-        let err = stderr(&out);
-        assert!(!out.status.success(), "{code}: accepted");
+        let err = out.stderr;
+        assert!(!out.ok, "{code}: accepted");
         assert!(err.contains(code) && err.contains(words), "{code}: {err}");
     }
 }
@@ -253,8 +239,8 @@ fn check_warns_on_an_expired_certificate_and_a_key_all_users_can_read() {
     std::fs::write(&key_path, key.serialize_pem()).expect("write");
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let out = check(&terminate_config(&chain_path, &key_path, "secure"));
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    let err = out.stderr;
+    assert!(out.ok, "{err}");
     assert!(err.contains("expired on"), "{err}");
     assert!(err.contains("readable by all users (mode 644)"), "{err}");
 }
@@ -265,23 +251,12 @@ fn explain_shows_a_terminate_decision_and_refuses_an_unknown_certificate() {
     let (chain, key) = pki
         .issue_files(&scratch("certs"), "s", &["s.test"], None)
         .expect("issue");
-    let path = scratch("limen.toml");
-    let explain = |toml: String| {
-        std::fs::write(&path, toml).expect("write");
-        let out = Command::new(limen())
-            .args(["explain", "--sni", "s.test", "--config"])
-            .arg(&path)
-            .output()
-            .expect("run");
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
-    };
-    let json = explain(terminate_config(&chain, &key, "secure"));
+    let json = explain("s.test", &[], &terminate_config(&chain, &key, "secure"));
     assert_eq!(json["decision"]["action"], "terminate");
     assert_eq!(json["decision"]["certificate"], "secure");
     assert_eq!(json["decision"]["upstream"]["address"], "127.0.0.1:9");
     assert_eq!(json["outcome"], json["decision"]);
-    let json = explain(terminate_config(&chain, &key, "nope"));
+    let json = explain("s.test", &[], &terminate_config(&chain, &key, "nope"));
     assert_eq!(json["outcome"]["action"], "reject");
     assert!(
         json["outcome"]["on_error"]

@@ -1,18 +1,19 @@
 //! Helpers shared by the e2e modules.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use limen_e2e::cli::{Limen, limen};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// Bound every network wait so a broken router fails a test instead of hanging it.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
+pub(crate) use limen_e2e::wait::WAIT;
 
 /// A recorded ClientHello from the peerbench kit.
 pub(crate) fn hello(name: &str) -> Vec<u8> {
@@ -42,6 +43,19 @@ pub(crate) async fn tls_get(
             .to_owned())
     };
     tokio::time::timeout(WAIT, run).await?
+}
+
+/// Write `bytes` and read them back, bounded in time: a stream through limen
+/// to an echo upstream still carries bytes both ways.
+pub(crate) async fn echoes<S>(stream: &mut S, bytes: &[u8]) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(bytes).await?;
+    let mut back = vec![0; bytes.len()];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut back)).await??;
+    anyhow::ensure!(back == bytes, "the echo differs");
+    Ok(())
 }
 
 /// The TLS alert a failed handshake received, if that is why it failed.
@@ -88,6 +102,43 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::Relaxed)))
 }
 
+/// A scratch config file holding `toml`.
+pub(crate) fn config_file(toml: &str) -> PathBuf {
+    let path = scratch("limen.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// `limen check --config FILE`, FILE holding `toml`.
+pub(crate) fn limen_check(toml: &str) -> Limen {
+    limen(["check", "--config"]).arg(config_file(toml))
+}
+
+/// Run a blocking command (openssl, curl) off the runtime: (success,
+/// stdout then stderr).
+pub(crate) async fn run(mut command: Command) -> anyhow::Result<(bool, String)> {
+    let out = tokio::task::spawn_blocking(move || command.output()).await??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+/// `curl https://NAME:PORT/`, NAME resolved to 127.0.0.1, verified against
+/// `ca`.
+pub(crate) fn curl(port: u16, name: &str, ca: &Path) -> Command {
+    let mut command = Command::new("curl");
+    command
+        .args(["-sS", "--max-time", "10", "--resolve"])
+        .arg(format!("{name}:{port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(ca)
+        .arg(format!("https://{name}:{port}/"));
+    command
+}
+
 /// The `static-routes` config used across modules: exact, wildcard, regex and
 /// reject routes, with an optional default and plain upstream.
 pub(crate) fn static_routes(
@@ -113,21 +164,4 @@ pub(crate) fn static_routes(
         config = format!("plain = \"{p}\"\n{config}");
     }
     config
-}
-
-/// `target/<profile>/limen`, beside this test binary's `deps/` directory
-/// (cargo builds the workspace's binaries before running its tests).
-pub(crate) fn limen() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target dir");
-    let bin = dir.join("limen");
-    assert!(
-        bin.is_file(),
-        "{} missing: run `cargo build -p limen`",
-        bin.display()
-    );
-    bin
 }

@@ -4,23 +4,16 @@
 
 use std::net::SocketAddr;
 
-use limen::offline::explain::{HelloSource, explain};
 use limen::observe::metrics::names;
+use limen::offline::explain::{HelloSource, explain};
 use limen::{Config, policy::Policy};
 use limen_e2e::backend;
+use limen_e2e::free_port;
 use limen_e2e::guests::{self, terminate_to};
 use limen_e2e::harness::{Running, config};
 use serde_json::Value;
 
 use crate::common::{ask, scratch};
-
-/// A port free a moment ago: limen listens on it, and explain (which binds
-/// nothing) must know it to refuse it as an upstream.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 const CLIENT: &str = "127.0.0.1:40000";
 
@@ -33,6 +26,8 @@ async fn explained(config: &Config, source: HelloSource) -> anyhow::Result<Value
 async fn explain_refuses_exactly_what_production_refuses() -> anyhow::Result<()> {
     let (fallback, _) = backend::raw(b"F").await?;
     let (good, _) = backend::raw(b"U").await?;
+    // limen listens on a port explain (which binds nothing) must know to
+    // refuse it as an upstream.
     let port = free_port()?;
     let own = format!("127.0.0.1:{port}");
     let routes = format!(

@@ -4,36 +4,27 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use limen::control::admin::protocol::Status;
+use limen_e2e::cli::{Ran, limen};
 use limen_e2e::etcd::Etcd;
+use limen_e2e::harness::sourced_config;
+use limen_e2e::wait::eventually;
 use limen_e2e::{backend, guests};
 
-use crate::common::{ask, hello, limen, scratch};
+use crate::common::{ask, config_file, hello, scratch};
 use crate::process::Process;
 
 const PREFIX: &str = "/limen/test";
 
-/// `limen ARGS`, off the runtime.
-async fn cli(args: Vec<String>) -> anyhow::Result<Output> {
-    Ok(tokio::task::spawn_blocking(move || Command::new(limen()).args(args).output()).await??)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+/// How long a change may take to reach every instance.
+const REACH: Duration = Duration::from_secs(60);
 
 /// `limen publish` of `module` routing everything to `upstream`.
-async fn publish(etcd: &Etcd, module: &Path, upstream: SocketAddr) -> anyhow::Result<Output> {
+async fn publish(etcd: &Etcd, module: &Path, upstream: SocketAddr) -> anyhow::Result<Ran> {
     publish_with(etcd, module, upstream, "").await
 }
 
@@ -43,7 +34,7 @@ async fn publish_with(
     module: &Path,
     upstream: SocketAddr,
     extra: &str,
-) -> anyhow::Result<Output> {
+) -> anyhow::Result<Ran> {
     let config = scratch("policy.toml");
     std::fs::write(
         &config,
@@ -52,29 +43,26 @@ async fn publish_with(
              decision = \"passthrough:{upstream}\"\n"
         ),
     )?;
-    cli(vec![
-        "publish".into(),
-        "--etcd".into(),
-        etcd.endpoint(),
-        "--prefix".into(),
-        PREFIX.into(),
-        "--module".into(),
-        module.display().to_string(),
-        "--config".into(),
-        config.display().to_string(),
+    let (endpoint, module) = (etcd.endpoint(), module.display().to_string());
+    limen([
+        "publish", "--etcd", &endpoint, "--prefix", PREFIX, "--module", &module,
     ])
+    .arg("--config")
+    .arg(config)
+    .finish()
     .await
 }
 
-async fn fleet_status(etcd: &Etcd) -> anyhow::Result<Output> {
-    cli(vec![
-        "fleet".into(),
-        "status".into(),
-        "--etcd".into(),
-        etcd.endpoint(),
-        "--prefix".into(),
-        PREFIX.into(),
+async fn fleet_status(etcd: &Etcd) -> anyhow::Result<Ran> {
+    limen([
+        "fleet",
+        "status",
+        "--etcd",
+        &etcd.endpoint(),
+        "--prefix",
+        PREFIX,
     ])
+    .finish()
     .await
 }
 
@@ -86,41 +74,19 @@ struct Instance {
 }
 
 async fn instance(etcd: &Etcd, id: &str, state: &Path) -> anyhow::Result<Instance> {
-    start(instance_config(etcd, id, state)?).await
+    start(instance_config(etcd, id, state)).await
 }
 
 /// An instance's config file: one listener, `[source.etcd]`, an admin socket.
-fn instance_config(etcd: &Etcd, id: &str, state: &Path) -> anyhow::Result<PathBuf> {
-    let (config, admin) = (scratch("limen.toml"), scratch("admin.sock"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[policy]
-timeout = "250ms"
-
-[source.etcd]
-endpoints = ["{endpoint}"]
-prefix = "{PREFIX}"
-state_dir = "{state}"
-id = "{id}"
-
-[upstreams]
-allow = ["127.0.0.1/32"]
-
-[admin]
-socket = "{admin}"
-"#,
-            endpoint = etcd.endpoint(),
-            state = state.display(),
-            admin = admin.display(),
-        ),
-    )?;
-    Ok(config)
+fn instance_config(etcd: &Etcd, id: &str, state: &Path) -> PathBuf {
+    let extra = format!(
+        "[source.etcd]\nendpoints = [\"{}\"]\nprefix = \"{PREFIX}\"\nstate_dir = \"{}\"\nid = \"{id}\"\n\n\
+         [admin]\nsocket = \"{}\"\n",
+        etcd.endpoint(),
+        state.display(),
+        scratch("admin.sock").display(),
+    );
+    config_file(&sourced_config("", &extra))
 }
 
 async fn start(config: PathBuf) -> anyhow::Result<Instance> {
@@ -141,25 +107,52 @@ async fn start(config: PathBuf) -> anyhow::Result<Instance> {
 }
 
 /// Wait until every instance runs the module with `sha256`.
-async fn all_live(instances: &[&Instance], sha256: &str) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    for instance in instances {
-        loop {
-            let status: Status = instance.process.status().await?;
-            if status.module_sha256 == sha256 {
-                break;
-            }
-            anyhow::ensure!(
-                start.elapsed() < Duration::from_secs(60),
-                "{} still runs {}:\n{}",
-                instance.config.display(),
-                status.module_sha256,
-                instance.process.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+async fn all_live(instances: &[&Instance], sha256: &str) -> anyhow::Result<()> {
+    let running = async || {
+        let mut running = Vec::new();
+        for instance in instances {
+            running.push(instance.process.status().await?.module_sha256);
         }
-    }
-    Ok(start.elapsed())
+        Ok(running)
+    };
+    let what = format!("every instance to run {sha256}");
+    eventually(REACH, &what, running, |running| {
+        running.iter().all(|s| s == sha256)
+    })
+    .await
+    .with_context(|| logs(instances))?;
+    Ok(())
+}
+
+/// Each instance's config and log, for a failure message.
+fn logs(instances: &[&Instance]) -> String {
+    let each = instances
+        .iter()
+        .map(|i| format!("{}:\n{}", i.config.display(), i.process.log()));
+    each.collect::<Vec<_>>().join("\n")
+}
+
+/// Wait until every instance routes `small-a.test` to the backend that
+/// answers `want`, at most `within`.
+async fn all_route(instances: &[&Instance], want: &[u8], within: Duration) -> anyhow::Result<()> {
+    let hello = hello("small-a.test.bin");
+    let replies = async || {
+        let mut replies = Vec::new();
+        for instance in instances {
+            replies.push(ask(instance.addr, &hello).await?);
+        }
+        Ok(replies)
+    };
+    let what = format!(
+        "every instance to route to {}",
+        String::from_utf8_lossy(want)
+    );
+    eventually(within, &what, replies, |replies| {
+        replies.iter().all(|r| r == want)
+    })
+    .await
+    .with_context(|| logs(instances))?;
+    Ok(())
 }
 
 fn sha256(path: &Path) -> anyhow::Result<String> {
@@ -194,12 +187,12 @@ fn traffic(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>) -> (Arc<AtomicUsize>, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_goes_live_on_every_instance_and_a_bad_one_on_none() -> anyhow::Result<()> {
-    let etcd = Etcd::start(&scratch("etcd"))?;
+    let etcd = Etcd::start(&scratch("etcd")).await?;
     let (a, _) = backend::raw(b"A").await?;
     let (b, _) = backend::raw(b"B").await?;
     let module = guests::example("static-routes");
     let out = publish(&etcd, &module, a).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.ok, "{}", out.text());
     let mut fleet = Vec::new();
     for n in 0..3 {
         fleet.push(instance(&etcd, &format!("limen-{n}"), &scratch("state")).await?);
@@ -215,42 +208,27 @@ async fn a_publish_goes_live_on_every_instance_and_a_bad_one_on_none() -> anyhow
     // A new policy: same module, another config (another version).
     let published = Instant::now();
     let out = publish(&etcd, &module, b).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.ok, "{}", out.text());
     assert!(
-        text(&out).contains("\"uploaded\": false"),
+        out.text().contains("\"uploaded\": false"),
         "stored once: {}",
-        text(&out)
+        out.text()
     );
-    loop {
-        let mut routed_b = 0;
-        for i in &fleet {
-            if ask(i.addr, &hello("small-a.test.bin")).await? == b"B" {
-                routed_b += 1;
-            }
-        }
-        if routed_b == fleet.len() {
-            break;
-        }
-        anyhow::ensure!(
-            published.elapsed() < Duration::from_secs(60),
-            "not every instance routes to B"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    all_route(&refs, b"B", REACH.saturating_sub(published.elapsed())).await?;
     println!(
         "publish to the last of {} instances live: {} ms",
         fleet.len(),
         published.elapsed().as_millis()
     );
     let out = fleet_status(&etcd).await?;
-    assert!(out.status.success(), "{}", text(&out));
-    let table = text(&out);
+    assert!(out.ok, "{}", out.text());
+    let table = out.text();
     let versions: std::collections::HashSet<&str> = table
         .lines()
         .filter(|l| l.starts_with("limen-"))
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
-    assert_eq!(versions.len(), 1, "{}", text(&out));
+    assert_eq!(versions.len(), 1, "{table}");
 
     // A SIGHUP reload of an instance keeps etcd's policy (not the file's).
     fleet[0].process.hangup();
@@ -261,27 +239,21 @@ async fn a_publish_goes_live_on_every_instance_and_a_bad_one_on_none() -> anyhow
     let broken = scratch("broken.wasm");
     std::fs::write(&broken, wat::parse_str("(module)")?)?;
     let out = publish(&etcd, &broken, a).await?;
-    assert!(
-        !out.status.success() && text(&out).contains("P00"),
-        "{}",
-        text(&out)
-    );
-    assert!(fleet_status(&etcd).await?.status.success());
+    assert!(!out.ok && out.text().contains("P00"), "{}", out.text());
+    assert!(fleet_status(&etcd).await?.ok);
 
     // One written to etcd by hand: every instance refuses it and says so;
     // the old policy serves on.
     hand_written(&etcd, &std::fs::read(&broken)?).await?;
-    let start = Instant::now();
-    loop {
-        let out = fleet_status(&etcd).await?;
-        let refused = text(&out).lines().filter(|l| l.contains("P002")).count();
-        if refused == fleet.len() {
-            assert!(!out.status.success(), "disagreement must exit 1");
-            break;
-        }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "{}", text(&out));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let refused = |out: &Ran| out.text().lines().filter(|l| l.contains("P002")).count();
+    let out = eventually(
+        REACH,
+        "every instance to report P002",
+        async || fleet_status(&etcd).await,
+        |out| refused(out) == fleet.len(),
+    )
+    .await?;
+    assert!(!out.ok, "disagreement must exit 1");
     for i in &fleet {
         assert_eq!(ask(i.addr, &hello("small-a.test.bin")).await?, b"B");
     }
@@ -324,11 +296,11 @@ async fn hand_written(etcd: &Etcd, module: &[u8]) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_etcd_limen_serves_on_starts_from_state_dir_and_catches_up() -> anyhow::Result<()> {
-    let mut etcd = Etcd::start(&scratch("etcd"))?;
+    let mut etcd = Etcd::start(&scratch("etcd")).await?;
     let (a, _) = backend::raw(b"A").await?;
     let (b, _) = backend::raw(b"B").await?;
     let module = guests::example("static-routes");
-    assert!(publish(&etcd, &module, a).await?.status.success());
+    assert!(publish(&etcd, &module, a).await?.ok);
     let first = instance(&etcd, "limen-0", &scratch("state")).await?;
     let second = instance(&etcd, "limen-1", &scratch("state")).await?;
     all_live(&[&first, &second], &sha256(&module)?).await?;
@@ -348,56 +320,32 @@ async fn without_etcd_limen_serves_on_starts_from_state_dir_and_catches_up() -> 
     );
     assert_eq!(ask(second.addr, &hello("small-a.test.bin")).await?, b"A");
     // A new instance with an empty state_dir has nothing to start with.
-    let fresh = instance_config(&etcd, "limen-2", &scratch("state"))?;
-    let out = cli(vec![
-        "run".into(),
-        "--config".into(),
-        fresh.display().to_string(),
-    ])
-    .await?;
-    assert!(
-        !out.status.success() && text(&out).contains("E060"),
-        "{}",
-        text(&out)
-    );
+    let fresh = instance_config(&etcd, "limen-2", &scratch("state"));
+    let out = limen(["run", "--config"]).arg(&fresh).finish().await?;
+    assert!(!out.ok && out.text().contains("E060"), "{}", out.text());
     // `limen check` does not need etcd: the policy is publish's to check.
-    let out = cli(vec![
-        "check".into(),
-        "--config".into(),
-        fresh.display().to_string(),
-    ])
-    .await?;
-    assert!(out.status.success(), "{}", text(&out));
+    let out = limen(["check", "--config"]).arg(&fresh).finish().await?;
+    assert!(out.ok, "{}", out.text());
 
     // etcd back; a publish made now reaches both.
-    etcd.restart()?;
+    etcd.restart().await?;
     let out = publish(&etcd, &module, b).await?;
-    assert!(out.status.success(), "{}", text(&out));
-    let start = Instant::now();
-    for i in [&first, &second] {
-        while ask(i.addr, &hello("small-a.test.bin")).await? != b"B" {
-            anyhow::ensure!(
-                start.elapsed() < Duration::from_secs(60),
-                "{}",
-                i.process.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    assert!(out.ok, "{}", out.text());
+    all_route(&[&first, &second], b"B", REACH).await?;
     assert!(first.process.log().contains("source.disconnected"));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_18_mb_python_module_travels_in_chunks_intact() -> anyhow::Result<()> {
-    let etcd = Etcd::start(&scratch("etcd"))?;
+    let etcd = Etcd::start(&scratch("etcd")).await?;
     let (a, _) = backend::raw(b"A").await?;
     let module = guests::example("regex-services-py");
     let size = std::fs::metadata(&module)?.len();
     assert!(size > 16 << 20, "{size} bytes");
     let out = publish_with(&etcd, &module, a, "rules = []").await?;
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("\"chunks\": 18"), "{}", text(&out));
+    assert!(out.ok, "{}", out.text());
+    assert!(out.text().contains("\"chunks\": 18"), "{}", out.text());
     let one = instance(&etcd, "limen-py", &scratch("state")).await?;
     all_live(&[&one], &sha256(&module)?).await?;
     assert_eq!(ask(one.addr, &hello("small-a.test.bin")).await?, b"A");

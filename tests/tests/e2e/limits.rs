@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
+use limen_e2e::wait::eventually;
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -91,19 +92,13 @@ async fn connection_slots_free_when_connections_end_and_survive_a_swap() -> anyh
     );
     // One ends: its slot is free again (once limen has seen the close).
     drop(first);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let (again, third) = loop {
-        let (reply, stream) = hold(limen.addr).await?;
-        if reply[..] == b"A"[..] || tokio::time::Instant::now() > deadline {
-            break (reply, stream);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(
-        &again[..],
-        b"A",
-        "the ended connection's slot was not freed"
-    );
+    let (_, third) = eventually(
+        WAIT,
+        "the ended connection's slot to be freed",
+        async || hold(limen.addr).await,
+        |(reply, _)| reply[..] == b"A"[..],
+    )
+    .await?;
     // A new version of the policy (another route) sees the same two slots taken.
     let module = std::fs::read(guests::example("static-routes"))?;
     let next: toml::Table = toml::from_str(&format!(

@@ -4,6 +4,7 @@
 
 mod access_log;
 mod acme;
+mod acme_check;
 mod admin;
 mod bulk;
 mod cases;
@@ -19,6 +20,7 @@ mod limits;
 mod observe;
 mod peek;
 mod pools;
+mod pools_health;
 mod process;
 mod reload;
 mod resets;

@@ -8,30 +8,11 @@ use std::time::Duration;
 use limen::control::admin::protocol::Answer;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::scrape::Scrape;
-use limen_e2e::{backend, guests};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use limen_e2e::wait::{eventually, last_seen};
+use limen_e2e::{backend, guests, http};
 
 use crate::common::{WAIT, ask, hello, raw_exchange};
 use crate::faults::INIT_FAILS;
-
-/// One HTTP request to limen's metrics endpoint: (status line, body).
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
-    let run = async {
-        let mut tcp = TcpStream::connect(addr).await?;
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: limen\r\n\r\n").as_bytes())
-            .await?;
-        let mut response = String::new();
-        tcp.read_to_string(&mut response).await?;
-        anyhow::Ok(response)
-    };
-    let response = tokio::time::timeout(WAIT, run).await??;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    Ok((
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    ))
-}
 
 /// The value of the sample line `name{labels}` in an exposition.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -48,7 +29,7 @@ async fn metrics_are_scraped_over_http() -> anyhow::Result<()> {
     for _ in 0..3 {
         assert_eq!(ask(limen.addr, &hello).await?, b"A");
     }
-    let (status, body) = get(metrics, "/metrics").await?;
+    let http::Response { status, body, .. } = http::get(metrics, "/metrics").await?;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(
         sample(&body, "limen_connections_total{listener=\"public\"}"),
@@ -60,7 +41,7 @@ async fn metrics_are_scraped_over_http() -> anyhow::Result<()> {
             .any(|l| l.starts_with("limen_policy_info{version=\"") && l.ends_with("\"} 1")),
         "{body}"
     );
-    let (status, _) = get(metrics, "/").await?;
+    let status = http::get(metrics, "/").await?.status;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     limen.stop().await
 }
@@ -91,21 +72,23 @@ fn series(name: &str, key: &str, value: &str) -> String {
 }
 
 /// Scrape until `series` has grown by `want` since `before` (counts land as
-/// each connection finishes, which its client may see first), at most 10 s.
+/// each connection finishes, which its client may see first), at most 10 s;
+/// the last scrape if it never did, for the caller's exact assertions.
 async fn settled(
     addr: SocketAddr,
     before: &Scrape,
     series: &str,
     want: f64,
 ) -> anyhow::Result<Scrape> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let now = Scrape::get(addr).await?;
-        if now.delta(before, series) >= want || tokio::time::Instant::now() >= deadline {
-            return Ok(now);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{series} to grow by {want}");
+    eventually(
+        WAIT,
+        &what,
+        async || Scrape::get(addr).await,
+        |now| now.delta(before, series) >= want,
+    )
+    .await
+    .or_else(last_seen)
 }
 
 /// Every route result a policy can produce, the miss, and what routing

@@ -1,13 +1,12 @@
 //! Pools: real backends behind `[upstreams.pools]`, a decision naming the
 //! pool. Balancing by weight, stickiness by client address, least
-//! connections, a member killed and brought back under load (retries mask
-//! it, the active check marks it down and up), passive ejection, and a
-//! pool with no member up getting the fail mode.
+//! connections; members named by DNS; terminate re-encrypting to a member.
+//! (`pools_health.rs`: members going down and up.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
@@ -21,14 +20,14 @@ use crate::common::{WAIT, scratch, tls_get};
 /// A backend that answers its `id` and FIN once it has the hello, and can
 /// be killed (its listener closed: connects are refused) and started again
 /// on the same address.
-struct Member {
-    addr: SocketAddr,
+pub(crate) struct Member {
+    pub(crate) addr: SocketAddr,
     id: u8,
     accept: Option<JoinHandle<()>>,
 }
 
 impl Member {
-    async fn start(id: u8) -> anyhow::Result<Member> {
+    pub(crate) async fn start(id: u8) -> anyhow::Result<Member> {
         let mut member = Member {
             addr: "127.0.0.1:0".parse()?,
             id,
@@ -38,7 +37,7 @@ impl Member {
         Ok(member)
     }
 
-    async fn revive(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn revive(&mut self) -> anyhow::Result<()> {
         let listener = TcpListener::bind(self.addr).await?;
         self.addr = listener.local_addr()?;
         let id = self.id;
@@ -59,33 +58,38 @@ impl Member {
         Ok(())
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(accept) = self.accept.take() {
             accept.abort();
         }
     }
 }
 
-/// A limen whose `static-routes` sends `www.test` to pool `web`.
-async fn start(pool: &str, policy_extra: &str) -> anyhow::Result<Running> {
+/// A config whose `static-routes` sends `www.test` to pool `web` (`pool`
+/// defines it), with `/metrics` served.
+pub(crate) fn toml(pool: &str, policy_extra: &str) -> String {
     let routes = r#"routes = [ { match = "www.test", pool = "web" } ]"#;
-    let toml = config(
+    config(
         &guests::example("static-routes"),
         routes,
         policy_extra,
         &format!("[metrics]\nbind = \"127.0.0.1:0\"\n\n{pool}"),
-    );
-    Running::start(&toml).await
+    )
 }
 
-fn members(members: &[&Member]) -> String {
+/// A limen running [`toml`].
+pub(crate) async fn start(pool: &str, policy_extra: &str) -> anyhow::Result<Running> {
+    Running::start(&toml(pool, policy_extra)).await
+}
+
+pub(crate) fn members(members: &[&Member]) -> String {
     let list: Vec<String> = members.iter().map(|m| format!("\"{}\"", m.addr)).collect();
     list.join(", ")
 }
 
 /// One connection for `www.test` (from `source`, if given): the id of the
 /// member that answered, or the error.
-async fn ask(limen: SocketAddr, source: Option<SocketAddr>) -> std::io::Result<u8> {
+pub(crate) async fn ask(limen: SocketAddr, source: Option<SocketAddr>) -> std::io::Result<u8> {
     let run = async {
         let mut client = match source {
             Some(source) => {
@@ -95,7 +99,8 @@ async fn ask(limen: SocketAddr, source: Option<SocketAddr>) -> std::io::Result<u
             }
             None => TcpStream::connect(limen).await?,
         };
-        let hello = limen::offline::explain::synthesise("www.test", &[]).map_err(std::io::Error::other)?;
+        let hello =
+            limen::offline::explain::synthesise("www.test", &[]).map_err(std::io::Error::other)?;
         client.write_all(&hello).await?;
         let mut reply = Vec::new();
         client.read_to_end(&mut reply).await?;
@@ -107,23 +112,18 @@ async fn ask(limen: SocketAddr, source: Option<SocketAddr>) -> std::io::Result<u
     tokio::time::timeout(WAIT, run).await?
 }
 
-/// Wait (at most `limit`) until the member's health gauge reads `value`;
-/// how long that took.
-async fn healthy_becomes(
-    limen: &Running,
-    member: &Member,
-    value: u64,
-    limit: Duration,
-) -> Duration {
-    let started = Instant::now();
-    let addr = member.addr.to_string();
-    let labels = [("pool", "web"), ("member", addr.as_str())];
-    while limen.counter(names::UPSTREAM_MEMBER_HEALTHY, &labels) != value
-        && started.elapsed() < limit
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
+/// Members 1, 2 and 3 in pool `web`, balanced by `balance`, and a limen.
+async fn balanced(balance: &str) -> anyhow::Result<([Member; 3], Running)> {
+    let set = [
+        Member::start(1).await?,
+        Member::start(2).await?,
+        Member::start(3).await?,
+    ];
+    let pool = format!(
+        "[upstreams.pools.web]\nmembers = [{}]\nbalance = \"{balance}\"",
+        members(&set.iter().collect::<Vec<_>>())
+    );
+    Ok((set, start(&pool, "").await?))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,94 +161,8 @@ async fn round_robin_follows_the_weights() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_killed_under_load_costs_no_client_a_refused_connect() -> anyhow::Result<()> {
-    let (a, mut b, c) = (
-        Member::start(1).await?,
-        Member::start(2).await?,
-        Member::start(3).await?,
-    );
-    let pool = format!(
-        "[upstreams.pools.web]\nmembers = [{}]\nretries = 2\n\
-         [upstreams.pools.web.health]\ncheck = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n\
-         rise = 2\nfall = 2\neject_after = 0",
-        members(&[&a, &b, &c])
-    );
-    let limen = start(&pool, "").await?;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = Arc::new([0, 1, 2, 3].map(|_| AtomicUsize::new(0)));
-    let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..4 {
-        let (stop, seen, addr) = (stop.clone(), seen.clone(), limen.addr);
-        clients.spawn(async move {
-            let mut failures = Vec::new();
-            // Bounded: at most 20,000 connections per client.
-            for _ in 0..20_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match ask(addr, None).await {
-                    Ok(id) => _ = seen[usize::from(id)].fetch_add(1, Ordering::Relaxed),
-                    Err(error) => failures.push(error.to_string()),
-                }
-            }
-            failures
-        });
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    b.kill();
-    let down = healthy_becomes(&limen, &b, 0, Duration::from_secs(5)).await;
-    // interval × fall is 400 ms; the kill may fall just after a check, and
-    // a loaded test machine adds scheduling slack.
-    assert!(
-        down < Duration::from_millis(700),
-        "marked down after {down:?}"
-    );
-    let during = seen[2].load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        seen[2].load(Ordering::Relaxed),
-        during,
-        "a down member got traffic"
-    );
-    b.revive().await?;
-    let up = healthy_becomes(&limen, &b, 1, Duration::from_secs(5)).await;
-    assert!(up < Duration::from_millis(700), "marked up after {up:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    while let Some(done) = clients.join_next().await {
-        failures.extend(done?);
-    }
-    // Refused connects (every third connection until the check marks the
-    // member down) are all retried. What no router can retry is a
-    // connection the member's kernel had already accepted when its
-    // listener closed: reset with the hello already sent. Each client has
-    // one connection in flight, so at most 4 of those, all resets.
-    let resets = failures.iter().filter(|f| f.contains("reset")).count();
-    assert!(
-        failures.len() <= 4 && resets == failures.len(),
-        "client-visible failures: {failures:?}"
-    );
-    assert!(
-        seen[2].load(Ordering::Relaxed) > during,
-        "traffic did not return"
-    );
-    assert!(limen.counter(names::UPSTREAM_RETRIES, &[("pool", "web")]) > 0);
-    limen.stop().await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_client_keeps_each_client_address_on_one_member() -> anyhow::Result<()> {
-    let set = [
-        Member::start(1).await?,
-        Member::start(2).await?,
-        Member::start(3).await?,
-    ];
-    let pool = format!(
-        "[upstreams.pools.web]\nmembers = [{}]\nbalance = \"hash_client\"",
-        members(&set.iter().collect::<Vec<_>>())
-    );
-    let limen = start(&pool, "").await?;
+    let (_set, limen) = balanced("hash_client").await?;
     let mut used = std::collections::BTreeSet::new();
     for host in 2..=31u8 {
         let source = SocketAddr::from(([127, 0, 0, host], 0));
@@ -272,16 +186,7 @@ async fn hash_client_keeps_each_client_address_on_one_member() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_fills_the_emptiest_member() -> anyhow::Result<()> {
-    let set = [
-        Member::start(1).await?,
-        Member::start(2).await?,
-        Member::start(3).await?,
-    ];
-    let pool = format!(
-        "[upstreams.pools.web]\nmembers = [{}]\nbalance = \"least_connections\"",
-        members(&set.iter().collect::<Vec<_>>())
-    );
-    let limen = start(&pool, "").await?;
+    let (set, limen) = balanced("least_connections").await?;
     let hello = limen::offline::explain::synthesise("www.test", &[])?;
     // Long-lived connections: each reads its member's id and stays open.
     let mut held: Vec<(u8, TcpStream)> = Vec::new();
@@ -301,71 +206,14 @@ async fn least_connections_fills_the_emptiest_member() -> anyhow::Result<()> {
     held.retain(|(id, _)| *id != 2);
     let member = set[1].addr.to_string();
     let labels = [("pool", "web"), ("member", member.as_str())];
-    let started = Instant::now();
-    while limen.counter(names::UPSTREAM_MEMBER_CONNECTIONS, &labels) != 0
-        && started.elapsed() < WAIT
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    limen
+        .gauge_reads(WAIT, names::UPSTREAM_MEMBER_CONNECTIONS, &labels, 0)
+        .await?;
     for _ in 0..2 {
         held.push(open(hello.clone()).await?);
     }
     assert_eq!([1, 2, 3].map(|id| count(&held, id)), [2, 2, 2]);
     drop(held);
-    limen.stop().await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_member_is_retried_around_then_ejected() -> anyhow::Result<()> {
-    let live = Member::start(1).await?;
-    let dead = {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        listener.local_addr()?
-    };
-    let pool = format!(
-        "[upstreams.pools.web]\nmembers = [\"{}\", \"{dead}\"]\nretries = 1\n\
-         [upstreams.pools.web.health]\neject_after = 3\neject_for = \"1h\"",
-        live.addr
-    );
-    let limen = start(&pool, "").await?;
-    for _ in 0..40 {
-        assert_eq!(ask(limen.addr, None).await?, 1);
-    }
-    // Round robin sent every other connection to the dead member until its
-    // third failure ejected it; each was retried on the live one.
-    let retries = limen.counter(names::UPSTREAM_RETRIES, &[("pool", "web")]);
-    assert_eq!(retries, 3);
-    limen.stop().await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_with_no_member_up_gets_the_fail_mode() -> anyhow::Result<()> {
-    let mut only = Member::start(1).await?;
-    let pool = format!(
-        "[upstreams.pools.web]\nmembers = [\"{}\"]\n\
-         [upstreams.pools.web.health]\ncheck = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\nfall = 1",
-        only.addr
-    );
-    let limen = start(&pool, r#"on_error = { reject = "access_denied" }"#).await?;
-    assert_eq!(ask(limen.addr, None).await?, 1);
-    only.kill();
-    healthy_becomes(&limen, &only, 0, WAIT).await;
-    let started = Instant::now();
-    let error = ask(limen.addr, None)
-        .await
-        .expect_err("a pool with no member up");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "it must not hang"
-    );
-    // An access_denied (49) alert record.
-    let reply = format!("{error}");
-    assert!(
-        reply.contains("[21, 3") && reply.ends_with("49]"),
-        "{reply}"
-    );
-    let failures = [("reason", "no_member")];
-    assert_eq!(limen.counter(names::UPSTREAM_FAILURES, &failures), 1);
     limen.stop().await
 }
 
@@ -397,52 +245,6 @@ async fn terminate_reencrypts_to_a_pool_member_verified_by_its_address() -> anyh
     // No server name in the decision: the member's address was verified
     // (the backend's certificate is for 127.0.0.1) and sent no SNI.
     assert_eq!(body, "backend=P sni=-");
-    limen.stop().await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_keeps_the_health_of_members_that_stay() -> anyhow::Result<()> {
-    let mut dead = Member::start(1).await?;
-    dead.kill();
-    let live = Member::start(2).await?;
-    // No retries: a connection sent to the dead member would fail.
-    let pool = |members: &str| {
-        format!(
-            "[upstreams.pools.web]\nmembers = [{members}]\nretries = 0\n\
-             [upstreams.pools.web.health]\ncheck = \"tcp\"\ninterval = \"300ms\"\ntimeout = \"100ms\"\n\
-             fall = 2\neject_after = 0"
-        )
-    };
-    let limen = start(&pool(&members(&[&dead])), "").await?;
-    healthy_becomes(&limen, &dead, 0, WAIT).await;
-    let routes = r#"routes = [ { match = "www.test", pool = "web" } ]"#;
-    let next = config(
-        &guests::example("static-routes"),
-        routes,
-        "",
-        &format!(
-            "[metrics]\nbind = \"127.0.0.1:0\"\n\n{}",
-            pool(&members(&[&dead, &live]))
-        ),
-    );
-    let answer = limen.control.reload(limen::Config::from_toml(&next)?).await;
-    assert!(format!("{answer:?}").contains("Reloaded"), "{answer:?}");
-    // Were the dead member's state lost, it would start up and take every
-    // other connection until two checks (600 ms) took it down again.
-    for _ in 0..20 {
-        assert_eq!(ask(limen.addr, None).await?, 2);
-    }
-    // Without a check nothing would bring it back: a reload that drops the
-    // check takes every member as up again.
-    let unchecked = next.replace("check = \"tcp\"\n", "");
-    let answer = limen
-        .control
-        .reload(limen::Config::from_toml(&unchecked)?)
-        .await;
-    assert!(format!("{answer:?}").contains("Reloaded"), "{answer:?}");
-    let dead_member = dead.addr.to_string();
-    let labels = [("pool", "web"), ("member", dead_member.as_str())];
-    assert_eq!(limen.counter(names::UPSTREAM_MEMBER_HEALTHY, &labels), 1);
     limen.stop().await
 }
 

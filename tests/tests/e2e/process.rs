@@ -2,13 +2,16 @@
 //! memory measured from /proc.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
+use anyhow::Context;
 use limen::control::admin::client;
 use limen::control::admin::protocol::{Answer, Request, Status};
+use limen_e2e::cli::limen;
+use limen_e2e::wait::eventually;
 
-use crate::common::{limen, scratch};
+use crate::common::scratch;
 
 /// `limen run` as a child process, stopped when dropped.
 pub(crate) struct Process {
@@ -20,11 +23,7 @@ pub(crate) struct Process {
 impl Process {
     pub(crate) fn start(config: &Path, admin: PathBuf) -> anyhow::Result<Process> {
         let log = scratch("limen.log");
-        let child = Command::new(limen())
-            .args(["run", "--config"])
-            .arg(config)
-            .stderr(Stdio::from(std::fs::File::create(&log)?))
-            .spawn()?;
+        let child = limen(["run", "--config"]).arg(config).spawn(&log)?;
         Ok(Process { child, admin, log })
     }
 
@@ -36,22 +35,19 @@ impl Process {
         }
     }
 
-    /// Wait until limen answers with configuration generation `generation`.
+    /// Wait (at most 30 s) until limen answers with configuration generation
+    /// `generation`; until it answers at all, its admin endpoint refuses.
     pub(crate) async fn generation(&self, generation: u64) -> anyhow::Result<Status> {
-        let start = Instant::now();
-        loop {
-            match self.status().await {
-                Ok(status) if status.generation == generation => return Ok(status),
-                other if start.elapsed() > Duration::from_secs(30) => {
-                    anyhow::bail!(
-                        "no generation {generation} ({:?}); log:\n{}",
-                        other.map(|s| s.generation),
-                        self.log()
-                    )
-                }
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+        let status = async || Ok(self.status().await.map_err(|e| format!("{e:#}")));
+        let status = eventually(
+            Duration::from_secs(30),
+            &format!("generation {generation}"),
+            status,
+            |status| status.as_ref().is_ok_and(|s| s.generation == generation),
+        )
+        .await
+        .with_context(|| format!("limen's log:\n{}", self.log()))?;
+        status.map_err(anyhow::Error::msg)
     }
 
     /// The process id.

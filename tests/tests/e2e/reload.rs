@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use limen::control::admin::protocol::Status;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::pki::Pki;
+use limen_e2e::wait::eventually;
 use limen_e2e::{backend, guests};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -20,15 +20,16 @@ use crate::common::{WAIT, ask, scratch};
 use crate::process::Process;
 
 /// Ask until the reply is `want` (a swap is asynchronous to the writer).
-async fn until_reply(addr: SocketAddr, hello: &[u8], want: &[u8]) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    loop {
-        if ask(addr, hello).await? == want {
-            return Ok(start.elapsed());
-        }
-        anyhow::ensure!(start.elapsed() < WAIT, "never routed to {want:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn until_reply(addr: SocketAddr, hello: &[u8], want: &[u8]) -> anyhow::Result<()> {
+    let what = format!("a reply {:?}", String::from_utf8_lossy(want));
+    eventually(
+        WAIT,
+        &what,
+        async || Ok(ask(addr, hello).await?),
+        |reply| reply == want,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Write `bytes` beside `path`, then rename over it: how deploys replace files.
@@ -219,15 +220,15 @@ routes = [ {{ match = "web.test", terminate = {{ certificate = "web", upstream =
     for (n, (what, listeners, extra)) in cases.into_iter().enumerate() {
         write(&listeners, extra)?;
         limen.hangup();
-        let start = Instant::now();
-        while limen.log().matches("configuration refused").count() <= n {
-            anyhow::ensure!(
-                start.elapsed() < WAIT,
-                "{what}: no refusal logged:\n{}",
-                limen.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let refusals = |log: &String| log.matches("configuration refused").count();
+        let logged = format!("{what}: refusal {} logged", n + 1);
+        eventually(
+            WAIT,
+            &logged,
+            async || Ok(limen.log()),
+            |log| refusals(log) > n,
+        )
+        .await?;
         let status = limen.status().await?;
         assert_eq!(status.generation, 3, "{what}: nothing changed");
         assert_eq!(status.listeners.len(), 1, "{what}: {:?}", status.listeners);

@@ -231,9 +231,7 @@ async fn proxy_protocol_v2_header_before_the_hello() -> anyhow::Result<()> {
 /// connections into limen until every permit is taken).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_is_limen_itself_is_refused() -> anyhow::Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = limen_e2e::free_port()?;
     let routes = format!("default = \"127.0.0.1:{port}\"");
     let toml = config(&guests::example("static-routes"), &routes, "", "")
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));

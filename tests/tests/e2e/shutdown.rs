@@ -8,7 +8,7 @@ use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{WAIT, hello};
+use crate::common::{WAIT, echoes, hello};
 
 /// limen whose policy sends everything to a fresh echo upstream, with `limits`.
 async fn limen_to_echo(limits: &str) -> anyhow::Result<Running> {
@@ -24,12 +24,8 @@ async fn limen_to_echo(limits: &str) -> anyhow::Result<Running> {
 }
 
 async fn open_routed(limen: &Running) -> anyhow::Result<TcpStream> {
-    let hello = hello("small-a.test.bin");
     let mut tcp = TcpStream::connect(limen.addr).await?;
-    tcp.write_all(&hello).await?;
-    let mut back = vec![0u8; hello.len()];
-    tokio::time::timeout(WAIT, tcp.read_exact(&mut back)).await??;
-    anyhow::ensure!(back == hello, "echo through limen differs");
+    echoes(&mut tcp, &hello("small-a.test.bin")).await?;
     Ok(tcp)
 }
 
@@ -46,10 +42,7 @@ async fn open_connections_finish_and_new_ones_are_refused() -> anyhow::Result<()
         "the listener must be closed"
     );
     // The open connection still carries bytes both ways.
-    tcp.write_all(b"still here").await?;
-    let mut back = [0u8; 10];
-    tokio::time::timeout(WAIT, tcp.read_exact(&mut back)).await??;
-    assert_eq!(&back, b"still here");
+    echoes(&mut tcp, b"still here").await?;
     assert!(
         !stopping.is_finished(),
         "limen must wait for the open connection"
@@ -125,9 +118,7 @@ async fn force_closed_connections_each_leave_an_access_log_line() -> anyhow::Res
     // Piping: routed to the echo upstream, and kept open.
     let hello = limen::offline::explain::synthesise("print.test", &[])?;
     let mut piping = TcpStream::connect(limen.addr).await?;
-    piping.write_all(&hello).await?;
-    let mut back = vec![0u8; hello.len()];
-    tokio::time::timeout(WAIT, piping.read_exact(&mut back)).await??;
+    echoes(&mut piping, &hello).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     tokio::time::timeout(WAIT, limen.stop()).await??;
 

@@ -4,13 +4,10 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
 
 use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
-use limen_e2e::{backend, guests};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use limen_e2e::{backend, guests, http};
 
 use crate::common::{WAIT, scratch};
 
@@ -37,20 +34,6 @@ async fn rendered(url: String) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout)?)
-}
-
-/// `GET path` on the metrics listener: the body.
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await?;
-    let mut response = String::new();
-    tokio::time::timeout(WAIT, stream.read_to_string(&mut response)).await??;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
 }
 
 /// The state the page shows for `member` (the cell after its address).
@@ -94,21 +77,17 @@ async fn the_status_page_renders_and_shows_a_member_going_down() -> anyhow::Resu
     );
     drop(doomed);
     let labels = [("pool", "web"), ("member", &b.to_string()[..])];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while limen.counter(names::UPSTREAM_MEMBER_HEALTHY, &labels) != 0 {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "member never marked down"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    limen
+        .gauge_reads(WAIT, names::UPSTREAM_MEMBER_HEALTHY, &labels, 0)
+        .await?;
     let page = rendered(url).await?;
     assert_eq!(
         (state_of(&page, a), state_of(&page, b)),
         (Some("up"), Some("down")),
         "{page}"
     );
-    let json: serde_json::Value = serde_json::from_str(&get(metrics, "/status.json").await?)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&http::get(metrics, "/status.json").await?.ok()?)?;
     let members = &json["pools"][0]["members"];
     assert_eq!(members[1]["address"], b.to_string());
     assert_eq!(members[1]["state"], "down");

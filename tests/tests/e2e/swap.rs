@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use limen::control::admin::client;
 use limen::control::admin::protocol::{Answer, Request, Swapped};
 use limen_e2e::harness::{Running, config};
@@ -16,7 +17,7 @@ use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{WAIT, ask, scratch};
+use crate::common::{WAIT, ask, echoes, scratch};
 
 /// The two policies: (module bytes, init config) for A and for B.
 pub(crate) struct TwoPolicies {
@@ -187,10 +188,7 @@ async fn a_long_lived_stream_stays_byte_exact_across_50_swaps() -> anyhow::Resul
     let hello = limen::offline::explain::synthesise("t.test", &[])?;
     let mut stream = TcpStream::connect(limen.addr).await?;
     stream.set_nodelay(true)?;
-    stream.write_all(&hello).await?;
-    let mut back = vec![0; hello.len()];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut back)).await??;
-    assert_eq!(back, hello);
+    echoes(&mut stream, &hello).await?;
 
     let swapping = Arc::new(AtomicBool::new(true));
     let swapper = {
@@ -210,10 +208,9 @@ async fn a_long_lived_stream_stays_byte_exact_across_50_swaps() -> anyhow::Resul
         let chunk: Vec<u8> = (0..16 * 1024u32)
             .map(|i| (i.wrapping_mul(31) ^ round.wrapping_mul(7)) as u8)
             .collect();
-        stream.write_all(&chunk).await?;
-        let mut echoed = vec![0; chunk.len()];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut echoed)).await??;
-        assert!(echoed == chunk, "round {round}: bytes differ");
+        echoes(&mut stream, &chunk)
+            .await
+            .with_context(|| format!("round {round}"))?;
         bytes += chunk.len();
         round += 1;
         if swapping.load(Ordering::Relaxed) {

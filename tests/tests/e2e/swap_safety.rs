@@ -2,15 +2,15 @@
 //! reported to `limen swap`; and memory over many swaps.
 
 use std::path::Path;
-use std::process::Command;
 
 use limen::control::admin::client;
 use limen::control::admin::protocol::{Answer, Request};
 use limen_e2e::backend;
+use limen_e2e::cli::limen;
 use limen_e2e::guests::{self, component_of_world, policy_component, route_body};
 use limen_e2e::harness::config;
 
-use crate::common::{ask, limen, scratch};
+use crate::common::{ask, config_file, scratch};
 use crate::process::Process;
 use crate::swap::{TwoPolicies, start_with_admin};
 
@@ -22,27 +22,15 @@ async fn limen_swap(
 ) -> (bool, String, String) {
     let file = scratch("candidate.wasm");
     std::fs::write(&file, module).expect("write candidate");
-    let admin = admin.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(limen());
-        command
-            .arg("swap")
-            .arg("--admin")
-            .arg(&admin)
-            .arg("--module")
-            .arg(&file);
-        if let Some(json) = config_json {
-            command.args(["--config-json", &json]);
-        }
-        let out = command.output().expect("run limen swap");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .expect("limen swap thread")
+    let mut command = limen(["swap", "--admin"])
+        .arg(admin)
+        .arg("--module")
+        .arg(&file);
+    if let Some(json) = config_json {
+        command = command.arg("--config-json").arg(json);
+    }
+    let out = command.finish().await.expect("run limen swap");
+    (out.ok, out.stdout, out.stderr)
 }
 
 /// What is swapped in, its config JSON, and what the refusal must say.
@@ -168,9 +156,7 @@ async fn memory_stays_bounded_over_200_swaps() -> anyhow::Result<()> {
         &format!("cache = \"{}\"", scratch("cache").display()),
         &format!("[admin]\nsocket = \"{}\"", admin.display()),
     );
-    let path = scratch("limen.toml");
-    std::fs::write(&path, toml)?;
-    let limen = Process::start(&path, admin.clone())?;
+    let limen = Process::start(&config_file(&toml), admin.clone())?;
     limen.generation(1).await?;
     for k in 0..20 {
         policies.swap(&admin, k % 2 == 1).await?;

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::common::{WAIT, alert_of, hello, raw_exchange, scratch, tls_get};
+use crate::common::{WAIT, alert_of, curl, hello, raw_exchange, run, scratch, tls_get};
 
 /// What a plaintext upstream answers: a whole HTTP response, then FIN.
 const PLAIN_REPLY: &[u8] =
@@ -78,17 +78,6 @@ async fn start(certs: &Certs, routes: &[String], extra: &str) -> anyhow::Result<
     Running::start(&toml).await
 }
 
-/// Run a blocking command (openssl, curl) off the runtime; stdout + stderr.
-async fn run(mut command: Command) -> anyhow::Result<(bool, String)> {
-    let out = tokio::task::spawn_blocking(move || command.output()).await??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
-
 fn s_client(addr: SocketAddr, name: &str, ca: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new("openssl");
     command
@@ -97,17 +86,6 @@ fn s_client(addr: SocketAddr, name: &str, ca: &Path, extra: &[&str]) -> Command 
         .arg(ca)
         .args(extra)
         .stdin(std::process::Stdio::null());
-    command
-}
-
-fn curl(addr: SocketAddr, name: &str, ca: &Path) -> Command {
-    let mut command = Command::new("curl");
-    command
-        .args(["-sS", "--max-time", "10", "--resolve"])
-        .arg(format!("{name}:{}:127.0.0.1", addr.port()))
-        .arg("--cacert")
-        .arg(ca)
-        .arg(format!("https://{name}:{}/", addr.port()));
     command
 }
 
@@ -163,7 +141,7 @@ async fn curl_gets_the_backend_over_plaintext_and_reencrypted() -> anyhow::Resul
     ];
     let limen = start(&certs, &routes, "").await?;
     let ca = certs.dir.join("ca.pem");
-    let (ok, out) = run(curl(limen.addr, "secure.test", &ca)).await?;
+    let (ok, out) = run(curl(limen.addr.port(), "secure.test", &ca)).await?;
     assert!(ok && out == "plain\n", "{out}");
     let seen = tokio::time::timeout(WAIT, received.recv())
         .await?
@@ -173,7 +151,7 @@ async fn curl_gets_the_backend_over_plaintext_and_reencrypted() -> anyhow::Resul
         request.starts_with("GET / HTTP/1.1\r\nHost: secure.test:"),
         "the upstream gets the decrypted request: {request}"
     );
-    let (ok, out) = run(curl(limen.addr, "other.test", &ca)).await?;
+    let (ok, out) = run(curl(limen.addr.port(), "other.test", &ca)).await?;
     assert!(ok, "{out}");
     assert_eq!(out, "backend=T sni=backend.internal\n");
     limen.stop().await

@@ -11,7 +11,7 @@ use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{WAIT, hello};
+use crate::common::{WAIT, echoes, hello};
 
 const PER_WORKER: &str = "limen_worker_connections_total";
 
@@ -90,9 +90,7 @@ async fn two_workers_take_connections_a_swap_reaches_both_and_shutdown_drains_bo
         anyhow::ensure!(open.len() < 64, "64 connections, still one worker idle");
         let before = per_worker(&limen);
         let mut tcp = TcpStream::connect(limen.addr).await?;
-        tcp.write_all(&hello).await?;
-        let mut back = vec![0u8; hello.len()];
-        tokio::time::timeout(WAIT, tcp.read_exact(&mut back)).await??;
+        echoes(&mut tcp, &hello).await?;
         let after = per_worker(&limen);
         for w in 0..2 {
             holding[w] |= after[w] > before[w];
@@ -107,10 +105,7 @@ async fn two_workers_take_connections_a_swap_reaches_both_and_shutdown_drains_bo
         "neither worker accepts once stopping"
     );
     for tcp in &mut open {
-        tcp.write_all(b"still here").await?;
-        let mut back = [0u8; 10];
-        tokio::time::timeout(WAIT, tcp.read_exact(&mut back)).await??;
-        assert_eq!(&back, b"still here");
+        echoes(tcp, b"still here").await?;
     }
     assert!(
         !stopping.is_finished(),
