@@ -22,7 +22,7 @@ use crossbeam_queue::ArrayQueue;
 use prometheus::IntCounter;
 
 use crate::observe::{AccessLogConfig, AccessLogFormat, AccessLogSink};
-pub(crate) use record::{Action, Record};
+pub(crate) use record::{ActionTaken, Record};
 
 /// How long the writer sleeps when the queue is empty: the most a line waits.
 const IDLE_POLL: Duration = Duration::from_millis(10);

@@ -20,7 +20,7 @@ pub(crate) struct Record {
     pub(crate) client: SocketAddr,
     /// Its ClientHello, if it sent one (SNI and ALPN are read from it).
     pub(crate) hello: Option<Arc<HelloSummary>>,
-    pub(crate) action: Action,
+    pub(crate) action: ActionTaken,
     /// How the policy's decision counted; `None` if the policy was not asked.
     pub(crate) result: Option<RouteResult>,
     pub(crate) upstream: Option<UpstreamAddr>,
@@ -37,7 +37,7 @@ pub(crate) struct Record {
 
 /// What limen did with the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
+pub(crate) enum ActionTaken {
     /// Closed before a decision (the ClientHello could not be gathered).
     None,
     Passthrough,
@@ -50,15 +50,15 @@ pub(crate) enum Action {
     AcmeChallenge,
 }
 
-impl Action {
+impl ActionTaken {
     fn name(&self) -> &'static str {
         match self {
-            Action::None => "none",
-            Action::Passthrough => "passthrough",
-            Action::Terminate(_) => "terminate",
-            Action::Reject(_) => "reject",
-            Action::Unreachable => "unreachable",
-            Action::AcmeChallenge => "acme_challenge",
+            ActionTaken::None => "none",
+            ActionTaken::Passthrough => "passthrough",
+            ActionTaken::Terminate(_) => "terminate",
+            ActionTaken::Reject(_) => "reject",
+            ActionTaken::Unreachable => "unreachable",
+            ActionTaken::AcmeChallenge => "acme_challenge",
         }
     }
 }
@@ -81,8 +81,8 @@ impl Record {
 
     fn detail(&self) -> Option<String> {
         match &self.action {
-            Action::Terminate(certificate) => Some(certificate.clone()),
-            Action::Reject(alert) => Some(alert.name().to_owned()),
+            ActionTaken::Terminate(certificate) => Some(certificate.clone()),
+            ActionTaken::Reject(alert) => Some(alert.name().to_owned()),
             _ => None,
         }
     }
@@ -185,7 +185,7 @@ mod tests {
             listener: "public".into(),
             client: "127.0.0.1:40000".parse().unwrap(),
             hello: None,
-            action: Action::Reject(Alert::UnrecognizedName),
+            action: ActionTaken::Reject(Alert::UnrecognizedName),
             result: Some(RouteResult::Reject),
             upstream: None,
             policy_version: Some("abc@t".into()),

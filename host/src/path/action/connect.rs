@@ -57,7 +57,7 @@ pub(crate) async fn unreachable(
     error: &UpstreamError,
     upstream: Option<UpstreamAddr>,
 ) -> Ended {
-    notes.acting(access::Action::Unreachable, upstream);
+    notes.acting(access::ActionTaken::Unreachable, upstream);
     let (moved, end) = failed(cx.generation(), cx.conn(), error);
     // Noted before the linger, which a shutdown may cut.
     notes.ended(moved, end);

@@ -47,7 +47,7 @@ pub(crate) trait Notes {
     /// The ClientHello, if there was one and it is still kept.
     fn hello(&self) -> Option<&HelloSummary>;
     /// What limen is doing with the connection, and where to.
-    fn acting(&mut self, action: access::Action, upstream: Option<UpstreamAddr>);
+    fn acting(&mut self, action: access::ActionTaken, upstream: Option<UpstreamAddr>);
     /// The upstream connected after `took`.
     fn connected(&mut self, took: Duration);
     /// The action has read what it needs of the hello.

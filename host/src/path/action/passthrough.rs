@@ -26,7 +26,10 @@ pub(crate) async fn run(
     dest: &Dest,
     peeked: Vec<u8>,
 ) -> Ended {
-    notes.acting(access::Action::Passthrough, Some(upstream.addr.clone()));
+    notes.acting(
+        access::ActionTaken::Passthrough,
+        Some(upstream.addr.clone()),
+    );
     // The lease, if a pool's, counts the connection on its member until the end.
     let Connected { stream: up, lease } = match connect::connect(cx, notes, upstream, dest).await {
         Ok(up) => up,

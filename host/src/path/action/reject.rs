@@ -27,7 +27,7 @@ pub(crate) fn alert_record(alert: Alert, record_version: u16) -> Option<[u8; 7]>
 /// Carry a reject decision out: the alert for a TLS client (a bare close
 /// otherwise), then the linger.
 pub(crate) async fn refuse(notes: &mut impl Notes, client: TcpStream, alert: Alert) -> Ended {
-    notes.acting(access::Action::Reject(alert), None);
+    notes.acting(access::ActionTaken::Reject(alert), None);
     let record_version = notes.hello().map(|h| h.record_version());
     // Noted before the linger, which a shutdown may cut.
     notes.ended((0, 0), End::Rejected);

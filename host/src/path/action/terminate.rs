@@ -41,7 +41,7 @@ pub(crate) async fn run(
     peeked: Vec<u8>,
     (terminate, config, hello, dest): (&Terminate, Arc<ServerConfig>, &HelloSummary, &Dest),
 ) -> Ended {
-    let acting = access::Action::Terminate(terminate.certificate.clone());
+    let acting = access::ActionTaken::Terminate(terminate.certificate.clone());
     notes.acting(acting, Some(terminate.upstream.addr.clone()));
     let (generation, conn) = (cx.generation(), cx.conn());
     let limits = &generation.limits;

@@ -63,7 +63,7 @@ pub(super) async fn answer(
     bytes: Vec<u8>,
     (challenge, hello): (Challenge, &HelloSummary),
 ) -> ((u64, u64), End) {
-    trail.acting(access::Action::AcmeChallenge, None);
+    trail.acting(access::ActionTaken::AcmeChallenge, None);
     let timeout = cx.generation.limits.handshake_timeout;
     let config = Arc::clone(&challenge.config);
     match terminate::handshake(stream, bytes, hello, config, timeout).await {

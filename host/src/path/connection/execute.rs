@@ -84,7 +84,7 @@ impl Notes for Trail {
         Trail::hello(self).map(|hello| &**hello)
     }
 
-    fn acting(&mut self, action: access::Action, upstream: Option<UpstreamAddr>) {
+    fn acting(&mut self, action: access::ActionTaken, upstream: Option<UpstreamAddr>) {
         Trail::acting(self, action, upstream);
     }
 

@@ -23,7 +23,7 @@ pub(super) struct Trail {
     hello: Option<Arc<HelloSummary>>,
     result: Option<RouteResult>,
     policy_version: Option<Arc<str>>,
-    action: access::Action,
+    action: access::ActionTaken,
     upstream: Option<UpstreamAddr>,
     connect: Option<Duration>,
     bytes: (u64, u64),
@@ -40,7 +40,7 @@ impl Trail {
             hello: None,
             result: None,
             policy_version: None,
-            action: access::Action::None,
+            action: access::ActionTaken::None,
             upstream: None,
             connect: None,
             bytes: (0, 0),
@@ -75,7 +75,7 @@ impl Trail {
     }
 
     /// What limen is doing with it, and where to.
-    pub(super) fn acting(&mut self, action: access::Action, upstream: Option<UpstreamAddr>) {
+    pub(super) fn acting(&mut self, action: access::ActionTaken, upstream: Option<UpstreamAddr>) {
         self.action = action;
         self.upstream = upstream;
     }
