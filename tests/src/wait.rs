@@ -125,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn a_timeout_names_the_wait_and_carries_the_last_value() {
         let error = eventually(
-            Duration::from_millis(30),
+            Duration::from_millis(200),
             "a miracle",
             async || anyhow::Ok(7u64),
             |n| *n == 8,
@@ -134,7 +134,7 @@ mod tests {
         .expect_err("never 8");
         let message = error.to_string();
         assert!(
-            message.starts_with("waited 30ms for a miracle (")
+            message.starts_with("waited 200ms for a miracle (")
                 && message.ends_with("looks); last seen: 7"),
             "{message}"
         );

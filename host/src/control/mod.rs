@@ -17,7 +17,7 @@ pub mod fleet;
 pub(crate) mod history;
 pub(crate) mod listeners;
 pub(crate) mod memory;
-pub(crate) mod ready;
+pub mod ready;
 mod reload;
 pub(crate) mod running;
 pub mod server;

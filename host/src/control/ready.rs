@@ -85,10 +85,12 @@ pub(crate) async fn ready(
 ) -> Result<Ready, ReadyError> {
     if let Some(settings) = config.acme.clone() {
         // Reads the CA bundle and the storage directory: off the runtime.
-        // A cancelled check (the runtime shutting down) refuses nothing.
+        // A check that did not finish (the runtime shutting down, or a bug
+        // that panicked: logged) refuses nothing; it never takes the
+        // control task down with it.
         match tokio::task::spawn_blocking(move || acme::check(&settings)).await {
             Ok(checked) => checked?,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) if e.is_panic() => tracing::error!("the [acme] check panicked: {e}"),
             Err(_) => {}
         }
     }

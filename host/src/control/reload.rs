@@ -82,7 +82,6 @@ impl Control {
             ..config.policy.clone()
         };
         let policy = if module.hash == live.version().module && settings == *live.settings() {
-            self.count(Trigger::Reload, ChangeOutcome::Unchanged);
             None
         } else {
             match super::prepare(&self.engine, &settings, &module).await {
@@ -103,6 +102,10 @@ impl Control {
         };
         let acme = (&self.running.acme, &old.metrics);
         let ready = ready(&config, acme, (&added, workers), Some(previous)).await?;
+        if policy.is_none() {
+            // Counted once the reload stands: a refused one swapped nothing.
+            self.count(Trigger::Reload, ChangeOutcome::Unchanged);
+        }
 
         // Everything is ready: switch. The new generation is stored before
         // new listeners accept, so their connections never see an old one

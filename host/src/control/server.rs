@@ -126,6 +126,17 @@ impl Server {
         let acme = Acme::new(metrics.clone());
         let listening = (config.listeners.as_slice(), workers.count());
         let ready = ready(&config, (&acme, &metrics), listening, None).await?;
+        // etcd's policy goes live with this configuration: the last good copy now.
+        if let Some((
+            source,
+            Seen {
+                live: Some(live),
+                refusal: None,
+            },
+        )) = &followed
+        {
+            fleet::started(source, live).await;
+        }
         let admin = match &config.admin {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,
@@ -272,7 +283,8 @@ impl Drop for Abandoned {
 
 /// The policy a fleet instance starts with: etcd's, or, if this instance
 /// refuses it, `state_dir`'s last good one (the refusal is reported once
-/// connected). Whichever goes live becomes the last good copy.
+/// connected). Whichever goes live becomes the last good copy (`bind`
+/// saves etcd's once the whole configuration is ready).
 async fn from_source(
     engine: &PolicyEngine,
     config: &mut Config,
@@ -282,7 +294,6 @@ async fn from_source(
     let module = Module::read(&config.policy.module).await?;
     let error = match Policy::prepare(engine, &config.policy, &module).await {
         Ok((policy, report)) => {
-            fleet::started(source, &start.live).await;
             let seen = Seen {
                 live: Some(start.live),
                 refusal: None,

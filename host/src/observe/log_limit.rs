@@ -60,12 +60,12 @@ mod tests {
 
     #[test]
     fn a_burst_is_cut_to_the_rate_and_the_next_second_says_how_many_were_dropped() {
-        let throttle = LogLimit::new(3);
-        let burst: Vec<_> = (0..1000).map(|_| throttle.allow()).collect();
+        let limit = LogLimit::new(3);
+        let burst: Vec<_> = (0..1000).map(|_| limit.allow()).collect();
         assert_eq!(burst.iter().filter(|a| a.is_some()).count(), 3);
         assert_eq!(burst[0], Some(0));
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert_eq!(throttle.allow(), Some(997));
-        assert_eq!(throttle.allow(), Some(0));
+        assert_eq!(limit.allow(), Some(997));
+        assert_eq!(limit.allow(), Some(0));
     }
 }

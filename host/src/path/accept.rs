@@ -164,11 +164,11 @@ fn refuse(
     // Linger 0 on a non-blocking socket: close sends RST and returns at once.
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     drop(stream);
-    let throttle = match reason {
+    let limit = match reason {
         ParseFailure::ClientPendingLimit => &CLIENT,
         _ => &TOTAL,
     };
-    if let Some(suppressed) = throttle.allow() {
+    if let Some(suppressed) = limit.allow() {
         tracing::warn!(
             target: "tls_sni", listener = name, %client, reason = reason.as_str(),
             pending = budget.pending(), suppressed, "tls.sni_listener.over_budget"

@@ -20,7 +20,7 @@ mod generated {
             "limen:router/host.acquire": trappable,
             "limen:router/types": trappable,
         },
-        // The hello a `route` call reads through getters (`hello.rs`).
+        // The hello a `route` call reads through getters (`client_hello.rs`).
         with: { "limen:router/types.client-hello": super::HelloRef },
     });
 }

@@ -46,7 +46,7 @@ pub(crate) struct HostState {
     /// The hello of the `route` call running now (its getters read it).
     pub(crate) hello: Option<Arc<HelloSummary>>,
     /// Getter calls in this call, so the clock is read on every
-    /// `CLOCK_EVERY`th (see `hello.rs`).
+    /// `CLOCK_EVERY`th (see `client_hello.rs`).
     pub(crate) reads: u32,
     /// The limits `take` and `acquire` use (the engine's).
     limit_table: Arc<LimitTable>,

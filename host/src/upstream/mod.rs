@@ -78,9 +78,10 @@ pub(crate) struct Connected {
 /// connect time), or the addresses a name resolves to, or the address.
 /// For a policy's decision (`trusted` false), what the allow-list does not
 /// admit and a pool that does not exist are the decision's fault
-/// (`Err(Refusal)`); for the operator's fallback (`trusted`), only reaching
-/// it can fail. The one lookup live connections make, for a decision and
-/// for the fail mode alike.
+/// (`Err(Refusal)`); for the operator's fallback (`trusted`), every failure
+/// is one of reaching it (`Ok(Err(_))`: e.g. a name that resolves only to
+/// limen's own listeners). The one lookup live connections make, for a
+/// decision and for the fail mode alike.
 pub(crate) async fn destination<C: ?Sized>(
     addr: &UpstreamAddr,
     pools: &Pools,
@@ -97,7 +98,7 @@ pub(crate) async fn destination<C: ?Sized>(
         };
     }
     match resolve(addr, rules, trusted, timeout).await {
-        Err(UpstreamError::NotAllowed(addr)) => Err(Refusal::NotAllowed(addr)),
+        Err(UpstreamError::NotAllowed(addr)) if !trusted => Err(Refusal::NotAllowed(addr)),
         other => Ok(other.map(Dest::Addrs)),
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use super::file::{Case, CaseFile, CaseHello, Expected};
 use crate::decision::Rule;
 use crate::hello::{self, Examined, HelloSummary};
-
 use crate::policy::{Connection, Failure, Policy, decide_offline};
 use crate::state::config::{DEFAULT_HELLO_MAX_BYTES, OfflineRules};
 

@@ -292,7 +292,7 @@ async fn fail_mode(generation: &Generation) -> Action {
         }
         Ok(Ok(dest)) => Action::Passthrough { upstream, dest },
         Ok(Err(error)) => Action::Unreachable(error),
-        // A trusted upstream skips the allow-list, so this is never met.
+        // `destination` refuses only untrusted upstreams: never met.
         Err(refusal) => Action::Unreachable(UpstreamError::NotAllowed(refusal.to_string())),
     }
 }

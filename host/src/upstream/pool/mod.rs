@@ -314,7 +314,7 @@ async fn resolve(member: &MemberConfig, timeout: Duration, pool: &str) -> Option
         UpstreamAddr::Name(name, port) => {
             // As the operator wrote it (resolv.conf's search domains apply,
             // as for a short Kubernetes service name); names a policy
-            // writes are resolved fully qualified instead (`upstream.rs`).
+            // writes are resolved fully qualified instead (`upstream/mod.rs`).
             let lookup = tokio::net::lookup_host((name.as_ref(), *port));
             let lookup = tokio::time::timeout(timeout, lookup);
             match lookup.await {
