@@ -286,7 +286,7 @@ impl Control {
         let answer = Swapped {
             version,
             previous: live.version().to_string(),
-            compiled_from: report.source.name().into(),
+            compiled_from: report.compiled_from.name().into(),
             compile_ms: millis(report.compile),
             init_ms: millis(report.init),
             samples: report.samples,

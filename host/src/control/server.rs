@@ -116,7 +116,7 @@ impl Server {
             }
         };
         tracing::info!(
-            version = %policy.version(), compiled_from = report.source.name(),
+            version = %policy.version(), compiled_from = report.compiled_from.name(),
             compile_ms = report.compile.as_millis() as u64, init_ms = report.init.as_millis() as u64,
             samples = report.samples, module = %config.policy.module.display(), "policy live"
         );

@@ -27,19 +27,19 @@ const MAX_ENTRIES: usize = 16;
 
 /// Where a component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum CompiledFrom {
     /// Compiled now (and stored, if the cache is on).
     Compiled,
     /// Loaded from the cache.
     Cache,
 }
 
-impl Source {
+impl CompiledFrom {
     /// `compiled` or `cache`.
     pub fn name(self) -> &'static str {
         match self {
-            Source::Compiled => "compiled",
-            Source::Cache => "cache",
+            CompiledFrom::Compiled => "compiled",
+            CompiledFrom::Cache => "cache",
         }
     }
 }
@@ -78,9 +78,9 @@ impl ComponentCache {
         engine: &wasmtime::Engine,
         hash: ModuleHash,
         bytes: &[u8],
-    ) -> wasmtime::Result<(Component, Source)> {
+    ) -> wasmtime::Result<(Component, CompiledFrom)> {
         let Some(dir) = &self.dir else {
-            return Ok((Component::new(engine, bytes)?, Source::Compiled));
+            return Ok((Component::new(engine, bytes)?, CompiledFrom::Compiled));
         };
         let path = dir.join(format!("{}.cwasm", key(engine, hash)));
         if trusted_file(&path) {
@@ -95,7 +95,7 @@ impl ComponentCache {
             match loaded {
                 Ok(component) => {
                     touch(&path);
-                    return Ok((component, Source::Cache));
+                    return Ok((component, CompiledFrom::Cache));
                 }
                 Err(error) => {
                     tracing::warn!(path = %path.display(), "cached component unusable, recompiling: {error:#}");
@@ -106,7 +106,7 @@ impl ComponentCache {
         if let Err(error) = store(dir, &path, &component) {
             tracing::warn!(dir = %dir.display(), "cannot store compiled policy: {error:#}");
         }
-        Ok((component, Source::Compiled))
+        Ok((component, CompiledFrom::Compiled))
     }
 }
 

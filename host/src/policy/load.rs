@@ -11,7 +11,7 @@ use crossbeam_queue::ArrayQueue;
 use wasmtime::component::Component;
 
 use super::bindings::PolicyPre;
-use super::cache::Source;
+use super::cache::CompiledFrom;
 use super::engine::PolicyEngine;
 use super::runtime::Policy;
 use super::settings::PolicyConfig;
@@ -26,7 +26,7 @@ pub const MAX_MODULE_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct LoadReport {
     /// Compiled now or loaded from the cache.
-    pub source: Source,
+    pub compiled_from: CompiledFrom,
     /// Hashing plus compiling or loading the compiled code.
     pub compile: Duration,
     /// Instantiating the warm instances, running their `init` and one
@@ -116,7 +116,7 @@ impl Policy {
     ) -> Result<(Policy, LoadReport), LoadError> {
         let start = Instant::now();
         let (engine2, bytes, hash) = (engine.clone(), module.bytes.clone(), module.hash);
-        let (component, source) = blocking(move || {
+        let (component, compiled_from) = blocking(move || {
             engine2
                 .cache
                 .load(&engine2.engine, hash, &bytes)
@@ -145,7 +145,7 @@ impl Policy {
         let start = Instant::now();
         let samples = selftest::run(&policy, &settings.expect).await?;
         let report = LoadReport {
-            source,
+            compiled_from,
             compile,
             init,
             selftest: start.elapsed(),

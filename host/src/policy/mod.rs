@@ -30,7 +30,7 @@ mod version;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use cache::{ComponentCache, Source};
+pub use cache::{CompiledFrom, ComponentCache};
 pub use engine::PolicyEngine;
 pub use error::{CallError, Failure, LoadError};
 pub use load::{INTERFACE_VERSION, LoadReport, MAX_MODULE_BYTES, Module};

@@ -121,7 +121,7 @@ async fn python_and_javascript_loops_are_stopped_and_the_fail_mode_applies() -> 
 /// from the cache directory and decides the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_components_are_compiled_once_then_loaded_from_the_cache() -> anyhow::Result<()> {
-    use limen::policy::{Module, Policy, PolicyEngine, Source};
+    use limen::policy::{CompiledFrom, Module, Policy, PolicyEngine};
 
     for name in ["regex-services-py", "regex-services-js"] {
         let cache = scratch("cache");
@@ -131,7 +131,7 @@ async fn big_components_are_compiled_once_then_loaded_from_the_cache() -> anyhow
         for _start in 0..2 {
             let engine = PolicyEngine::new()?.with_cache(Some(&cache));
             let (policy, report) = Policy::prepare(&engine, &settings, &module).await?;
-            sources.push(report.source);
+            sources.push(report.compiled_from);
             let verdict = policy
                 .decide(
                     &limen::policy::Connection {
@@ -147,7 +147,11 @@ async fn big_components_are_compiled_once_then_loaded_from_the_cache() -> anyhow
                 "passthrough:billing.internal:443"
             );
         }
-        assert_eq!(sources, [Source::Compiled, Source::Cache], "{name}");
+        assert_eq!(
+            sources,
+            [CompiledFrom::Compiled, CompiledFrom::Cache],
+            "{name}"
+        );
         let entries = std::fs::read_dir(&cache)?.count();
         assert_eq!(entries, 1, "{name}: one compiled component in the cache");
     }
