@@ -14,7 +14,7 @@ mod layers_check;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use layers_check::{Source, check, plane_order};
+use layers_check::{Source, check, plane_order, too_long};
 
 /// Longest Rust file anywhere in the workspace ("no file over ~400 lines").
 const MAX_LINES: usize = 420;
@@ -146,12 +146,39 @@ fn no_rust_file_in_the_workspace_is_too_long_to_read_at_once() {
     let mut files = Vec::new();
     rust_files(&root, &["target", "node_modules"], &mut files);
     assert!(files.len() > 100, "the workspace was not found");
-    let long: Vec<String> = files
-        .iter()
-        .filter_map(|file| {
-            let lines = fs::read_to_string(file).ok()?.lines().count();
-            (lines > MAX_LINES).then(|| format!("{} ({lines} lines)", file.display()))
+    let texts: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|file| {
+            let text = fs::read_to_string(&file).expect("read source");
+            (file, text)
         })
         .collect();
+    let long = too_long(
+        texts.iter().map(|(p, t)| (p.as_path(), t.as_str())),
+        MAX_LINES,
+    );
     assert!(long.is_empty(), "over {MAX_LINES} lines: {long:#?}");
+}
+
+#[test]
+fn the_size_rule_catches_a_long_file_and_super_paths_resolve() {
+    let long = "x\n".repeat(MAX_LINES + 1);
+    let short = "x\n".repeat(MAX_LINES);
+    let files = [
+        (Path::new("tests/long.rs"), long.as_str()),
+        (Path::new("a.rs"), short.as_str()),
+    ];
+    assert_eq!(
+        too_long(files, MAX_LINES),
+        [format!("tests/long.rs ({} lines)", MAX_LINES + 1)]
+    );
+
+    // `super::super::` from path/action/x.rs names path::peek: within its plane.
+    let source = Source {
+        path: "path/action/x.rs".into(),
+        text: "use super::super::peek::Peeked; use super::super::super::control::Running;".into(),
+    };
+    let report = check(&[source], &PLANES, &CORE);
+    assert_eq!(report.upward.len(), 1, "{report:?}");
+    assert!(report.upward[0].contains("path -> control"), "{report:?}");
 }

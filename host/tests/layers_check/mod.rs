@@ -111,13 +111,24 @@ fn paths_after(rest: &str) -> Vec<Vec<String>> {
 /// Absolute module paths a file names through `crate::` and `super::`.
 fn references(module: &[String], code: &str) -> Vec<Vec<String>> {
     let mut found = Vec::new();
-    for (prefix, base) in [("crate::", Vec::new()), ("super::", parent(module))] {
+    for prefix in ["crate::", "super::"] {
         for (i, _) in code.match_indices(prefix) {
             let before = code[..i].chars().next_back();
             if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
                 continue;
             }
-            for tail in paths_after(&code[i + prefix.len()..]) {
+            let mut rest = &code[i + prefix.len()..];
+            let mut base = if prefix == "crate::" {
+                Vec::new()
+            } else {
+                parent(module)
+            };
+            // `super::super::x`: one module further up per `super`.
+            while let Some(more) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = more;
+            }
+            for tail in paths_after(rest) {
                 let tail: Vec<String> = tail.into_iter().filter(|s| s != "self").collect();
                 found.push(base.iter().cloned().chain(tail).collect());
             }
@@ -227,4 +238,18 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     graph
         .keys()
         .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+/// Files longer than `max` lines, as `path (N lines)`.
+pub(crate) fn too_long<'a>(
+    files: impl IntoIterator<Item = (&'a Path, &'a str)>,
+    max: usize,
+) -> Vec<String> {
+    files
+        .into_iter()
+        .filter_map(|(path, text)| {
+            let lines = text.lines().count();
+            (lines > max).then(|| format!("{} ({lines} lines)", path.display()))
+        })
+        .collect()
 }
