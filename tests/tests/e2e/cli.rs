@@ -265,3 +265,30 @@ fn explain_shows_a_terminate_decision_and_refuses_an_unknown_certificate() {
         "{json}"
     );
 }
+
+/// `limen --version` names the release, the commit it was built from (12 hex
+/// digits in a checkout) and the policy interface it serves.
+#[test]
+fn version_names_the_release_the_commit_and_the_interface() {
+    let out = limen(["--version"]).run().expect("run limen --version");
+    assert!(out.ok, "{}", out.stderr);
+    let mut lines = out.stdout.lines();
+    let first = lines.next().unwrap_or_default();
+    let commit = first
+        .strip_prefix(concat!("limen ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("first line: {first}"));
+    assert!(
+        commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "commit {commit}"
+    );
+    let wit = limen::policy::INTERFACE_VERSION;
+    let series = wit
+        .rsplit_once('.')
+        .map(|(series, _)| series)
+        .unwrap_or(wit);
+    assert_eq!(
+        lines.next().unwrap_or_default(),
+        format!("policy interface: limen:router@{wit} (guests built for any {series}.x load)"),
+    );
+}

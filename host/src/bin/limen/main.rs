@@ -5,11 +5,27 @@ mod fleet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `limen --version`: the release, the commit it was built from, and the
+/// policy interface (WIT package) it serves.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let wit = limen::policy::INTERFACE_VERSION;
+    let series = wit.rsplit_once('.').map_or(wit, |(series, _)| series);
+    format!(
+        "{} (commit {})\npolicy interface: limen:router@{wit} (guests built for any {series}.x load)",
+        env!("CARGO_PKG_VERSION"),
+        env!("LIMEN_COMMIT"),
+    )
+});
+
 #[derive(Parser)]
-#[command(version, about = "A TLS SNI router with a WebAssembly routing policy")]
+#[command(
+    version = VERSION.as_str(),
+    about = "A TLS SNI router with a WebAssembly routing policy"
+)]
 struct Cli {
     /// Log format (level from RUST_LOG, else the config's `[log] level`, else info).
     #[arg(long, global = true, value_enum, default_value = "text")]
