@@ -76,7 +76,7 @@ pub(super) fn html(status: &Value) -> String {
             "name",
             "source",
             "state",
-            "expires (unix)",
+            "expires (UTC)",
             "days left",
             "failed orders",
         ],
@@ -91,7 +91,7 @@ pub(super) fn html(status: &Value) -> String {
                     text(&c["name"]),
                     text(&c["source"]),
                     format!("<span class=\"{class}\">{state}</span>"),
-                    text(&c["not_after"]),
+                    date(&c["not_after"]),
                     text(&c["days_left"]),
                     text(&c["failed_orders"]),
                 ]
@@ -112,7 +112,7 @@ pub(super) fn html(status: &Value) -> String {
     table(
         &mut out,
         "Recent swaps and reloads",
-        &["at (unix)", "trigger", "outcome", "live after", "refusal"],
+        &["at (UTC)", "trigger", "outcome", "live after", "refusal"],
         status["changes"]
             .as_array()
             .into_iter()
@@ -123,7 +123,7 @@ pub(super) fn html(status: &Value) -> String {
                     None => String::new(),
                 };
                 vec![
-                    text(&c["at"]),
+                    date(&c["at"]),
                     text(&c["trigger"]),
                     text(&c["outcome"]),
                     text(&c["live"]),
@@ -182,6 +182,23 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// Unix seconds as a UTC date an operator reads at a glance
+/// (`2026-12-06 05:44:00 UTC`); `/status.json` keeps the number.
+fn date(value: &Value) -> String {
+    let Some(secs) = value.as_u64() else {
+        return text(value);
+    };
+    let at = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs));
+    // humantime writes years up to 9999; past that, the number itself.
+    match at.filter(|_| secs < 253_402_300_800) {
+        Some(at) => {
+            let rfc = humantime::format_rfc3339_seconds(at).to_string();
+            format!("{} UTC", rfc.trim_end_matches('Z').replacen('T', " ", 1))
+        }
+        None => text(value),
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -205,5 +222,19 @@ mod tests {
         assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"));
         assert!(page.contains("<span class=\"down\">down</span>"));
         assert!(page.contains("http-equiv=\"refresh\""));
+    }
+
+    #[test]
+    fn times_show_as_utc_dates() {
+        let status = serde_json::json!({
+            "certificates": [{ "name": "shop", "source": "acme", "state": "issued",
+                               "not_after": 1_796_000_000u64, "days_left": 90 }],
+            "changes": [{ "at": 1_765_000_000u64, "trigger": "reload", "outcome": "applied" }],
+        });
+        let page = html(&status);
+        assert!(page.contains("<td>2026-11-30 00:53:20 UTC</td>"), "{page}");
+        assert!(page.contains("<td>2025-12-06 05:46:40 UTC</td>"), "{page}");
+        assert!(!page.contains("1796000000") && page.contains("expires (UTC)"));
+        assert_eq!(date(&serde_json::json!(u64::MAX)), u64::MAX.to_string());
     }
 }
