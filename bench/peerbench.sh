@@ -1,10 +1,12 @@
 #!/bin/bash
-# limen beside nginx, HAProxy and HAProxy with splice, in one peerbench run:
+# limen beside nginx, nginx-hc, HAProxy and HAProxy with splice, in one peerbench run:
 # phases b (router CPU per connection), c (bulk CPU per GiB) and d (memory per
 # connection), then the kit's table (results/<stamp>/table.md).
 #
 #   bench/peerbench.sh [LIMEN_BIN ...] [-- run.sh options]
 #   e.g. bench/peerbench.sh /tmp/limen-base target/release/limen -- --reps 2 --dur 5
+#   PEERBENCH_PEERS=direct,nginx-hc,haproxy PEERBENCH_PHASES=b bench/peerbench.sh OLD NEW
+#   (a --routers among the run.sh options would drop the limen routers)
 #
 # Each LIMEN_BIN is a router of its own (named limen, limen2, ...; ports 8449+),
 # so a before/after pair is measured in the same run. Default: a release
@@ -34,4 +36,7 @@ for bin in "${bins[@]}"; do
   port=$((port + 1))
 done
 cd "$PB"
-./run.sh --routers direct,nginx,haproxy,haproxy-splice "${routers[@]}" --phases b,c,d "${extra[@]}"
+# Peers: PEERBENCH_PEERS overrides (nginx-hc is nginx with proxy_half_close
+# on, limen's semantics: the peer to compare with).
+peers=${PEERBENCH_PEERS:-direct,nginx,nginx-hc,haproxy,haproxy-splice}
+./run.sh --routers "$peers" "${routers[@]}" --phases "${PEERBENCH_PHASES:-b,c,d}" "${extra[@]}"
