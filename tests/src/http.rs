@@ -1,5 +1,5 @@
 //! HTTP/1.1 as the tests speak it to limen's metrics listener (`/metrics`,
-//! `/status`, `/status.json`): one request per connection, the answer read
+//! `/status`, `/status.json`): one request per connection (`connection: close`), the answer read
 //! to the server's close.
 
 use std::net::SocketAddr;
@@ -37,8 +37,10 @@ impl Response {
 pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
     let run = async {
         let mut tcp = TcpStream::connect(addr).await?;
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: limen\r\n\r\n").as_bytes())
-            .await?;
+        tcp.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: limen\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut response = String::new();
         tcp.read_to_string(&mut response).await?;
         anyhow::Ok(response)

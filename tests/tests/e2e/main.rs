@@ -25,6 +25,7 @@ mod process;
 mod reload;
 mod resets;
 mod routing;
+mod scrapes;
 mod shutdown;
 mod status;
 mod swap;

@@ -1,23 +1,26 @@
-//! Serving `/metrics`: one task accepting scrapes, each answered from a
-//! fresh `gather()` and closed. Scrapes never touch the connection path:
-//! counters are atomics the registry only reads.
+//! Serving `/metrics` and the status page: one task accepting, one per
+//! connection, HTTP/1.1 by hyper (keep-alive, so a Prometheus keeps one
+//! connection; HEAD; a deadline for each request head). Each scrape is a
+//! fresh `gather()`. Scrapes never touch the connection path: counters are
+//! atomics the registry only reads.
 
-use crate::observe::log_limit::LogLimit;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
 use super::scrape::{self, Route};
+use crate::observe::log_limit::LogLimit;
 
-/// Longest request head read.
-const MAX_HEAD: usize = 8 * 1024;
-
-/// Time a scraper has to send its request.
+/// Time a client has to send a request head (the first, or the next on a
+/// kept-alive connection).
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Renders the status page (`false`) or its JSON (`true`); given by the
@@ -41,7 +44,7 @@ pub(crate) async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let (metrics, status) = (metrics.clone(), status.clone());
-                tokio::spawn(async move { answer(stream, peer, &metrics, &status).await });
+                tokio::spawn(connection(stream, peer, (metrics, status), stop.clone()));
             }
             Err(error) => {
                 // Out of descriptors this repeats every 100 ms: once a
@@ -56,30 +59,38 @@ pub(crate) async fn serve(
     }
 }
 
-async fn answer(mut stream: TcpStream, peer: SocketAddr, metrics: &Metrics, status: &StatusPage) {
-    let mut head = Vec::with_capacity(512);
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
+/// Answer requests on one connection until the client closes it, a head
+/// is late, or limen stops (the request in flight is answered first).
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    (metrics, status): (Metrics, StatusPage),
+    stop: CancellationToken,
+) {
+    let service = service_fn(move |request| {
+        let route = scrape::route(&request);
+        let body = match route {
+            Route::Metrics => metrics.render(),
+            Route::Status { json } => status(json),
+            Route::NotFound | Route::NotAllowed => String::new(),
+        };
+        let response = scrape::respond(&route, body, scrape::wants_gzip(&request));
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    let ended = tokio::select! {
+        ended = served.as_mut() => ended,
+        () = stop.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
         }
-        std::io::Result::Ok(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        tracing::debug!(%peer, "metrics request not received");
-        return;
-    }
-    let route = scrape::route(&head);
-    let body = match route {
-        Route::Metrics { .. } => metrics.render(),
-        Route::Status { json, .. } => status(json),
-        _ => String::new(),
     };
-    let _ = stream.write_all(&scrape::response(&route, &body)).await;
-    let _ = stream.shutdown().await;
+    if let Err(error) = ended {
+        tracing::debug!(%peer, %error, "metrics connection ended");
+    }
 }

@@ -1,109 +1,174 @@
-//! The HTTP side of `/metrics`, without I/O: which answer a request head
-//! gets, and the bytes of that answer. Just enough HTTP/1.1 for Prometheus
-//! and curl: one GET per connection, answered and closed.
+//! The HTTP answers of the metrics listener, without I/O: which answer a
+//! request gets (`/metrics`, `/status`, `/status.json`; GET or HEAD) and
+//! its bytes, gzipped when the client asks for it (Prometheus does). hyper
+//! speaks HTTP/1.1 around it (keep-alive, HEAD without a body).
+
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use http_body_util::Full;
+use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
+use hyper::{Method, Request, Response, StatusCode};
 
 /// What a request asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// `GET /metrics` (or `HEAD`): the exposition.
-    Metrics { head_only: bool },
-    /// `GET /status` (HTML) or `/status.json`.
-    Status { json: bool, head_only: bool },
+    /// `/metrics`: the exposition.
+    Metrics,
+    /// `/status` (HTML) or `/status.json`.
+    Status { json: bool },
     /// Another path.
     NotFound,
-    /// Another method, or not HTTP.
-    BadRequest,
+    /// A method other than GET and HEAD.
+    NotAllowed,
 }
 
-/// Route a request by its first line.
-pub(crate) fn route(head: &[u8]) -> Route {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut words = line.trim_end().split(' ');
-    let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next())
-    else {
-        return Route::BadRequest;
+/// Route a request by its method and path.
+pub(crate) fn route<B>(request: &Request<B>) -> Route {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Route::NotAllowed;
+    }
+    match request.uri().path() {
+        "/metrics" => Route::Metrics,
+        "/status" => Route::Status { json: false },
+        "/status.json" => Route::Status { json: true },
+        _ => Route::NotFound,
+    }
+}
+
+/// Whether the client takes a gzipped body (`Accept-Encoding: gzip`, not
+/// refused with `q=0`).
+pub(crate) fn wants_gzip<B>(request: &Request<B>) -> bool {
+    let Some(accepted) = request.headers().get(ACCEPT_ENCODING) else {
+        return false;
     };
-    if !version.starts_with("HTTP/1.") || words.next().is_some() {
-        return Route::BadRequest;
-    }
-    let path = target.split('?').next().unwrap_or_default();
-    match (method, path) {
-        ("GET" | "HEAD", "/metrics") => Route::Metrics {
-            head_only: method == "HEAD",
-        },
-        ("GET" | "HEAD", "/status" | "/status.json") => Route::Status {
-            json: path.ends_with(".json"),
-            head_only: method == "HEAD",
-        },
-        ("GET" | "HEAD", _) => Route::NotFound,
-        _ => Route::BadRequest,
-    }
+    accepted
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| p.replace(' ', "") == "q=0" || p == "q=0.0");
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
-/// The whole response for `route`, with `body` (the exposition) when found.
-pub(crate) fn response(route: &Route, body: &str) -> Vec<u8> {
-    let (status, content_type, body, head_only) = match route {
-        Route::Metrics { head_only } => (
-            "200 OK",
+/// The response for `route`, with `body` (the exposition or the page) when
+/// found; gzipped when `gzip`. HEAD gets the same head; hyper leaves the
+/// body out.
+pub(crate) fn respond(route: &Route, body: String, gzip: bool) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match route {
+        Route::Metrics => (
+            StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             body,
-            *head_only,
         ),
-        Route::Status { json, head_only } => (
-            "200 OK",
-            if *json {
-                "application/json"
-            } else {
-                "text/html; charset=utf-8"
-            },
-            body,
-            *head_only,
-        ),
+        Route::Status { json: true } => (StatusCode::OK, "application/json", body),
+        Route::Status { json: false } => (StatusCode::OK, "text/html; charset=utf-8", body),
         Route::NotFound => (
-            "404 Not Found",
+            StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /metrics or /status\n",
-            false,
+            "not found: try /metrics or /status\n".to_owned(),
         ),
-        Route::BadRequest => ("400 Bad Request", "text/plain", "bad request\n", false),
+        Route::NotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET and HEAD\n".to_owned(),
+        ),
     };
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
+    let found = status == StatusCode::OK;
+    let gzipped = if found && gzip { gzipped(&body) } else { None };
+    let mut response = Response::new(Full::new(match &gzipped {
+        Some(bytes) => Bytes::from(bytes.clone()),
+        None => Bytes::from(body),
+    }));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if found {
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
     }
-    out
+    if gzipped.is_some() {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if *route == Route::NotAllowed {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    response
+}
+
+/// `body` gzipped (fast level: a scrape every few seconds, mostly text).
+fn gzipped(body: &str) -> Option<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    encoder.write_all(body.as_bytes()).ok()?;
+    encoder.finish().ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
+    use http_body_util::BodyExt;
+
     use super::*;
+
+    fn request(method: &str, path: &str, encoding: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(encoding) = encoding {
+            builder = builder.header(ACCEPT_ENCODING, encoding);
+        }
+        builder.body(()).expect("request")
+    }
 
     #[test]
     fn routes_requests() {
+        assert_eq!(route(&request("GET", "/metrics", None)), Route::Metrics);
         assert_eq!(
-            route(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n"),
-            Route::Metrics { head_only: false }
+            route(&request("HEAD", "/metrics?x=1", None)),
+            Route::Metrics
         );
-        assert_eq!(
-            route(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"),
-            Route::Metrics { head_only: true }
-        );
-        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(
-            route(b"GET /status.json HTTP/1.1\r\n\r\n"),
-            Route::Status {
-                json: true,
-                head_only: false
-            }
-        );
-        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadRequest);
-        assert_eq!(route(b"\x16\x03\x01"), Route::BadRequest);
-        let ok = response(&Route::Metrics { head_only: false }, "a 1\n");
-        assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\n") && ok.ends_with(b"\r\n\r\na 1\n"));
+        assert_eq!(route(&request("GET", "/", None)), Route::NotFound);
+        let json = Route::Status { json: true };
+        assert_eq!(route(&request("GET", "/status.json", None)), json);
+        assert_eq!(route(&request("POST", "/metrics", None)), Route::NotAllowed);
+    }
+
+    #[test]
+    fn gzip_only_when_asked() {
+        assert!(wants_gzip(&request("GET", "/metrics", Some("gzip"))));
+        assert!(wants_gzip(&request(
+            "GET",
+            "/",
+            Some("deflate, GZIP;q=0.5")
+        )));
+        assert!(!wants_gzip(&request("GET", "/", Some("gzip;q=0, br"))));
+        assert!(!wants_gzip(&request("GET", "/", Some("identity"))));
+        assert!(!wants_gzip(&request("GET", "/", None)));
+    }
+
+    #[tokio::test]
+    async fn a_gzipped_exposition_inflates_to_the_text() {
+        let text = "limen_connections_total 3\n".repeat(100);
+        let response = respond(&Route::Metrics, text.clone(), true);
+        assert_eq!(response.headers()[CONTENT_ENCODING], "gzip");
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert!(bytes.len() < text.len() / 4, "{} bytes", bytes.len());
+        let mut inflated = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut inflated)
+            .expect("gunzip");
+        assert_eq!(inflated, text);
+        let refused = respond(&Route::NotAllowed, String::new(), true);
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(refused.headers()[ALLOW], "GET, HEAD");
+        assert!(refused.headers().get(CONTENT_ENCODING).is_none());
     }
 }
