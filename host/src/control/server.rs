@@ -223,8 +223,11 @@ impl Server {
         if let Some(listener) = self.metrics {
             let metrics = serve.live.generation().metrics.clone();
             let page = running.clone();
+            let rates = Arc::new(status::Rates::default());
+            let sampled = (rates.clone(), metrics.clone(), serve.stop.clone());
+            tokio::spawn(async move { sampled.0.follow(sampled.1, sampled.2).await });
             let status: endpoint::StatusPage =
-                Arc::new(move |json| status::render(&page.serve.live, &page.history, json));
+                Arc::new(move |json| status::render(&page.serve.live, &page.history, &rates, json));
             tokio::spawn(endpoint::serve(
                 listener,
                 (metrics, status),

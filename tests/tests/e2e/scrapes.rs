@@ -1,6 +1,6 @@
 //! `/metrics` as Prometheus and curl take it: gzip when asked, several
 //! scrapes on one kept-alive connection, HEAD without a body, and
-//! `curl --compressed`.
+//! `curl --compressed`; the status page's traffic over the last minute.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -8,12 +8,13 @@ use std::process::Command;
 
 use anyhow::Context;
 use limen::observe::metrics::names;
-use limen_e2e::guests;
 use limen_e2e::harness::{Running, config};
+use limen_e2e::wait::eventually;
+use limen_e2e::{backend, guests, http};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::common::WAIT;
+use crate::common::{WAIT, ask};
 
 /// One response read off a kept-alive connection: its head, and its body
 /// (`content-length` bytes; none for HEAD).
@@ -149,5 +150,47 @@ async fn curl_compressed_gets_the_exposition() -> anyhow::Result<()> {
     assert!(text.contains(names::CONNECTIONS), "{text}");
     let head = curl(vec!["-I".into(), url]).await?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    limen.stop().await
+}
+
+#[tokio::test]
+async fn the_status_page_shows_connections_and_bytes_per_second() -> anyhow::Result<()> {
+    let (backend, _) = backend::raw(b"A").await?;
+    let metrics = "[metrics]\nbind = \"127.0.0.1:0\"";
+    let routes = format!(r#"routes = [ {{ match = "a.test", upstream = "{backend}" }} ]"#);
+    let limen = Running::start(&config(
+        &guests::example("static-routes"),
+        &routes,
+        "",
+        metrics,
+    ))
+    .await?;
+    let addr = limen.metrics_addr.context("metrics listener")?;
+    let hello = limen::hello::synthesise(Some("a.test"), &[]).map_err(anyhow::Error::msg)?;
+    for _ in 0..10 {
+        assert_eq!(ask(limen.addr, &hello).await?, b"A");
+    }
+    // Sampled once a second: two samples apart, the ten show as a rate.
+    let status = eventually(
+        WAIT,
+        "a connection rate on /status.json",
+        async || {
+            let text = http::get(addr, "/status.json").await?.ok()?;
+            anyhow::Ok(serde_json::from_str::<serde_json::Value>(&text)?)
+        },
+        |status| {
+            status["rates"]["connections_per_s"]
+                .as_f64()
+                .is_some_and(|r| r > 0.0)
+        },
+    )
+    .await?;
+    assert!(
+        status["rates"]["bytes_up_per_s"].as_f64() > Some(0.0),
+        "{status}"
+    );
+    assert_eq!(status["bytes"]["up"], (10 * hello.len()) as u64, "{status}");
+    let page = http::get(addr, "/status").await?.ok()?;
+    assert!(page.contains("<h2>Traffic (last ") && page.contains("<th>connections/s</th>"));
     limen.stop().await
 }

@@ -67,7 +67,9 @@ async fn the_status_page_renders_and_shows_a_member_going_down() -> anyhow::Resu
     let url = format!("http://{metrics}/status");
     let page = rendered(url.clone()).await?;
     assert!(
-        page.contains("<h1>limen</h1>") && page.contains("Pool web"),
+        page.contains("<h1>limen</h1>")
+            && page.contains("Pool web")
+            && page.contains("<th>connections/s</th>"),
         "{page}"
     );
     assert_eq!(

@@ -5,6 +5,9 @@
 //! the metrics (atomics): nothing on the connection path changes for it.
 
 mod page;
+mod rates;
+
+pub(crate) use rates::Rates;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,7 +19,7 @@ use crate::state::live::Live;
 use crate::upstream::pool::clock;
 
 /// The status as JSON (`/status.json`, and what the page shows).
-pub(crate) fn snapshot(live: &Live, history: &History) -> Value {
+pub(crate) fn snapshot(live: &Live, history: &History, rates: &Rates) -> Value {
     let snapshot = live.load();
     let (generation, policy) = (&snapshot.generation, &snapshot.policy);
     let metrics = &generation.metrics;
@@ -94,12 +97,15 @@ pub(crate) fn snapshot(live: &Live, history: &History) -> Value {
             "evicted": count(names::POLICY_LIMIT_EVICTIONS, &[]),
         },
         "upstream_failures": count(names::UPSTREAM_FAILURES, &[]),
+        "rates": rates.json(),
+        "bytes": { "up": count(names::BYTES, &[("direction", "up")]),
+                   "down": count(names::BYTES, &[("direction", "down")]) },
     })
 }
 
 /// The page (`json`: false) or the JSON, as text.
-pub(crate) fn render(live: &Live, history: &History, json: bool) -> String {
-    let status = snapshot(live, history);
+pub(crate) fn render(live: &Live, history: &History, rates: &Rates, json: bool) -> String {
+    let status = snapshot(live, history, rates);
     if json {
         serde_json::to_string_pretty(&status).unwrap_or_default()
     } else {

@@ -98,6 +98,29 @@ pub(super) fn html(status: &Value) -> String {
             })
             .collect(),
     );
+    let (rates, bytes) = (&status["rates"], &status["bytes"]);
+    let window = match rates["window_s"].as_f64() {
+        Some(seconds) => format!("last {seconds} s"),
+        None => "last minute (not yet sampled)".to_owned(),
+    };
+    table(
+        &mut out,
+        &format!("Traffic ({window})"),
+        &[
+            "connections/s",
+            "bytes up/s",
+            "bytes down/s",
+            "bytes up",
+            "bytes down",
+        ],
+        vec![vec![
+            text(&rates["connections_per_s"]),
+            text(&rates["bytes_up_per_s"]),
+            text(&rates["bytes_down_per_s"]),
+            text(&bytes["up"]),
+            text(&bytes["down"]),
+        ]],
+    );
     let limits = &status["limits"];
     table(
         &mut out,
