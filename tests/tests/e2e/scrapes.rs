@@ -14,7 +14,7 @@ use limen_e2e::{backend, guests, http};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::common::{WAIT, ask};
+use crate::common::{WAIT, ask, run};
 
 /// One response read off a kept-alive connection: its head, and its body
 /// (`content-length` bytes; none for HEAD).
@@ -116,39 +116,27 @@ async fn prometheus_scrapes_gzipped_on_one_connection_and_head_has_no_body() -> 
 async fn curl_compressed_gets_the_exposition() -> anyhow::Result<()> {
     let (limen, addr) = start().await?;
     let url = format!("http://{addr}/metrics");
-    let curl = |args: Vec<String>| async move {
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("curl")
-                .args(["-sS", "--max-time", "10"])
-                .args(args)
-                .output()
-        })
-        .await??;
-        anyhow::ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        anyhow::Ok(String::from_utf8(out.stdout)?)
+    // `-sS`: stderr holds only an error, so what `run` returns is stdout.
+    let curl = async |args: &[&str]| {
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .arg(&url);
+        let (ok, text) = run(command).await?;
+        anyhow::ensure!(ok, "curl {args:?}: {text}");
+        anyhow::Ok(text)
     };
-    let headers = curl(vec![
-        "--compressed".into(),
-        "-D".into(),
-        "-".into(),
-        "-o".into(),
-        "/dev/null".into(),
-        url.clone(),
-    ])
-    .await?;
+    let headers = curl(&["--compressed", "-D", "-", "-o", "/dev/null"]).await?;
     assert!(
         headers
             .to_ascii_lowercase()
             .contains("content-encoding: gzip"),
         "{headers}"
     );
-    let text = curl(vec!["--compressed".into(), url.clone()]).await?;
+    let text = curl(&["--compressed"]).await?;
     assert!(text.contains(names::CONNECTIONS), "{text}");
-    let head = curl(vec!["-I".into(), url]).await?;
+    let head = curl(&["-I"]).await?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     limen.stop().await
 }

@@ -41,12 +41,13 @@ impl Rates {
     }
 
     fn sample(&self, metrics: &Metrics, at: Instant) {
-        let bytes = |direction| metrics.counter(names::BYTES, &[("direction", direction)]);
+        // The byte totals are two counters read directly; only the
+        // connections, one series per listener, need the registry summed.
         self.push(Sample {
             at,
             connections: metrics.counter(names::CONNECTIONS, &[]),
-            bytes_up: bytes("up"),
-            bytes_down: bytes("down"),
+            bytes_up: metrics.bytes_up.get(),
+            bytes_down: metrics.bytes_down.get(),
         });
     }
 

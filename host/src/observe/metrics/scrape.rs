@@ -81,8 +81,9 @@ pub(crate) fn respond(route: &Route, body: String, gzip: bool) -> Response<Full<
     };
     let found = status == StatusCode::OK;
     let gzipped = if found && gzip { gzipped(&body) } else { None };
-    let mut response = Response::new(Full::new(match &gzipped {
-        Some(bytes) => Bytes::from(bytes.clone()),
+    let encoded = gzipped.is_some();
+    let mut response = Response::new(Full::new(match gzipped {
+        Some(bytes) => Bytes::from(bytes),
         None => Bytes::from(body),
     }));
     *response.status_mut() = status;
@@ -91,7 +92,7 @@ pub(crate) fn respond(route: &Route, body: String, gzip: bool) -> Response<Full<
     if found {
         headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
     }
-    if gzipped.is_some() {
+    if encoded {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     if *route == Route::NotAllowed {
