@@ -21,6 +21,9 @@ pub struct Running {
     pub metrics: Metrics,
     /// Where `/metrics` is served, if the config has `[metrics]`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where `/status` and `/status.json` are served, if the config has
+    /// `[status]` (see [`STATUS`]).
+    pub status_addr: Option<SocketAddr>,
     /// Swaps and reloads, as the admin endpoint and SIGHUP make them.
     pub control: ControlHandle,
     stop: Option<oneshot::Sender<()>>,
@@ -39,6 +42,7 @@ impl Running {
             .collect();
         let metrics = server.metrics();
         let metrics_addr = server.metrics_addr();
+        let status_addr = server.status_addr();
         let control = server.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
@@ -49,6 +53,7 @@ impl Running {
             addrs,
             metrics,
             metrics_addr,
+            status_addr,
             control,
             stop: Some(stop),
             task: Some(task),
@@ -129,6 +134,23 @@ fn series(name: &str, labels: &[(&str, &str)]) -> String {
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
     format!("{name}{{{}}}", labels.join(","))
 }
+
+/// `[metrics]` and the status page (`[status]`), each on a loopback port of
+/// its own, for a test's `extra`: `/metrics` at [`Running::metrics_addr`],
+/// `/status` at [`Running::status_addr`].
+pub const METRICS_AND_STATUS: &str = "
+[metrics]
+bind = \"127.0.0.1:0\"
+
+[status]
+bind = \"127.0.0.1:0\"
+";
+
+/// The status page alone (`[status]` on a loopback port), for `extra`.
+pub const STATUS: &str = "
+[status]
+bind = \"127.0.0.1:0\"
+";
 
 /// TOML for one listener on port 0, a policy module, its config table (TOML
 /// inline-table body), and the allow-list; `extra` is appended verbatim.

@@ -1,5 +1,5 @@
-//! HTTP/1.1 as the tests speak it to limen's metrics listener (`/metrics`,
-//! `/status`, `/status.json`): one request per connection (`connection: close`), the answer read
+//! HTTP/1.1 as the tests speak it to limen's metrics and status listeners
+//! (`/metrics`; `/status`, `/status.json`): one request per connection (`connection: close`), the answer read
 //! to the server's close.
 
 use std::net::SocketAddr;

@@ -65,6 +65,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
          target/debug/limen explain --config examples/demo.toml --sni node7.rx.test\n  \
          target/debug/limen status --admin target/demo/admin.sock\n  \
          curl -s http://127.0.0.1:9900/metrics | grep limen_tls_sni_route_total   # by listener and result\n  \
+         curl -s http://127.0.0.1:9902/status.json   # the status page; http://127.0.0.1:9902/status in a browser\n  \
          target/debug/limen swap --admin target/demo/admin.sock --module target/guests/static-routes.wasm \\\n      \
          --config-json '{{\"default\":\"127.0.0.1:9452\"}}'   # every name now goes to B\n  \
          target/debug/limen swap --admin target/demo/admin.sock --module target/guests/regex-services-py.wasm \\\n      \

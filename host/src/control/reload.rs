@@ -59,8 +59,11 @@ impl Control {
                 &self.running.serve.live.policy(),
             );
         }
-        if config.admin != self.config.admin || config.metrics != self.config.metrics {
-            tracing::warn!("[admin] and [metrics] changes take effect at the next start");
+        if config.admin != self.config.admin
+            || config.metrics != self.config.metrics
+            || config.status != self.config.status
+        {
+            tracing::warn!("[admin], [metrics] and [status] changes take effect at the next start");
         }
         let live = self.running.serve.live.policy();
         let module = Module::read(&config.policy.module).await?;

@@ -1,5 +1,5 @@
 //! Assembling limen: load the policy, ready the first generation
-//! (`ready`), open the admin and metrics endpoints, run until told to stop,
+//! (`ready`), open the admin, metrics and status endpoints, run until told to stop,
 //! then drain. This module only assembles: the live state is
 //! `state::live`'s, the accept loops `path::accept`'s, changes the control
 //! task's (`control/mod.rs`).
@@ -22,7 +22,8 @@ use crate::control::ready::{ReadyError, ready};
 use crate::control::running::Running;
 use crate::control::status;
 use crate::control::{Control, ControlHandle};
-use crate::observe::metrics::{Metrics, endpoint};
+use crate::observe::metrics::Metrics;
+use crate::observe::metrics::endpoint::{self, Routes, StatusPage};
 use crate::path::accept::Serve;
 use crate::path::worker::Workers;
 use crate::policy::limit_table::LimitTable;
@@ -39,9 +40,11 @@ pub enum StartError {
     /// listeners, access log, `[acme]`): the same refusals as a reload's.
     #[error(transparent)]
     Ready(#[from] ReadyError),
-    /// The metrics endpoint could not bind.
-    #[error("E012 cannot serve metrics on {addr}: {error}")]
+    /// The metrics or the status endpoint could not bind.
+    #[error("E012 cannot serve {serving} on {addr}: {error}")]
     Metrics {
+        /// What it was to serve: `metrics`, `the status page` or both.
+        serving: &'static str,
         /// Its address.
         addr: SocketAddr,
         /// Why.
@@ -82,7 +85,8 @@ pub struct Server {
     running: Arc<Running>,
     control: Control,
     admin: Option<admin::Endpoint>,
-    metrics: Option<TcpListener>,
+    /// `[metrics]` and `[status]`: one listener each, or one for both.
+    http: Vec<HttpListener>,
     /// `[source.etcd]` and the live record limen started with.
     followed: Option<(SourceConfig, Seen)>,
 }
@@ -141,14 +145,7 @@ impl Server {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,
         };
-        let scrape = match config.metrics.bind {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|error| StartError::Metrics { addr, error })?,
-            ),
-            None => None,
-        };
+        let http = bind_http(&config).await?;
         let generation = ready.generation;
         generation.metrics.set_policy_version(&policy.version().id);
         generation.publish_expiries();
@@ -173,7 +170,7 @@ impl Server {
             running,
             control,
             admin,
-            metrics: scrape,
+            http,
             followed,
         })
     }
@@ -185,7 +182,15 @@ impl Server {
 
     /// Where `/metrics` is served, if `[metrics]` is configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+        let served = self.http.iter().find(|h| h.metrics);
+        served.and_then(|h| h.listener.local_addr().ok())
+    }
+
+    /// Where `/status` is served, if `[status]` is configured (the metrics
+    /// address when the two share a bind).
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        let served = self.http.iter().find(|h| h.status);
+        served.and_then(|h| h.listener.local_addr().ok())
     }
 
     /// The metrics this server counts into.
@@ -218,21 +223,23 @@ impl Server {
         tokio::spawn(memory::give_back(
             serve.tracker.clone(),
             serve.stop.clone(),
-            metrics,
+            metrics.clone(),
         ));
-        if let Some(listener) = self.metrics {
-            let metrics = serve.live.generation().metrics.clone();
-            let page = running.clone();
-            let rates = Arc::new(status::Rates::default());
+        // The status page's rates are sampled only where it is served.
+        let page = self.http.iter().any(|h| h.status).then(|| {
+            let (page, rates) = (running.clone(), Arc::new(status::Rates::default()));
             let sampled = (rates.clone(), metrics.clone(), serve.stop.clone());
             tokio::spawn(async move { sampled.0.follow(sampled.1, sampled.2).await });
-            let status: endpoint::StatusPage =
+            let page: StatusPage =
                 Arc::new(move |json| status::render(&page.serve.live, &page.history, &rates, json));
-            tokio::spawn(endpoint::serve(
-                listener,
-                (metrics, status),
-                serve.stop.clone(),
-            ));
+            page
+        });
+        for http in self.http {
+            let routes = Routes {
+                metrics: http.metrics.then(|| metrics.clone()),
+                status: page.clone().filter(|_| http.status),
+            };
+            tokio::spawn(endpoint::serve(http.listener, routes, serve.stop.clone()));
         }
         shutdown.await;
         let grace = serve.live.generation().limits.shutdown_grace;
@@ -267,6 +274,49 @@ impl Server {
         serve.workers.stop().await;
         tracing::info!("stopped");
     }
+}
+
+/// A bound `[metrics]` or `[status]` listener and what it serves.
+struct HttpListener {
+    listener: TcpListener,
+    /// `/metrics`.
+    metrics: bool,
+    /// `/status` and `/status.json`.
+    status: bool,
+}
+
+/// Bind `[metrics]` and `[status]`: a listener each, so `/metrics` can be
+/// opened to a Prometheus while the page stays private; one for both when
+/// the binds are equal (port 0 asks for a port of its own: not shared).
+async fn bind_http(config: &Config) -> Result<Vec<HttpListener>, StartError> {
+    let metrics = config.metrics.bind;
+    let status = config.status.as_ref().map(|s| s.bind);
+    let shared = status.is_some_and(|addr| Some(addr) == metrics && addr.port() != 0);
+    let wanted = [
+        metrics.map(|addr| (addr, true, shared)),
+        status.filter(|_| !shared).map(|addr| (addr, false, true)),
+    ];
+    let mut bound = Vec::new();
+    for (addr, metrics, status) in wanted.into_iter().flatten() {
+        let serving = match (metrics, status) {
+            (true, true) => "metrics and the status page",
+            (true, false) => "metrics",
+            _ => "the status page",
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| StartError::Metrics {
+                serving,
+                addr,
+                error,
+            })?;
+        bound.push(HttpListener {
+            listener,
+            metrics,
+            status,
+        });
+    }
+    Ok(bound)
 }
 
 /// Dropped with `run`'s future. When a caller drops it before the drain is

@@ -63,6 +63,9 @@ socket = "{admin}"
 [metrics]
 bind = "127.0.0.1:0"
 
+[status]
+bind = "127.0.0.1:0"
+
 [acme]
 directory = "{directory}"
 contact = ["mailto:ops@example.com"]
@@ -105,7 +108,7 @@ async fn orders(limen: &Running, outcome: &str, n: u64, pebble: &Pebble) -> anyh
 
 /// The `shop` entry of `/status.json`.
 async fn status_of_shop(limen: &Running) -> anyhow::Result<serde_json::Value> {
-    let addr = limen.metrics_addr.context("metrics listener")?;
+    let addr = limen.status_addr.context("status listener")?;
     let body = http::get(addr, "/status.json").await?.ok()?;
     let status: serde_json::Value = serde_json::from_str(&body)?;
     let certificates = status["certificates"]

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use limen::observe::metrics::names;
-use limen_e2e::harness::{Running, config};
+use limen_e2e::harness::{METRICS_AND_STATUS, Running, config};
 use limen_e2e::wait::eventually;
 use limen_e2e::{backend, guests, http};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -144,16 +144,15 @@ async fn curl_compressed_gets_the_exposition() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_status_page_shows_connections_and_bytes_per_second() -> anyhow::Result<()> {
     let (backend, _) = backend::raw(b"A").await?;
-    let metrics = "[metrics]\nbind = \"127.0.0.1:0\"";
     let routes = format!(r#"routes = [ {{ match = "a.test", upstream = "{backend}" }} ]"#);
     let limen = Running::start(&config(
         &guests::example("static-routes"),
         &routes,
         "",
-        metrics,
+        METRICS_AND_STATUS,
     ))
     .await?;
-    let addr = limen.metrics_addr.context("metrics listener")?;
+    let addr = limen.status_addr.context("status listener")?;
     let hello = limen::hello::synthesise(Some("a.test"), &[]).map_err(anyhow::Error::msg)?;
     for _ in 0..10 {
         assert_eq!(ask(limen.addr, &hello).await?, b"A");

@@ -1,4 +1,4 @@
-//! `GET /status` and `/status.json` on the metrics listener: what an
+//! `GET /status` and `/status.json` on `[status]`'s listener: what an
 //! operator looks at first. Listeners, the live policy and the last swaps
 //! and refusals, route results, pools with each member's health and
 //! connections, limits hit. Built on request from the live snapshot and

@@ -1,8 +1,10 @@
-//! Serving `/metrics` and the status page: one task accepting, one per
-//! connection, HTTP/1.1 by hyper (keep-alive, so a Prometheus keeps one
-//! connection; HEAD; a deadline for each request head). Each scrape is a
-//! fresh `gather()`. Scrapes never touch the connection path: counters are
-//! atomics the registry only reads.
+//! Serving `/metrics` and the status page: per listener one task accepting,
+//! one per connection, HTTP/1.1 by hyper (keep-alive, so a Prometheus keeps
+//! one connection; HEAD; a deadline for each request head). A listener
+//! answers only its own [`Routes`] (`[metrics]`, `[status]`, or both on a
+//! shared bind); the rest is a 404. Each scrape is a fresh `gather()`.
+//! Scrapes never touch the connection path: counters are atomics the
+//! registry only reads.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
-use super::scrape::{self, Route};
+use super::scrape::{self, Route, Serves};
 use crate::observe::log_limit::LogLimit;
 
 /// Time a client has to send a request head (the first, or the next on a
@@ -27,14 +29,34 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// server, which can read the live state this module sits below.
 pub(crate) type StatusPage = Arc<dyn Fn(bool) -> String + Send + Sync>;
 
-/// Answer scrapes (and status requests) on `listener` until `stop`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    (metrics, status): (Metrics, StatusPage),
-    stop: CancellationToken,
-) {
+/// What one listener answers: `/metrics` with `metrics`, `/status` and
+/// `/status.json` with `status`.
+#[derive(Clone, Default)]
+pub(crate) struct Routes {
+    /// The registry `/metrics` renders, if this listener serves it.
+    pub(crate) metrics: Option<Metrics>,
+    /// The status page, if this listener serves it.
+    pub(crate) status: Option<StatusPage>,
+}
+
+impl Routes {
+    fn serves(&self) -> Serves {
+        Serves {
+            metrics: self.metrics.is_some(),
+            status: self.status.is_some(),
+        }
+    }
+}
+
+/// Answer `routes` on `listener` until `stop`.
+pub(crate) async fn serve(listener: TcpListener, routes: Routes, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        if routes.metrics.is_some() {
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        }
+        if routes.status.is_some() {
+            tracing::info!(%addr, "status page at http://{addr}/status");
+        }
     }
     loop {
         let accepted = tokio::select! {
@@ -43,8 +65,7 @@ pub(crate) async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let (metrics, status) = (metrics.clone(), status.clone());
-                tokio::spawn(connection(stream, peer, (metrics, status), stop.clone()));
+                tokio::spawn(connection(stream, peer, routes.clone(), stop.clone()));
             }
             Err(error) => {
                 // Out of descriptors this repeats every 100 ms: once a
@@ -61,18 +82,14 @@ pub(crate) async fn serve(
 
 /// Answer requests on one connection until the client closes it, a head
 /// is late, or limen stops (the request in flight is answered first).
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    (metrics, status): (Metrics, StatusPage),
-    stop: CancellationToken,
-) {
+async fn connection(stream: TcpStream, peer: SocketAddr, routes: Routes, stop: CancellationToken) {
+    let serves = routes.serves();
     let service = service_fn(move |request| {
-        let route = scrape::route(&request);
-        let body = match route {
-            Route::Metrics => metrics.render(),
-            Route::Status { json } => status(json),
-            Route::NotFound | Route::NotAllowed => String::new(),
+        let route = scrape::route(&request, serves);
+        let body = match (&route, &routes.metrics, &routes.status) {
+            (Route::Metrics, Some(metrics), _) => metrics.render(),
+            (Route::Status { json }, _, Some(status)) => status(*json),
+            _ => String::new(),
         };
         let response = scrape::respond(&route, body, scrape::wants_gzip(&request));
         async move { Ok::<_, Infallible>(response) }

@@ -1,7 +1,8 @@
-//! The HTTP answers of the metrics listener, without I/O: which answer a
-//! request gets (`/metrics`, `/status`, `/status.json`; GET or HEAD) and
-//! its bytes, gzipped when the client asks for it (Prometheus does). hyper
-//! speaks HTTP/1.1 around it (keep-alive, HEAD without a body).
+//! The HTTP answers of the metrics and status listeners, without I/O: which
+//! answer a request gets (`/metrics`, `/status`, `/status.json`, each only on
+//! a listener that serves it; GET or HEAD) and its bytes, gzipped when the
+//! client asks for it (Prometheus does). hyper speaks HTTP/1.1 around it
+//! (keep-alive, HEAD without a body).
 
 use std::io::Write;
 
@@ -19,22 +20,46 @@ pub(crate) enum Route {
     Metrics,
     /// `/status` (HTML) or `/status.json`.
     Status { json: bool },
-    /// Another path.
-    NotFound,
+    /// Another path, or one this listener does not serve: what to try.
+    NotFound { hint: &'static str },
     /// A method other than GET and HEAD.
     NotAllowed,
 }
 
-/// Route a request by its method and path.
-pub(crate) fn route<B>(request: &Request<B>) -> Route {
+/// What one listener serves: `[metrics]`'s `/metrics`, `[status]`'s page,
+/// or both when the two share a bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Serves {
+    /// `/metrics`.
+    pub(crate) metrics: bool,
+    /// `/status` and `/status.json`.
+    pub(crate) status: bool,
+}
+
+impl Serves {
+    /// The 404's advice: the paths this listener has.
+    fn hint(self) -> &'static str {
+        match (self.metrics, self.status) {
+            (true, true) => "not found: try /metrics or /status\n",
+            (true, false) => "not found: try /metrics\n",
+            (false, true) => "not found: try /status\n",
+            (false, false) => "not found\n",
+        }
+    }
+}
+
+/// Route a request by its method and path, among what the listener `serves`.
+pub(crate) fn route<B>(request: &Request<B>, serves: Serves) -> Route {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Route::NotAllowed;
     }
     match request.uri().path() {
-        "/metrics" => Route::Metrics,
-        "/status" => Route::Status { json: false },
-        "/status.json" => Route::Status { json: true },
-        _ => Route::NotFound,
+        "/metrics" if serves.metrics => Route::Metrics,
+        "/status" if serves.status => Route::Status { json: false },
+        "/status.json" if serves.status => Route::Status { json: true },
+        _ => Route::NotFound {
+            hint: serves.hint(),
+        },
     }
 }
 
@@ -68,11 +93,7 @@ pub(crate) fn respond(route: &Route, body: String, gzip: bool) -> Response<Full<
         ),
         Route::Status { json: true } => (StatusCode::OK, "application/json", body),
         Route::Status { json: false } => (StatusCode::OK, "text/html; charset=utf-8", body),
-        Route::NotFound => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: try /metrics or /status\n".to_owned(),
-        ),
+        Route::NotFound { hint } => (StatusCode::NOT_FOUND, "text/plain", (*hint).to_owned()),
         Route::NotAllowed => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
@@ -124,17 +145,40 @@ mod tests {
         builder.body(()).expect("request")
     }
 
+    const BOTH: Serves = Serves {
+        metrics: true,
+        status: true,
+    };
+
     #[test]
     fn routes_requests() {
-        assert_eq!(route(&request("GET", "/metrics", None)), Route::Metrics);
-        assert_eq!(
-            route(&request("HEAD", "/metrics?x=1", None)),
-            Route::Metrics
-        );
-        assert_eq!(route(&request("GET", "/", None)), Route::NotFound);
-        let json = Route::Status { json: true };
-        assert_eq!(route(&request("GET", "/status.json", None)), json);
-        assert_eq!(route(&request("POST", "/metrics", None)), Route::NotAllowed);
+        let route = |method, path| route(&request(method, path, None), BOTH);
+        assert_eq!(route("GET", "/metrics"), Route::Metrics);
+        assert_eq!(route("HEAD", "/metrics?x=1"), Route::Metrics);
+        let hint = "not found: try /metrics or /status\n";
+        assert_eq!(route("GET", "/"), Route::NotFound { hint });
+        assert_eq!(route("GET", "/status.json"), Route::Status { json: true });
+        assert_eq!(route("POST", "/metrics"), Route::NotAllowed);
+    }
+
+    #[test]
+    fn each_listener_answers_only_its_own_paths() {
+        let metrics = Serves {
+            metrics: true,
+            status: false,
+        };
+        let status = Serves {
+            metrics: false,
+            status: true,
+        };
+        let get = |path, serves| route(&request("GET", path, None), serves);
+        let hint = "not found: try /metrics\n";
+        assert_eq!(get("/status", metrics), Route::NotFound { hint });
+        assert_eq!(get("/status.json", metrics), Route::NotFound { hint });
+        assert_eq!(get("/metrics", metrics), Route::Metrics);
+        let hint = "not found: try /status\n";
+        assert_eq!(get("/metrics", status), Route::NotFound { hint });
+        assert_eq!(get("/status", status), Route::Status { json: false });
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::acme::FileAcme;
 use super::duration;
-use super::observe::{FileAccessLog, FileLog, FileMetrics};
+use super::observe::{FileAccessLog, FileLog, FileMetrics, FileStatus};
 use super::source::FileSource;
 use crate::plan::AllowRule;
 
@@ -41,6 +41,8 @@ pub(crate) struct FileConfig {
     pub(crate) admin: Option<FileAdmin>,
     #[serde(default)]
     pub(crate) metrics: Option<FileMetrics>,
+    #[serde(default)]
+    pub(crate) status: Option<FileStatus>,
     #[serde(default)]
     pub(crate) access_log: Option<FileAccessLog>,
     #[serde(default)]

@@ -34,6 +34,7 @@ pub use admin::{AdminConfig, AdminEndpoint};
 pub(crate) use expect::canonical as canonical_decision;
 pub use limits::Limits;
 pub(crate) use limits::MAX_PENDING_HELLOS_PER_CLIENT;
+pub use observe::StatusConfig;
 pub use source::{EtcdTls, SourceConfig};
 pub use tls::{CertificateConfig, CertificateSource, KeyPairPaths, referenced_certificates};
 
@@ -70,6 +71,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Where `/metrics` is served, and its label cap.
     pub metrics: MetricsConfig,
+    /// Where the status page is served, if `[status]` is configured.
+    pub status: Option<StatusConfig>,
     /// The access log, if on (`[access_log]`).
     pub access_log: Option<AccessLogConfig>,
     /// `[log] level` (an `EnvFilter` directive); `RUST_LOG` wins when set.
@@ -315,6 +318,7 @@ impl TryFrom<FileConfig> for Config {
             pools,
             admin: admin::admin(&file.admin)?,
             metrics: observe::metrics(file.metrics.as_ref())?,
+            status: observe::status(file.status.as_ref())?,
             access_log: observe::access_log(file.access_log.as_ref())?,
             log_level: observe::log_level(file.log.as_ref())?,
         })

@@ -1,4 +1,8 @@
-//! `[metrics]`, `[access_log]` and `[log]`: how limen is watched.
+//! `[metrics]`, `[status]`, `[access_log]` and `[log]`: how limen is
+//! watched. The status page (`[status]`) has a bind of its own: it shows
+//! pool members, certificate names and policy versions, and `[metrics]` is
+//! often opened to a Prometheus. Like `[admin]`'s TCP bind, it is
+//! loopback-only unless the config says `allow_public = true`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +22,23 @@ pub(crate) struct FileMetrics {
     pub(crate) bind: Option<SocketAddr>,
     #[serde(default)]
     pub(crate) upstream_labels: Option<usize>,
+}
+
+/// `[status] bind = "127.0.0.1:9902"`, `allow_public = false`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileStatus {
+    pub(crate) bind: SocketAddr,
+    #[serde(default)]
+    pub(crate) allow_public: bool,
+}
+
+/// Where the status page (`/status`, `/status.json`) is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    /// Its listener; the metrics one when equal to `[metrics] bind` (and not
+    /// port 0, which asks for a port of its own).
+    pub bind: SocketAddr,
 }
 
 /// `[access_log] path = "-"`, `format = "text"`, `buffer = 4096`.
@@ -57,6 +78,20 @@ pub(super) fn metrics(file: Option<&FileMetrics>) -> Result<MetricsConfig, Confi
         bind: file.and_then(|m| m.bind),
         upstream_labels,
     })
+}
+
+pub(super) fn status(file: Option<&FileStatus>) -> Result<Option<StatusConfig>, ConfigError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    if !file.bind.ip().is_loopback() && !file.allow_public {
+        return Err(ConfigError::Invalid(format!(
+            "status.bind `{}` is not a loopback address; set allow_public = true to expose \
+             the status page",
+            file.bind
+        )));
+    }
+    Ok(Some(StatusConfig { bind: file.bind }))
 }
 
 pub(super) fn access_log(

@@ -80,6 +80,8 @@ fn the_configuration_reference_loads() {
         (AccessLogFormat::Text, 4096)
     );
     assert_eq!(config.metrics.upstream_labels, 64);
+    let status = config.status.expect("[status] documented");
+    assert_eq!(status.bind, "127.0.0.1:9902".parse().unwrap());
     assert_eq!(config.log_level.as_deref(), Some("info"));
 }
 
@@ -97,6 +99,30 @@ fn observability_values_are_checked() {
         .unwrap();
     assert_eq!(stdout.sink, AccessLogSink::Stdout);
     assert!(with("").unwrap().access_log.is_none(), "off by default");
+}
+
+#[test]
+fn the_status_page_is_loopback_only_unless_allowed() {
+    let with = |extra: &str| Config::from_toml(&format!("{GOOD}\n{extra}"));
+    assert!(with("").unwrap().status.is_none(), "not served by default");
+    let status = with("[status]\nbind = \"127.0.0.1:9902\"").unwrap().status;
+    assert_eq!(status.unwrap().bind, "127.0.0.1:9902".parse().unwrap());
+    assert!(with("[status]\nbind = \"[::1]:9902\"").is_ok());
+    let public = with("[status]\nbind = \"0.0.0.0:9902\"").unwrap_err();
+    assert_eq!(public.code(), "E003");
+    assert!(
+        public.to_string().contains("status.bind `0.0.0.0:9902`")
+            && public.to_string().contains("allow_public = true"),
+        "{public}"
+    );
+    let allowed = with("[status]\nbind = \"0.0.0.0:9902\"\nallow_public = true");
+    assert!(allowed.unwrap().status.is_some());
+    assert!(
+        with("[status]\nallow_public = true")
+            .unwrap_err()
+            .to_string()
+            .contains("E002")
+    );
 }
 
 #[test]
