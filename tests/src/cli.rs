@@ -59,6 +59,15 @@ impl Limen {
         self
     }
 
+    /// More arguments.
+    pub fn args<I, S>(self, args: I) -> Limen
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        args.into_iter().fold(self, Limen::arg)
+    }
+
     /// An environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Limen {
         self.0.env(key, value);

@@ -18,10 +18,10 @@ use limen_e2e::{backend, guests};
 use crate::common::{ask, config_file, hello, scratch};
 use crate::process::Process;
 
-const PREFIX: &str = "/limen/test";
+pub(crate) const PREFIX: &str = "/limen/test";
 
 /// How long a change may take to reach every instance.
-const REACH: Duration = Duration::from_secs(60);
+pub(crate) const REACH: Duration = Duration::from_secs(60);
 
 /// `limen publish` of `module` routing everything to `upstream`.
 async fn publish(etcd: &Etcd, module: &Path, upstream: SocketAddr) -> anyhow::Result<Ran> {
@@ -67,9 +67,9 @@ async fn fleet_status(etcd: &Etcd) -> anyhow::Result<Ran> {
 }
 
 /// One `limen run` following the prefix: its process and its listener.
-struct Instance {
-    process: Process,
-    addr: SocketAddr,
+pub(crate) struct Instance {
+    pub(crate) process: Process,
+    pub(crate) addr: SocketAddr,
     config: PathBuf,
 }
 
@@ -89,7 +89,7 @@ fn instance_config(etcd: &Etcd, id: &str, state: &Path) -> PathBuf {
     config_file(&sourced_config("", &extra))
 }
 
-async fn start(config: PathBuf) -> anyhow::Result<Instance> {
+pub(crate) async fn start(config: PathBuf) -> anyhow::Result<Instance> {
     let text = std::fs::read_to_string(&config)?;
     let admin = text
         .lines()
@@ -107,7 +107,7 @@ async fn start(config: PathBuf) -> anyhow::Result<Instance> {
 }
 
 /// Wait until every instance runs the module with `sha256`.
-async fn all_live(instances: &[&Instance], sha256: &str) -> anyhow::Result<()> {
+pub(crate) async fn all_live(instances: &[&Instance], sha256: &str) -> anyhow::Result<()> {
     let running = async || {
         let mut running = Vec::new();
         for instance in instances {
@@ -134,7 +134,11 @@ fn logs(instances: &[&Instance]) -> String {
 
 /// Wait until every instance routes `small-a.test` to the backend that
 /// answers `want`, at most `within`.
-async fn all_route(instances: &[&Instance], want: &[u8], within: Duration) -> anyhow::Result<()> {
+pub(crate) async fn all_route(
+    instances: &[&Instance],
+    want: &[u8],
+    within: Duration,
+) -> anyhow::Result<()> {
     let hello = hello("small-a.test.bin");
     let replies = async || {
         let mut replies = Vec::new();
@@ -155,7 +159,7 @@ async fn all_route(instances: &[&Instance], want: &[u8], within: Duration) -> an
     Ok(())
 }
 
-fn sha256(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn sha256(path: &Path) -> anyhow::Result<String> {
     Ok(limen::control::fleet::layout::hash(&std::fs::read(path)?))
 }
 

@@ -14,6 +14,7 @@ mod explain_parity;
 mod faults;
 mod fingerprint;
 mod fleet;
+mod fleet_secure;
 mod hostile;
 mod languages;
 mod limits;

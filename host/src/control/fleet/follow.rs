@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, EventType, LeaseKeepAliveStream, LeaseKeeper, WatchOptions};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::etcd::Client;
 use super::layout::{Instance, Keys, LiveRecord, Refusal};
 use super::store::{self, StoreError};
 use super::{blocking, saved};
@@ -102,10 +102,9 @@ impl Following {
         backoff: &mut Duration,
     ) -> Result<(), StoreError> {
         let mut client = store::connect(&self.source).await?;
-        let lease = client.lease_grant(LEASE_TTL, None).await?.id();
-        let (keeper, acks) = client.lease_keep_alive(lease).await?;
+        let lease = client.lease_grant(LEASE_TTL).await?;
         let (lost, mut lapsed) = oneshot::channel();
-        let renewing = tokio::spawn(keep_alive(keeper, acks, lost));
+        let renewing = tokio::spawn(keep_alive(client.fork(), lease, lost));
         let _renewing = AbortOnDrop(renewing);
         let result = async {
             // Catch up on what was published while away, then watch from there.
@@ -116,8 +115,7 @@ impl Following {
                 self.apply(&mut client, live).await?;
             }
             self.report(&mut client, lease).await?;
-            let options = WatchOptions::new().with_start_revision(revision + 1);
-            let mut watch = client.watch(self.keys.live(), Some(options)).await?;
+            let mut watch = client.watch(self.keys.live().as_bytes(), revision + 1).await?;
             // Up and reporting: the next failure starts the back-off anew.
             *backoff = FIRST_BACKOFF;
             let mut tick = tokio::time::interval(TICK);
@@ -134,15 +132,15 @@ impl Following {
                         let Some(response) = message? else {
                             return Err(StoreError::Corrupt("the watch ended".into()));
                         };
-                        if response.canceled() {
+                        if response.canceled {
                             return Err(StoreError::Corrupt(format!(
                                 "watch cancelled (compacted at {}): {}",
-                                response.compact_revision(),
-                                response.cancel_reason()
+                                response.compact_revision,
+                                response.cancel_reason
                             )));
                         }
-                        let puts = response.events().iter().filter(|e| e.event_type() == EventType::Put);
-                        let latest = puts.filter_map(|e| e.kv()).next_back().map(|kv| kv.value().to_vec());
+                        let puts = response.events.into_iter().filter(|e| e.is_put());
+                        let latest = puts.filter_map(|e| e.kv).next_back().map(|kv| kv.value);
                         if let Some(value) = latest {
                             match serde_json::from_slice::<LiveRecord>(&value) {
                                 Ok(live) => self.apply(&mut client, live).await?,
@@ -264,19 +262,12 @@ impl Following {
     }
 }
 
-/// Renew `lease` every [`TICK`] until the session ends (this task is
-/// aborted then); say why if it cannot.
-async fn keep_alive(
-    mut keeper: LeaseKeeper,
-    mut acks: LeaseKeepAliveStream,
-    lost: oneshot::Sender<String>,
-) {
+/// Renew `lease` every [`TICK`] on a connection of its own until the
+/// session ends (this task is aborted then); say why if it cannot.
+async fn keep_alive(mut client: Client, lease: i64, lost: oneshot::Sender<String>) {
     let why = loop {
-        if let Err(e) = keeper.keep_alive().await {
-            break e.to_string();
-        }
-        match acks.message().await {
-            Ok(Some(ack)) if ack.ttl() > 0 => {}
+        match client.keep_alive(lease).await {
+            Ok(ttl) if ttl > 0 => {}
             Ok(_) => break "the instance's lease expired".to_owned(),
             Err(e) => break e.to_string(),
         }

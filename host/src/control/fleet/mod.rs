@@ -3,11 +3,13 @@
 //! followed by every instance, reported per instance and summed up by
 //! `limen fleet status`.
 //!
-//! Layout: `layout` (keys and records, pure), `store` (etcd I/O), `saved`
+//! Layout: `layout` (keys and records, pure), `etcd` (the client, over
+//! etcd's JSON gateway), `store` (what limen keeps in etcd), `saved`
 //! (the last good copy on disk), `follow` (an instance's task), `publish`
 //! and `status` (the two commands). `pin` is the one place a validated
 //! `Config`'s policy is rewritten to the fleet's.
 
+pub mod etcd;
 mod follow;
 pub mod layout;
 pub mod publish;

@@ -1,77 +1,70 @@
 //! etcd, as limen uses it: connect (TLS, user and password), store a module
 //! in chunks, read it back verified, point `live` at it in one transaction.
-//! Through etcd-client; every call bounded by the connection's timeout.
+//! Through [`super::etcd`]; every call bounded by its timeout.
 
-use std::time::Duration;
-
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
-    TlsOptions, Txn, TxnOp,
-};
-
+use super::etcd::{Client, EtcdError};
 use super::layout::{self, CHUNK, Keys, LiveRecord, MAX_MODULE, Meta};
 use crate::state::config::SourceConfig;
-
-/// Each request, and the connect, ends after this.
-const TIMEOUT: Duration = Duration::from_secs(5);
+use crate::upstream::tls::{TlsError, client_connector};
 
 /// Why an etcd exchange did not give what was needed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// etcd could not be reached or refused the request.
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(#[from] EtcdError),
     /// A file the options name (password, CA, client key) could not be read.
     #[error("{path}: {error}")]
     File {
         /// The file.
         path: String,
         /// Why.
-        error: std::io::Error,
+        error: String,
     },
+    /// The CA or client certificate `[source.etcd]` names cannot be used.
+    #[error("[source.etcd] TLS: {0}")]
+    Tls(#[from] TlsError),
     /// What is stored is not what it should be (a missing chunk, a hash
     /// that does not match, a record that does not parse).
     #[error("{0}")]
     Corrupt(String),
 }
 
-/// Connect to `source`'s endpoints.
+/// Connect to `source`'s endpoints (reading its password and TLS files:
+/// off the runtime, they are few and small).
 pub async fn connect(source: &SourceConfig) -> Result<Client, StoreError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|error| StoreError::File {
-            path: path.display().to_string(),
-            error,
-        })
+    let files = source.clone();
+    let (tls, user) = tokio::task::spawn_blocking(move || settings(&files))
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+    Ok(Client::connect(&source.endpoints, tls, user).await?)
+}
+
+type Settings = (Option<tokio_rustls::TlsConnector>, Option<(String, String)>);
+
+fn settings(source: &SourceConfig) -> Result<Settings, StoreError> {
+    let user = match &source.user {
+        Some((user, file)) => {
+            let password = std::fs::read(file).map_err(|e| StoreError::File {
+                path: file.display().to_string(),
+                error: e.to_string(),
+            })?;
+            let password = String::from_utf8_lossy(&password).trim().to_owned();
+            Some((user.clone(), password))
+        }
+        None => None,
     };
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(TIMEOUT)
-        .with_timeout(TIMEOUT)
-        .with_keep_alive(Duration::from_secs(5), TIMEOUT)
-        // etcd's auth tokens expire; without this each expiry is a reconnect.
-        .with_auto_token_refresh(true);
-    if let Some((user, file)) = &source.user {
-        let password = String::from_utf8_lossy(&read(file)?).trim().to_owned();
-        options = options.with_user(user.clone(), password);
-    }
-    if let Some(tls) = &source.tls {
-        let mut config = TlsOptions::new();
-        if let Some(ca) = &tls.ca {
-            config = config.ca_certificate(Certificate::from_pem(read(ca)?));
+    let tls = match &source.tls {
+        Some(tls) => {
+            let identity = tls
+                .identity
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path()));
+            Some(client_connector(tls.ca.as_deref(), identity)?)
         }
-        if let Some((cert, key)) = &tls.identity {
-            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        options = options.with_tls(config);
-    }
-    let connect = Client::connect(&source.endpoints, Some(options));
-    match tokio::time::timeout(TIMEOUT, connect).await {
-        Ok(client) => Ok(client?),
-        Err(_) => Err(StoreError::Corrupt(format!(
-            "no etcd answered at {} within {}s",
-            source.endpoints.join(", "),
-            TIMEOUT.as_secs()
-        ))),
-    }
+        None => None,
+    };
+    Ok((tls, user))
 }
 
 /// Store `module` under its hash, unless it is there already (then nothing
@@ -83,20 +76,21 @@ pub async fn upload(
     module: &[u8],
 ) -> Result<(String, bool), StoreError> {
     let hash = layout::hash(module);
-    if client.get(keys.meta(&hash), None).await?.count() > 0 {
+    if client.exists(keys.meta(&hash).as_bytes()).await? {
         return Ok((hash, false));
     }
     let chunks: Vec<&[u8]> = module.chunks(CHUNK).collect();
     for (index, chunk) in chunks.iter().enumerate() {
-        client
-            .put(keys.chunk(&hash, index), chunk.to_vec(), None)
-            .await?;
+        let key = keys.chunk(&hash, index);
+        client.put(key.as_bytes(), chunk.to_vec(), 0).await?;
     }
     let meta = Meta {
         size: module.len() as u64,
         chunks: chunks.len(),
     };
-    client.put(keys.meta(&hash), json(&meta), None).await?;
+    client
+        .put(keys.meta(&hash).as_bytes(), json(&meta), 0)
+        .await?;
     Ok((hash, true))
 }
 
@@ -107,21 +101,16 @@ pub async fn publish(
     keys: &Keys,
     record: &LiveRecord,
 ) -> Result<i64, StoreError> {
-    let txn = Txn::new()
-        .when([Compare::version(
-            keys.meta(&record.module),
-            CompareOp::Greater,
-            0,
-        )])
-        .and_then([TxnOp::put(keys.live(), json(record), None)]);
-    let done = client.txn(txn).await?;
-    if !done.succeeded() {
-        return Err(StoreError::Corrupt(format!(
+    let (guard, live) = (keys.meta(&record.module), keys.live());
+    let done = client
+        .put_if_exists(guard.as_bytes(), live.as_bytes(), json(record))
+        .await?;
+    done.ok_or_else(|| {
+        StoreError::Corrupt(format!(
             "module {} is not stored: live not changed",
             record.module
-        )));
-    }
-    Ok(done.header().map_or(0, |h| h.revision()))
+        ))
+    })
 }
 
 /// The live record and the revision it was read at (`None`: nothing
@@ -130,13 +119,12 @@ pub async fn live(
     client: &mut Client,
     keys: &Keys,
 ) -> Result<(Option<LiveRecord>, i64), StoreError> {
-    let got = client.get(keys.live(), None).await?;
-    let revision = got.header().map_or(0, |h| h.revision());
-    let record = match got.kvs().first() {
-        Some(kv) => Some(parse::<LiveRecord>(kv.value(), "live")?),
+    let got = client.get(keys.live().as_bytes()).await?;
+    let record = match got.values.first() {
+        Some(value) => Some(parse::<LiveRecord>(value, "live")?),
         None => None,
     };
-    Ok((record, revision))
+    Ok((record, got.revision))
 }
 
 /// The module `live` names, assembled from its chunks and checked against
@@ -153,21 +141,22 @@ pub async fn download(
             live.size
         )));
     }
-    let meta = client.get(keys.meta(&live.module), None).await?;
-    let meta: Meta = match meta.kvs().first() {
-        Some(kv) => parse(kv.value(), "meta")?,
+    let meta = client.get(keys.meta(&live.module).as_bytes()).await?;
+    let meta: Meta = match meta.values.first() {
+        Some(value) => parse(value, "meta")?,
         None => return Err(corrupt("not stored".into())),
     };
-    // One chunk per request: a response is capped (gRPC's 4 MiB), a module
-    // is not.
+    // One chunk per request: an answer is capped, a module is not.
     let mut module = Vec::with_capacity(usize::try_from(meta.size.min(MAX_MODULE)).unwrap_or(0));
     for index in 0..meta.chunks {
-        let chunk = client.get(keys.chunk(&live.module, index), None).await?;
-        let kv = chunk
-            .kvs()
+        let chunk = client
+            .get(keys.chunk(&live.module, index).as_bytes())
+            .await?;
+        let value = chunk
+            .values
             .first()
             .ok_or_else(|| corrupt(format!("chunk {index} of {} is missing", meta.chunks)))?;
-        module.extend_from_slice(kv.value());
+        module.extend_from_slice(value);
         if module.len() as u64 > live.size {
             return Err(corrupt("more bytes than its size".into()));
         }
@@ -192,10 +181,8 @@ pub async fn put_instance(
     record: &layout::Instance,
     lease: i64,
 ) -> Result<(), StoreError> {
-    let options = PutOptions::new().with_lease(lease);
-    client
-        .put(keys.instance(&record.id), json(record), Some(options))
-        .await?;
+    let key = keys.instance(&record.id);
+    client.put(key.as_bytes(), json(record), lease).await?;
     Ok(())
 }
 
@@ -204,13 +191,11 @@ pub async fn instances(
     client: &mut Client,
     keys: &Keys,
 ) -> Result<(Vec<layout::Instance>, usize), StoreError> {
-    let got = client
-        .get(keys.instances(), Some(GetOptions::new().with_prefix()))
-        .await?;
+    let got = client.get_prefix(keys.instances().as_bytes()).await?;
     let parsed: Vec<Result<layout::Instance, _>> = got
-        .kvs()
+        .values
         .iter()
-        .map(|kv| parse(kv.value(), "instance"))
+        .map(|value| parse(value, "instance"))
         .collect();
     let unreadable = parsed.iter().filter(|r| r.is_err()).count();
     Ok((

@@ -97,6 +97,38 @@ pub(crate) fn check_connector(ca: Option<&Path>) -> Result<TlsConnector, TlsErro
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
+/// A connector for a control-plane client (etcd): the server verified
+/// against `ca`, or the system roots without one; `identity` (chain, key)
+/// presented when the server asks. Blocking: reads the files.
+pub(crate) fn client_connector(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<TlsConnector, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Trust(e.to_string()))?;
+    let roots = match ca {
+        Some(path) => roots_from(path)?,
+        None => {
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            roots
+        }
+    };
+    let builder = builder.with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let key = pem::key(key, &mut Vec::new())?;
+            builder
+                .with_client_auth_cert(pem::chain(chain)?, key)
+                .map_err(|e| TlsError::Trust(format!("client certificate: {e}")))?
+        }
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 /// The CAs of a PEM bundle.
 fn roots_from(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
