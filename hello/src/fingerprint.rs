@@ -3,7 +3,7 @@
 //! JA3: Salesforce's method, `version,ciphers,extensions,groups,point_formats`
 //! in decimal, GREASE removed, and its MD5. JA4: FoxIO's `JA4.md` (the TLS
 //! client method, BSD-3-Clause; no other JA4+ method is implemented here),
-//! `t<version><d|i><ciphers><extensions><alpn>_<cipher hash>_<extension hash>`
+//! `<t|q><version><d|i><ciphers><extensions><alpn>_<cipher hash>_<extension hash>`
 //! and its raw form `JA4_r`. Computed once per connection from the summary's
 //! fields, so no byte is read twice.
 //!
@@ -13,7 +13,7 @@
 
 use md5::Md5;
 
-use super::HelloSummary;
+use super::{HelloSummary, Transport};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -32,6 +32,7 @@ pub struct Fingerprints {
 
 /// What the fingerprints are computed from (the summary's raw fields).
 struct Inputs<'a> {
+    transport: Transport,
     legacy_version: u16,
     supported_versions: &'a [u16],
     cipher_suites: &'a [u16],
@@ -47,6 +48,7 @@ impl Fingerprints {
     /// [`HelloSummary::fingerprints`] is the way to read them).
     pub fn of(hello: &HelloSummary) -> Fingerprints {
         compute(&Inputs {
+            transport: hello.transport(),
             legacy_version: hello.legacy_version(),
             supported_versions: hello.supported_versions(),
             cipher_suites: hello.cipher_suites(),
@@ -148,7 +150,12 @@ fn ja4(i: &Inputs<'_>) -> (String, String) {
         'i'
     };
     let mut prefix = String::with_capacity(10);
-    prefix.push('t');
+    // JA4's protocol: `t` for TLS over TCP, `q` for QUIC (`d`, DTLS, is
+    // never routed here).
+    prefix.push(match i.transport {
+        Transport::Tcp => 't',
+        Transport::Quic => 'q',
+    });
     prefix.push_str(version(i));
     prefix.push(destination);
     for count in [ciphers.len(), extensions.len()] {

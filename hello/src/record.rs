@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::HelloError;
+use super::{HelloError, Transport};
 
 /// TLS record content type for handshake messages.
 const CONTENT_HANDSHAKE: u8 = 0x16;
@@ -40,6 +40,7 @@ pub struct Framed<'a> {
     wire_len: usize,
     records: u32,
     record_version: u16,
+    transport: Transport,
 }
 
 impl Framed<'_> {
@@ -56,7 +57,8 @@ impl Framed<'_> {
         self.wire_len
     }
 
-    /// How many TLS records carried the message (at least 1).
+    /// How many TLS records carried the message (at least 1 over TCP; 0
+    /// over QUIC, which has no records).
     pub fn records(&self) -> u32 {
         self.records
     }
@@ -65,6 +67,29 @@ impl Framed<'_> {
     /// for TLS 1.3 clients; kept for fingerprinting, not for decisions).
     pub fn record_version(&self) -> u16 {
         self.record_version
+    }
+
+    /// The transport that carried the message.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+}
+
+impl<'a> Framed<'a> {
+    /// A ClientHello that came in QUIC CRYPTO frames. QUIC has no TLS record
+    /// layer (RFC 9001 §4), so [`records`](Self::records) and
+    /// [`record_version`](Self::record_version) are 0, a value no TLS record
+    /// can have; [`wire_len`](Self::wire_len) is the message length, the
+    /// CRYPTO-stream offset just past it (the host replays datagrams, not
+    /// these bytes).
+    pub(crate) fn quic(message: &'a [u8]) -> Self {
+        Framed {
+            message: Cow::Borrowed(message),
+            wire_len: message.len(),
+            records: 0,
+            record_version: 0,
+            transport: Transport::Quic,
+        }
     }
 }
 
@@ -150,6 +175,7 @@ pub fn frame(buf: &[u8], cap: usize) -> Result<Progress<'_>, HelloError> {
                     wire_len,
                     records,
                     record_version,
+                    transport: Transport::Tcp,
                 }));
             }
         }

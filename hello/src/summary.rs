@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use super::fingerprint::Fingerprints;
 use super::parse::{self, RawExtension};
-use super::{Framed, HelloError, sni};
+use super::{Framed, HelloError, Transport, sni};
 
 /// Extension codepoints the summary reads.
 mod ext {
@@ -60,6 +60,8 @@ pub struct HelloSummary {
     esni: bool,
     hello_length: u32,
     record_count: u32,
+    #[serde(skip_serializing_if = "Transport::is_tcp")]
+    transport: Transport,
     /// Computed on first use: most policies and connections never read
     /// them (MD5 and two SHA-256 plus formatting, per connection).
     #[serde(skip)]
@@ -67,7 +69,8 @@ pub struct HelloSummary {
 }
 
 impl HelloSummary {
-    /// Parse the ClientHello that [`frame`](super::frame) found.
+    /// Parse the ClientHello that [`frame`](super::frame) found, or that
+    /// [`InitialReader`](super::InitialReader) reassembled from QUIC.
     ///
     /// Refuses ([`HelloError::Malformed`]) what no TLS stack would accept
     /// structurally: fields or extensions overrunning their lengths, trailing
@@ -97,6 +100,7 @@ impl HelloSummary {
             // The 24-bit length plus the 4-byte header always fits.
             hello_length: u32::try_from(message.len()).unwrap_or(u32::MAX),
             record_count: framed.records(),
+            transport: framed.transport(),
             fingerprints: OnceLock::new(),
         };
         for extension in &parts.extensions {
@@ -150,7 +154,8 @@ impl HelloSummary {
         self.legacy_version
     }
 
-    /// The version field of the first record header.
+    /// The version field of the first record header; 0 for QUIC, which
+    /// carries the hello in CRYPTO frames without TLS records (RFC 9001 §4).
     pub fn record_version(&self) -> u16 {
         self.record_version
     }
@@ -223,9 +228,14 @@ impl HelloSummary {
         self.hello_length
     }
 
-    /// How many TLS records carried the hello.
+    /// How many TLS records carried the hello; 0 for QUIC (no records).
     pub fn record_count(&self) -> u32 {
         self.record_count
+    }
+
+    /// Whether the hello came over TCP or QUIC.
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 }
 

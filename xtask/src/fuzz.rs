@@ -1,7 +1,8 @@
 //! `cargo xtask fuzz [TARGET...] [--time SECS] [-- LIBFUZZER ARGS]`: build
 //! the libFuzzer targets in `fuzz/` and run each for `--time` seconds
 //! (default 20, the short run `.ci/run` makes), seeded from
-//! `../shared/testdata/clienthello` and the repo's own example files.
+//! `../shared/testdata/clienthello`, `../shared/testdata/quic` and the
+//! repo's own example files.
 //!
 //! No cargo-fuzz needed: on stable Rust, LLVM's coverage pass is switched on
 //! with the flags cargo-fuzz would pass, by this program acting as
@@ -19,11 +20,12 @@ use anyhow::{Context, bail};
 use crate::{cargo, root, run};
 
 /// Every target, named as in `fuzz/Cargo.toml`.
-const TARGETS: [&str; 4] = ["hello", "config", "cases", "admin"];
+const TARGETS: [&str; 5] = ["hello", "quic", "config", "cases", "admin"];
 
 /// Crates compiled with coverage: the targets and what parses for them.
-const INSTRUMENTED: [&str; 13] = [
+const INSTRUMENTED: [&str; 14] = [
     "hello",
+    "quic",
     "config",
     "cases",
     "admin",
@@ -164,6 +166,7 @@ fn seed(target: &str, corpus: &Path) -> anyhow::Result<()> {
                 }
             }
         }
+        "quic" => inputs.extend(quic_seeds()?),
         "config" => {
             inputs.extend(files_named(&root(), &["demo.toml", "limen.toml"])?);
             inputs.extend(toml_blocks(&root().join("README.md"))?);
@@ -191,6 +194,80 @@ fn seed(target: &str, corpus: &Path) -> anyhow::Result<()> {
         fs::write(corpus.join(name), input)?;
     }
     Ok(())
+}
+
+/// Seeds in the `quic` target's format (see `fuzz/fuzz_targets/quic.rs`):
+/// a mode byte, then datagrams behind 2-byte lengths. Mode 0, raw: each
+/// capture alone, each connection's datagrams together. Mode 1, sealed by
+/// the target: a corpus ClientHello in two CRYPTO frames, last part first.
+fn quic_seeds() -> anyhow::Result<Vec<Vec<u8>>> {
+    fn framed(mode: u8, datagrams: &[&[u8]]) -> Vec<u8> {
+        let mut input = vec![mode];
+        for d in datagrams {
+            let len = u16::try_from(d.len()).unwrap_or(u16::MAX);
+            input.extend(len.to_be_bytes());
+            input.extend(d.get(..usize::from(len)).unwrap_or(d));
+        }
+        input
+    }
+    let dir = shared_dir().join("testdata/quic");
+    let mut captures: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "bin") {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            captures.push((name, fs::read(&path)?));
+        }
+    }
+    captures.sort();
+    let mut seeds = Vec::new();
+    for (_, bytes) in &captures {
+        seeds.push(framed(0, &[bytes]));
+    }
+    // One connection per name prefix: `chromium148-...`, `aioquic172-big-...`.
+    for prefix in ["chromium148-pq-", "chromium148-", "aioquic172-big-"] {
+        let flight: Vec<&[u8]> = captures
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, bytes)| bytes.as_slice())
+            .collect();
+        seeds.push(framed(0, &flight));
+    }
+    let corpus = shared_dir().join("testdata/clienthello/corpus.jsonl");
+    let text =
+        fs::read_to_string(&corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(8) {
+        let row: serde_json::Value = serde_json::from_str(line)?;
+        let Some(record) = row["record_hex"].as_str() else {
+            continue;
+        };
+        let record = hex::decode(record).context("record_hex")?;
+        // The handshake message of a one-record hello, if it fits a packet.
+        let one_record = |m: &&[u8]| {
+            let len = u16::try_from(m.len()).unwrap_or(u16::MAX).to_be_bytes();
+            m.len() < 1100 && record.get(3..5) == Some(&len[..])
+        };
+        let Some(message) = record.get(5..).filter(one_record) else {
+            continue;
+        };
+        let half = message.len() / 2;
+        let crypto = |offset: usize, data: &[u8]| {
+            let mut frame = vec![0x06];
+            for v in [offset, data.len()] {
+                // Two-byte varints: every value here is under 16384.
+                frame.extend((0x4000 | v as u16).to_be_bytes());
+            }
+            frame.extend(data);
+            frame
+        };
+        let (head, tail) = message.split_at(half);
+        seeds.push(framed(1, &[&crypto(half, tail), &crypto(0, head)]));
+    }
+    Ok(seeds)
 }
 
 /// Files called one of `names` under the repo's examples, bench and tests.
