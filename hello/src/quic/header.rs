@@ -9,11 +9,11 @@ const V1: u32 = 0x0000_0001;
 /// Version 2, RFC 9369.
 const V2: u32 = 0x6b33_43cf;
 /// Header Form bit: 1 for a long header.
-const LONG_FORM: u8 = 0x80;
+pub(super) const LONG_FORM: u8 = 0x80;
 /// Fixed Bit: 1 in every valid v1 and v2 packet (RFC 9000 §17.2).
-const FIXED_BIT: u8 = 0x40;
+pub(super) const FIXED_BIT: u8 = 0x40;
 /// Longest connection ID in v1 and v2 (RFC 9000 §17.2).
-const MAX_CID_LEN: usize = 20;
+pub(super) const MAX_CID_LEN: usize = 20;
 
 /// A QUIC version whose Initial packets can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +50,23 @@ impl QuicVersion {
             Self::V1 => rustls::quic::Version::V1,
             Self::V2 => rustls::quic::Version::V2,
         }
+    }
+
+    /// The Long Packet Type bits (0x30) of `kind`'s first byte, as a
+    /// server writing its own long header needs them: the inverse of
+    /// `packet_type`.
+    pub(super) fn type_bits(self, kind: PacketType) -> u8 {
+        let v1_code = match kind {
+            PacketType::Initial => 0,
+            PacketType::ZeroRtt => 1,
+            PacketType::Handshake => 2,
+            PacketType::Retry => 3,
+        };
+        let code = match self {
+            Self::V1 => v1_code,
+            Self::V2 => (v1_code + 1) & 0x03,
+        };
+        code << 4
     }
 
     /// The packet type of a long header's first byte (bits 0x30).
@@ -198,5 +215,18 @@ mod tests {
         assert_eq!(QuicVersion::V2.packet_type(0xe0), PacketType::ZeroRtt);
         assert_eq!(QuicVersion::V2.packet_type(0xf0), PacketType::Handshake);
         assert_eq!(QuicVersion::V2.packet_type(0xc0), PacketType::Retry);
+    }
+
+    #[test]
+    fn type_bits_invert_packet_type() {
+        use PacketType::*;
+        for version in [QuicVersion::V1, QuicVersion::V2] {
+            for kind in [Initial, ZeroRtt, Handshake, Retry] {
+                let first = LONG_FORM | FIXED_BIT | version.type_bits(kind);
+                assert_eq!(version.packet_type(first), kind, "{version:?}");
+            }
+        }
+        assert_eq!(QuicVersion::V1.type_bits(Initial), 0x00);
+        assert_eq!(QuicVersion::V2.type_bits(Initial), 0x10);
     }
 }

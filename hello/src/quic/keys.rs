@@ -5,14 +5,14 @@
 
 use rustls::Side;
 use rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
-use rustls::quic::DirectionalKeys;
+use rustls::quic::{DirectionalKeys, Keys};
 
 use super::QuicError;
 use super::header::{QuicVersion, decode_packet_number};
 
 /// Header protection samples 16 bytes starting 4 bytes after the start of
 /// the Packet Number field, whatever its real length (RFC 9001 §5.4.2).
-const SAMPLE_OFFSET: usize = 4;
+pub(super) const SAMPLE_OFFSET: usize = 4;
 /// Reserved Bits of a long header's first byte: zero once unprotected.
 const RESERVED_BITS: u8 = 0x0c;
 
@@ -28,6 +28,18 @@ impl std::fmt::Debug for InitialKeys {
     }
 }
 
+/// Both directions' Initial keys for the client's first Destination
+/// Connection ID `dcid`, as `side` sees them: `local` seals what `side`
+/// sends, `remote` opens what it receives.
+pub(super) fn initial_keys(version: QuicVersion, dcid: &[u8], side: Side) -> Option<Keys> {
+    // Initials always use TLS_AES_128_GCM_SHA256 (RFC 9001 §5.2). ring's
+    // suite always carries its QUIC algorithm; `None` cannot happen.
+    let suite = TLS13_AES_128_GCM_SHA256
+        .tls13()
+        .and_then(|s| s.quic_suite())?;
+    Some(suite.keys(dcid, side, version.rustls()))
+}
+
 /// An Initial with protection removed.
 pub(super) struct Opened<'p> {
     pub(super) packet_number: u64,
@@ -38,14 +50,8 @@ pub(super) struct Opened<'p> {
 impl InitialKeys {
     /// Derive them from the client's first Destination Connection ID.
     pub(super) fn new(version: QuicVersion, dcid: &[u8]) -> Result<Self, QuicError> {
-        // Initials always use TLS_AES_128_GCM_SHA256 (RFC 9001 §5.2). ring's
-        // suite always carries its QUIC algorithm; `None` cannot happen.
-        let suite = TLS13_AES_128_GCM_SHA256
-            .tls13()
-            .and_then(|s| s.quic_suite())
-            .ok_or(QuicError::DecryptFailed)?;
         // As the server, "remote" is the client's direction.
-        let keys = suite.keys(dcid, Side::Server, version.rustls());
+        let keys = initial_keys(version, dcid, Side::Server).ok_or(QuicError::DecryptFailed)?;
         Ok(Self {
             client: keys.remote,
         })

@@ -8,11 +8,13 @@
 //! the CRYPTO stream reassembled by offset (`assemble`) → a [`Framed`]
 //! ClientHello that [`HelloSummary::parse`](crate::HelloSummary::parse)
 //! reads as it reads a TCP one. [`InitialReader`] drives it, one datagram
-//! at a time, in any order.
+//! at a time, in any order. [`close_initial`] builds the answer that
+//! refuses one.
 //!
 //! [`Framed`]: crate::Framed
 
 mod assemble; // the CRYPTO stream by offset: order, retransmissions, caps
+mod close; // the reject answer: a server Initial with CONNECTION_CLOSE
 mod cursor; // bytes and QUIC varints
 mod error; // QuicError, with its metric reasons
 mod frames; // the frames an Initial may carry
@@ -20,6 +22,7 @@ mod header; // long headers, v1 and v2, and packet numbers
 mod keys; // initial keys (rustls): header protection and AEAD removed
 mod reader; // InitialReader, the state machine a host feeds
 
+pub use close::close_initial;
 pub use error::QuicError;
 pub use header::QuicVersion;
 pub use reader::{InitialReader, QuicProgress};

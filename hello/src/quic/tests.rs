@@ -3,6 +3,7 @@
 //! crafted here, sealed with rustls's client-side initial keys.
 
 mod captures; // real Chromium and aioquic first flights, in every order
+mod close; // the reject answer, opened as the client would
 mod crafted; // out of order, coalesced, conflicting, capped, refused
 mod rfc; // RFC 9001 and RFC 9369 Appendix A.2, byte for byte
 
