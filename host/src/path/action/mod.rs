@@ -13,16 +13,46 @@ pub(crate) mod replay;
 pub(crate) mod splice;
 pub(crate) mod terminate;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::ServerConfig;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::decision::UpstreamAddr;
+use crate::decision::{Alert, Terminate, Upstream, UpstreamAddr};
 use crate::hello::HelloSummary;
 use crate::observe::access;
 use crate::outcome::End;
 use crate::policy::Connection;
 use crate::state::live::Generation;
+use crate::upstream::{Dest, UpstreamError};
+
+/// What to do with a connection (or flow), as decided.
+pub(crate) enum Action {
+    Passthrough {
+        upstream: Upstream,
+        dest: Dest,
+    },
+    /// Carries the hello it answers: a terminate without one cannot exist.
+    Terminate {
+        /// Boxed: the largest variant, carried by every connection's task
+        /// (passthroughs included) if it were inline.
+        terminate: Box<Terminate>,
+        config: Arc<ServerConfig>,
+        hello: Arc<HelloSummary>,
+        dest: Dest,
+    },
+    Reject(Alert),
+    /// A TLS-ALPN-01 validation connection, answered by limen itself.
+    Challenge {
+        challenge: crate::state::tls::Challenge,
+        hello: Arc<HelloSummary>,
+    },
+    /// The upstream's name did not resolve (or the fallback's was refused):
+    /// not the policy's fault, so no fail mode; the client gets a bare close.
+    Unreachable(UpstreamError),
+}
 
 /// Bytes each way and how the connection ended.
 pub(crate) type Ended = ((u64, u64), End);

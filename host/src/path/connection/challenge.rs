@@ -12,11 +12,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::trail::Trail;
-use super::{Action, Context, Decided, Peeked};
+use super::{Context, Decided, Peeked};
 use crate::hello::HelloSummary;
 use crate::observe::access;
 use crate::observe::metrics::RouteResult;
 use crate::outcome::End;
+use crate::path::action::Action;
 use crate::path::action::terminate;
 use crate::policy::limit_table::Held;
 use crate::state::tls::Challenge;

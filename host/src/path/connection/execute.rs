@@ -6,11 +6,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::trail::Trail;
-use super::{Action, Context, Decided};
+use super::{Context, Decided};
 use crate::decision::UpstreamAddr;
 use crate::hello::HelloSummary;
 use crate::observe::access;
 use crate::outcome::{End, Stage};
+use crate::path::action::Action;
 use crate::path::action::{Notes, Scope, connect, passthrough, reject, terminate};
 use crate::policy::Connection;
 use crate::state::live::Generation;

@@ -5,6 +5,7 @@
 //! action is in `execute.rs`, the access log line in `trail.rs`.
 
 mod challenge;
+pub(crate) mod decide;
 mod execute;
 mod report;
 mod trail;
@@ -13,26 +14,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::decision::{Alert, Terminate, Upstream, UpstreamAddr};
-use crate::hello::HelloSummary;
+use crate::decision::Alert;
 use crate::observe::metrics::{Active, ListenerMetrics};
-use crate::outcome::{ParseFailure, RouteResult, UpstreamFailure};
-use crate::path::action::reject;
+use crate::outcome::ParseFailure;
+use crate::path::action::{Action, reject};
 use crate::path::admission::Admitted;
 use crate::path::peek::{self, FirstBytes};
-use crate::plan::{self, Plan};
 use crate::policy::limit_table::Held;
-use crate::policy::{Connection, Failure, Policy};
-use crate::state::config::FailMode;
+use crate::policy::{Connection, Policy};
 use crate::state::live::{Generation, Snapshot};
-use crate::upstream::pool::{Pool, PoolError};
-use crate::upstream::{self, Dest, UpstreamError};
 use trail::Trail;
 
 /// The first established connection logs its task's size (debug), once.
@@ -76,31 +71,6 @@ struct Decided {
     action: Action,
     /// Concurrency slots the policy acquired, held until the connection ends.
     held: Held,
-}
-
-enum Action {
-    Passthrough {
-        upstream: Upstream,
-        dest: Dest,
-    },
-    /// Carries the hello it answers: a terminate without one cannot exist.
-    Terminate {
-        /// Boxed: the largest variant, carried by every connection's task
-        /// (passthroughs included) if it were inline.
-        terminate: Box<Terminate>,
-        config: Arc<ServerConfig>,
-        hello: Arc<HelloSummary>,
-        dest: Dest,
-    },
-    Reject(Alert),
-    /// A TLS-ALPN-01 validation connection, answered by limen itself.
-    Challenge {
-        challenge: crate::state::tls::Challenge,
-        hello: Arc<HelloSummary>,
-    },
-    /// The upstream's name did not resolve (or the fallback's was refused):
-    /// not the policy's fault, so no fail mode; the client gets a bare close.
-    Unreachable(UpstreamError),
 }
 
 impl Accepted {
@@ -156,147 +126,24 @@ impl Peeked {
         if let Some(action) = self.challenge(cx, trail) {
             return self.decided_by_limen(action);
         }
-        let generation = &cx.generation;
-        let metrics = &generation.metrics;
-        let started = Instant::now();
-        let mut verdict = self.policy.decide(&cx.conn, trail.hello()).await;
-        metrics.policy_call.observe(started.elapsed().as_secs_f64());
-        let (mut result, miss) = match &verdict {
-            Ok(verdict) => {
-                metrics.policy_fuel.observe(verdict.fuel_used as f64);
-                if verdict.recycled {
-                    metrics.policy_recycled.inc();
-                }
-                report::classify(&verdict.decision, verdict.rule)
-            }
-            Err(_) => (RouteResult::PolicyError, false),
-        };
-        let held = verdict
-            .as_mut()
-            .map(|v| std::mem::take(&mut v.held))
-            .unwrap_or_default();
-        let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
-            plan::plan(&generation.rules(), verdict.decision, trail.hello())
-                .map_err(Failure::Refused)
-        });
-        let resolved = match planned {
-            Ok(plan) => resolve(generation, plan).await,
-            Err(failure) => Err(failure),
-        };
-        let (action, failure) = match resolved {
-            Ok(action) => match down_pool(&action) {
-                // Not the policy's failure, but its decision cannot be
-                // carried out: the fail mode applies, counted apart.
-                Some(pool) => {
-                    metrics.upstream_failed(UpstreamFailure::NoMember);
-                    report::pool_down(&cx.conn, &pool.name);
-                    (fail_mode(generation).await, None)
-                }
-                None => (action, None),
-            },
-            Err(failure) => {
-                metrics.policy_failed(failure.kind());
-                result = RouteResult::PolicyError;
-                (fail_mode(generation).await, Some(failure))
-            }
-        };
-        let listener = self.active.metrics();
-        listener.route(result);
-        if miss && failure.is_none() {
-            listener.misses.inc();
-        }
-        match &action {
-            Action::Passthrough { upstream, .. } => metrics.routed_to(&upstream.addr),
-            Action::Terminate { terminate, .. } => metrics.routed_to(&terminate.upstream.addr),
-            Action::Reject(_) | Action::Unreachable(_) | Action::Challenge { .. } => {}
-        }
-        let hello = trail.hello().map(Arc::as_ref);
-        report::decided(&cx.conn, hello, &action, result, miss, failure.as_ref());
-        trail.decided(result, self.policy.version().id.clone());
+        let verdict = decide::decide(
+            &self.policy,
+            &cx.conn,
+            trail.hello(),
+            &cx.generation,
+            self.active.metrics(),
+        )
+        .await;
+        trail.decided(verdict.result, self.policy.version().id.clone());
         Decided {
             stream: self.stream,
             active: self.active,
             bytes: self.bytes,
-            action,
-            held,
+            action: verdict.action,
+            held: verdict.held,
         }
     }
 }
-
-/// Turn a plan into an action: resolve its upstream (a pool is looked up;
-/// its member is picked at connect time). Addresses a name resolved to
-/// that the allow-list does not admit are the policy's failure; a name
-/// that does not resolve is not.
-async fn resolve(
-    generation: &Generation,
-    plan: Plan<Arc<ServerConfig>>,
-) -> Result<Action, Failure> {
-    let lookup = |addr: &UpstreamAddr| {
-        let timeout = generation.limits.connect_timeout;
-        let rules = generation.rules();
-        let addr = addr.clone();
-        async move {
-            upstream::destination(&addr, &generation.pools, &rules, false, timeout)
-                .await
-                .map_err(Failure::Refused)
-        }
-    };
-    Ok(match plan {
-        Plan::Reject(alert) => Action::Reject(alert),
-        Plan::Passthrough(upstream) => match lookup(&upstream.addr).await? {
-            Ok(dest) => Action::Passthrough { upstream, dest },
-            Err(error) => Action::Unreachable(error),
-        },
-        Plan::Terminate {
-            terminate,
-            config,
-            hello,
-        } => match lookup(&terminate.upstream.addr).await? {
-            Ok(dest) => Action::Terminate {
-                terminate: Box::new(terminate),
-                config,
-                hello,
-                dest,
-            },
-            Err(error) => Action::Unreachable(error),
-        },
-    })
-}
-
-/// The pool an action names, if none of its members is usable.
-fn down_pool(action: &Action) -> Option<&Arc<Pool>> {
-    match action {
-        Action::Passthrough {
-            dest: Dest::Pool(pool),
-            ..
-        }
-        | Action::Terminate {
-            dest: Dest::Pool(pool),
-            ..
-        } if !pool.has_usable() => Some(pool),
-        _ => None,
-    }
-}
-
-/// The operator's `on_error`: trusted, so not planned.
-async fn fail_mode(generation: &Generation) -> Action {
-    let upstream = match &generation.on_error {
-        FailMode::Reject(alert) => return Action::Reject(*alert),
-        FailMode::Fallback(upstream) => upstream.clone(),
-    };
-    let (pools, rules) = (&generation.pools, generation.rules());
-    let timeout = generation.limits.connect_timeout;
-    match upstream::destination(&upstream.addr, pools, &rules, true, timeout).await {
-        Ok(Ok(Dest::Pool(pool))) if !pool.has_usable() => {
-            Action::Unreachable(PoolError::NoMember(pool.name.clone()).into())
-        }
-        Ok(Ok(dest)) => Action::Passthrough { upstream, dest },
-        Ok(Err(error)) => Action::Unreachable(error),
-        // `destination` refuses only untrusted upstreams: never met.
-        Err(refusal) => Action::Unreachable(UpstreamError::NotAllowed(refusal.to_string())),
-    }
-}
-
 /// Drive one connection from accept to its decision, under the `snapshot`
 /// taken at accept. What is left, carrying the decision out, is spawned on
 /// `tracker` as a task of its own: a task is as large as its largest stage,

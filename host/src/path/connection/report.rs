@@ -2,11 +2,11 @@
 //! decision counts as, its `tls_sni` events (the message is the event's
 //! name), and the access log record it leaves when it ends.
 
-use super::Action;
 use crate::decision::{Alert, Decision, Rule};
 use crate::hello::HelloSummary;
 use crate::observe::log_limit::LogLimit;
 use crate::outcome::{ParseFailure, PolicyFailure, RouteResult};
+use crate::path::action::Action;
 
 /// Warnings and per-connection INFO events of one kind logged per second at
 /// most; metrics count every one.
