@@ -11,6 +11,7 @@ pub mod harness;
 pub mod http;
 pub mod pebble;
 pub mod pki;
+pub mod quic;
 pub mod scrape;
 pub mod wait;
 

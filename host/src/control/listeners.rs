@@ -7,7 +7,7 @@
 //! same address: the kernel balances connections across them, and each
 //! worker accepts only on its own.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -16,13 +16,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::path::accept::{self, Serve};
 use crate::path::admission::HelloBudget;
-use crate::state::config::ListenerConfig;
+use crate::path::quic;
+use crate::state::config::{ListenerConfig, Transport};
 
 /// A listener's sockets (one per worker), bound, not yet accepting.
 pub(crate) struct Bound {
     config: ListenerConfig,
-    sockets: Vec<TcpListener>,
+    sockets: Sockets,
     local: SocketAddr,
+}
+
+/// One socket per worker: listening TCP, or UDP for QUIC.
+enum Sockets {
+    Tcp(Vec<TcpListener>),
+    Udp(Vec<UdpSocket>),
 }
 
 impl Bound {
@@ -68,6 +75,15 @@ pub(crate) fn bind(
             addr: config.bind,
             error,
         };
+        if config.transport == Transport::Quic {
+            let (sockets, local) = bind_udp(config.bind, workers).map_err(bind_error)?;
+            bound.push(Bound {
+                config: config.clone(),
+                sockets: Sockets::Udp(sockets),
+                local,
+            });
+            continue;
+        }
         // SO_REUSEPORT would let this bind share a port another socket (a
         // second limen, another listener of this config) already listens
         // on: a plain bind first, closed at once, refuses that.
@@ -81,6 +97,7 @@ pub(crate) fn bind(
         for _ in 1..workers.max(1) {
             sockets.push(reuseport(local, backlog).map_err(bind_error)?);
         }
+        let sockets = Sockets::Tcp(sockets);
         bound.push(Bound {
             config: config.clone(),
             sockets,
@@ -113,6 +130,29 @@ fn reuseport(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// A QUIC listener's UDP sockets, one per worker in one `SO_REUSEPORT`
+/// group (the kernel hashes a client's 4-tuple to one of them), after a
+/// plain bind has checked that no other socket holds the port.
+fn bind_udp(addr: SocketAddr, workers: usize) -> std::io::Result<(Vec<UdpSocket>, SocketAddr)> {
+    let udp = |addr: SocketAddr, shared: bool| -> std::io::Result<UdpSocket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(shared)?;
+        socket.bind(&addr.into())?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    if addr.port() != 0 {
+        drop(udp(addr, false)?);
+    }
+    let first = udp(addr, true)?;
+    let local = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(udp(local, true)?);
+    }
+    Ok((sockets, local))
+}
+
 /// One accept loop.
 struct Running {
     config: ListenerConfig,
@@ -131,7 +171,9 @@ impl ListenerSet {
     /// Listeners in `wanted` not running now (a changed address counts as
     /// new), and names running now that `wanted` drops or moves.
     pub(crate) fn diff(&self, wanted: &[ListenerConfig]) -> (Vec<ListenerConfig>, Vec<Arc<str>>) {
-        let same = |a: &ListenerConfig, b: &ListenerConfig| a.name == b.name && a.bind == b.bind;
+        let same = |a: &ListenerConfig, b: &ListenerConfig| {
+            a.name == b.name && a.bind == b.bind && a.transport == b.transport
+        };
         let added = wanted
             .iter()
             .filter(|w| !self.running.iter().any(|r| same(&r.config, w)))
@@ -153,17 +195,32 @@ impl ListenerSet {
         let budget = HelloBudget::new();
         tracing::info!(
             listener = %bound.config.name, addr = %bound.local,
-            workers = bound.sockets.len(), "listening"
+            transport = bound.config.transport.as_str(), "listening"
         );
-        for (worker, socket) in bound.sockets.into_iter().enumerate() {
-            let accept = accept::run(
-                bound.config.name.clone(),
-                socket,
-                serve.clone(),
-                stop.clone(),
-                budget.clone(),
-            );
-            serve.workers.spawn(worker, self.loops.track_future(accept));
+        match bound.sockets {
+            Sockets::Tcp(sockets) => {
+                for (worker, socket) in sockets.into_iter().enumerate() {
+                    let accept = accept::run(
+                        bound.config.name.clone(),
+                        socket,
+                        serve.clone(),
+                        stop.clone(),
+                        budget.clone(),
+                    );
+                    serve.workers.spawn(worker, self.loops.track_future(accept));
+                }
+            }
+            Sockets::Udp(sockets) => {
+                let shared = Arc::new(quic::Shared::default());
+                for (worker, socket) in sockets.into_iter().enumerate() {
+                    let name = bound.config.name.clone();
+                    let run = quic::run(name, socket, serve.clone(), stop.clone(), shared.clone());
+                    // Tracked as a connection is: once stopped, the loop
+                    // still relays its flows until they end, which the
+                    // shutdown's grace bounds (the accept loops' wait does not).
+                    serve.workers.spawn(worker, serve.tracker.track_future(run));
+                }
+            }
         }
         self.running.push(Running {
             config: bound.config,

@@ -144,6 +144,10 @@ mod tests {
             listen_backlog: 4096,
             copy_buffer: 16 << 10,
             handshake_timeout: secs(10),
+            max_flows: 10_000,
+            max_pending_initials: 1024,
+            max_pending_initials_per_client: 8,
+            flow_idle_timeout: secs(60),
         }
     }
 

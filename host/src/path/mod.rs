@@ -19,3 +19,6 @@ pub(crate) mod connection;
 
 /// Carrying out decisions: passthrough, terminate and reject.
 pub(crate) mod action;
+
+/// QUIC listeners: Initials read, decided, flows relayed.
+pub(crate) mod quic;

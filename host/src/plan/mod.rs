@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::decision::{Alert, Decision, Terminate, Upstream, UpstreamAddr};
-use crate::hello::HelloSummary;
+use crate::hello::{HelloSummary, Transport};
 use crate::outcome::PolicyFailure;
 
 /// The rules limen applies to a decision, as far as they can be known
@@ -69,6 +69,12 @@ pub enum Refusal {
     /// `terminate` for a connection that sent no ClientHello.
     #[error("P014 policy decision refused: terminate needs a TLS ClientHello")]
     NoHello,
+    /// `terminate` for a QUIC client: limen has no QUIC stack to finish the
+    /// handshake with (passthrough and reject work).
+    #[error(
+        "P014 policy decision refused: terminate is not available for QUIC (pass it through or reject it)"
+    )]
+    TerminateQuic,
     /// `terminate` naming a certificate limen does not have.
     #[error("P014 policy decision refused: no certificate named `{0}` in [certificates]")]
     UnknownCertificate(String),
@@ -149,6 +155,9 @@ pub(crate) fn plan<C: Certificates + ?Sized>(
         }
         Decision::Terminate(terminate) => {
             let hello = hello.ok_or(Refusal::NoHello)?.clone();
+            if hello.transport() == Transport::Quic {
+                return Err(Refusal::TerminateQuic);
+            }
             let config = rules
                 .certificates
                 .lookup(&terminate.certificate, &terminate.alpn)?;

@@ -23,6 +23,8 @@ mod peek;
 mod pools;
 mod pools_health;
 mod process;
+mod quic;
+mod quic_kit;
 mod reload;
 mod resets;
 mod routing;

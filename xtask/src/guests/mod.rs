@@ -15,6 +15,8 @@ mod python;
 mod rust;
 mod toolchain;
 
+pub(crate) use toolchain::test_kit;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -15,6 +15,15 @@ pub(super) const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 pub(super) const ZIG: &str = "ziglang==0.17.1";
 /// componentize-js: StarlingMonkey (SpiderMonkey) and the app into a component.
 pub(super) const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+/// aioquic: the QUIC and HTTP/3 endpoints the end-to-end tests start
+/// (`tests/quic/`, run with this venv's interpreter).
+const AIOQUIC: &str = "aioquic==1.7.2";
+
+/// What the end-to-end tests run that is not Rust: aioquic, into the
+/// guests' Python venv (one venv, one stamp scheme).
+pub(crate) fn test_kit(root: &Path) -> anyhow::Result<()> {
+    pip(root, AIOQUIC).map(drop)
+}
 
 fn dir(root: &Path, name: &str) -> PathBuf {
     root.join("target/toolchains").join(name)

@@ -186,6 +186,8 @@ impl Following {
             .map(|(name, bind)| ListenerConfig {
                 name: name.clone(),
                 bind: *bind,
+                // Samples name a listener; its transport is not theirs to check.
+                transport: crate::hello::Transport::Tcp,
             })
             .collect();
         let expect = match expectations_from_json(&live.expect, &listeners) {

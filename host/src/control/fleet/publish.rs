@@ -155,6 +155,7 @@ fn settings(request: &Request, config_json: String) -> Result<PolicyConfig, Publ
             let public = ListenerConfig {
                 name: "public".into(),
                 bind,
+                transport: crate::hello::Transport::Tcp,
             };
             (vec![public], rules)
         }

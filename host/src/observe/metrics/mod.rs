@@ -12,6 +12,7 @@ mod certs;
 pub(crate) mod endpoint;
 mod listener;
 mod pools;
+mod quic;
 mod scrape;
 mod upstreams;
 
@@ -28,6 +29,7 @@ pub use crate::outcome::{PolicyFailure, RouteResult, Stage};
 pub(crate) use certs::OrderOutcome;
 pub(crate) use listener::{Active, ListenerMetrics};
 pub use pools::LimitCounters;
+pub(crate) use quic::QuicMetrics;
 pub use upstreams::OTHER as OTHER_UPSTREAM;
 use upstreams::UpstreamLabels;
 
@@ -98,6 +100,14 @@ pub mod names {
     pub const SOURCE_CONNECTED: &str = "limen_source_connected";
     /// TLS-ALPN-01 validation connections limen answered, by certificate.
     pub const ACME_CHALLENGES: &str = "limen_acme_challenges_total";
+    /// QUIC flows made, by listener.
+    pub const QUIC_FLOWS: &str = "limen_quic_flows_total";
+    /// QUIC flows open, by listener.
+    pub const QUIC_FLOWS_ACTIVE: &str = "limen_quic_flows_active";
+    /// Datagrams a QUIC listener dropped, by listener and reason.
+    pub const QUIC_DROPPED: &str = "limen_quic_dropped_total";
+    /// Datagrams relayed through QUIC flows, by listener and direction.
+    pub const QUIC_DATAGRAMS: &str = "limen_quic_datagrams_total";
 }
 
 /// Bucket bounds, in seconds, of the peek histogram: finite up to 3 s (a
@@ -161,6 +171,7 @@ pub struct Metrics {
     upstream_pools: pools::PoolFamilies,
     limit_table: LimitCounters,
     certs: certs::CertFamilies,
+    quic: quic::QuicFamilies,
     pub(crate) source_connected: IntGauge,
 }
 
@@ -305,6 +316,7 @@ impl Metrics {
             upstream_pools: pools::PoolFamilies::new(&gauges, &counters),
             limit_table: pools::limit_counters(&counters),
             certs: certs::CertFamilies::new(&gauges, &counters),
+            quic: quic::QuicFamilies::new(&gauges, &counters),
             source_connected: gauges(
                 names::SOURCE_CONNECTED,
                 "1 while connected to the [source.etcd] the policy comes from.",

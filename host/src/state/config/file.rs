@@ -130,6 +130,17 @@ pub(crate) struct FileUpstreamTls {
 pub(crate) struct FileListener {
     pub(crate) name: String,
     pub(crate) bind: SocketAddr,
+    /// `"tcp"` (the default) or `"quic"` (UDP).
+    #[serde(default)]
+    pub(crate) protocol: FileProtocol,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FileProtocol {
+    #[default]
+    Tcp,
+    Quic,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +212,11 @@ pub(crate) struct FileLimits {
     pub(crate) max_pending_hellos_per_client: usize,
     pub(crate) listen_backlog: u32,
     pub(crate) copy_buffer: ByteSize,
+    pub(crate) max_flows: usize,
+    pub(crate) max_pending_initials: usize,
+    pub(crate) max_pending_initials_per_client: usize,
+    #[serde(deserialize_with = "duration")]
+    pub(crate) flow_idle_timeout: Duration,
 }
 
 impl Default for FileLimits {
@@ -217,6 +233,11 @@ impl Default for FileLimits {
             max_pending_hellos_per_client: 64,
             listen_backlog: 4096,
             copy_buffer: ByteSize::kib(16),
+            // QUIC (docs/configuration.md says why these values).
+            max_flows: 10_000,
+            max_pending_initials: 1024,
+            max_pending_initials_per_client: 8,
+            flow_idle_timeout: Duration::from_secs(60),
         }
     }
 }

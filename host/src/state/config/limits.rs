@@ -39,6 +39,15 @@ pub struct Limits {
     /// Time allowed for a terminated TLS handshake (client side, and the
     /// upstream side when re-encrypting).
     pub handshake_timeout: Duration,
+    /// QUIC flows open at once, per listener; a new client beyond it is
+    /// dropped, counted.
+    pub max_flows: usize,
+    /// QUIC Initials being read at once, per listener and worker.
+    pub max_pending_initials: usize,
+    /// The same per client address.
+    pub max_pending_initials_per_client: usize,
+    /// A QUIC flow with no datagram either way for this long is forgotten.
+    pub flow_idle_timeout: Duration,
 }
 
 pub(super) fn limits(lim: &FileLimits) -> Result<Limits, ConfigError> {
@@ -63,6 +72,12 @@ pub(super) fn limits(lim: &FileLimits) -> Result<Limits, ConfigError> {
             lim.max_pending_hellos_per_client,
         ),
         ("listen_backlog", lim.listen_backlog as usize),
+        ("max_flows", lim.max_flows),
+        ("max_pending_initials", lim.max_pending_initials),
+        (
+            "max_pending_initials_per_client",
+            lim.max_pending_initials_per_client,
+        ),
     ] {
         if value == 0 || value > 1_000_000 {
             return Err(invalid(format!(
@@ -83,6 +98,7 @@ pub(super) fn limits(lim: &FileLimits) -> Result<Limits, ConfigError> {
         ("idle_timeout", lim.idle_timeout, false),
         ("shutdown_grace", lim.shutdown_grace, true),
         ("handshake_timeout", lim.handshake_timeout, false),
+        ("flow_idle_timeout", lim.flow_idle_timeout, false),
     ] {
         if (value.is_zero() && !may_be_zero) || value > day {
             return Err(invalid(format!(
@@ -102,5 +118,9 @@ pub(super) fn limits(lim: &FileLimits) -> Result<Limits, ConfigError> {
         listen_backlog: lim.listen_backlog,
         copy_buffer,
         handshake_timeout: lim.handshake_timeout,
+        max_flows: lim.max_flows,
+        max_pending_initials: lim.max_pending_initials,
+        max_pending_initials_per_client: lim.max_pending_initials_per_client,
+        flow_idle_timeout: lim.flow_idle_timeout,
     })
 }

@@ -39,6 +39,7 @@ pub use source::{EtcdTls, SourceConfig};
 pub use tls::{CertificateConfig, CertificateSource, KeyPairPaths, referenced_certificates};
 
 use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};
+pub use crate::hello::Transport;
 pub use crate::plan::OfflineRules;
 pub use crate::policy::{Expectation, FailMode, INIT_BUDGET_FACTOR, PolicyConfig};
 use file::{FileCache, FileConfig, FileFailMode};
@@ -86,6 +87,9 @@ pub struct ListenerConfig {
     pub name: Arc<str>,
     /// Address to bind.
     pub bind: SocketAddr,
+    /// TCP (TLS) or UDP (QUIC): a TCP and a QUIC listener may share an
+    /// address and port.
+    pub transport: Transport,
 }
 
 impl PolicyConfig {
@@ -192,8 +196,11 @@ impl TryFrom<FileConfig> for Config {
                     l.name
                 ));
             }
-            // Port 0 asks the kernel for a fresh port each time: not a clash.
-            if l.bind.port() != 0 && !binds.insert(l.bind) {
+            // Port 0 asks the kernel for a fresh port each time: not a
+            // clash. TCP and UDP ports are apart: a TCP and a QUIC listener
+            // may share one.
+            let key = (l.bind, matches!(l.protocol, file::FileProtocol::Quic));
+            if l.bind.port() != 0 && !binds.insert(key) {
                 return invalid(format!("listeners: bind `{}` is used twice", l.bind));
             }
         }
@@ -263,6 +270,10 @@ impl TryFrom<FileConfig> for Config {
             .map(|l| ListenerConfig {
                 name: l.name.as_str().into(),
                 bind: l.bind,
+                transport: match l.protocol {
+                    file::FileProtocol::Tcp => Transport::Tcp,
+                    file::FileProtocol::Quic => Transport::Quic,
+                },
             })
             .collect();
         let cache = match &p.cache {

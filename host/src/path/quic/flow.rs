@@ -1,0 +1,201 @@
+//! A passed-through QUIC flow: one connected UDP socket to the upstream.
+//! The listener loop sends the client's datagrams on it; a task of the
+//! flow's own sends the upstream's back to the client from the listener's
+//! socket (so from the address the client sent to), until the flow has
+//! been idle for `flow_idle_timeout` or limen stops.
+//!
+//! No buffer per flow: a datagram is read into the worker thread's one
+//! buffer and sent on before the task yields.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::observe::metrics::QuicMetrics;
+
+/// The largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+
+thread_local! {
+    /// One receive buffer per worker thread, for every flow it relays.
+    static BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice());
+}
+
+/// What a flow counts, shared by the listener loop (client to upstream)
+/// and the flow's task (upstream to client).
+pub(super) struct Stats {
+    started: Instant,
+    /// Milliseconds after `started` of the last datagram either way.
+    last: AtomicU64,
+    pub(super) up: (AtomicU64, AtomicU64),
+    pub(super) down: (AtomicU64, AtomicU64),
+}
+
+impl Stats {
+    pub(super) fn new() -> Stats {
+        Stats {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            up: Default::default(),
+            down: Default::default(),
+        }
+    }
+
+    /// A datagram went by.
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+
+    /// (datagrams, bytes) each way: up, down.
+    pub(super) fn totals(&self) -> ((u64, u64), (u64, u64)) {
+        let read = |(d, b): &(AtomicU64, AtomicU64)| {
+            (d.load(Ordering::Relaxed), b.load(Ordering::Relaxed))
+        };
+        (read(&self.up), read(&self.down))
+    }
+
+    pub(super) fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// One flow, as the listener loop keeps it.
+pub(super) struct Flow {
+    pub(super) upstream: Arc<UdpSocket>,
+    pub(super) upstream_addr: SocketAddr,
+    pub(super) stats: Arc<Stats>,
+    pub(super) relay: tokio::task::AbortHandle,
+    /// Concurrency slots the policy took, held for the flow's life.
+    pub(super) _held: crate::policy::limit_table::Held,
+}
+
+impl Flow {
+    /// Send a client's datagram on; a full socket buffer drops it (as the
+    /// network would), as does an upstream that said it is not there (an
+    /// ICMP unreachable, reported on the next send): the reason is given.
+    pub(super) fn to_upstream(&self, datagram: &[u8]) -> Result<(), &'static str> {
+        // Straight to the kernel: tokio's `try_send` answers WouldBlock
+        // until its reactor has seen the socket writable once, which
+        // would drop the replayed hello of every new flow.
+        match socket2::SockRef::from(&*self.upstream).send(datagram) {
+            Ok(_) => {
+                self.stats.touch();
+                let (count, bytes) = &self.stats.up;
+                count.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err("upstream_busy"),
+            Err(_) => Err("upstream_unreachable"),
+        }
+    }
+}
+
+/// A socket connected to `upstream`, from an ephemeral port.
+pub(super) fn connect(upstream: SocketAddr) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = match upstream {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(local)?;
+    socket.connect(upstream)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// How a flow ended.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum End {
+    Idle,
+    Shutdown,
+    Error,
+}
+
+impl End {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            End::Idle => "idle",
+            End::Shutdown => "shutdown",
+            End::Error => "error",
+        }
+    }
+}
+
+/// The upstream's datagrams back to the client until the flow ends.
+pub(super) async fn relay(
+    (upstream, listener): (Arc<UdpSocket>, Arc<UdpSocket>),
+    client: Arc<ArcSwap<SocketAddr>>,
+    stats: Arc<Stats>,
+    (idle, stop): (Duration, CancellationToken),
+    metrics: Arc<QuicMetrics>,
+) -> End {
+    loop {
+        let left = idle.saturating_sub(stats.idle_for());
+        if left.is_zero() {
+            return End::Idle;
+        }
+        tokio::select! {
+            ready = upstream.readable() => {
+                if ready.is_err() {
+                    return End::Error;
+                }
+                if let Err(end) = drain(&upstream, &listener, **client.load(), &stats, &metrics) {
+                    return end;
+                }
+            }
+            // Woken to look again: the client may have sent meanwhile.
+            () = tokio::time::sleep(left) => {}
+            () = stop.cancelled() => return End::Shutdown,
+        }
+    }
+}
+
+/// Every datagram the upstream socket holds now, sent to `client`.
+fn drain(
+    upstream: &UdpSocket,
+    listener: &UdpSocket,
+    client: SocketAddr,
+    stats: &Stats,
+    metrics: &QuicMetrics,
+) -> Result<(), End> {
+    BUFFER.with_borrow_mut(|buffer| {
+        loop {
+            let n = match upstream.try_recv(buffer) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                // An ICMP port unreachable from the upstream shows here:
+                // the flow carries on (the client's retransmission may
+                // find it back), counted.
+                Err(_) => {
+                    metrics.dropped("upstream_unreachable");
+                    return Ok(());
+                }
+            };
+            stats.touch();
+            match socket2::SockRef::from(listener).send_to(&buffer[..n], &client.into()) {
+                Ok(_) => {
+                    let (count, bytes) = &stats.down;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    metrics.down.inc();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    metrics.dropped("listener_busy")
+                }
+                Err(_) => return Err(End::Error),
+            }
+        }
+    })
+}

@@ -1,0 +1,152 @@
+//! QUIC routed by the SNI of its Initial packets: aioquic HTTP/3 clients
+//! through limen to aioquic HTTP/3 upstreams, decided by the same
+//! `static-routes` guest and config as TCP, on a port a TCP listener
+//! shares. The HTTP/3 body proves the whole path.
+
+use std::time::Duration;
+
+use limen_e2e::harness::Running;
+use limen_e2e::quic::{H3Get, H3Server, h3_get, h3_refused, h3_servers};
+use limen_e2e::{free_port, guests};
+
+use crate::common::scratch;
+
+const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
+
+/// limen with a TCP and a QUIC listener on one port, routing each name to
+/// its server, `blocked.test` rejected; `limits` go in `[limits]`.
+async fn limen(servers: &[H3Server], limits: &str) -> anyhow::Result<Running> {
+    let port = free_port()?;
+    let routes: Vec<String> = NAMES
+        .iter()
+        .zip(servers)
+        .map(|(name, server)| format!("{{ match = \"{name}\", upstream = \"{}\" }}", server.addr()))
+        .collect();
+    let toml = format!(
+        r#"
+[[listeners]]
+name = "tcp"
+bind = "127.0.0.1:{port}"
+
+[[listeners]]
+name = "quic"
+bind = "127.0.0.1:{port}"
+protocol = "quic"
+
+[policy]
+module = "{}"
+timeout = "250ms"
+
+[policy.config]
+routes = [
+  {},
+  {{ match = "blocked.test", reject = "access_denied" }},
+]
+
+[upstreams]
+allow = ["127.0.0.1/32"]
+
+[limits]
+# Open flows drain within the grace, as connections do: short here.
+shutdown_grace = "1s"
+{limits}
+"#,
+        guests::example("static-routes").display(),
+        routes.join(",\n  "),
+    );
+    Running::start(&toml).await
+}
+
+fn quic_addr(limen: &Running) -> std::net::SocketAddr {
+    limen.addrs[1].1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_names_reach_three_http3_upstreams_and_others_are_closed() -> anyhow::Result<()> {
+    let (servers, ca) = h3_servers(&scratch("quic"), &NAMES).await?;
+    let limen = limen(&servers, "").await?;
+    let addr = quic_addr(&limen);
+    assert_eq!(
+        addr.port(),
+        limen.addr.port(),
+        "TCP and QUIC share the port"
+    );
+    for (name, server) in NAMES.iter().zip(&servers) {
+        let body = h3_get(addr, name, &ca, "/through-limen").await?;
+        assert_eq!(
+            body,
+            format!("{name} h3 /through-limen"),
+            "{}",
+            server.log()
+        );
+        // The upstream saw the client's own hello: its SNI and h3.
+        assert!(
+            server
+                .log()
+                .contains(&format!("handshake sni={name} alpn=h3"))
+        );
+    }
+    // QUIC v2 (RFC 9369) Initials are read as well.
+    let body = H3Get::new(addr, "b.test", &ca)
+        .path("/v2")
+        .quic_v2()
+        .body()
+        .await?;
+    assert_eq!(body, "b.test h3 /v2");
+    // A rejected name gets the alert as a CONNECTION_CLOSE at once.
+    let refused = h3_refused(addr, "blocked.test", &ca, "/").await?;
+    assert!(
+        refused.contains("error_code=0x131"),
+        "access_denied: {refused}"
+    );
+    let refused = h3_refused(addr, "nobody.test", &ca, "/").await?;
+    assert!(
+        refused.contains("error_code=0x170"),
+        "unrecognized_name: {refused}"
+    );
+    let flows = limen.counter("limen_quic_flows_total", &[("listener", "quic")]);
+    assert_eq!(flows, 4, "one flow per routed client");
+    let up = limen.counter(
+        "limen_quic_datagrams_total",
+        &[("listener", "quic"), ("direction", "up")],
+    );
+    let down = limen.counter(
+        "limen_quic_datagrams_total",
+        &[("listener", "quic"), ("direction", "down")],
+    );
+    assert!(up >= 8 && down >= 8, "up {up}, down {down}");
+    limen.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_flows_expire_and_max_flows_holds() -> anyhow::Result<()> {
+    let (servers, ca) = h3_servers(&scratch("quic"), &NAMES).await?;
+    let limen = limen(&servers, "max_flows = 1\nflow_idle_timeout = \"2s\"").await?;
+    let addr = quic_addr(&limen);
+    assert_eq!(h3_get(addr, "a.test", &ca, "/one").await?, "a.test h3 /one");
+    // The first client's flow is open (until idle): a second client is
+    // not admitted, and waits in vain.
+    let second = H3Get::new(addr, "b.test", &ca)
+        .timeout(Duration::from_secs(1))
+        .run()
+        .await?;
+    assert!(!second.success, "{}", second.stderr);
+    assert!(
+        limen.counter(
+            "limen_quic_dropped_total",
+            &[("listener", "quic"), ("reason", "max_flows")]
+        ) > 0
+    );
+    // Two idle seconds later the flow is gone and its slot free again.
+    let active = [("listener", "quic")];
+    limen
+        .gauge_reads(
+            Duration::from_secs(10),
+            "limen_quic_flows_active",
+            &active,
+            0,
+        )
+        .await?;
+    assert_eq!(h3_get(addr, "b.test", &ca, "/two").await?, "b.test h3 /two");
+    limen.stop().await
+}
