@@ -23,7 +23,10 @@ mod transport; // Transport: TCP or QUIC
 pub use error::HelloError;
 pub use examine::{Examined, examine};
 pub use fingerprint::Fingerprints;
-pub use quic::{InitialReader, MIN_DATAGRAM, QuicError, QuicProgress, QuicVersion, close_initial};
+pub use quic::{
+    InitialReader, MIN_DATAGRAM, QuicError, QuicProgress, QuicVersion, close_initial,
+    destination_id, long_header_scid,
+};
 pub use record::{Framed, Progress, frame};
 /// The one normalisation of host names (SNI, upstreams, allow rules).
 pub use sni::normalise as normalise_name;

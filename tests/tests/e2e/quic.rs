@@ -150,3 +150,32 @@ async fn idle_flows_expire_and_max_flows_holds() -> anyhow::Result<()> {
     assert_eq!(h3_get(addr, "b.test", &ca, "/two").await?, "b.test h3 /two");
     limen.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_changes_port_keeps_its_upstream() -> anyhow::Result<()> {
+    let (servers, ca) = h3_servers(&scratch("quic"), &NAMES).await?;
+    let limen = limen(&servers, "").await?;
+    let addr = quic_addr(&limen);
+    // Each new port is hashed to one of limen's two workers: several moves
+    // land on the flow's own worker and on the other one.
+    for round in 0..6 {
+        let reply = H3Get::new(addr, "c.test", &ca)
+            .path(&format!("/moved-{round}"))
+            .rebind_after(Duration::from_millis(50))
+            .run()
+            .await?;
+        assert!(reply.success, "round {round}: {}", reply.stderr);
+        assert_eq!(reply.body, format!("c.test h3 /moved-{round}"));
+        let (old, new) = reply.rebound().expect("the client moved");
+        assert_ne!(old, new);
+    }
+    // Each request reached the upstream on its flow's own socket: the
+    // upstream never saw the move (no path change), only limen did.
+    let log = servers[2].log();
+    assert!(!log.contains("path from="), "{log}");
+    let unrouted = [("listener", "quic"), ("reason", "not_initial")];
+    assert_eq!(limen.counter("limen_quic_dropped_total", &unrouted), 0);
+    let flows = limen.counter("limen_quic_flows_total", &[("listener", "quic")]);
+    assert_eq!(flows, 6, "a moved client is the same flow, not a new one");
+    limen.stop().await
+}

@@ -17,6 +17,9 @@ use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::Shared;
+use super::ids::Route;
+use crate::hello::long_header_scid;
 use crate::observe::metrics::QuicMetrics;
 
 /// The largest UDP payload.
@@ -76,6 +79,8 @@ pub(super) struct Flow {
     pub(super) upstream: Arc<UdpSocket>,
     pub(super) upstream_addr: SocketAddr,
     pub(super) stats: Arc<Stats>,
+    /// Where replies go: the client's address, changed when it moves.
+    pub(super) reply_to: Arc<ArcSwap<SocketAddr>>,
     pub(super) relay: tokio::task::AbortHandle,
     /// Concurrency slots the policy took, held for the flow's life.
     pub(super) _held: crate::policy::limit_table::Held,
@@ -133,33 +138,46 @@ impl End {
     }
 }
 
-/// The upstream's datagrams back to the client until the flow ends.
+/// The upstream's datagrams back to the client until the flow ends. The
+/// IDs its server chooses (in its long-header packets) are made known to
+/// the listener's workers, so a client that moves is found; forgotten at
+/// the end.
 pub(super) async fn relay(
     (upstream, listener): (Arc<UdpSocket>, Arc<UdpSocket>),
-    client: Arc<ArcSwap<SocketAddr>>,
-    stats: Arc<Stats>,
+    (client, stats): (Arc<ArcSwap<SocketAddr>>, Arc<Stats>),
     (idle, stop): (Duration, CancellationToken),
+    (shared, route): (Arc<Shared>, Route),
     metrics: Arc<QuicMetrics>,
 ) -> End {
-    loop {
+    let mut learned: Vec<Box<[u8]>> = Vec::new();
+    let end = loop {
         let left = idle.saturating_sub(stats.idle_for());
         if left.is_zero() {
-            return End::Idle;
+            break End::Idle;
         }
         tokio::select! {
             ready = upstream.readable() => {
                 if ready.is_err() {
-                    return End::Error;
+                    break End::Error;
                 }
-                if let Err(end) = drain(&upstream, &listener, **client.load(), &stats, &metrics) {
-                    return end;
+                let to = **client.load();
+                let learn = |id: &[u8]| {
+                    if !learned.iter().any(|known| **known == *id) {
+                        shared.ids.learn(id, route.clone());
+                        learned.push(id.into());
+                    }
+                };
+                if let Err(end) = drain(&upstream, &listener, to, (&stats, learn), &metrics) {
+                    break end;
                 }
             }
             // Woken to look again: the client may have sent meanwhile.
             () = tokio::time::sleep(left) => {}
-            () = stop.cancelled() => return End::Shutdown,
+            () = stop.cancelled() => break End::Shutdown,
         }
-    }
+    };
+    shared.ids.forget(&learned);
+    end
 }
 
 /// Every datagram the upstream socket holds now, sent to `client`.
@@ -167,7 +185,7 @@ fn drain(
     upstream: &UdpSocket,
     listener: &UdpSocket,
     client: SocketAddr,
-    stats: &Stats,
+    (stats, mut learn): (&Stats, impl FnMut(&[u8])),
     metrics: &QuicMetrics,
 ) -> Result<(), End> {
     BUFFER.with_borrow_mut(|buffer| {
@@ -184,6 +202,9 @@ fn drain(
                 }
             };
             stats.touch();
+            if let Some(id) = long_header_scid(&buffer[..n]) {
+                learn(id);
+            }
             match socket2::SockRef::from(listener).send_to(&buffer[..n], &client.into()) {
                 Ok(_) => {
                     let (count, bytes) = &stats.down;

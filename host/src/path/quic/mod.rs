@@ -11,7 +11,9 @@
 //! Flows are keyed by the client's address: the kernel keeps a 4-tuple on
 //! one worker's `SO_REUSEPORT` socket.
 
+mod carry;
 mod flow;
+mod ids;
 mod pending;
 
 use std::collections::HashMap;
@@ -20,42 +22,49 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::decision::Alert;
-use crate::hello::{HelloSummary, InitialReader, QuicProgress, close_initial};
+use crate::hello::{HelloSummary, InitialReader, QuicProgress};
 use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::{ListenerMetrics, QuicMetrics};
 use crate::path::accept::Serve;
-use crate::path::action::Action;
 use crate::path::connection::decide::{Verdict, decide};
 use crate::path::worker;
 use crate::policy::Connection;
-use crate::upstream::Dest;
-use flow::{End, Flow, Stats};
+use flow::{End, Flow};
+use ids::Route;
 use pending::{MAX_HELD, Pending, PendingTable};
 
-/// What a listener's workers share: its flow count, under `max_flows`.
+/// What a listener's workers share: its flow count, under `max_flows`,
+/// and the connection IDs that find a flow whose client moved.
 #[derive(Default)]
 pub(crate) struct Shared {
     flows: AtomicUsize,
+    ids: ids::Ids,
 }
 
-/// What the listener loop hears from the tasks it started.
+/// What a listener loop hears from the tasks it started and from the
+/// listener's other workers.
 enum Event {
     Decided {
         client: SocketAddr,
         verdict: Verdict,
     },
-    Ended {
-        client: SocketAddr,
+    /// Flow `id`'s relay ended.
+    Ended { id: u64, end: End },
+    /// A datagram for flow `id` came from `to` (to another worker, which
+    /// passes it on here, where the flow lives).
+    Moved {
         id: u64,
-        end: End,
+        to: SocketAddr,
+        datagram: Box<[u8]>,
     },
 }
+
+/// How long another worker's pointer to a moved flow is kept unused.
+const REDIRECT_IDLE: Duration = Duration::from_secs(60);
 
 /// One worker's side of a QUIC listener.
 struct Listener {
@@ -66,8 +75,14 @@ struct Listener {
     shared: Arc<Shared>,
     metrics: Arc<QuicMetrics>,
     listener_metrics: Arc<ListenerMetrics>,
+    worker: usize,
     pending: PendingTable,
-    flows: HashMap<SocketAddr, (u64, Flow)>,
+    /// Flows by their client's address, and each flow's address by id.
+    flows: HashMap<SocketAddr, Flow>,
+    keys: HashMap<u64, SocketAddr>,
+    /// Clients of flows another worker holds (they moved, and the kernel
+    /// brings their new address here): where to pass their datagrams.
+    redirects: HashMap<SocketAddr, (Route, Instant)>,
     next_id: u64,
     events: mpsc::UnboundedSender<Event>,
     /// Stopped: no new client; the flows carry on until they end.
@@ -104,8 +119,11 @@ pub(crate) async fn run(
         local,
         serve,
         shared,
+        worker,
         pending: PendingTable::default(),
         flows: HashMap::new(),
+        keys: HashMap::new(),
+        redirects: HashMap::new(),
         next_id: 0,
         events,
         draining: false,
@@ -139,11 +157,18 @@ pub(crate) async fn run(
 
 impl Listener {
     fn datagram(&mut self, bytes: &[u8], client: SocketAddr) {
-        if let Some((_, flow)) = self.flows.get(&client) {
+        if let Some(flow) = self.flows.get(&client) {
             match flow.to_upstream(bytes) {
                 Ok(()) => self.metrics.up.inc(),
                 Err(reason) => self.metrics.dropped(reason),
             }
+            return;
+        }
+        if let Some((route, used)) = self.redirects.get_mut(&client) {
+            *used = Instant::now();
+            let datagram = bytes.into();
+            let (id, to) = (route.id, client);
+            let _ = route.events.send(Event::Moved { id, to, datagram });
             return;
         }
         if let Some(pending) = self.pending.get_mut(&client) {
@@ -170,6 +195,17 @@ impl Listener {
             }
             pending.held.push(bytes.into());
             pending.received += bytes.len();
+            return;
+        }
+        // An address no flow has, with an ID a server chose: a client that
+        // moved (checked before anything new is admitted for it).
+        if let Some(route) = self.shared.ids.find(bytes) {
+            if route.worker == self.worker {
+                return self.moved(route.id, client, bytes);
+            }
+            let (id, to, datagram) = (route.id, client, bytes.into());
+            let _ = route.events.send(Event::Moved { id, to, datagram });
+            self.redirects.insert(client, (route, Instant::now()));
             return;
         }
         self.new_client(bytes, client);
@@ -248,123 +284,19 @@ impl Listener {
     fn heard(&mut self, event: Event) {
         match event {
             Event::Decided { client, verdict } => self.decided(client, verdict),
-            Event::Ended { client, id, end } => {
-                if self
-                    .flows
-                    .get(&client)
-                    .is_some_and(|(flow_id, _)| *flow_id == id)
-                    && let Some((_, flow)) = self.flows.remove(&client)
-                {
-                    self.ended(client, &flow, end);
-                }
-            }
+            Event::Ended { id, end } => self.ended(id, end),
+            Event::Moved { id, to, datagram } => self.moved(id, to, &datagram),
         }
-    }
-
-    fn decided(&mut self, client: SocketAddr, verdict: Verdict) {
-        let Some(pending) = self.pending.remove(&client) else {
-            return;
-        };
-        let upstream = match verdict.action {
-            Action::Passthrough { dest, .. } => match dest {
-                Dest::Addrs(addrs) => addrs.first().copied(),
-                // A pool member is picked by a TCP connect today.
-                Dest::Pool(_) => {
-                    self.metrics.dropped("pool_not_supported");
-                    return self.close(&pending, client, Alert::InternalError);
-                }
-            },
-            Action::Reject(alert) => return self.close(&pending, client, alert),
-            // `plan` refuses terminate for QUIC; challenges are TCP's.
-            Action::Terminate { .. } | Action::Challenge { .. } | Action::Unreachable(_) => {
-                self.metrics.dropped("unreachable");
-                return self.close(&pending, client, Alert::InternalError);
-            }
-        };
-        let Some(upstream) = upstream else {
-            return self.metrics.dropped("unreachable");
-        };
-        let socket = match flow::connect(upstream) {
-            Ok(socket) => Arc::new(socket),
-            Err(error) => {
-                tracing::warn!(target: "tls_sni", %client, %upstream, %error, "quic.flow.no_socket");
-                return self.metrics.dropped("upstream_socket");
-            }
-        };
-        let stats = Arc::new(Stats::new());
-        let reply_to = Arc::new(ArcSwap::from_pointee(client));
-        let idle = pending.snapshot.generation.limits.flow_idle_timeout;
-        let relay = flow::relay(
-            (socket.clone(), self.socket.clone()),
-            reply_to,
-            stats.clone(),
-            (idle, self.serve.force_close.clone()),
-            self.metrics.clone(),
-        );
-        self.next_id += 1;
-        let (id, events) = (self.next_id, self.events.clone());
-        let task = self.serve.tracker.spawn(async move {
-            let end = relay.await;
-            let _ = events.send(Event::Ended { client, id, end });
-        });
-        let flow = Flow {
-            upstream: socket,
-            upstream_addr: upstream,
-            stats,
-            relay: task.abort_handle(),
-            _held: verdict.held,
-        };
-        for datagram in &pending.held {
-            match flow.to_upstream(datagram) {
-                Ok(()) => self.metrics.up.inc(),
-                Err(reason) => self.metrics.dropped(reason),
-            }
-        }
-        self.shared.flows.fetch_add(1, Ordering::Relaxed);
-        self.metrics.flows.inc();
-        self.metrics.flows_active.inc();
-        tracing::info!(
-            target: "tls_sni", listener = &*self.name, %client, %upstream,
-            replayed = pending.held.len(), "quic.flow.started"
-        );
-        self.flows.insert(client, (id, flow));
-    }
-
-    /// Answer `client` with a CONNECTION_CLOSE carrying `alert`.
-    fn close(&self, pending: &Pending, client: SocketAddr, alert: Alert) {
-        let reader = &pending.reader;
-        let (Some(version), Some(dcid), Some(scid)) =
-            (reader.version(), reader.dcid(), reader.scid())
-        else {
-            return;
-        };
-        // A bare close has no alert to carry: user_canceled's 90 says
-        // "closed on purpose" without blaming the client's hello.
-        let code = alert.code().unwrap_or(90);
-        let limit = pending.received.saturating_mul(3);
-        if let Some(answer) = close_initial(version, dcid, scid, code, limit) {
-            let _ = socket2::SockRef::from(&*self.socket).send_to(&answer, &client.into());
-        }
-        tracing::info!(target: "tls_sni", listener = &*self.name, %client, alert = code, "quic.rejected");
-    }
-
-    fn ended(&self, client: SocketAddr, flow: &Flow, end: End) {
-        self.shared.flows.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.flows_active.dec();
-        flow.relay.abort();
-        let ((up, up_bytes), (down, down_bytes)) = flow.stats.totals();
-        tracing::info!(
-            target: "tls_sni", listener = &*self.name, %client, upstream = %flow.upstream_addr,
-            up, up_bytes, down, down_bytes, seconds = flow.stats.age().as_secs(),
-            end = end.as_str(), "quic.flow.ended"
-        );
     }
 
     /// Forget clients whose hello did not complete in time.
     fn sweep(&mut self) {
-        for client in self.pending.expired(Instant::now()) {
+        let now = Instant::now();
+        for client in self.pending.expired(now) {
             self.pending.remove(&client);
             self.metrics.dropped("hello_timeout");
         }
+        self.redirects
+            .retain(|_, (_, used)| now.duration_since(*used) < REDIRECT_IDLE);
     }
 }
