@@ -16,6 +16,11 @@ const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
 /// limen with a TCP and a QUIC listener on one port, routing each name to
 /// its server, `blocked.test` rejected; `limits` go in `[limits]`.
 async fn limen(servers: &[H3Server], limits: &str) -> anyhow::Result<Running> {
+    limen_with(servers, limits, "").await
+}
+
+/// [`limen`], with `extra` sections.
+async fn limen_with(servers: &[H3Server], limits: &str, extra: &str) -> anyhow::Result<Running> {
     let port = free_port()?;
     let routes: Vec<String> = NAMES
         .iter()
@@ -45,6 +50,8 @@ routes = [
 
 [upstreams]
 allow = ["127.0.0.1/32"]
+
+{extra}
 
 [limits]
 # Open flows drain within the grace, as connections do: short here.
@@ -121,7 +128,10 @@ async fn three_names_reach_three_http3_upstreams_and_others_are_closed() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_flows_expire_and_max_flows_holds() -> anyhow::Result<()> {
     let (servers, ca) = h3_servers(&scratch("quic"), &NAMES).await?;
-    let limen = limen(&servers, "max_flows = 1\nflow_idle_timeout = \"2s\"").await?;
+    let log = scratch("quic-access.log");
+    let access = format!("[access_log]\npath = \"{}\"", log.display());
+    let limits = "max_flows = 1\nflow_idle_timeout = \"2s\"";
+    let limen = limen_with(&servers, limits, &access).await?;
     let addr = quic_addr(&limen);
     assert_eq!(h3_get(addr, "a.test", &ca, "/one").await?, "a.test h3 /one");
     // The first client's flow is open (until idle): a second client is
@@ -148,7 +158,32 @@ async fn idle_flows_expire_and_max_flows_holds() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(h3_get(addr, "b.test", &ca, "/two").await?, "b.test h3 /two");
-    limen.stop().await
+    limen.stop().await?;
+    // One access log line per flow, with its datagrams and how it ended.
+    let lines = std::fs::read_to_string(&log)?;
+    let first = lines.lines().find(|l| l.contains("sni=a.test"));
+    let first = first.unwrap_or_else(|| panic!("no line for a.test:\n{lines}"));
+    for part in [
+        "listener=quic",
+        "alpn=h3",
+        "ja4=q13",
+        "action=passthrough",
+        &format!("upstream={}", servers[0].addr()),
+        "end=idle_timeout",
+        "transport=quic",
+    ] {
+        assert!(first.contains(part), "{part} in {first}");
+    }
+    let datagrams = |key: &str| -> u64 {
+        let value = first.split(&format!("{key}=")).nth(1).unwrap_or("0");
+        value.split(' ').next().unwrap_or("0").parse().unwrap_or(0)
+    };
+    assert!(
+        datagrams("datagrams_up") >= 3 && datagrams("datagrams_down") >= 3,
+        "{first}"
+    );
+    assert!(datagrams("bytes_up") > 1200, "{first}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,9 @@ pub(crate) struct Record {
     pub(crate) total: Duration,
     /// How it ended (see the README's table).
     pub(crate) end: End,
+    /// A QUIC flow's datagrams each way (`None` for TCP, whose line stays
+    /// as it was).
+    pub(crate) datagrams: Option<(u64, u64)>,
 }
 
 /// What limen did with the connection.
@@ -125,11 +128,17 @@ impl Record {
             None => out.push_str(" connect_ms=-"),
         }
         let _ = write!(out, " total_ms={:.3} end={}", millis(self.total), self.end);
+        if let Some((up, down)) = self.datagrams {
+            let _ = write!(
+                out,
+                " transport=quic datagrams_up={up} datagrams_down={down}"
+            );
+        }
     }
 
     /// One JSON object; absent values are `null`.
     pub(crate) fn json(&self, out: &mut String) {
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "time": humantime::format_rfc3339_micros(self.time).to_string(),
             "listener": &*self.listener,
             "client": self.client.to_string(),
@@ -149,6 +158,11 @@ impl Record {
             "total_ms": round(millis(self.total)),
             "end": self.end.as_str(),
         });
+        if let (Some((up, down)), Some(object)) = (self.datagrams, value.as_object_mut()) {
+            object.insert("transport".into(), "quic".into());
+            object.insert("datagrams_up".into(), up.into());
+            object.insert("datagrams_down".into(), down.into());
+        }
         let _ = write!(out, "{value}");
     }
 }
@@ -191,6 +205,7 @@ mod tests {
             policy_version: Some("abc@t".into()),
             bytes_up: 0,
             bytes_down: 0,
+            datagrams: None,
             peek: Duration::from_micros(52),
             connect: None,
             total: Duration::from_micros(1500),

@@ -116,6 +116,7 @@ impl Trail {
             peek: self.peek,
             connect: self.connect,
             end: self.end.unwrap_or(End::Shutdown),
+            datagrams: None,
         });
     }
 }

@@ -8,37 +8,58 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 
-use super::flow::{self, End, Flow, Stats};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::flow::{self, Flow, Stats};
 use super::ids::Route;
 use super::pending::Pending;
 use super::{Event, Listener};
-use crate::decision::Alert;
-use crate::hello::close_initial;
+use crate::decision::{Alert, UpstreamAddr};
+use crate::hello::{HelloSummary, close_initial};
+use crate::observe::access::{ActionTaken, Record};
+use crate::outcome::{End, RouteResult};
 use crate::path::action::Action;
 use crate::path::connection::decide::Verdict;
+use crate::state::live::Generation;
 use crate::upstream::Dest;
 
 impl Listener {
-    pub(super) fn decided(&mut self, client: SocketAddr, verdict: Verdict) {
+    pub(super) fn decided(
+        &mut self,
+        client: SocketAddr,
+        verdict: Verdict,
+        hello: Arc<HelloSummary>,
+    ) {
         let Some(pending) = self.pending.remove(&client) else {
             return;
         };
-        let upstream = match verdict.action {
-            Action::Passthrough { dest, .. } => match dest {
-                Dest::Addrs(addrs) => addrs.first().copied(),
+        let mut line = Line {
+            generation: pending.snapshot.generation.clone(),
+            listener: self.name.clone(),
+            client,
+            hello,
+            result: verdict.result,
+            policy: pending.snapshot.policy.version().id.clone(),
+            started: pending.started,
+            upstream: None,
+        };
+        let (upstream, named) = match verdict.action {
+            Action::Passthrough { dest, upstream } => match dest {
+                Dest::Addrs(addrs) => (addrs.first().copied(), upstream.addr),
                 // A pool member is picked by a TCP connect today.
                 Dest::Pool(_) => {
                     self.metrics.dropped("pool_not_supported");
-                    return self.close(&pending, client, Alert::InternalError);
+                    return self.close(&pending, line, Alert::InternalError);
                 }
             },
-            Action::Reject(alert) => return self.close(&pending, client, alert),
+            Action::Reject(alert) => return self.close(&pending, line, alert),
             // `plan` refuses terminate for QUIC; challenges are TCP's.
             Action::Terminate { .. } | Action::Challenge { .. } | Action::Unreachable(_) => {
                 self.metrics.dropped("unreachable");
-                return self.close(&pending, client, Alert::InternalError);
+                return self.close(&pending, line, Alert::InternalError);
             }
         };
+        line.upstream = Some(named);
         let Some(upstream) = upstream else {
             return self.metrics.dropped("unreachable");
         };
@@ -77,6 +98,7 @@ impl Listener {
             stats,
             reply_to,
             relay: task.abort_handle(),
+            line,
             _held: verdict.held,
         };
         for datagram in &pending.held {
@@ -96,8 +118,9 @@ impl Listener {
         self.flows.insert(client, flow);
     }
 
-    /// Answer `client` with a CONNECTION_CLOSE carrying `alert`.
-    fn close(&self, pending: &Pending, client: SocketAddr, alert: Alert) {
+    /// Answer the client with a CONNECTION_CLOSE carrying `alert`.
+    fn close(&self, pending: &Pending, line: Line, alert: Alert) {
+        let client = line.client;
         let reader = &pending.reader;
         let (Some(version), Some(dcid), Some(scid)) =
             (reader.version(), reader.dcid(), reader.scid())
@@ -112,6 +135,8 @@ impl Listener {
             let _ = socket2::SockRef::from(&*self.socket).send_to(&answer, &client.into());
         }
         tracing::info!(target: "tls_sni", listener = &*self.name, %client, alert = code, "quic.rejected");
+        let datagrams = (pending.held.len() as u64, 0);
+        line.finish(ActionTaken::Reject(alert), (0, 0), datagrams, End::Rejected);
     }
 
     /// Flow `id`'s client now sends from `to` (a datagram addressed by an
@@ -137,7 +162,7 @@ impl Listener {
     }
 
     /// Flow `id`'s task ended.
-    pub(super) fn ended(&mut self, id: u64, end: End) {
+    pub(super) fn ended(&mut self, id: u64, end: flow::End) {
         let Some(client) = self.keys.remove(&id) else {
             return;
         };
@@ -153,5 +178,60 @@ impl Listener {
             up, up_bytes, down, down_bytes, seconds = flow.stats.age().as_secs(),
             end = end.as_str(), "quic.flow.ended"
         );
+        let end = match end {
+            flow::End::Idle => End::IdleTimeout,
+            flow::End::Shutdown => End::Shutdown,
+            flow::End::Error => End::IoError,
+        };
+        let mut line = flow.line;
+        line.client = client;
+        line.finish(
+            ActionTaken::Passthrough,
+            (up_bytes, down_bytes),
+            (up, down),
+            end,
+        );
+    }
+}
+
+/// What a client's access log line needs, kept from its decision to its
+/// end: one line per decided client (a flow, or a reject); a client whose
+/// hello never completes is counted, not logged (a spoofed source would
+/// otherwise write lines at will).
+pub(super) struct Line {
+    generation: Arc<Generation>,
+    listener: Arc<str>,
+    client: SocketAddr,
+    hello: Arc<HelloSummary>,
+    result: RouteResult,
+    policy: Arc<str>,
+    started: Instant,
+    upstream: Option<UpstreamAddr>,
+}
+
+impl Line {
+    fn finish(self, action: ActionTaken, bytes: (u64, u64), datagrams: (u64, u64), end: End) {
+        let Some(log) = &self.generation.access else {
+            return;
+        };
+        // Fingerprints on the worker, not on the single writer thread.
+        self.hello.fingerprints();
+        log.send(Record {
+            time: SystemTime::now(),
+            listener: self.listener,
+            client: self.client,
+            hello: Some(self.hello),
+            action,
+            result: Some(self.result),
+            upstream: self.upstream,
+            policy_version: Some(self.policy),
+            bytes_up: bytes.0,
+            bytes_down: bytes.1,
+            peek: Duration::ZERO,
+            connect: None,
+            total: self.started.elapsed(),
+            end,
+            datagrams: Some(datagrams),
+        });
     }
 }

@@ -82,6 +82,8 @@ pub(super) struct Flow {
     /// Where replies go: the client's address, changed when it moves.
     pub(super) reply_to: Arc<ArcSwap<SocketAddr>>,
     pub(super) relay: tokio::task::AbortHandle,
+    /// Its access log line, finished when it ends.
+    pub(super) line: super::carry::Line,
     /// Concurrency slots the policy took, held for the flow's life.
     pub(super) _held: crate::policy::limit_table::Held,
 }

@@ -51,6 +51,7 @@ enum Event {
     Decided {
         client: SocketAddr,
         verdict: Verdict,
+        hello: Arc<HelloSummary>,
     },
     /// Flow `id`'s relay ended.
     Ended { id: u64, end: End },
@@ -237,6 +238,7 @@ impl Listener {
             reader,
             held: vec![bytes.into()],
             received: bytes.len(),
+            started: Instant::now(),
             deadline: Instant::now() + limits.hello_timeout,
             deciding: false,
             snapshot: snapshot.clone(),
@@ -277,13 +279,21 @@ impl Listener {
         tokio::spawn(async move {
             let (policy, generation) = (&snapshot.policy, &snapshot.generation);
             let verdict = decide(policy, &conn, Some(&hello), generation, &metrics).await;
-            let _ = events.send(Event::Decided { client, verdict });
+            let _ = events.send(Event::Decided {
+                client,
+                verdict,
+                hello,
+            });
         });
     }
 
     fn heard(&mut self, event: Event) {
         match event {
-            Event::Decided { client, verdict } => self.decided(client, verdict),
+            Event::Decided {
+                client,
+                verdict,
+                hello,
+            } => self.decided(client, verdict, hello),
             Event::Ended { id, end } => self.ended(id, end),
             Event::Moved { id, to, datagram } => self.moved(id, to, &datagram),
         }

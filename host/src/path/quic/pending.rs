@@ -22,6 +22,8 @@ pub(super) struct Pending {
     /// Bytes received, for the 3x limit on what an unvalidated address may
     /// be sent (RFC 9000 §8.1).
     pub(super) received: usize,
+    /// When the first datagram came, and when the hello must be in.
+    pub(super) started: Instant,
     pub(super) deadline: Instant,
     /// The hello is complete and the policy is deciding.
     pub(super) deciding: bool,
