@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod chromium;
 pub mod cli;
 pub mod etcd;
 pub mod guests;

@@ -8,39 +8,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use limen::observe::metrics::names;
 use limen_e2e::harness::{METRICS_AND_STATUS, Running, STATUS, config};
 use limen_e2e::pki::write_private;
-use limen_e2e::{backend, free_port, guests, http};
+use limen_e2e::{backend, chromium, free_port, guests, http};
 
 use crate::common::{WAIT, limen_check, scratch};
 
 /// The DOM Chromium renders for `url`.
 async fn rendered(url: String) -> anyhow::Result<String> {
-    let profile = scratch("chromium-profile");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .args(["--timeout=5000", "--dump-dom"])
-            .arg(url)
-            .output()
-    })
-    .await??;
-    anyhow::ensure!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    Ok(chromium::render(&url, &scratch("chromium-profile"), &[])
+        .await?
+        .dom)
 }
 
 /// The state the page shows for `member` (the cell after its address).
