@@ -30,6 +30,8 @@ pub(crate) struct Generation {
     pub(crate) own: Vec<SocketAddr>,
     /// Listener names and bound addresses.
     pub(crate) listeners: Vec<(Arc<str>, SocketAddr)>,
+    /// The names of those that are QUIC (UDP) listeners.
+    pub(crate) quic: Vec<Arc<str>>,
     /// Certificates for `terminate`, trust for re-encryption.
     pub(crate) tls: Tls,
     /// `[upstreams.pools]`, with their members' health.
@@ -59,6 +61,12 @@ impl Generation {
             metrics,
             own: listeners.iter().map(|(_, addr)| *addr).collect(),
             listeners,
+            quic: config
+                .listeners
+                .iter()
+                .filter(|l| l.transport == crate::hello::Transport::Quic)
+                .map(|l| l.name.clone())
+                .collect(),
             tls,
             pools,
             number,

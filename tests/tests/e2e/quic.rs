@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use limen_e2e::harness::Running;
+use limen_e2e::harness::{Running, STATUS};
+use limen_e2e::http;
 use limen_e2e::quic::{H3Get, H3Server, h3_get, h3_refused, h3_servers};
 use limen_e2e::{free_port, guests};
 
@@ -71,7 +72,7 @@ fn quic_addr(limen: &Running) -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_names_reach_three_http3_upstreams_and_others_are_closed() -> anyhow::Result<()> {
     let (servers, ca) = h3_servers(&scratch("quic"), &NAMES).await?;
-    let limen = limen(&servers, "").await?;
+    let limen = limen_with(&servers, "", STATUS).await?;
     let addr = quic_addr(&limen);
     assert_eq!(
         addr.port(),
@@ -122,6 +123,17 @@ async fn three_names_reach_three_http3_upstreams_and_others_are_closed() -> anyh
         &[("listener", "quic"), ("direction", "down")],
     );
     assert!(up >= 8 && down >= 8, "up {up}, down {down}");
+    // The status page lists the QUIC listener and its open flows.
+    let status = limen.status_addr.expect("[status] is configured");
+    let json: serde_json::Value =
+        serde_json::from_str(&http::get(status, "/status.json").await?.ok()?)?;
+    let quic = &json["listeners"][1];
+    assert_eq!(
+        (quic["name"].as_str(), quic["transport"].as_str()),
+        (Some("quic"), Some("quic"))
+    );
+    assert_eq!(quic["active"], 4, "{quic}");
+    assert_eq!(json["listeners"][0]["transport"], "tcp");
     limen.stop().await
 }
 

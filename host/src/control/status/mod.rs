@@ -28,9 +28,17 @@ pub(crate) fn snapshot(live: &Live, history: &History, rates: &Rates) -> Value {
         .listeners
         .iter()
         .map(|(name, addr)| {
-            json!({ "name": &**name, "address": addr.to_string(),
-                    "connections": count(names::CONNECTIONS, &[("listener", name)]),
-                    "active": count(names::ACTIVE, &[("listener", name)]) })
+            let listener = [("listener", &**name)];
+            if generation.quic.contains(name) {
+                // A QUIC client counts as a connection once its hello is
+                // in; the active ones are its flows open now.
+                return json!({ "name": &**name, "address": addr.to_string(), "transport": "quic",
+                    "connections": count(names::CONNECTIONS, &listener),
+                    "active": count(names::QUIC_FLOWS_ACTIVE, &listener) });
+            }
+            json!({ "name": &**name, "address": addr.to_string(), "transport": "tcp",
+                    "connections": count(names::CONNECTIONS, &listener),
+                    "active": count(names::ACTIVE, &listener) })
         })
         .collect();
     let routes: serde_json::Map<String, Value> = RouteResult::ALL

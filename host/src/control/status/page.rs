@@ -30,10 +30,10 @@ pub(super) fn html(status: &Value) -> String {
     table(
         &mut out,
         "Listeners",
-        &["name", "address", "accepted", "open"],
+        &["name", "address", "transport", "accepted", "open"],
         rows(
             &status["listeners"],
-            &["name", "address", "connections", "active"],
+            &["name", "address", "transport", "connections", "active"],
         ),
     );
     let routes: Vec<Vec<String>> = status["routes"]
