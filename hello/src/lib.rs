@@ -25,7 +25,7 @@ pub use examine::{Examined, examine};
 pub use fingerprint::Fingerprints;
 pub use quic::{
     InitialReader, MIN_DATAGRAM, QuicError, QuicProgress, QuicVersion, close_initial,
-    destination_id, long_header_scid,
+    destination_id, is_version_negotiation, long_header_scid, version_probe,
 };
 pub use record::{Framed, Progress, frame};
 /// The one normalisation of host names (SNI, upstreams, allow rules).

@@ -21,12 +21,14 @@ mod frames; // the frames an Initial may carry
 mod header; // long headers, v1 and v2, and packet numbers
 mod ids; // connection IDs from the clear header, to follow a moved client
 mod keys; // initial keys (rustls): header protection and AEAD removed
+mod probe; // a health check: Version Negotiation asked for and recognised
 mod reader; // InitialReader, the state machine a host feeds
 
 pub use close::close_initial;
 pub use error::QuicError;
 pub use header::QuicVersion;
 pub use ids::{destination_id, long_header_scid};
+pub use probe::{is_version_negotiation, version_probe};
 pub use reader::{InitialReader, QuicProgress};
 
 /// A datagram carrying a client Initial is at least this long (RFC 9000

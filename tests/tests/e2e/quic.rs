@@ -226,3 +226,77 @@ async fn a_client_that_changes_port_keeps_its_upstream() -> anyhow::Result<()> {
     assert_eq!(flows, 6, "a moved client is the same flow, not a new one");
     limen.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_http3_members_checked_by_version_negotiation() -> anyhow::Result<()> {
+    let dir = scratch("quic-pool");
+    std::fs::create_dir_all(&dir)?;
+    let pki = limen_e2e::pki::Pki::new(&["a.test"])?;
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem)?;
+    let (cert, key) = pki.issue_files(&dir, "a.test", &["a.test"], None)?;
+    let one = H3Server::start("one", &cert, &key).await?;
+    let mut two = H3Server::start("two", &cert, &key).await?;
+    let port = free_port()?;
+    let toml = format!(
+        r#"
+[[listeners]]
+name = "quic"
+bind = "127.0.0.1:{port}"
+protocol = "quic"
+
+[policy]
+module = "{}"
+timeout = "250ms"
+
+[policy.config]
+routes = [{{ match = "a.test", pool = "h3" }}]
+
+[upstreams]
+allow = ["127.0.0.1/32"]
+
+[upstreams.pools.h3]
+members = ["{}", "{}"]
+balance = "round_robin"
+[upstreams.pools.h3.health]
+check = "quic"
+interval = "200ms"
+timeout = "150ms"
+rise = 1
+fall = 1
+
+[limits]
+shutdown_grace = "1s"
+"#,
+        guests::example("static-routes").display(),
+        one.addr(),
+        two.addr(),
+    );
+    let limen = Running::start(&toml).await?;
+    let addr = limen.addr;
+    // Both members pass the check and share the flows.
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..4 {
+        let body = h3_get(addr, "a.test", &ca, &format!("/{round}")).await?;
+        seen.insert(body.split(' ').next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "round robin over both members: {seen:?}");
+    // One member dies: its check fails, and every new flow goes to the other.
+    let healthy = |member: String| [("pool", "h3".to_owned()), ("member", member)];
+    two.kill();
+    let labels = healthy(two.addr().to_string());
+    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    limen
+        .gauge_reads(
+            Duration::from_secs(10),
+            "limen_upstream_member_healthy",
+            &labels,
+            0,
+        )
+        .await?;
+    for round in 0..4 {
+        let body = h3_get(addr, "a.test", &ca, &format!("/after-{round}")).await?;
+        assert_eq!(body, format!("one h3 /after-{round}"));
+    }
+    limen.stop().await
+}

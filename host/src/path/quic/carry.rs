@@ -8,19 +8,17 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 
-use std::time::{Duration, Instant, SystemTime};
-
 use super::flow::{self, Flow, Stats};
 use super::ids::Route;
+use super::line::Line;
 use super::pending::Pending;
 use super::{Event, Listener};
-use crate::decision::{Alert, UpstreamAddr};
+use crate::decision::Alert;
 use crate::hello::{HelloSummary, close_initial};
-use crate::observe::access::{ActionTaken, Record};
-use crate::outcome::{End, RouteResult};
+use crate::observe::access::ActionTaken;
+use crate::outcome::End;
 use crate::path::action::Action;
 use crate::path::connection::decide::Verdict;
-use crate::state::live::Generation;
 use crate::upstream::Dest;
 
 impl Listener {
@@ -43,13 +41,22 @@ impl Listener {
             started: pending.started,
             upstream: None,
         };
+        let mut member_lease = None;
         let (upstream, named) = match verdict.action {
             Action::Passthrough { dest, upstream } => match dest {
                 Dest::Addrs(addrs) => (addrs.first().copied(), upstream.addr),
-                // A pool member is picked by a TCP connect today.
-                Dest::Pool(_) => {
-                    self.metrics.dropped("pool_not_supported");
-                    return self.close(&pending, line, Alert::InternalError);
+                Dest::Pool(pool) => {
+                    let sni = line.hello.sni().map(|n| n.as_ref());
+                    match pool.pick_datagram(pool.key(client.ip(), sni)) {
+                        Some((member, lease)) => {
+                            member_lease = Some(lease);
+                            (Some(member), upstream.addr)
+                        }
+                        None => {
+                            self.metrics.dropped("no_member");
+                            return self.close(&pending, line, Alert::InternalError);
+                        }
+                    }
                 }
             },
             Action::Reject(alert) => return self.close(&pending, line, alert),
@@ -99,7 +106,7 @@ impl Listener {
             reply_to,
             relay: task.abort_handle(),
             line,
-            _held: verdict.held,
+            _held: (verdict.held, member_lease),
         };
         for datagram in &pending.held {
             match flow.to_upstream(datagram) {
@@ -191,47 +198,5 @@ impl Listener {
             (up, down),
             end,
         );
-    }
-}
-
-/// What a client's access log line needs, kept from its decision to its
-/// end: one line per decided client (a flow, or a reject); a client whose
-/// hello never completes is counted, not logged (a spoofed source would
-/// otherwise write lines at will).
-pub(super) struct Line {
-    generation: Arc<Generation>,
-    listener: Arc<str>,
-    client: SocketAddr,
-    hello: Arc<HelloSummary>,
-    result: RouteResult,
-    policy: Arc<str>,
-    started: Instant,
-    upstream: Option<UpstreamAddr>,
-}
-
-impl Line {
-    fn finish(self, action: ActionTaken, bytes: (u64, u64), datagrams: (u64, u64), end: End) {
-        let Some(log) = &self.generation.access else {
-            return;
-        };
-        // Fingerprints on the worker, not on the single writer thread.
-        self.hello.fingerprints();
-        log.send(Record {
-            time: SystemTime::now(),
-            listener: self.listener,
-            client: self.client,
-            hello: Some(self.hello),
-            action,
-            result: Some(self.result),
-            upstream: self.upstream,
-            policy_version: Some(self.policy),
-            bytes_up: bytes.0,
-            bytes_down: bytes.1,
-            peek: Duration::ZERO,
-            connect: None,
-            total: self.started.elapsed(),
-            end,
-            datagrams: Some(datagrams),
-        });
     }
 }

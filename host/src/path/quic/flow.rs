@@ -83,9 +83,13 @@ pub(super) struct Flow {
     pub(super) reply_to: Arc<ArcSwap<SocketAddr>>,
     pub(super) relay: tokio::task::AbortHandle,
     /// Its access log line, finished when it ends.
-    pub(super) line: super::carry::Line,
-    /// Concurrency slots the policy took, held for the flow's life.
-    pub(super) _held: crate::policy::limit_table::Held,
+    pub(super) line: super::line::Line,
+    /// Concurrency slots the policy took, and the pool member's lease,
+    /// held for the flow's life.
+    pub(super) _held: (
+        crate::policy::limit_table::Held,
+        Option<crate::upstream::pool::Lease>,
+    ),
 }
 
 impl Flow {

@@ -14,6 +14,7 @@
 mod carry;
 mod flow;
 mod ids;
+mod line;
 mod pending;
 
 use std::collections::HashMap;

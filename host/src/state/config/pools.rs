@@ -146,10 +146,11 @@ fn one(name: &str, file: &FilePool, own: &[SocketAddr]) -> Result<PoolConfig, Co
             return Err(bad("health: check_sni and ca need check = \"tls\"".into()));
         }
         None => None,
-        Some("tcp") if h.check_sni.is_some() || h.ca.is_some() => {
+        Some("tcp" | "quic") if h.check_sni.is_some() || h.ca.is_some() => {
             return Err(bad("health: check_sni and ca need check = \"tls\"".into()));
         }
         Some("tcp") => Some(Check::Tcp),
+        Some("quic") => Some(Check::Quic),
         Some("tls") => {
             if let Some(sni) = &h.check_sni {
                 rustls_pki_types::ServerName::try_from(sni.as_str())
@@ -162,7 +163,7 @@ fn one(name: &str, file: &FilePool, own: &[SocketAddr]) -> Result<PoolConfig, Co
         }
         Some(other) => {
             return Err(bad(format!(
-                "health.check `{other}`: write \"tcp\" or \"tls\""
+                "health.check `{other}`: write \"tcp\", \"tls\" or \"quic\""
             )));
         }
     };

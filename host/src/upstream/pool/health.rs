@@ -1,5 +1,6 @@
 //! A pool's background task: the active check of every member each
-//! `interval` (TCP connect, or a TLS handshake), and DNS members resolved
+//! `interval` (TCP connect, a TLS handshake, or a QUIC Version
+//! Negotiation), and DNS members resolved
 //! again each `resolve_every`. It holds the pool weakly and ends when the
 //! pool is dropped or a newer generation retires it.
 
@@ -13,9 +14,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
+use super::member::clock;
 use super::{Check, HealthConfig};
 use super::{Member, Pool, assemble, drop_series, not_own, resolve};
 use crate::decision::UpstreamAddr;
+use crate::hello::{is_version_negotiation, version_probe};
 use crate::upstream::tls::{TlsError, check_connector};
 
 /// How a pool's members are checked.
@@ -29,6 +32,8 @@ pub(super) enum Checker {
         connector: TlsConnector,
         sni: Option<ServerName<'static>>,
     },
+    /// A QUIC Version Negotiation.
+    Quic,
 }
 
 impl Checker {
@@ -38,6 +43,7 @@ impl Checker {
         Ok(match &health.check {
             None => Checker::None,
             Some(Check::Tcp) => Checker::Tcp,
+            Some(Check::Quic) => Checker::Quic,
             Some(Check::Tls { sni, ca }) => {
                 let ca = ca.clone();
                 let connector = tokio::task::spawn_blocking(move || {
@@ -55,6 +61,11 @@ impl Checker {
 
     /// Check one member: `Ok` if it passed, else why not.
     async fn check(&self, member: &Member, timeout: Duration) -> Result<(), String> {
+        if let Checker::Quic = self {
+            return tokio::time::timeout(timeout, quic_check(member.addr))
+                .await
+                .unwrap_or_else(|_| Err(format!("no Version Negotiation within {timeout:?}")));
+        }
         let run = async {
             let stream = TcpStream::connect(member.addr)
                 .await
@@ -71,6 +82,39 @@ impl Checker {
         tokio::time::timeout(timeout, run)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
+}
+
+/// Ask `addr` for a Version Negotiation (see `hello::version_probe`): a
+/// QUIC server answers it at once and keeps nothing.
+async fn quic_check(addr: std::net::SocketAddr) -> Result<(), String> {
+    let local: std::net::SocketAddr = match addr {
+        std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("socket: {e}"))?;
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    // IDs need not be secret: they only pair the answer with the question.
+    let (dcid, scid) = (clock().to_be_bytes(), (addr.port() as u64).to_be_bytes());
+    let probe = version_probe(&dcid, &scid).ok_or("probe")?;
+    socket
+        .send(&probe)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut reply = [0u8; 1500];
+    loop {
+        let n = socket
+            .recv(&mut reply)
+            .await
+            .map_err(|e| format!("recv: {e}"))?;
+        if is_version_negotiation(&reply[..n], &dcid, &scid) {
+            return Ok(());
+        }
     }
 }
 

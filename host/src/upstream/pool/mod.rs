@@ -8,6 +8,7 @@
 //! lock-free load.
 
 mod balance;
+mod datagram;
 mod health;
 mod member;
 mod settings;

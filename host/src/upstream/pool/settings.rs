@@ -103,4 +103,7 @@ pub enum Check {
         /// `ca`: a PEM bundle.
         ca: Option<PathBuf>,
     },
+    /// A QUIC server's Version Negotiation, asked for by a datagram in a
+    /// reserved version: for members that serve QUIC flows (UDP).
+    Quic,
 }
