@@ -13,7 +13,7 @@
 // capture. Patterns are compiled once, in `init`. No match and no default:
 // `unrecognized_name`; not TLS: closed.
 
-import { reportRule } from "limen:router/host@0.2.0";
+import { reportRule } from "limen:router/host@0.2.1";
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 

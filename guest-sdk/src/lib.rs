@@ -55,7 +55,7 @@ pub mod bindings {
 
 pub use bindings::limen::router::types::{
     Alert, ClientHello, Connection, Decision, IpAddress, ProxyProtocol, ProxyTlvs, SocketAddress,
-    Terminate, Upstream, UpstreamTls,
+    Terminate, Transport, Upstream, UpstreamTls,
 };
 
 /// A routing policy.
@@ -69,7 +69,8 @@ pub trait Policy: Sized + Send + Sync + 'static {
     fn init(config: &str) -> Result<Self, String>;
 
     /// Decide one connection. `hello` is `None` when the client's first bytes
-    /// were not a TLS handshake. Its getters (`sni()`, `alpn()`, `ja4()`...)
+    /// were not a TLS handshake. Its getters (`sni()`, `alpn()`, `ja4()`,
+    /// `transport()` for [`Transport::Tcp`] or [`Transport::Quic`]...)
     /// each ask limen for one field: read what the decision needs, once
     /// (the fingerprints are computed only if a policy asks for one).
     fn route(&self, conn: &Connection, hello: Option<&ClientHello>) -> Decision;
@@ -89,6 +90,25 @@ pub fn report_rule(kind: RuleKind) {
 /// Parse a policy's JSON config into a serde type, with a readable error.
 pub fn config_from_json<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
     serde_json::from_str(config).map_err(|e| format!("invalid policy config: {e}"))
+}
+
+impl Transport {
+    /// Parse `"tcp"` or `"quic"` (any case), as policy configs write them.
+    pub fn from_name(name: &str) -> Option<Transport> {
+        match name.to_ascii_lowercase().as_str() {
+            "tcp" => Some(Transport::Tcp),
+            "quic" => Some(Transport::Quic),
+            _ => None,
+        }
+    }
+
+    /// `"tcp"` or `"quic"`: the name limen's logs and `from_name` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+        }
+    }
 }
 
 impl IpAddress {

@@ -31,7 +31,17 @@
 //!   max_connections = 100, per = "client", over_limit = "access_denied" },
 //! ```
 //! The counts live in limen, so they survive a swap to a new version of
-//! this policy (keyed by the route's `match`).
+//! this policy (keyed by the route's `match`, and its `transport` if any).
+//!
+//! A route may apply to one transport only, `transport = "tcp"` or
+//! `"quic"` (absent: both), so one name can go to an HTTP/3 upstream over
+//! QUIC and to another over TCP. First match still wins, among the routes
+//! for the hello's transport:
+//! ```toml
+//! { match = "www.test", transport = "quic", upstream = "127.0.0.1:9443" },
+//! { match = "www.test", upstream = "127.0.0.1:8443" },   # TCP, and QUIC no more
+//! ```
+//! A table with no `transport` route never asks limen for the transport.
 //!
 //! A name no route matches, with no `default`, is rejected with
 //! `unrecognized_name`. A server_name that is not a DNS name (an IP literal
@@ -42,10 +52,13 @@ use std::collections::HashMap;
 
 use limen_guest::{
     Alert, ClientHello, Connection, Decision, HostPattern, Policy, ProxyProtocol, ProxyTlvs,
-    RuleKind, Terminate, TerminateExt, Upstream, UpstreamExt, config_from_json, limits,
+    RuleKind, Terminate, TerminateExt, Transport, Upstream, UpstreamExt, config_from_json,
     report_rule,
 };
 use serde::Deserialize;
+
+mod route_limits;
+use route_limits::{Limits, RateConfig};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +74,7 @@ struct Config {
 struct RouteConfig {
     #[serde(rename = "match")]
     pattern: String,
+    transport: Option<String>,
     upstream: Option<String>,
     pool: Option<String>,
     reject: Option<String>,
@@ -72,68 +86,6 @@ struct RouteConfig {
     max_connections: Option<u32>,
     per: Option<String>,
     over_limit: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RateConfig {
-    per_second: u32,
-    burst: u32,
-}
-
-/// A route's limits, checked on each connection it matches.
-struct Limits {
-    /// `route:<match>`: the key's stem, so state survives a swap.
-    key: String,
-    per_client: bool,
-    rate: Option<(u32, u32)>,
-    max_connections: Option<u32>,
-    over_limit: Alert,
-}
-
-impl Limits {
-    fn of(route: &RouteConfig) -> Result<Option<Limits>, String> {
-        if route.rate.is_none() && route.max_connections.is_none() {
-            return match (&route.per, &route.over_limit) {
-                (None, None) => Ok(None),
-                _ => Err("`per` and `over_limit` need `rate` or `max_connections`".into()),
-            };
-        }
-        let per_client = match route.per.as_deref() {
-            None | Some("route") => false,
-            Some("client") => true,
-            Some(other) => return Err(format!("per `{other}`: use \"route\" or \"client\"")),
-        };
-        let over_limit = match &route.over_limit {
-            None => Alert::AccessDenied,
-            Some(name) => {
-                Alert::from_name(name).ok_or_else(|| format!("unknown alert `{name}`"))?
-            }
-        };
-        Ok(Some(Limits {
-            key: format!("route:{}", route.pattern),
-            per_client,
-            rate: route.rate.as_ref().map(|r| (r.per_second, r.burst)),
-            max_connections: route.max_connections,
-            over_limit,
-        }))
-    }
-
-    /// Whether this connection is within the limits (taking its token and slot).
-    fn admit(&self, conn: &Connection) -> bool {
-        let key = if self.per_client {
-            format!("{}|{}", self.key, conn.client.ip.to_std())
-        } else {
-            self.key.clone()
-        };
-        if let Some((per_second, burst)) = self.rate
-            && !limits::take(&key, per_second, burst)
-        {
-            return false;
-        }
-        self.max_connections
-            .is_none_or(|max| limits::acquire(&key, max))
-    }
 }
 
 #[derive(Deserialize)]
@@ -167,14 +119,20 @@ impl Default for UpstreamTlsConfig {
 
 /// The table, built once per instance.
 pub struct StaticRoutes {
-    /// Exact names, to the index of the route that wins for that name: most
-    /// tables are mostly exact names, and a hash lookup keeps a 100-route
-    /// table at one probe. Which earlier wildcard or regex (if any) matches
-    /// an exact name is known from the name alone, so `init` settles it once
-    /// instead of every hit matching the patterns above it.
-    exact: HashMap<String, usize>,
+    /// Per transport (see [`slot`]), exact names to the index of the route
+    /// that wins for that name: most tables are mostly exact names, and a
+    /// hash lookup keeps a 100-route table at one probe. Which earlier
+    /// wildcard or regex (if any) matches an exact name is known from the
+    /// name and transport alone, so `init` settles it once instead of every
+    /// hit matching the patterns above it. Only the TCP map is filled when
+    /// no route names a transport: it then serves both.
+    exact: [HashMap<String, usize>; 2],
     /// Wildcard and regex routes in table order, with their index.
     patterns: Vec<(usize, HostPattern)>,
+    /// Each route's transport, if it applies to one only.
+    only: Vec<Option<Transport>>,
+    /// Some route names a transport: only then is the hello asked for it.
+    by_transport: bool,
     actions: Vec<Decision>,
     /// Each route's limits, if it has any.
     limits: Vec<Option<Limits>>,
@@ -187,9 +145,17 @@ pub struct StaticRoutes {
 impl Policy for StaticRoutes {
     fn init(config: &str) -> Result<Self, String> {
         let config: Config = config_from_json(config)?;
+        let by_transport = config.routes.iter().any(|r| r.transport.is_some());
+        let transports: &[Transport] = if by_transport {
+            &[Transport::Tcp, Transport::Quic]
+        } else {
+            &[Transport::Tcp]
+        };
         let mut table = StaticRoutes {
-            exact: HashMap::new(),
+            exact: Default::default(),
             patterns: Vec::new(),
+            only: Vec::with_capacity(config.routes.len()),
+            by_transport,
             actions: Vec::with_capacity(config.routes.len()),
             limits: Vec::with_capacity(config.routes.len()),
             kinds: Vec::with_capacity(config.routes.len()),
@@ -199,22 +165,38 @@ impl Policy for StaticRoutes {
         for (index, route) in config.routes.into_iter().enumerate() {
             let pattern =
                 HostPattern::parse(&route.pattern).map_err(|e| format!("routes[{index}]: {e}"))?;
+            let only = match route.transport.as_deref() {
+                None => None,
+                Some(name) => Some(Transport::from_name(name).ok_or_else(|| {
+                    format!("routes[{index}]: transport `{name}`: use \"tcp\" or \"quic\"")
+                })?),
+            };
             table.actions.push(
                 action(&route).map_err(|e| format!("routes[{index}] ({}): {e}", route.pattern))?,
             );
             table
                 .limits
-                .push(Limits::of(&route).map_err(|e| format!("routes[{index}]: {e}"))?);
+                .push(Limits::of(&route, only).map_err(|e| format!("routes[{index}]: {e}"))?);
             table.kinds.push(pattern.kind());
+            table.only.push(only);
             match pattern {
                 HostPattern::Exact(name) => {
-                    table.exact.entry(name).or_insert(index);
+                    for &transport in transports {
+                        if only.is_none_or(|t| t == transport) {
+                            table.exact[slot(transport)]
+                                .entry(name.clone())
+                                .or_insert(index);
+                        }
+                    }
                 }
                 other => table.patterns.push((index, other)),
             }
         }
-        for (name, index) in table.exact.iter_mut() {
-            *index = first_pattern(&table.patterns, name, *index).unwrap_or(*index);
+        for &transport in transports {
+            for (name, index) in table.exact[slot(transport)].iter_mut() {
+                let earlier = first_pattern(&table.patterns, &table.only, transport, name, *index);
+                *index = earlier.unwrap_or(*index);
+            }
         }
         Ok(table)
     }
@@ -223,13 +205,22 @@ impl Policy for StaticRoutes {
         let Some(hello) = hello else {
             return fallback(&self.plain, Alert::Close);
         };
+        // One host call, made only for a table that routes by transport;
+        // otherwise the one map, in TCP's slot, serves both.
+        let transport = if self.by_transport {
+            hello.transport()
+        } else {
+            Transport::Tcp
+        };
         let matched = match hello.sni() {
-            Some(sni) => self.first_match(&sni),
+            Some(sni) => self.first_match(&sni, transport),
             // Not a DNS name (an IP literal such as FortiClient sends): only
             // an exact route names it, as sent. One more host call, only then.
-            None => hello
-                .server_name()
-                .and_then(|sent| self.exact.get(&sent.to_ascii_lowercase()).copied()),
+            None => hello.server_name().and_then(|sent| {
+                self.exact[slot(transport)]
+                    .get(&sent.to_ascii_lowercase())
+                    .copied()
+            }),
         };
         match matched {
             Some(index) => {
@@ -245,20 +236,36 @@ impl Policy for StaticRoutes {
 }
 
 impl StaticRoutes {
-    /// The first route, in table order, that `sni` matches.
-    fn first_match(&self, sni: &str) -> Option<usize> {
-        match self.exact.get(sni) {
+    /// The first route for `transport`, in table order, that `sni` matches.
+    fn first_match(&self, sni: &str, transport: Transport) -> Option<usize> {
+        match self.exact[slot(transport)].get(sni) {
             Some(&index) => Some(index),
-            None => first_pattern(&self.patterns, sni, usize::MAX),
+            None => first_pattern(&self.patterns, &self.only, transport, sni, usize::MAX),
         }
     }
 }
 
-/// The first wildcard or regex route before `limit` that matches `name`.
-fn first_pattern(patterns: &[(usize, HostPattern)], name: &str, limit: usize) -> Option<usize> {
+/// Which of `StaticRoutes::exact` serves a transport.
+fn slot(transport: Transport) -> usize {
+    match transport {
+        Transport::Tcp => 0,
+        Transport::Quic => 1,
+    }
+}
+
+/// The first wildcard or regex route for `transport` before `limit` that
+/// matches `name` (`only`: each route's transport, if it names one).
+fn first_pattern(
+    patterns: &[(usize, HostPattern)],
+    only: &[Option<Transport>],
+    transport: Transport,
+    name: &str,
+    limit: usize,
+) -> Option<usize> {
     patterns
         .iter()
         .take_while(|(index, _)| *index < limit)
+        .filter(|(index, _)| only[*index].is_none_or(|t| t == transport))
         .find(|(_, pattern)| pattern.matches(name))
         .map(|(index, _)| *index)
 }

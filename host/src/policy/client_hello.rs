@@ -11,7 +11,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::{HelloRef, wit};
 use super::state::HostState;
-use crate::hello::HelloSummary;
+use crate::hello::{HelloSummary, Transport};
 
 type Handle = Resource<HelloRef>;
 
@@ -118,6 +118,21 @@ impl wit::HostClientHello for HostState {
 
     fn record_count(&mut self, _: Handle) -> wasmtime::Result<u32> {
         self.read(HelloSummary::record_count)
+    }
+
+    fn transport(&mut self, _: Handle) -> wasmtime::Result<wit::Transport> {
+        match self.read(HelloSummary::transport)? {
+            Transport::Tcp => Ok(wit::Transport::Tcp),
+            Transport::Quic => Ok(wit::Transport::Quic),
+            // `Transport` is non-exhaustive: a transport this interface
+            // cannot name fails the call (the fail mode applies) rather than
+            // passing for TCP and being routed as if it were.
+            other => Err(wasmtime::format_err!(
+                "transport {} has no name in limen:router@{}",
+                other.as_str(),
+                super::INTERFACE_VERSION
+            )),
+        }
     }
 
     /// The host made the borrow; nothing to free.

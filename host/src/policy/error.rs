@@ -23,9 +23,13 @@ pub enum LoadError {
     Compile(String),
     /// A component, but not of the `limen:router/policy` world (missing or
     /// mistyped exports, imports limen does not provide).
-    #[error("P003 component does not implement limen:router/policy@0.2.0: {0}")]
+    #[error(
+        "P003 component does not implement limen:router/policy@{version}: {0}",
+        version = super::INTERFACE_VERSION
+    )]
     WrongWorld(String),
-    /// Built for another version of limen's interface (`wit/`).
+    /// Built for another version of limen's interface (`wit/`): another
+    /// 0.x series, or a newer 0.2.x whose additions this limen lacks.
     #[error(
         "P006 the module was built for limen:router@{found}; this limen needs \
          limen:router@{needed}: rebuild it against this limen's wit/ (guest SDK, \

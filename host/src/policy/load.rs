@@ -156,15 +156,23 @@ impl Policy {
 }
 
 /// The version of `wit/router.wit` this limen provides.
-pub const INTERFACE_VERSION: &str = "0.2.0";
+pub const INTERFACE_VERSION: &str = "0.2.1";
 
 /// Semver-compatible with [`INTERFACE_VERSION`], as wasmtime's linker
-/// judges it: for 0.x, the same minor version (0.2.1 links against 0.2.0).
+/// judges it: for 0.x, the same minor version (0.2.0 links against 0.2.1,
+/// the host's extra functions unused).
 fn compatible(version: &str) -> bool {
     fn minor(version: &str) -> Vec<&str> {
         version.split('.').take(2).collect()
     }
     minor(version) == minor(INTERFACE_VERSION)
+}
+
+/// A compatible version newer than this limen's: the guest may call a
+/// function added since, which the type-check then reports as missing.
+fn newer(version: &str) -> bool {
+    let patch = |v: &str| v.split('.').nth(2).and_then(|p| p.parse::<u32>().ok());
+    compatible(version) && patch(version) > patch(INTERFACE_VERSION)
 }
 
 /// Type-check: the component must be of the policy world, and import
@@ -173,21 +181,25 @@ fn compatible(version: &str) -> bool {
 fn link(engine: &PolicyEngine, component: &Component) -> Result<PolicyPre<HostState>, LoadError> {
     let ty = component.component_type();
     let names = ty.imports(&engine.engine).map(|(name, _)| name);
-    let foreign = names
+    let versions: Vec<&str> = names
         .chain(ty.exports(&engine.engine).map(|(name, _)| name))
-        .filter_map(|name| name.strip_prefix("limen:router/")?.split_once('@'))
-        .find(|(_, version)| !compatible(version));
-    if let Some((_, found)) = foreign {
-        return Err(LoadError::WrongVersion {
-            found: found.to_owned(),
-            needed: INTERFACE_VERSION,
-        });
+        .filter_map(|name| Some(name.strip_prefix("limen:router/")?.split_once('@')?.1))
+        .collect();
+    let wrong_version = |found: &str| LoadError::WrongVersion {
+        found: found.to_owned(),
+        needed: INTERFACE_VERSION,
+    };
+    if let Some(found) = versions.iter().find(|v| !compatible(v)) {
+        return Err(wrong_version(found));
     }
-    let instance_pre = engine
-        .linker
-        .instantiate_pre(component)
-        .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-    PolicyPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))
+    // A 0.2.x guest newer than this limen loads if it uses nothing added
+    // since; if it does not link, the version it needs is the useful answer.
+    let refuse = |e: wasmtime::Error| match versions.iter().find(|v| newer(v)) {
+        Some(found) => wrong_version(found),
+        None => LoadError::WrongWorld(format!("{e:#}")),
+    };
+    let instance_pre = engine.linker.instantiate_pre(component).map_err(refuse)?;
+    PolicyPre::new(instance_pre).map_err(refuse)
 }
 
 /// Run file reading, hashing or compiling where it cannot stall connections.
@@ -197,4 +209,20 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| LoadError::Compile(format!("loader thread failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{compatible, newer};
+
+    /// 0.2.0 guests (before `transport`) link; a later 0.2.x is flagged as
+    /// newer, so a failed type-check can name the version it needs.
+    #[test]
+    fn the_0_2_series_links_and_newer_patches_are_told_apart() {
+        assert!(compatible("0.2.0") && !newer("0.2.0"));
+        assert!(compatible("0.2.1") && !newer("0.2.1"));
+        assert!(compatible("0.2.2") && newer("0.2.2"));
+        assert!(newer("0.2.10"), "compared as numbers, not text");
+        assert!(!compatible("0.1.0") && !compatible("0.3.0") && !newer("0.3.0"));
+    }
 }
