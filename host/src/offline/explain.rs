@@ -1,8 +1,8 @@
 //! `limen explain`: what limen would do with one ClientHello, offline.
 //!
-//! The hello comes from hex, a file, or is synthesised by a real rustls client
-//! for `--sni`/`--alpn`, so the policy sees exactly what it would see on the
-//! wire. Nothing touches the network: a name upstream is checked against the
+//! The hello comes from hex, a file, a QUIC client's captured datagrams, or
+//! is synthesised by a real rustls client for `--sni`/`--alpn`, so the
+//! policy sees exactly what it would see on the wire. Nothing touches the network: a name upstream is checked against the
 //! allow-list's name rules only.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::decision::{Decision, Upstream, UpstreamAddr};
-use crate::hello::{self, Examined};
+use crate::hello::{self, Examined, HelloSummary, InitialReader, QuicProgress, Transport};
 use crate::policy::{Connection, Failure, LoadError, Offline, Policy, decide_offline};
 use crate::state::config::Config;
 
@@ -27,6 +27,9 @@ pub enum HelloSource {
     },
     /// Raw bytes as they arrive on the wire (TLS records).
     Bytes(Vec<u8>),
+    /// A QUIC client's datagrams as they arrive (its Initial packets, in
+    /// any order): decided as a QUIC listener would.
+    Quic(Vec<Vec<u8>>),
 }
 
 /// Why explain could not run.
@@ -60,22 +63,39 @@ pub async fn explain(
     source: HelloSource,
     client: SocketAddr,
 ) -> Result<Value, ExplainError> {
-    let bytes = match source {
-        HelloSource::Bytes(bytes) => bytes,
-        HelloSource::Sni { sni, alpn } => synthesise(&sni, &alpn)?,
+    let (bytes, datagrams) = match source {
+        HelloSource::Bytes(bytes) => (bytes, None),
+        HelloSource::Sni { sni, alpn } => (synthesise(&sni, &alpn)?, None),
+        HelloSource::Quic(datagrams) => (Vec::new(), Some(datagrams)),
     };
-    let listener = config.listeners.first().map(|l| (l.name.clone(), l.bind));
+    // The listener such a client would reach: the first of its transport.
+    let transport = match datagrams {
+        Some(_) => Transport::Quic,
+        None => Transport::Tcp,
+    };
+    let listener = config
+        .listeners
+        .iter()
+        .find(|l| l.transport == transport)
+        .or(config.listeners.first())
+        .map(|l| (l.name.clone(), l.bind));
     let (name, local) = listener.unwrap_or_else(|| ("".into(), client));
     let conn = Connection {
         client,
         local,
         listener: name,
     };
-    let hello = match hello::examine(&bytes, config.limits.hello_max_bytes) {
-        Ok(Examined::Hello(hello)) => Some(Arc::new(hello)),
-        Ok(Examined::NotTls) => None,
-        Ok(Examined::NeedMore) => return Ok(unread(Examined::INCOMPLETE)),
-        Err(error) => return Ok(unread(&error.to_string())),
+    let hello = match datagrams {
+        Some(datagrams) => match quic_hello(&datagrams, config.limits.hello_max_bytes) {
+            Ok(hello) => Some(Arc::new(hello)),
+            Err(error) => return Ok(unread(&error)),
+        },
+        None => match hello::examine(&bytes, config.limits.hello_max_bytes) {
+            Ok(Examined::Hello(hello)) => Some(Arc::new(hello)),
+            Ok(Examined::NotTls) => None,
+            Ok(Examined::NeedMore) => return Ok(unread(Examined::INCOMPLETE)),
+            Err(error) => return Ok(unread(&error.to_string())),
+        },
     };
     let policy = Policy::load_offline(&config.policy).await?;
     let summary = hello.as_deref();
@@ -104,6 +124,32 @@ pub async fn explain(
         "fuel_used": fuel_used,
         "outcome": outcome,
     }))
+}
+
+/// A QUIC client's hello from its datagrams, read as a QUIC listener reads
+/// them: a datagram the reader refuses is skipped (the listener drops it),
+/// unless the refusal is final.
+fn quic_hello(datagrams: &[Vec<u8>], cap: usize) -> Result<HelloSummary, String> {
+    let mut reader = InitialReader::new(cap);
+    let mut skipped = Vec::new();
+    for (i, datagram) in datagrams.iter().enumerate() {
+        match reader.feed(datagram) {
+            Ok(QuicProgress::Complete(framed)) => {
+                return HelloSummary::parse(&framed).map_err(|e| e.to_string());
+            }
+            Ok(QuicProgress::NeedMore) => {}
+            Err(error) if error.is_final() => return Err(error.to_string()),
+            Err(error) => skipped.push(format!("datagram {}: {}", i + 1, error.reason())),
+        }
+    }
+    Err(format!(
+        "the Initials do not complete a ClientHello (skipped: {})",
+        if skipped.is_empty() {
+            "none".into()
+        } else {
+            skipped.join(", ")
+        }
+    ))
 }
 
 /// The answer for bytes that never become a hello: nothing reaches the policy.

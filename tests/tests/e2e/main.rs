@@ -25,6 +25,7 @@ mod pools_health;
 mod process;
 mod quic;
 mod quic_chromium;
+mod quic_explain;
 mod quic_hostile;
 mod quic_kit;
 mod reload;

@@ -16,7 +16,7 @@ use limen::{Config, Server};
 
 /// `limen explain` flags: exactly one hello source.
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("hello").required(true).args(["sni", "hello_hex", "hello_file"]))]
+#[command(group = clap::ArgGroup::new("hello").required(true).args(["sni", "hello_hex", "hello_file", "quic_file"]))]
 pub(crate) struct ExplainArgs {
     #[arg(long, short)]
     config: PathBuf,
@@ -32,6 +32,11 @@ pub(crate) struct ExplainArgs {
     /// A file holding the ClientHello's TLS records.
     #[arg(long)]
     hello_file: Option<PathBuf>,
+    /// A QUIC client's datagram, one per file as captured (repeat for a
+    /// hello over several Initials, in any order): decided as on a QUIC
+    /// listener.
+    #[arg(long)]
+    quic_file: Vec<PathBuf>,
     /// Client address the policy sees.
     #[arg(long, default_value = "192.0.2.1:50000")]
     client: SocketAddr,
@@ -159,8 +164,13 @@ pub(crate) fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
         HelloSource::Bytes(
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
         )
+    } else if !args.quic_file.is_empty() {
+        let read = |file: &PathBuf| {
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+        };
+        HelloSource::Quic(args.quic_file.iter().map(read).collect::<Result<_, _>>()?)
     } else {
-        bail!("give --sni, --hello-hex or --hello-file");
+        bail!("give --sni, --hello-hex, --hello-file or --quic-file");
     };
     let report = small_runtime()?.block_on(explain::explain(&config, source, args.client))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
