@@ -154,6 +154,11 @@ pub(crate) async fn run(
             () = force_close.cancelled() => break,
         }
     }
+    // Cut by the end of the shutdown grace: each open flow's line says so.
+    let open: Vec<u64> = listener.keys.keys().copied().collect();
+    for id in open {
+        listener.ended(id, End::Shutdown);
+    }
     tracing::info!(target: "tls_sni", listener = &*listener.name, addr = %local, worker, "quic.listener.stopped");
 }
 
@@ -199,9 +204,13 @@ impl Listener {
             pending.received += bytes.len();
             return;
         }
-        // An address no flow has, with an ID a server chose: a client that
-        // moved (checked before anything new is admitted for it).
-        if let Some(route) = self.shared.ids.find(bytes) {
+        // A short header from an address no flow has, with an ID a server
+        // chose: a client that moved. Only short headers are looked up: a
+        // client may not migrate before its handshake is confirmed (RFC
+        // 9000 §9), and a flood of spoofed Initials then never takes the
+        // listener's lock.
+        let short = bytes.first().is_some_and(|first| first & 0x80 == 0);
+        if short && let Some(route) = self.shared.ids.find(bytes) {
             if route.worker == self.worker {
                 return self.moved(route.id, client, bytes);
             }
