@@ -6,8 +6,12 @@ use super::header::{LONG_FORM, MAX_CID_LEN};
 
 /// The Source Connection ID of a long-header packet (a server's Initial or
 /// Handshake names there the ID its client will address it by), or `None`
-/// for a short header or a truncated packet.
+/// for a short header, a Version Negotiation (whose SCID is the client's
+/// own) or a truncated packet.
 pub fn long_header_scid(datagram: &[u8]) -> Option<&[u8]> {
+    if datagram.get(1..5) == Some(&[0, 0, 0, 0][..]) {
+        return None;
+    }
     let (_, rest) = long_header_dcid(datagram)?;
     let (&len, rest) = rest.split_first()?;
     let len = usize::from(len);
@@ -58,5 +62,7 @@ mod tests {
         assert_eq!(destination_id(&short, 9), None);
         assert_eq!(long_header_scid(&[0xc0, 0, 0]), None);
         assert_eq!(long_header_scid(&[0xc0, 0, 0, 0, 1, 30]), None);
+        let negotiation = [0x80, 0, 0, 0, 0, 1, 2, 1, 3, 0, 0, 0, 1];
+        assert_eq!(long_header_scid(&negotiation), None);
     }
 }

@@ -6,9 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use arc_swap::ArcSwap;
+use std::time::Duration;
 
-use super::flow::{self, Flow, Stats};
+use tokio::net::UdpSocket;
+use tokio::task::AbortHandle;
+
+use super::flow::{self, Flow, Learned, Stats};
 use super::ids::Route;
 use super::line::Line;
 use super::pending::Pending;
@@ -68,43 +71,36 @@ impl Listener {
         };
         line.upstream = Some(named);
         let Some(upstream) = upstream else {
-            return self.metrics.dropped("unreachable");
+            self.metrics.dropped("unreachable");
+            return self.close(&pending, line, Alert::InternalError);
         };
-        let socket = match flow::connect(upstream) {
-            Ok(socket) => Arc::new(socket),
-            Err(error) => {
-                tracing::warn!(target: "tls_sni", %client, %upstream, %error, "quic.flow.no_socket");
-                return self.metrics.dropped("upstream_socket");
-            }
-        };
+        let limits = &pending.snapshot.generation.limits;
+        // Checked at admission too; decisions in flight may have filled it.
+        if self.shared.flows.load(Ordering::Relaxed) >= limits.max_flows {
+            return self.metrics.dropped("max_flows");
+        }
         self.next_id += 1;
         let id = self.next_id;
-        let route = Route {
-            worker: self.worker,
-            events: self.events.clone(),
-            id,
-        };
         let stats = Arc::new(Stats::new());
-        let reply_to = Arc::new(ArcSwap::from_pointee(client));
-        let idle = pending.snapshot.generation.limits.flow_idle_timeout;
-        let relay = flow::relay(
-            (socket.clone(), self.socket.clone()),
-            (reply_to.clone(), stats.clone()),
-            (idle, self.serve.force_close.clone()),
-            (self.shared.clone(), route),
-            self.metrics.clone(),
-        );
-        let events = self.events.clone();
-        let task = self.serve.tracker.spawn(async move {
-            let end = relay.await;
-            let _ = events.send(Event::Ended { id, end });
-        });
+        let learned = Learned::default();
+        let idle = limits.flow_idle_timeout;
+        let path = (id, 0, upstream, client);
+        let (socket, relay) = match self.open_path(path, (&stats, &learned, idle)) {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::warn!(target: "tls_sni", %client, %upstream, %error, "quic.flow.no_socket");
+                self.metrics.dropped("upstream_socket");
+                return self.close(&pending, line, Alert::InternalError);
+            }
+        };
         let flow = Flow {
             upstream: socket,
             upstream_addr: upstream,
             stats,
-            reply_to,
-            relay: task.abort_handle(),
+            relay,
+            path: 0,
+            learned,
+            idle,
             line,
             _held: (verdict.held, member_lease),
         };
@@ -123,6 +119,34 @@ impl Listener {
         );
         self.keys.insert(id, client);
         self.flows.insert(client, flow);
+    }
+
+    /// A path of flow `id` (its `path`-th) to `upstream` for the client at
+    /// `client`: a socket of its own and its relay task.
+    fn open_path(
+        &self,
+        (id, path, upstream, client): (u64, u32, SocketAddr, SocketAddr),
+        (stats, learned, idle): (&Arc<Stats>, &Learned, Duration),
+    ) -> std::io::Result<(Arc<UdpSocket>, AbortHandle)> {
+        let socket = Arc::new(flow::connect(upstream)?);
+        let route = Route {
+            worker: self.worker,
+            events: self.events.clone(),
+            id,
+        };
+        let relay = flow::relay(
+            (socket.clone(), self.socket.clone()),
+            (client, stats.clone()),
+            (idle, self.serve.force_close.clone()),
+            (self.shared.clone(), route, learned.clone()),
+            self.metrics.clone(),
+        );
+        let events = self.events.clone();
+        let task = self.serve.tracker.spawn(async move {
+            let end = relay.await;
+            let _ = events.send(Event::Ended { id, path, end });
+        });
+        Ok((socket, task.abort_handle()))
     }
 
     /// Answer the client with a CONNECTION_CLOSE carrying `alert`.
@@ -147,15 +171,34 @@ impl Listener {
     }
 
     /// Flow `id`'s client now sends from `to` (a datagram addressed by an
-    /// ID its server chose came from there): replies follow it.
+    /// ID its server chose came from there): the flow gets a new path, a
+    /// socket of its own toward the upstream, so the server sees the move
+    /// and validates the new address itself (RFC 9000 §9), sending it at
+    /// most 3x what it received until it answers: a spoofed move cannot
+    /// turn a flow onto a victim.
     pub(super) fn moved(&mut self, id: u64, to: SocketAddr, datagram: &[u8]) {
         let Some(from) = self.keys.get(&id).copied() else {
             return self.metrics.dropped("unknown_flow");
         };
-        if from != to
-            && let Some(flow) = self.flows.remove(&from)
-        {
-            flow.reply_to.store(Arc::new(to));
+        if from != to {
+            if self.flows.contains_key(&to) {
+                // Another flow's client sends from there.
+                return self.metrics.dropped("address_in_use");
+            }
+            let Some(mut flow) = self.flows.remove(&from) else {
+                return;
+            };
+            let path = (id, flow.path + 1, flow.upstream_addr, to);
+            match self.open_path(path, (&flow.stats, &flow.learned, flow.idle)) {
+                Ok((socket, relay)) => {
+                    flow.relay.abort();
+                    (flow.upstream, flow.relay, flow.path) = (socket, relay, flow.path + 1);
+                }
+                Err(_) => {
+                    self.flows.insert(from, flow);
+                    return self.metrics.dropped("upstream_socket");
+                }
+            }
             self.flows.insert(to, flow);
             self.keys.insert(id, to);
             tracing::info!(target: "tls_sni", listener = &*self.name, %from, %to, "quic.flow.moved");
@@ -168,14 +211,22 @@ impl Listener {
         }
     }
 
-    /// Flow `id`'s task ended.
-    pub(super) fn ended(&mut self, id: u64, end: flow::End) {
-        let Some(client) = self.keys.remove(&id) else {
+    /// Path `path` of flow `id` ended (`None`: whichever it is now).
+    pub(super) fn ended(&mut self, id: u64, path: Option<u32>, end: flow::End) {
+        let Some(client) = self.keys.get(&id).copied() else {
             return;
         };
+        // The relay of a path the flow has since left: not its end.
+        if path.is_some_and(|path| self.flows.get(&client).is_some_and(|f| f.path != path)) {
+            return;
+        }
+        self.keys.remove(&id);
         let Some(flow) = self.flows.remove(&client) else {
             return;
         };
+        if let Ok(learned) = flow.learned.lock() {
+            self.shared.ids.forget(&learned);
+        }
         self.shared.flows.fetch_sub(1, Ordering::Relaxed);
         self.metrics.flows_active.dec();
         flow.relay.abort();

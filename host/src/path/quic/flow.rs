@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -76,12 +75,19 @@ impl Stats {
 
 /// One flow, as the listener loop keeps it.
 pub(super) struct Flow {
+    /// The socket of its current path (one per client address: a client
+    /// that moves gets a new one, so its server sees the move too).
     pub(super) upstream: Arc<UdpSocket>,
     pub(super) upstream_addr: SocketAddr,
     pub(super) stats: Arc<Stats>,
-    /// Where replies go: the client's address, changed when it moves.
-    pub(super) reply_to: Arc<ArcSwap<SocketAddr>>,
+    /// The relay of the current path, and which path it is (a relay that
+    /// ended as its path was replaced is not the flow's end).
     pub(super) relay: tokio::task::AbortHandle,
+    pub(super) path: u32,
+    /// The connection IDs its server chose, learned by its relays, to be
+    /// forgotten when it ends.
+    pub(super) learned: Learned,
+    pub(super) idle: Duration,
     /// Its access log line, finished when it ends.
     pub(super) line: super::line::Line,
     /// Concurrency slots the policy took, and the pool member's lease,
@@ -144,19 +150,23 @@ impl End {
     }
 }
 
-/// The upstream's datagrams back to the client until the flow ends. The
-/// IDs its server chooses (in its long-header packets) are made known to
-/// the listener's workers, so a client that moves is found; forgotten at
-/// the end.
+/// A flow's learned connection IDs: pushed to by its relay when its server
+/// names one (its long-header packets, during the handshake), read when the
+/// flow ends. A mutex no two threads contend for: both sides run on the
+/// flow's worker.
+pub(super) type Learned = Arc<std::sync::Mutex<Vec<Box<[u8]>>>>;
+
+/// The upstream's datagrams on one path back to `client` until the flow is
+/// idle or limen stops. The IDs its server chooses are made known to the
+/// listener's workers, so a client that moves is found.
 pub(super) async fn relay(
     (upstream, listener): (Arc<UdpSocket>, Arc<UdpSocket>),
-    (client, stats): (Arc<ArcSwap<SocketAddr>>, Arc<Stats>),
+    (client, stats): (SocketAddr, Arc<Stats>),
     (idle, stop): (Duration, CancellationToken),
-    (shared, route): (Arc<Shared>, Route),
+    (shared, route, learned): (Arc<Shared>, Route, Learned),
     metrics: Arc<QuicMetrics>,
 ) -> End {
-    let mut learned: Vec<Box<[u8]>> = Vec::new();
-    let end = loop {
+    loop {
         let left = idle.saturating_sub(stats.idle_for());
         if left.is_zero() {
             break End::Idle;
@@ -166,14 +176,15 @@ pub(super) async fn relay(
                 if ready.is_err() {
                     break End::Error;
                 }
-                let to = **client.load();
                 let learn = |id: &[u8]| {
-                    if !learned.iter().any(|known| **known == *id) {
+                    let Ok(mut learned) = learned.lock() else { return };
+                    // A handful per flow: the server's, during its handshake.
+                    if learned.len() < 8 && !learned.iter().any(|known| **known == *id) {
                         shared.ids.learn(id, route.clone());
                         learned.push(id.into());
                     }
                 };
-                if let Err(end) = drain(&upstream, &listener, to, (&stats, learn), &metrics) {
+                if let Err(end) = drain(&upstream, &listener, client, (&stats, learn), &metrics) {
                     break end;
                 }
             }
@@ -181,12 +192,16 @@ pub(super) async fn relay(
             () = tokio::time::sleep(left) => {}
             () = stop.cancelled() => break End::Shutdown,
         }
-    };
-    shared.ids.forget(&learned);
-    end
+    }
 }
 
-/// Every datagram the upstream socket holds now, sent to `client`.
+/// Datagrams relayed before the relay task goes back to its `select!`,
+/// whose readiness wait counts against tokio's cooperative budget: a fast
+/// upstream cannot hold the worker from its other flows and listener.
+const BATCH: usize = 64;
+
+/// The datagrams the upstream socket holds now (at most [`BATCH`]), sent
+/// to `client`.
 fn drain(
     upstream: &UdpSocket,
     listener: &UdpSocket,
@@ -195,7 +210,7 @@ fn drain(
     metrics: &QuicMetrics,
 ) -> Result<(), End> {
     BUFFER.with_borrow_mut(|buffer| {
-        loop {
+        for _ in 0..BATCH {
             let n = match upstream.try_recv(buffer) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
@@ -224,5 +239,6 @@ fn drain(
                 Err(_) => return Err(End::Error),
             }
         }
+        Ok(())
     })
 }

@@ -40,8 +40,9 @@ impl Ids {
             return;
         }
         self.lengths.fetch_or(1 << id.len(), Ordering::Relaxed);
+        // First come: an ID a flow holds is not taken over by another.
         if let Ok(mut routes) = self.routes.lock() {
-            routes.insert(id.into(), route);
+            routes.entry(id.into()).or_insert(route);
         }
     }
 
@@ -58,6 +59,10 @@ impl Ids {
     /// Destination Connection ID is one a server chose.
     pub(super) fn find(&self, datagram: &[u8]) -> Option<Route> {
         let lengths = self.lengths.load(Ordering::Relaxed);
+        // No server has named an ID yet: nothing to look for, no lock.
+        if lengths == 0 {
+            return None;
+        }
         let routes = self.routes.lock().ok()?;
         (1..=20usize)
             .filter(|len| lengths & (1 << len) != 0)

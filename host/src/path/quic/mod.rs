@@ -27,7 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::hello::{HelloSummary, InitialReader, QuicProgress};
+use crate::hello::{HelloSummary, InitialReader, QuicError, QuicProgress};
 use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::{ListenerMetrics, QuicMetrics};
 use crate::path::accept::Serve;
@@ -36,7 +36,7 @@ use crate::path::worker;
 use crate::policy::Connection;
 use flow::{End, Flow};
 use ids::Route;
-use pending::{MAX_HELD, Pending, PendingTable};
+use pending::{MAX_HELD, MAX_HELD_BYTES, Pending, PendingTable};
 
 /// What a listener's workers share: its flow count, under `max_flows`,
 /// and the connection IDs that find a flow whose client moved.
@@ -54,8 +54,8 @@ enum Event {
         verdict: Verdict,
         hello: Arc<HelloSummary>,
     },
-    /// Flow `id`'s relay ended.
-    Ended { id: u64, end: End },
+    /// Path `path` of flow `id`: its relay ended.
+    Ended { id: u64, path: u32, end: End },
     /// A datagram for flow `id` came from `to` (to another worker, which
     /// passes it on here, where the flow lives).
     Moved {
@@ -67,6 +67,9 @@ enum Event {
 
 /// How long another worker's pointer to a moved flow is kept unused.
 const REDIRECT_IDLE: Duration = Duration::from_secs(60);
+/// At most this many such pointers per worker: beyond, a moved client's
+/// datagrams are looked up by ID each time.
+const MAX_REDIRECTS: usize = 4096;
 
 /// One worker's side of a QUIC listener.
 struct Listener {
@@ -157,7 +160,7 @@ pub(crate) async fn run(
     // Cut by the end of the shutdown grace: each open flow's line says so.
     let open: Vec<u64> = listener.keys.keys().copied().collect();
     for id in open {
-        listener.ended(id, End::Shutdown);
+        listener.ended(id, None, End::Shutdown);
     }
     tracing::info!(target: "tls_sni", listener = &*listener.name, addr = %local, worker, "quic.listener.stopped");
 }
@@ -171,15 +174,8 @@ impl Listener {
             }
             return;
         }
-        if let Some((route, used)) = self.redirects.get_mut(&client) {
-            *used = Instant::now();
-            let datagram = bytes.into();
-            let (id, to) = (route.id, client);
-            let _ = route.events.send(Event::Moved { id, to, datagram });
-            return;
-        }
         if let Some(pending) = self.pending.get_mut(&client) {
-            if pending.held.len() >= MAX_HELD {
+            if pending.held.len() >= MAX_HELD || pending.held_bytes + bytes.len() > MAX_HELD_BYTES {
                 return self.metrics.dropped("held_full");
             }
             if !pending.deciding {
@@ -187,10 +183,12 @@ impl Listener {
                     Ok(QuicProgress::NeedMore) => {}
                     Ok(QuicProgress::Complete(framed)) => {
                         let hello = HelloSummary::parse(&framed);
-                        pending.held.push(bytes.into());
-                        pending.received += bytes.len();
+                        pending.hold(bytes);
                         return self.hello_complete(client, hello);
                     }
+                    // 0-RTT (or Handshake) from a client still sending its
+                    // Initials: part of its flight, held to be replayed.
+                    Err(QuicError::NotInitial) => {}
                     Err(error) => {
                         self.metrics.dropped(error.reason());
                         if error.is_final() {
@@ -200,26 +198,42 @@ impl Listener {
                     }
                 }
             }
-            pending.held.push(bytes.into());
-            pending.received += bytes.len();
+            pending.hold(bytes);
             return;
         }
         // A short header from an address no flow has, with an ID a server
-        // chose: a client that moved. Only short headers are looked up: a
-        // client may not migrate before its handshake is confirmed (RFC
-        // 9000 §9), and a flood of spoofed Initials then never takes the
-        // listener's lock.
-        let short = bytes.first().is_some_and(|first| first & 0x80 == 0);
-        if short && let Some(route) = self.shared.ids.find(bytes) {
-            if route.worker == self.worker {
-                return self.moved(route.id, client, bytes);
-            }
-            let (id, to, datagram) = (route.id, client, bytes.into());
-            let _ = route.events.send(Event::Moved { id, to, datagram });
-            self.redirects.insert(client, (route, Instant::now()));
-            return;
+        // chose: a client that moved. Only short headers: a client may not
+        // migrate before its handshake is confirmed (RFC 9000 §9), a new
+        // client's Initials from a reused address are not taken for an old
+        // flow's, and a flood of spoofed Initials never takes the lock.
+        if bytes.first().is_some_and(|first| first & 0x80 == 0) {
+            return self.short_from_unknown(bytes, client);
         }
         self.new_client(bytes, client);
+    }
+
+    /// A short-header datagram from an address this worker has no flow or
+    /// pending client for: a flow whose client moved, here or on another
+    /// worker, or nothing.
+    fn short_from_unknown(&mut self, bytes: &[u8], client: SocketAddr) {
+        if let Some((route, used)) = self.redirects.get_mut(&client) {
+            *used = Instant::now();
+            let (id, to, datagram) = (route.id, client, bytes.into());
+            let _ = route.events.send(Event::Moved { id, to, datagram });
+            return;
+        }
+        let Some(route) = self.shared.ids.find(bytes) else {
+            return self.metrics.dropped("unknown_flow");
+        };
+        if route.worker == self.worker {
+            return self.moved(route.id, client, bytes);
+        }
+        let (id, to, datagram) = (route.id, client, bytes.into());
+        let _ = route.events.send(Event::Moved { id, to, datagram });
+        // Bounded: spoofed addresses with a known ID could otherwise grow it.
+        if self.redirects.len() < MAX_REDIRECTS {
+            self.redirects.insert(client, (route, Instant::now()));
+        }
     }
 
     fn new_client(&mut self, bytes: &[u8], client: SocketAddr) {
@@ -247,6 +261,7 @@ impl Listener {
         let pending = Pending {
             reader,
             held: vec![bytes.into()],
+            held_bytes: bytes.len(),
             received: bytes.len(),
             started: Instant::now(),
             deadline: Instant::now() + limits.hello_timeout,
@@ -304,7 +319,7 @@ impl Listener {
                 verdict,
                 hello,
             } => self.decided(client, verdict, hello),
-            Event::Ended { id, end } => self.ended(id, end),
+            Event::Ended { id, path, end } => self.ended(id, Some(path), end),
             Event::Moved { id, to, datagram } => self.moved(id, to, &datagram),
         }
     }

@@ -13,12 +13,16 @@ use crate::state::live::Snapshot;
 /// Datagrams held for one client while its hello is read and decided: a
 /// post-quantum hello takes two, a retransmitting client a few more.
 pub(super) const MAX_HELD: usize = 16;
+/// And their bytes: Initials are about 1,200-1,500 each, so 32 KiB is a
+/// generous flight while 1,024 forged clients hold at most 32 MiB.
+pub(super) const MAX_HELD_BYTES: usize = 32 << 10;
 
 /// One client's Initial in progress.
 pub(super) struct Pending {
     pub(super) reader: InitialReader,
     /// Every datagram received from the client so far, in order.
     pub(super) held: Vec<Box<[u8]>>,
+    pub(super) held_bytes: usize,
     /// Bytes received, for the 3x limit on what an unvalidated address may
     /// be sent (RFC 9000 §8.1).
     pub(super) received: usize,
@@ -30,6 +34,15 @@ pub(super) struct Pending {
     /// The configuration and policy live when the first datagram came: a
     /// swap while reading does not change what decides it.
     pub(super) snapshot: Arc<Snapshot>,
+}
+
+impl Pending {
+    /// Keep `datagram` to replay (the caller checked the bounds).
+    pub(super) fn hold(&mut self, datagram: &[u8]) {
+        self.held.push(datagram.into());
+        self.held_bytes += datagram.len();
+        self.received += datagram.len();
+    }
 }
 
 /// Why a new client was not admitted.
