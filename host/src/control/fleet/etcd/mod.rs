@@ -161,6 +161,7 @@ impl Client {
         let body = json(&request);
         let opened = async {
             let mut connection = self.open().await?;
+            connection.sender.ready().await?;
             let response = connection
                 .sender
                 .send_request(self.request("/v3/watch", body)?)
@@ -185,11 +186,18 @@ impl Client {
     ) -> Result<A, EtcdError> {
         let request = self.request(path, json(request))?;
         let exchange = async {
-            let connection = match self.connection.take() {
-                Some(kept) if !kept.sender.is_closed() => kept,
-                _ => self.open().await?,
+            // A kept connection is used once hyper says it is ready for the
+            // next request (the last answer wholly processed); one etcd
+            // closed meanwhile is replaced.
+            let kept = match self.connection.take() {
+                Some(mut kept) => kept.sender.ready().await.is_ok().then_some(kept),
+                None => None,
             };
-            let mut connection = connection;
+            let mut connection = match kept {
+                Some(kept) => kept,
+                None => self.open().await?,
+            };
+            connection.sender.ready().await?;
             let response = connection.sender.send_request(request).await?;
             let ok = response.status() == StatusCode::OK;
             let answer = read(response.into_body()).await?;
