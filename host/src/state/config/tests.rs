@@ -217,7 +217,11 @@ check_sni = "web.internal"
         ("\"127.0.0.1:9451\",", "\"other\",", "not host:port"),
         ("weight = 2", "weight = 0", "weight"),
         ("check = \"tls\"", "check = \"tcp\"", "check_sni"),
-        ("check = \"tls\"", "check = \"http\"", "\"tcp\", \"tls\" or \"quic\""),
+        (
+            "check = \"tls\"",
+            "check = \"http\"",
+            "\"tcp\", \"tls\" or \"quic\"",
+        ),
         (
             "fallback = \"127.0.0.1:9000\"",
             "fallback = \"api\"",
