@@ -301,3 +301,50 @@ shutdown_grace = "1s"
     }
     limen.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_a_quic_listener_frees_its_port_within_the_grace()
+-> anyhow::Result<()> {
+    use limen::control::admin::protocol::Answer;
+    let (servers, ca) = h3_servers(&scratch("quic"), &NAMES).await?;
+    let limen = limen(&servers, "").await?;
+    let addr = quic_addr(&limen);
+    // An open flow (idle for 60 s unless the listener goes).
+    assert_eq!(
+        h3_get(addr, "a.test", &ca, "/open").await?,
+        "a.test h3 /open"
+    );
+    let config = |quic: bool| -> anyhow::Result<limen::Config> {
+        let listener =
+            format!("[[listeners]]\nname = \"quic\"\nbind = \"{addr}\"\nprotocol = \"quic\"\n");
+        let toml = format!(
+            "[[listeners]]\nname = \"tcp\"\nbind = \"{}\"\n{}\n[policy]\nmodule = \"{}\"\n\
+             [policy.config]\nroutes = [{{ match = \"a.test\", upstream = \"{}\" }}]\n\
+             [upstreams]\nallow = [\"127.0.0.1/32\"]\n[limits]\nshutdown_grace = \"1s\"\n",
+            limen.addr,
+            if quic { listener.as_str() } else { "" },
+            guests::example("static-routes").display(),
+            servers[0].addr(),
+        );
+        Ok(limen::Config::from_toml(&toml)?)
+    };
+    let removed = limen.control.reload(config(false)?).await;
+    assert!(matches!(removed, Answer::Reloaded(_)), "{removed:?}");
+    // The flow is cut after the grace; the port is limen's to bind again.
+    let active = [("listener", "quic")];
+    limen
+        .gauge_reads(
+            Duration::from_secs(10),
+            "limen_quic_flows_active",
+            &active,
+            0,
+        )
+        .await?;
+    let added = limen.control.reload(config(true)?).await;
+    assert!(matches!(added, Answer::Reloaded(_)), "{added:?}");
+    assert_eq!(
+        h3_get(addr, "a.test", &ca, "/again").await?,
+        "a.test h3 /again"
+    );
+    limen.stop().await
+}

@@ -137,10 +137,20 @@ pub(crate) async fn run(
     let mut buffer = vec![0u8; 65_535];
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let force_close = listener.serve.force_close.clone();
+    // Stopped, the loop relays its flows for at most the shutdown grace (a
+    // shutdown's force-close may come sooner): a listener a reload removed
+    // must give its port back, even to clients that never go idle.
+    let mut drained_by = None;
     loop {
         if listener.draining && listener.flows.is_empty() {
             break;
         }
+        let grace_over = async {
+            match drained_by {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             received = listener.socket.recv_from(&mut buffer) => match received {
                 Ok((n, client)) => listener.datagram(&buffer[..n], client),
@@ -153,11 +163,16 @@ pub(crate) async fn run(
             },
             Some(event) = heard.recv() => listener.heard(event),
             _ = sweep.tick() => listener.sweep(),
-            () = stop.cancelled(), if !listener.draining => listener.draining = true,
+            () = stop.cancelled(), if !listener.draining => {
+                listener.draining = true;
+                let grace = listener.serve.live.generation().limits.shutdown_grace;
+                drained_by = Some(tokio::time::Instant::now() + grace);
+            }
+            () = grace_over => break,
             () = force_close.cancelled() => break,
         }
     }
-    // Cut by the end of the shutdown grace: each open flow's line says so.
+    // Cut by the end of the grace: each open flow's line says so.
     let open: Vec<u64> = listener.keys.keys().copied().collect();
     for id in open {
         listener.ended(id, None, End::Shutdown);
