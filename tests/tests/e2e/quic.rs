@@ -268,6 +268,7 @@ fall = 1
 
 [limits]
 shutdown_grace = "1s"
+flow_idle_timeout = "2s"
 "#,
         guests::example("static-routes").display(),
         one.addr(),
@@ -299,6 +300,14 @@ shutdown_grace = "1s"
         let body = h3_get(addr, "a.test", &ca, &format!("/after-{round}")).await?;
         assert_eq!(body, format!("one h3 /after-{round}"));
     }
+    // Each flow held its member while it lasted; idle, they give it back.
+    let member = one.addr().to_string();
+    let held = [("pool", "h3"), ("member", member.as_str())];
+    assert!(limen.counter("limen_upstream_member_connections", &held) > 0);
+    let idle = Duration::from_secs(10);
+    limen
+        .gauge_reads(idle, "limen_upstream_member_connections", &held, 0)
+        .await?;
     limen.stop().await
 }
 
