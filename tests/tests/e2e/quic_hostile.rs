@@ -133,11 +133,13 @@ async fn a_completed_flight_reaches_the_upstream_byte_for_byte_in_order() -> any
     let upstream = UdpSocket::bind("127.0.0.1:0").await?;
     let limen = limen(Some(upstream.local_addr()?)).await?;
     // Out of order, a retransmission in between: limen holds all three and
-    // replays them as they came.
+    // replays them as they came; the fourth comes while the policy decides
+    // (or just after) and follows them, in order.
     let flight = [
         capture("chromium148-pq-2of2.bin"),
         capture("chromium148-pq-retx-a.bin"),
         capture("chromium148-pq-1of2.bin"),
+        capture("chromium148-pq-retx-b.bin"),
     ];
     let chromium = client().await?;
     for datagram in &flight {
