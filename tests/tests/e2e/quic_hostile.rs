@@ -164,3 +164,62 @@ async fn a_completed_flight_reaches_the_upstream_byte_for_byte_in_order() -> any
     assert_eq!((&back[..n], from), (&reply[..], limen.addr));
     limen.stop().await
 }
+
+/// The next datagram `upstream` receives, and from where.
+async fn upstream_gets(upstream: &UdpSocket) -> anyhow::Result<(Vec<u8>, SocketAddr)> {
+    let mut buffer = vec![0; 65_535];
+    let received = tokio::time::timeout(Duration::from_secs(5), upstream.recv_from(&mut buffer));
+    let (n, from) = received.await??;
+    buffer.truncate(n);
+    Ok((buffer, from))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_reaches_the_upstream_as_a_new_path_it_can_validate() -> anyhow::Result<()> {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await?;
+    let limen = limen(Some(upstream.local_addr()?)).await?;
+    let chromium = client().await?;
+    for datagram in [
+        capture("chromium148-pq-1of2.bin"),
+        capture("chromium148-pq-2of2.bin"),
+    ] {
+        chromium.send_to(&datagram, limen.addr).await?;
+    }
+    let (_, first_path) = upstream_gets(&upstream).await?;
+    upstream_gets(&upstream).await?;
+    // The server names its connection ID in a long-header packet (version
+    // 1, an empty DCID, SCID ab x 8): limen relays it and learns the ID.
+    let mut named = vec![0xe0, 0, 0, 0, 1, 0, 8];
+    named.extend_from_slice(&[0xab; 8]);
+    named.resize(64, 0);
+    upstream.send_to(&named, first_path).await?;
+    assert_eq!(answer(&chromium, Duration::from_secs(5)).await, Some(named));
+    // A short header with that ID from another address (a NAT rebinding, or
+    // a spoof): the upstream gets it from a new port of limen's, a path it
+    // validates before trusting (RFC 9000 §9), not on the flow's old one.
+    let mut short = vec![0x40];
+    short.extend_from_slice(&[0xab; 8]);
+    short.extend_from_slice(b"moved");
+    let elsewhere = client().await?;
+    elsewhere.send_to(&short, limen.addr).await?;
+    let (got, second_path) = upstream_gets(&upstream).await?;
+    assert_eq!(got, short);
+    assert_ne!(second_path, first_path, "a move is a new path");
+    // What the server sends on the new path reaches the new address only.
+    upstream.send_to(b"challenge", second_path).await?;
+    assert_eq!(
+        answer(&elsewhere, Duration::from_secs(5)).await,
+        Some(b"challenge".to_vec())
+    );
+    // The real client speaks again from its own address: the flow moves
+    // back, on yet another path, and the server's answer reaches it.
+    chromium.send_to(&short, limen.addr).await?;
+    let (_, third_path) = upstream_gets(&upstream).await?;
+    assert!(third_path != first_path && third_path != second_path);
+    upstream.send_to(b"back", third_path).await?;
+    assert_eq!(
+        answer(&chromium, Duration::from_secs(5)).await,
+        Some(b"back".to_vec())
+    );
+    limen.stop().await
+}
