@@ -357,3 +357,43 @@ async fn a_reload_that_removes_a_quic_listener_frees_its_port_within_the_grace()
     );
     limen.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_holds_its_policy_limit_slot_until_it_ends() -> anyhow::Result<()> {
+    let (servers, ca) = h3_servers(&scratch("quic"), &NAMES[..1]).await?;
+    let toml = format!(
+        "[[listeners]]\nname = \"quic\"\nbind = \"127.0.0.1:0\"\nprotocol = \"quic\"\n\
+         [policy]\nmodule = \"{}\"\ntimeout = \"250ms\"\n[policy.config]\n\
+         routes = [{{ match = \"a.test\", upstream = \"{}\", max_connections = 1 }}]\n\
+         [upstreams]\nallow = [\"127.0.0.1/32\"]\n\
+         [limits]\nshutdown_grace = \"1s\"\nflow_idle_timeout = \"2s\"\n",
+        guests::example("static-routes").display(),
+        servers[0].addr(),
+    );
+    let limen = Running::start(&toml).await?;
+    assert_eq!(
+        h3_get(limen.addr, "a.test", &ca, "/1").await?,
+        "a.test h3 /1"
+    );
+    // The first flow is open (idle for 2 s): the route's one slot is taken.
+    let refused = h3_refused(limen.addr, "a.test", &ca, "/2").await?;
+    assert!(
+        refused.contains("error_code=0x131"),
+        "over_limit: {refused}"
+    );
+    // Idle, the flow ends and gives its slot back.
+    let active = [("listener", "quic")];
+    limen
+        .gauge_reads(
+            Duration::from_secs(10),
+            "limen_quic_flows_active",
+            &active,
+            0,
+        )
+        .await?;
+    assert_eq!(
+        h3_get(limen.addr, "a.test", &ca, "/3").await?,
+        "a.test h3 /3"
+    );
+    limen.stop().await
+}
