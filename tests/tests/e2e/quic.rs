@@ -65,6 +65,15 @@ shutdown_grace = "1s"
     Running::start(&toml).await
 }
 
+/// Wait (bounded) until the QUIC listener has no flow open.
+async fn flows_end(limen: &Running) -> anyhow::Result<()> {
+    let active = [("listener", "quic")];
+    let within = Duration::from_secs(10);
+    limen
+        .gauge_reads(within, "limen_quic_flows_active", &active, 0)
+        .await
+}
+
 fn quic_addr(limen: &Running) -> std::net::SocketAddr {
     limen.addrs[1].1
 }
@@ -160,15 +169,7 @@ async fn idle_flows_expire_and_max_flows_holds() -> anyhow::Result<()> {
         ) > 0
     );
     // Two idle seconds later the flow is gone and its slot free again.
-    let active = [("listener", "quic")];
-    limen
-        .gauge_reads(
-            Duration::from_secs(10),
-            "limen_quic_flows_active",
-            &active,
-            0,
-        )
-        .await?;
+    flows_end(&limen).await?;
     assert_eq!(h3_get(addr, "b.test", &ca, "/two").await?, "b.test h3 /two");
     limen.stop().await?;
     // One access log line per flow, with its datagrams and how it ended.
@@ -340,15 +341,7 @@ async fn a_reload_that_removes_a_quic_listener_frees_its_port_within_the_grace()
     let removed = limen.control.reload(config(false)?).await;
     assert!(matches!(removed, Answer::Reloaded(_)), "{removed:?}");
     // The flow is cut after the grace; the port is limen's to bind again.
-    let active = [("listener", "quic")];
-    limen
-        .gauge_reads(
-            Duration::from_secs(10),
-            "limen_quic_flows_active",
-            &active,
-            0,
-        )
-        .await?;
+    flows_end(&limen).await?;
     let added = limen.control.reload(config(true)?).await;
     assert!(matches!(added, Answer::Reloaded(_)), "{added:?}");
     assert_eq!(
@@ -382,15 +375,7 @@ async fn a_flow_holds_its_policy_limit_slot_until_it_ends() -> anyhow::Result<()
         "over_limit: {refused}"
     );
     // Idle, the flow ends and gives its slot back.
-    let active = [("listener", "quic")];
-    limen
-        .gauge_reads(
-            Duration::from_secs(10),
-            "limen_quic_flows_active",
-            &active,
-            0,
-        )
-        .await?;
+    flows_end(&limen).await?;
     assert_eq!(
         h3_get(limen.addr, "a.test", &ca, "/3").await?,
         "a.test h3 /3"
