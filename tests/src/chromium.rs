@@ -2,14 +2,13 @@
 //! absent) loading a page and printing the DOM it rendered. A missing
 //! `chromium` is an error naming it, never a skipped test.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::wait::{POLL, WAIT};
+use crate::wait::{POLL, WAIT, drain};
 
 /// How long Chromium may load a page (its own `--timeout`, milliseconds).
 const PAGE_MS: u64 = 5000;
@@ -86,20 +85,6 @@ pub async fn render(url: &str, profile: &Path, flags: &[String]) -> anyhow::Resu
         Ok(Ok(status)) if !status.success() => bail!("chromium failed ({status}):\n{stderr}"),
         Ok(Ok(_)) => Ok(Rendered { dom, stderr }),
     }
-}
-
-/// A pipe read to its end off the runtime's threads, as text.
-fn drain<R: Read + Send + 'static>(
-    pipe: Option<R>,
-) -> impl Future<Output = anyhow::Result<String>> {
-    let task = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            pipe.read_to_end(&mut bytes)?;
-        }
-        anyhow::Ok(String::from_utf8_lossy(&bytes).into_owned())
-    });
-    async move { task.await? }
 }
 
 /// The value `--ignore-certificate-errors-spki-list` takes for a leaf whose

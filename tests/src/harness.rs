@@ -203,3 +203,41 @@ allow = ["127.0.0.1/32"]
 "#
     )
 }
+
+/// TOML for a QUIC listener named `quic` on `127.0.0.1:port` (0: any),
+/// beside a TCP listener `tcp` on the same port when `tcp`, routing by the
+/// `static-routes` guest with `routes` (its inline tables, comma separated),
+/// loopback upstreams allowed, `extra` sections, and `[limits]` with a 1 s
+/// shutdown grace (open flows drain within it, as connections do) and
+/// `limits`.
+pub fn quic_config(port: u16, tcp: bool, routes: &str, limits: &str, extra: &str) -> String {
+    let tcp = if tcp {
+        format!("[[listeners]]\nname = \"tcp\"\nbind = \"127.0.0.1:{port}\"\n\n")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{tcp}[[listeners]]
+name = "quic"
+bind = "127.0.0.1:{port}"
+protocol = "quic"
+
+[policy]
+module = "{}"
+timeout = "250ms"
+
+[policy.config]
+routes = [{routes}]
+
+[upstreams]
+allow = ["127.0.0.1/32"]
+
+{extra}
+
+[limits]
+shutdown_grace = "1s"
+{limits}
+"#,
+        crate::guests::example("static-routes").display()
+    )
+}

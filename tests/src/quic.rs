@@ -9,7 +9,7 @@
 //! certificate, so a test can prove which upstream answered, that it spoke
 //! HTTP/3, and what reached it from which port.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::wait::{POLL, WAIT};
+use crate::wait::{POLL, WAIT, drain};
 use crate::workspace_root;
 
 /// How long a Python script may take to start (import aioquic and the
@@ -348,20 +348,6 @@ impl H3Get {
         );
         Ok(reply.stderr)
     }
-}
-
-/// A pipe read to its end off the runtime's threads, as text.
-fn drain<R: Read + Send + 'static>(
-    pipe: Option<R>,
-) -> impl Future<Output = anyhow::Result<String>> {
-    let task = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            pipe.read_to_end(&mut bytes)?;
-        }
-        anyhow::Ok(String::from_utf8_lossy(&bytes).into_owned())
-    });
-    async move { task.await? }
 }
 
 /// A server per name under one new CA, their files in `dir`: (servers,

@@ -101,6 +101,20 @@ where
     error.downcast::<Timeout<T>>().map(|timeout| timeout.last)
 }
 
+/// A pipe read to its end off the runtime's threads, as text.
+pub fn drain<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+) -> impl Future<Output = anyhow::Result<String>> {
+    let task = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            pipe.read_to_end(&mut bytes)?;
+        }
+        anyhow::Ok(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    async move { task.await? }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -202,3 +202,17 @@ pub(crate) async fn connect(
     let addr = addrs.first().map_or_else(String::new, ToString::to_string);
     Err(UpstreamError::Connect { addr, error: last })
 }
+
+/// A UDP socket connected to `upstream` from an ephemeral port of the
+/// matching family, non-blocking: a QUIC flow's path, or a QUIC health
+/// check.
+pub(crate) fn udp_to(upstream: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let local: SocketAddr = match upstream {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(local)?;
+    socket.connect(upstream)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::UdpSocket::from_std(socket)
+}

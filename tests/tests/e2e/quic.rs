@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use limen_e2e::harness::{Running, STATUS};
+use limen_e2e::harness::{Running, STATUS, quic_config};
 use limen_e2e::http;
 use limen_e2e::quic::{H3Get, H3Server, h3_get, h3_refused, h3_servers};
 use limen_e2e::{free_port, guests};
@@ -28,41 +28,11 @@ async fn limen_with(servers: &[H3Server], limits: &str, extra: &str) -> anyhow::
         .zip(servers)
         .map(|(name, server)| format!("{{ match = \"{name}\", upstream = \"{}\" }}", server.addr()))
         .collect();
-    let toml = format!(
-        r#"
-[[listeners]]
-name = "tcp"
-bind = "127.0.0.1:{port}"
-
-[[listeners]]
-name = "quic"
-bind = "127.0.0.1:{port}"
-protocol = "quic"
-
-[policy]
-module = "{}"
-timeout = "250ms"
-
-[policy.config]
-routes = [
-  {},
-  {{ match = "blocked.test", reject = "access_denied" }},
-]
-
-[upstreams]
-allow = ["127.0.0.1/32"]
-
-{extra}
-
-[limits]
-# Open flows drain within the grace, as connections do: short here.
-shutdown_grace = "1s"
-{limits}
-"#,
-        guests::example("static-routes").display(),
-        routes.join(",\n  "),
+    let routes = format!(
+        "{},\n  {{ match = \"blocked.test\", reject = \"access_denied\" }}",
+        routes.join(",\n  ")
     );
-    Running::start(&toml).await
+    Running::start(&quic_config(port, true, &routes, limits, extra)).await
 }
 
 /// Wait (bounded) until the QUIC listener has no flow open.
@@ -239,42 +209,16 @@ async fn a_pool_of_http3_members_checked_by_version_negotiation() -> anyhow::Res
     let (cert, key) = pki.issue_files(&dir, "a.test", &["a.test"], None)?;
     let one = H3Server::start("one", &cert, &key).await?;
     let mut two = H3Server::start("two", &cert, &key).await?;
-    let port = free_port()?;
-    let toml = format!(
-        r#"
-[[listeners]]
-name = "quic"
-bind = "127.0.0.1:{port}"
-protocol = "quic"
-
-[policy]
-module = "{}"
-timeout = "250ms"
-
-[policy.config]
-routes = [{{ match = "a.test", pool = "h3" }}]
-
-[upstreams]
-allow = ["127.0.0.1/32"]
-
-[upstreams.pools.h3]
-members = ["{}", "{}"]
-balance = "round_robin"
-[upstreams.pools.h3.health]
-check = "quic"
-interval = "200ms"
-timeout = "150ms"
-rise = 1
-fall = 1
-
-[limits]
-shutdown_grace = "1s"
-flow_idle_timeout = "2s"
-"#,
-        guests::example("static-routes").display(),
+    let pool = format!(
+        "[upstreams.pools.h3]\nmembers = [\"{}\", \"{}\"]\nbalance = \"round_robin\"\n\
+         [upstreams.pools.h3.health]\ncheck = \"quic\"\ninterval = \"200ms\"\n\
+         timeout = \"150ms\"\nrise = 1\nfall = 1\n",
         one.addr(),
         two.addr(),
     );
+    let routes = r#"{ match = "a.test", pool = "h3" }"#;
+    let idle = "flow_idle_timeout = \"2s\"";
+    let toml = quic_config(0, false, routes, idle, &pool);
     let limen = Running::start(&toml).await?;
     let addr = limen.addr;
     // Both members pass the check and share the flows.
@@ -354,15 +298,11 @@ async fn a_reload_that_removes_a_quic_listener_frees_its_port_within_the_grace()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_holds_its_policy_limit_slot_until_it_ends() -> anyhow::Result<()> {
     let (servers, ca) = h3_servers(&scratch("quic"), &NAMES[..1]).await?;
-    let toml = format!(
-        "[[listeners]]\nname = \"quic\"\nbind = \"127.0.0.1:0\"\nprotocol = \"quic\"\n\
-         [policy]\nmodule = \"{}\"\ntimeout = \"250ms\"\n[policy.config]\n\
-         routes = [{{ match = \"a.test\", upstream = \"{}\", max_connections = 1 }}]\n\
-         [upstreams]\nallow = [\"127.0.0.1/32\"]\n\
-         [limits]\nshutdown_grace = \"1s\"\nflow_idle_timeout = \"2s\"\n",
-        guests::example("static-routes").display(),
-        servers[0].addr(),
+    let routes = format!(
+        "{{ match = \"a.test\", upstream = \"{}\", max_connections = 1 }}",
+        servers[0].addr()
     );
+    let toml = quic_config(0, false, &routes, "flow_idle_timeout = \"2s\"", "");
     let limen = Running::start(&toml).await?;
     assert_eq!(
         h3_get(limen.addr, "a.test", &ca, "/1").await?,

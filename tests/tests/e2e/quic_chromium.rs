@@ -8,10 +8,10 @@
 use std::path::Path;
 
 use limen_e2e::chromium::{self, Rendered};
-use limen_e2e::harness::Running;
+use limen_e2e::free_port;
+use limen_e2e::harness::{Running, quic_config};
 use limen_e2e::pki::Pki;
 use limen_e2e::quic::H3Server;
-use limen_e2e::{free_port, guests};
 
 use crate::common::scratch;
 
@@ -21,33 +21,8 @@ use crate::common::scratch;
 /// not be the upstream's.
 async fn limen(server: &H3Server) -> anyhow::Result<Running> {
     let port = free_port()?;
-    let toml = format!(
-        r#"
-[[listeners]]
-name = "tcp"
-bind = "127.0.0.1:{port}"
-
-[[listeners]]
-name = "quic"
-bind = "127.0.0.1:{port}"
-protocol = "quic"
-
-[policy]
-module = "{}"
-timeout = "250ms"
-
-[policy.config]
-routes = [ {{ match = "a.test", upstream = "{}" }} ]
-
-[upstreams]
-allow = ["127.0.0.1/32"]
-
-[limits]
-shutdown_grace = "1s"
-"#,
-        guests::example("static-routes").display(),
-        server.addr(),
-    );
+    let route = format!("{{ match = \"a.test\", upstream = \"{}\" }}", server.addr());
+    let toml = quic_config(port, true, &route, "", "");
     Running::start(&toml).await
 }
 

@@ -3,36 +3,15 @@
 //! terminate is refused for QUIC there too).
 
 use limen_e2e::cli::limen;
-use limen_e2e::{guests, shared_dir};
+use limen_e2e::harness::quic_config;
+use limen_e2e::shared_dir;
 
 use crate::common::config_file;
 
 fn config() -> std::path::PathBuf {
-    config_file(&format!(
-        r#"
-[[listeners]]
-name = "tcp"
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "quic"
-bind = "127.0.0.1:0"
-protocol = "quic"
-
-[policy]
-module = "{}"
-
-[policy.config]
-routes = [
-  {{ match = "a.test", upstream = "127.0.0.1:9461" }},
-  {{ match = "b.test", terminate = {{ certificate = "none", upstream = "127.0.0.1:9462" }} }},
-]
-
-[upstreams]
-allow = ["127.0.0.1/32"]
-"#,
-        guests::example("static-routes").display()
-    ))
+    let routes = r#"{ match = "a.test", upstream = "127.0.0.1:9461" },
+  { match = "b.test", terminate = { certificate = "none", upstream = "127.0.0.1:9462" } }"#;
+    config_file(&quic_config(0, true, routes, "", ""))
 }
 
 async fn explain(files: &[&str]) -> anyhow::Result<serde_json::Value> {

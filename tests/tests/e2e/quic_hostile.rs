@@ -10,9 +10,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use limen_e2e::harness::Running;
+use limen_e2e::harness::{Running, quic_config};
+use limen_e2e::shared_dir;
 use limen_e2e::wait::eventually;
-use limen_e2e::{guests, shared_dir};
 use tokio::net::UdpSocket;
 
 /// One captured datagram.
@@ -28,30 +28,8 @@ async fn limen(upstream: Option<SocketAddr>) -> anyhow::Result<Running> {
         Some(addr) => format!("{{ match = \"a.test\", upstream = \"{addr}\" }}"),
         None => "{ match = \"a.test\", reject = \"access_denied\" }".to_owned(),
     };
-    let toml = format!(
-        r#"
-[[listeners]]
-name = "quic"
-bind = "127.0.0.1:0"
-protocol = "quic"
-
-[policy]
-module = "{}"
-timeout = "250ms"
-
-[policy.config]
-routes = [{route}]
-
-[upstreams]
-allow = ["127.0.0.1/32"]
-
-[limits]
-hello_timeout = "1s"
-max_pending_initials_per_client = 1
-shutdown_grace = "1s"
-"#,
-        guests::example("static-routes").display()
-    );
+    let limits = "hello_timeout = \"1s\"\nmax_pending_initials_per_client = 1";
+    let toml = quic_config(0, false, &route, limits, "");
     Running::start(&toml).await
 }
 

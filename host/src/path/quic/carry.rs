@@ -38,7 +38,12 @@ impl Listener {
             generation: pending.snapshot.generation.clone(),
             listener: self.name.clone(),
             client,
-            hello,
+            hello: pending
+                .snapshot
+                .generation
+                .access
+                .as_ref()
+                .map(|_| hello.clone()),
             result: verdict.result,
             policy: pending.snapshot.policy.version().id.clone(),
             started: pending.started,
@@ -49,7 +54,7 @@ impl Listener {
             Action::Passthrough { dest, upstream } => match dest {
                 Dest::Addrs(addrs) => (addrs.first().copied(), upstream.addr),
                 Dest::Pool(pool) => {
-                    let sni = line.hello.sni().map(|n| n.as_ref());
+                    let sni = hello.sni().map(|n| n.as_ref());
                     match pool.pick_datagram(pool.key(client.ip(), sni)) {
                         Some((member, lease)) => {
                             member_lease = Some(lease);
@@ -128,7 +133,7 @@ impl Listener {
         (id, path, upstream, client): (u64, u32, SocketAddr, SocketAddr),
         (stats, learned, idle): (&Arc<Stats>, &Learned, Duration),
     ) -> std::io::Result<(Arc<UdpSocket>, AbortHandle)> {
-        let socket = Arc::new(flow::connect(upstream)?);
+        let socket = Arc::new(crate::upstream::udp_to(upstream)?);
         let route = Route {
             worker: self.worker,
             events: self.events.clone(),

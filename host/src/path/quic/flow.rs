@@ -120,18 +120,6 @@ impl Flow {
     }
 }
 
-/// A socket connected to `upstream`, from an ephemeral port.
-pub(super) fn connect(upstream: SocketAddr) -> std::io::Result<UdpSocket> {
-    let local: SocketAddr = match upstream {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = std::net::UdpSocket::bind(local)?;
-    socket.connect(upstream)?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
-}
-
 /// How a flow ended.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum End {

@@ -19,7 +19,9 @@ pub(super) struct Line {
     pub(super) generation: Arc<Generation>,
     pub(super) listener: Arc<str>,
     pub(super) client: SocketAddr,
-    pub(super) hello: Arc<HelloSummary>,
+    /// Kept only when the access log is on: otherwise a flow that lasts
+    /// for hours holds no summary (as a TCP connection's trail).
+    pub(super) hello: Option<Arc<HelloSummary>>,
     pub(super) result: RouteResult,
     pub(super) policy: Arc<str>,
     pub(super) started: Instant,
@@ -38,12 +40,14 @@ impl Line {
             return;
         };
         // Fingerprints on the worker, not on the single writer thread.
-        self.hello.fingerprints();
+        if let Some(hello) = &self.hello {
+            hello.fingerprints();
+        }
         log.send(Record {
             time: SystemTime::now(),
             listener: self.listener,
             client: self.client,
-            hello: Some(self.hello),
+            hello: self.hello,
             action,
             result: Some(self.result),
             upstream: self.upstream,

@@ -190,7 +190,7 @@ impl Listener {
             return;
         }
         if let Some(pending) = self.pending.get_mut(&client) {
-            if pending.held.len() >= MAX_HELD || pending.held_bytes + bytes.len() > MAX_HELD_BYTES {
+            if pending.held.len() >= MAX_HELD || pending.received + bytes.len() > MAX_HELD_BYTES {
                 return self.metrics.dropped("held_full");
             }
             if !pending.deciding {
@@ -276,7 +276,6 @@ impl Listener {
         let pending = Pending {
             reader,
             held: vec![bytes.into()],
-            held_bytes: bytes.len(),
             received: bytes.len(),
             started: Instant::now(),
             deadline: Instant::now() + limits.hello_timeout,

@@ -22,8 +22,8 @@ pub(super) struct Pending {
     pub(super) reader: InitialReader,
     /// Every datagram received from the client so far, in order.
     pub(super) held: Vec<Box<[u8]>>,
-    pub(super) held_bytes: usize,
-    /// Bytes received, for the 3x limit on what an unvalidated address may
+    /// The held datagrams' bytes: bounded by [`MAX_HELD_BYTES`], and the base
+    /// of the 3x limit on what an unvalidated address may
     /// be sent (RFC 9000 §8.1).
     pub(super) received: usize,
     /// When the first datagram came, and when the hello must be in.
@@ -40,7 +40,6 @@ impl Pending {
     /// Keep `datagram` to replay (the caller checked the bounds).
     pub(super) fn hold(&mut self, datagram: &[u8]) {
         self.held.push(datagram.into());
-        self.held_bytes += datagram.len();
         self.received += datagram.len();
     }
 }

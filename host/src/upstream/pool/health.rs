@@ -88,17 +88,7 @@ impl Checker {
 /// Ask `addr` for a Version Negotiation (see `hello::version_probe`): a
 /// QUIC server answers it at once and keeps nothing.
 async fn quic_check(addr: std::net::SocketAddr) -> Result<(), String> {
-    let local: std::net::SocketAddr = match addr {
-        std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = tokio::net::UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("socket: {e}"))?;
-    socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let socket = crate::upstream::udp_to(addr).map_err(|e| format!("socket: {e}"))?;
     // IDs need not be secret: they only pair the answer with the question.
     let (dcid, scid) = (clock().to_be_bytes(), (addr.port() as u64).to_be_bytes());
     let probe = version_probe(&dcid, &scid).ok_or("probe")?;
