@@ -10,8 +10,13 @@
 #   datagrams as fast as one Python sender goes; the upstream is a counting
 #   sink. Router CPU-s per GiB sent and per GiB delivered (a router that
 #   cannot keep up drops at its socket, which costs it little).
+#   The direct row sends to the sink itself: what the sender and sink
+#   manage with no router between them (the ceiling of the other rows).
 # flows: FLOWS clients each send that flight from a port of their own and
-#   stay: router CPU per new flow, and RSS per idle flow.
+#   stay: router CPU per new flow, and RSS per idle flow. The limen-tcp row
+#   is the same limen, same policy and route, taking FLOWS TCP connections
+#   that each send a 1.8 KB TLS hello for the same name: a QUIC flow's setup
+#   beside a TCP connection's, in one run.
 # Both routers run one worker pinned to $ROUTER_CPUS (default 1); load and
 # sink share $LOAD_CPUS (default 0). CPU is the router's threads' on-CPU
 # time (/proc/PID/task/*/schedstat).
@@ -27,7 +32,9 @@ RUN=$(mktemp -d /tmp/limen-quic.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-SINK=127.0.0.1:9491 NGINX=127.0.0.1:8493 LIMEN_ADDR=127.0.0.1:8494
+HELLO=${LIMEN_SHARED:-$ROOT/../shared}/peerbench/hello/large-a.test.bin
+# The sink takes UDP and TCP on one port, so one route serves both listeners.
+SINK=127.0.0.1:9491 NGINX=127.0.0.1:8493 LIMEN_ADDR=127.0.0.1:8494 LIMEN_TCP=127.0.0.1:8495
 
 mkdir -p "$RUN/nginx"
 cat > "$RUN/nginx.conf" <<CONF
@@ -53,6 +60,9 @@ workers = 1
 name = "quic"
 bind = "$LIMEN_ADDR"
 protocol = "quic"
+[[listeners]]
+name = "tcp"
+bind = "$LIMEN_TCP"
 [policy]
 module = "$GUEST"
 [policy.config]
@@ -61,6 +71,7 @@ routes = [{ match = "a.test", upstream = "$SINK" }]
 allow = ["127.0.0.1/32"]
 [limits]
 max_flows = $((FLOWS + 100))
+max_connections = $((FLOWS + 100))
 max_pending_initials = $((FLOWS + 100))
 max_pending_initials_per_client = $((FLOWS + 100))
 flow_idle_timeout = "60s"
@@ -71,12 +82,28 @@ taskset -c "$ROUTER_CPUS" nginx -c "$RUN/nginx.conf" -p "$RUN/nginx" & PIDS+=($!
 taskset -c "$ROUTER_CPUS" "$LIMEN" run --config "$RUN/limen.toml" > "$RUN/limen.log" 2>&1 & PIDS+=($!); LIMEN_PID=$!
 sleep 3
 
+# TCP connections through limen's TCP listener, to the sink's TCP side.
+tcpflows() { # NAME PID ADDR
+    taskset -c "$LOAD_CPUS" python3 "$LOAD" tcpsink --bind $SINK --seconds 8 > "$RUN/tcpsink.out" & local sink=$!
+    sleep 0.5
+    local rss0; rss0=$(rss "$2")
+    local before; before=$(cpu "$2")
+    taskset -c "$LOAD_CPUS" python3 "$LOAD" tcpflows --to "$3" --count "$FLOWS" --hello "$HELLO" --hold 6 > "$RUN/tcpflows.out" & local load=$!
+    sleep 4
+    local after; after=$(cpu "$2")
+    local rss1; rss1=$(rss "$2")
+    wait $load $sink
+    got=$(awk '/accepted/ {print $2}' "$RUN/tcpsink.out")
+    awk -v c="$(echo "$after - $before" | bc)" -v f="$FLOWS" -v g="$got" -v r0="$rss0" -v r1="$rss1" -v name="$1" \
+        'BEGIN { printf "%-9s conns: %d (%d reached the sink), router %.1f µs CPU per new connection, RSS +%d KiB = %.2f KiB per idle connection\n", name, f, g, 1e6*c/f, r1-r0, (r1-r0)/f }'
+}
+
 # On-CPU time of every thread, in seconds (schedstat: nanoseconds, finer
 # than /proc/PID/stat's clock ticks, which a 1,000-flow run barely moves).
-cpu() { cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {printf "%.6f", ns / 1e9}'; }
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu() { [ "$1" = - ] && { echo 0; return; }; cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {printf "%.6f", ns / 1e9}'; }
+rss() { [ "$1" = - ] && { echo 0; return; }; awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-relay() { # NAME PID ADDR
+relay() { # NAME PID ADDR (PID "-": no router)
     taskset -c "$LOAD_CPUS" python3 "$LOAD" sink --bind $SINK --seconds 2 > "$RUN/sink.out" & local sink=$!
     sleep 0.5
     local before; before=$(cpu "$2")
@@ -86,7 +113,9 @@ relay() { # NAME PID ADDR
     read -r _ n bytes took <<< "$sent"
     read -r _ got _ < <(tail -1 "$RUN/sink.out")
     awk -v c="$(echo "$after - $before" | bc)" -v b="$bytes" -v n="$n" -v g="$got" -v name="$1" -v t="$took" \
-        'BEGIN { printf "%-6s relay: %8d sent in %.2f s, %8d at the sink (%.1f%%), router %.3f CPU-s = %.2f CPU-s/GiB sent, %.2f per GiB delivered\n", name, n, t, g, 100*g/n, c, c/(b/1073741824), c/(g*(b/n)/1073741824) }'
+        'BEGIN { printf "%-9s relay: %8d sent in %.2f s, %8d at the sink (%.1f%%)", name, n, t, g, 100*g/n
+                 if (name == "direct") { print ", no router"; exit }
+                 printf ", router %.3f CPU-s = %.2f CPU-s/GiB sent, %.2f per GiB delivered\n", c, c/(b/1073741824), c/(g*(b/n)/1073741824) }'
 }
 
 flows() { # NAME PID ADDR
@@ -98,16 +127,18 @@ flows() { # NAME PID ADDR
     local rss1; rss1=$(rss "$2")
     wait $load
     awk -v c="$(echo "$after - $before" | bc)" -v f="$FLOWS" -v r0="$rss0" -v r1="$rss1" -v name="$1" \
-        'BEGIN { printf "%-6s flows: %d, router %.1f µs CPU per new flow, RSS +%d KiB = %.2f KiB per idle flow\n", name, f, 1e6*c/f, r1-r0, (r1-r0)/f }'
+        'BEGIN { printf "%-9s flows: %d, router %.1f µs CPU per new flow, RSS +%d KiB = %.2f KiB per idle flow\n", name, f, 1e6*c/f, r1-r0, (r1-r0)/f }'
 }
 
 echo "== quic: $COUNT datagrams, $FLOWS flows, $REPS reps; router on CPU $ROUTER_CPUS, load on $LOAD_CPUS"
 echo "foreign CPU (load average, 1 min): $(cut -d' ' -f1 /proc/loadavg)"
 for rep in $(seq "$REPS"); do
     echo "-- rep $rep"
+    relay direct - "$SINK"
     relay nginx "$NGINX_PID" "$NGINX"
     relay limen "$LIMEN_PID" "$LIMEN_ADDR"
 done
 # Flows last (each run leaves FLOWS idle flows behind until their timeout).
 flows nginx "$NGINX_PID" "$NGINX"
 flows limen "$LIMEN_PID" "$LIMEN_ADDR"
+tcpflows limen-tcp "$LIMEN_PID" "$LIMEN_TCP"

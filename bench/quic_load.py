@@ -9,8 +9,15 @@
   flows  --to ADDR --count M --initial FILE... --hold S
                                             M clients, each sending the flight from its own
                                             port, held open S seconds (memory per idle flow)
+  tcpsink  --bind ADDR --seconds S          accept TCP connections and hold them until S
+                                            seconds pass without a new one
+  tcpflows --to ADDR --count M --hello FILE --hold S
+                                            M TCP connections, each sending one TLS
+                                            ClientHello, held open S seconds (the TCP
+                                            column beside a QUIC flow's setup)
 """
 import argparse
+import selectors
 import socket
 import sys
 import time
@@ -81,6 +88,36 @@ def flows(args):
     time.sleep(args.hold)
 
 
+def tcpsink(args):
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(addr(args.bind))
+    server.listen(4096)
+    held = []
+    deadline = time.monotonic() + 120
+    with selectors.DefaultSelector() as sel:
+        sel.register(server, selectors.EVENT_READ)
+        print("ready", flush=True)
+        while time.monotonic() < deadline and sel.select(args.seconds):
+            conn, _ = server.accept()
+            held.append(conn)
+    print(f"accepted {len(held)}", flush=True)
+
+
+def tcpflows(args):
+    hello = open(args.hello, "rb").read()
+    socks = []
+    started = time.monotonic()
+    for _ in range(args.count):
+        sock = socket.create_connection(addr(args.to))
+        sock.sendall(hello)
+        socks.append(sock)
+        if time.monotonic() - started > 60:
+            break
+    print(f"opened {len(socks)} {time.monotonic() - started:.3f}", flush=True)
+    time.sleep(args.hold)
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -97,11 +134,20 @@ def main():
     f.add_argument("--count", type=int, required=True)
     f.add_argument("--initial", nargs="+", required=True)
     f.add_argument("--hold", type=float, default=5.0)
+    t = sub.add_parser("tcpsink")
+    t.add_argument("--bind", required=True)
+    t.add_argument("--seconds", type=float, default=10.0)
+    c = sub.add_parser("tcpflows")
+    c.add_argument("--to", required=True)
+    c.add_argument("--count", type=int, required=True)
+    c.add_argument("--hello", required=True)
+    c.add_argument("--hold", type=float, default=5.0)
     args = parser.parse_args()
     if args.count if hasattr(args, "count") else 0:
         if args.count > 2_000_000:
             sys.exit("count <= 2,000,000")
-    {"sink": sink, "relay": relay, "flows": flows}[args.mode](args)
+    modes = {"sink": sink, "relay": relay, "flows": flows, "tcpsink": tcpsink, "tcpflows": tcpflows}
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

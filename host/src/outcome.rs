@@ -205,6 +205,9 @@ vocabulary! {
         ConnectFailed = "connect_failed",
         /// A terminated connection's handshake with the client failed.
         HandshakeFailed = "handshake_failed",
+        /// A new QUIC connection came from a flow's client address and port
+        /// (a NAT gave the port to another device): that flow ended.
+        AddressReused = "address_reused",
     }
 }
 

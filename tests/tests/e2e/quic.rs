@@ -186,6 +186,21 @@ async fn a_client_that_changes_port_keeps_its_upstream() -> anyhow::Result<()> {
         assert_eq!(reply.body, format!("c.test h3 /moved-{round}"));
         let (old, new) = reply.rebound().expect("the client moved");
         assert_ne!(old, new);
+        // The flow is still open at the port its client moved to. Another
+        // client takes that port (as a NAT hands a freed port to another
+        // device) and asks for another name: it reaches its own upstream,
+        // not the old flow's, whichever worker holds that flow.
+        let reply = H3Get::new(addr, "a.test", &ca)
+            .path(&format!("/reused-{round}"))
+            .local_port(new)
+            .run()
+            .await?;
+        assert!(
+            reply.success,
+            "round {round}, port reused: {}",
+            reply.stderr
+        );
+        assert_eq!(reply.body, format!("a.test h3 /reused-{round}"));
     }
     // Each move reached the upstream as a move of its own (limen gave the
     // flow a new path): the server saw the path change and validated it,
@@ -195,7 +210,7 @@ async fn a_client_that_changes_port_keeps_its_upstream() -> anyhow::Result<()> {
     let unrouted = [("listener", "quic"), ("reason", "unknown_flow")];
     assert_eq!(limen.counter("limen_quic_dropped_total", &unrouted), 0);
     let flows = limen.counter("limen_quic_flows_total", &[("listener", "quic")]);
-    assert_eq!(flows, 6, "a moved client is the same flow, not a new one");
+    assert_eq!(flows, 12, "a moved client is the same flow, not a new one");
     limen.stop().await
 }
 

@@ -99,12 +99,14 @@ impl Listener {
             }
         };
         let flow = Flow {
+            id,
             upstream: socket,
             upstream_addr: upstream,
             stats,
             relay,
             path: 0,
             learned,
+            original: pending.reader.dcid().unwrap_or_default().into(),
             idle,
             line,
             _held: (verdict.held, member_lease),
@@ -245,6 +247,7 @@ impl Listener {
             flow::End::Idle => End::IdleTimeout,
             flow::End::Shutdown => End::Shutdown,
             flow::End::Error => End::IoError,
+            flow::End::Replaced => End::AddressReused,
         };
         let mut line = flow.line;
         line.client = client;

@@ -75,6 +75,8 @@ impl Stats {
 
 /// One flow, as the listener loop keeps it.
 pub(super) struct Flow {
+    /// Its key in the loop's `keys`.
+    pub(super) id: u64,
     /// The socket of its current path (one per client address: a client
     /// that moves gets a new one, so its server sees the move too).
     pub(super) upstream: Arc<UdpSocket>,
@@ -87,6 +89,8 @@ pub(super) struct Flow {
     /// The connection IDs its server chose, learned by its relays, to be
     /// forgotten when it ends.
     pub(super) learned: Learned,
+    /// The Destination Connection ID of its client's first Initial.
+    pub(super) original: Box<[u8]>,
     pub(super) idle: Duration,
     /// Its access log line, finished when it ends.
     pub(super) line: super::line::Line,
@@ -99,6 +103,22 @@ pub(super) struct Flow {
 }
 
 impl Flow {
+    /// A long-header packet addressed by an ID that is neither the one
+    /// this flow's client started with nor one its server chose: another
+    /// connection from the same address and port. (Short headers carry IDs
+    /// the server may have issued encrypted, so they are never judged.)
+    pub(super) fn foreign(&self, datagram: &[u8]) -> bool {
+        let Some(id) = crate::hello::destination_id(datagram, 0) else {
+            return false;
+        };
+        if datagram[0] & 0x80 == 0 || *id == *self.original {
+            return false;
+        }
+        self.learned
+            .lock()
+            .is_ok_and(|learned| !learned.iter().any(|known| **known == *id))
+    }
+
     /// Send a client's datagram on; a full socket buffer drops it (as the
     /// network would), as does an upstream that said it is not there (an
     /// ICMP unreachable, reported on the next send): the reason is given.
@@ -126,6 +146,8 @@ pub(super) enum End {
     Idle,
     Shutdown,
     Error,
+    /// A new connection's Initial came from the flow's address.
+    Replaced,
 }
 
 impl End {
@@ -134,6 +156,7 @@ impl End {
             End::Idle => "idle",
             End::Shutdown => "shutdown",
             End::Error => "error",
+            End::Replaced => "address_reused",
         }
     }
 }

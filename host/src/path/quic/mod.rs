@@ -183,6 +183,14 @@ pub(crate) async fn run(
 impl Listener {
     fn datagram(&mut self, bytes: &[u8], client: SocketAddr) {
         if let Some(flow) = self.flows.get(&client) {
+            // A NAT that gave the flow's port to another device, within
+            // the flow's idle timeout: the newcomer's valid Initial ends
+            // the old flow and is read as a new client's, rather than be
+            // sent to the old flow's upstream.
+            if flow.foreign(bytes) && self.is_initial(bytes) {
+                self.ended(flow.id, None, End::Replaced);
+                return self.new_client(bytes, client);
+            }
             match flow.to_upstream(bytes) {
                 Ok(()) => self.metrics.up.inc(),
                 Err(reason) => self.metrics.dropped(reason),
@@ -225,6 +233,12 @@ impl Listener {
             return self.short_from_unknown(bytes, client);
         }
         self.new_client(bytes, client);
+    }
+
+    /// Does `bytes` hold a QUIC Initial limen can read?
+    fn is_initial(&self, bytes: &[u8]) -> bool {
+        let cap = self.serve.live.load().generation.limits.hello_max_bytes;
+        InitialReader::new(cap).feed(bytes).is_ok()
     }
 
     /// A short-header datagram from an address this worker has no flow or
