@@ -13,7 +13,10 @@
 #   The direct row sends to the sink itself: what the sender and sink
 #   manage with no router between them (the ceiling of the other rows).
 # flows: FLOWS clients each send that flight from a port of their own and
-#   stay: router CPU per new flow, and RSS per idle flow. The limen-tcp row
+#   stay, one every $PACE seconds (default 0.5 ms: a burst would measure the
+#   datagrams held while thousands of hellos are read at once, not an idle
+#   flow): router CPU per new flow, and RSS per idle flow. The sink shows
+#   every flow was made (two datagrams each reach it). The limen-tcp row
 #   is the same limen, same policy and route, taking FLOWS TCP connections
 #   that each send a 1.8 KB TLS hello for the same name: a QUIC flow's setup
 #   beside a TCP connection's, in one run.
@@ -22,7 +25,7 @@
 # time (/proc/PID/task/*/schedstat).
 set -euo pipefail
 LIMEN=$1 GUEST=$2 COUNT=${3:-300000} FLOWS=${4:-2000} REPS=${5:-2}
-ROUTER_CPUS=${ROUTER_CPUS:-1} LOAD_CPUS=${LOAD_CPUS:-0}
+ROUTER_CPUS=${ROUTER_CPUS:-1} LOAD_CPUS=${LOAD_CPUS:-0} PACE=${PACE:-0.0005}
 (( COUNT <= 2000000 && FLOWS <= 20000 && REPS <= 9 )) || { echo "COUNT <= 2e6, FLOWS <= 2e4, REPS <= 9"; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 Q=${LIMEN_SHARED:-$ROOT/../shared}/testdata/quic
@@ -47,7 +50,7 @@ error_log $RUN/nginx/error.log error;
 events { worker_connections 65536; }
 stream {
     server {
-        listen $NGINX udp;
+        listen $NGINX udp rcvbuf=4m;
         proxy_pass $SINK;
         proxy_responses 0;
         proxy_timeout 60s;
@@ -82,22 +85,6 @@ taskset -c "$ROUTER_CPUS" nginx -c "$RUN/nginx.conf" -p "$RUN/nginx" & PIDS+=($!
 taskset -c "$ROUTER_CPUS" "$LIMEN" run --config "$RUN/limen.toml" > "$RUN/limen.log" 2>&1 & PIDS+=($!); LIMEN_PID=$!
 sleep 3
 
-# TCP connections through limen's TCP listener, to the sink's TCP side.
-tcpflows() { # NAME PID ADDR
-    taskset -c "$LOAD_CPUS" python3 "$LOAD" tcpsink --bind $SINK --seconds 8 > "$RUN/tcpsink.out" & local sink=$!
-    sleep 0.5
-    local rss0; rss0=$(rss "$2")
-    local before; before=$(cpu "$2")
-    taskset -c "$LOAD_CPUS" python3 "$LOAD" tcpflows --to "$3" --count "$FLOWS" --hello "$HELLO" --hold 6 > "$RUN/tcpflows.out" & local load=$!
-    sleep 4
-    local after; after=$(cpu "$2")
-    local rss1; rss1=$(rss "$2")
-    wait $load $sink
-    got=$(awk '/accepted/ {print $2}' "$RUN/tcpsink.out")
-    awk -v c="$(echo "$after - $before" | bc)" -v f="$FLOWS" -v g="$got" -v r0="$rss0" -v r1="$rss1" -v name="$1" \
-        'BEGIN { printf "%-9s conns: %d (%d reached the sink), router %.1f µs CPU per new connection, RSS +%d KiB = %.2f KiB per idle connection\n", name, f, g, 1e6*c/f, r1-r0, (r1-r0)/f }'
-}
-
 # On-CPU time of every thread, in seconds (schedstat: nanoseconds, finer
 # than /proc/PID/stat's clock ticks, which a 1,000-flow run barely moves).
 cpu() { [ "$1" = - ] && { echo 0; return; }; cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {printf "%.6f", ns / 1e9}'; }
@@ -118,16 +105,20 @@ relay() { # NAME PID ADDR (PID "-": no router)
                  printf ", router %.3f CPU-s = %.2f CPU-s/GiB sent, %.2f per GiB delivered\n", c, c/(b/1073741824), c/(g*(b/n)/1073741824) }'
 }
 
-flows() { # NAME PID ADDR
+flows() { # NAME PID ADDR [tcp]: UDP flows, or TCP connections to the sink's TCP side
+    local what=(--initial "${FLIGHT[@]}") unit=flow mode=sink
+    [ "${4:-}" = tcp ] && what=(--tcp "$HELLO") unit=connection mode=tcpsink
+    taskset -c "$LOAD_CPUS" python3 "$LOAD" $mode --bind $SINK --seconds 8 > "$RUN/sink.out" & local sink=$!
+    sleep 0.5
     local rss0; rss0=$(rss "$2")
     local before; before=$(cpu "$2")
-    taskset -c "$LOAD_CPUS" python3 "$LOAD" flows --to "$3" --count "$FLOWS" --initial "${FLIGHT[@]}" --hold 6 > "$RUN/flows.out" & local load=$!
-    sleep 4
+    taskset -c "$LOAD_CPUS" python3 "$LOAD" flows --to "$3" --count "$FLOWS" "${what[@]}" --pace "$PACE" --hold 8 > "$RUN/flows.out" & local load=$!
+    sleep $(echo "$FLOWS * $PACE + 3" | bc)
     local after; after=$(cpu "$2")
     local rss1; rss1=$(rss "$2")
-    wait $load
-    awk -v c="$(echo "$after - $before" | bc)" -v f="$FLOWS" -v r0="$rss0" -v r1="$rss1" -v name="$1" \
-        'BEGIN { printf "%-9s flows: %d, router %.1f µs CPU per new flow, RSS +%d KiB = %.2f KiB per idle flow\n", name, f, 1e6*c/f, r1-r0, (r1-r0)/f }'
+    wait $load $sink
+    awk -v c="$(echo "$after - $before" | bc)" -v f="$FLOWS" -v r0="$rss0" -v r1="$rss1" -v name="$1" -v u="$unit" -v s="$(tail -1 "$RUN/sink.out")" \
+        'BEGIN { printf "%-9s %ss: %d, router %.1f µs CPU per new %s, RSS +%d KiB = %.2f KiB per idle %s (sink: %s)\n", name, u, f, 1e6*c/f, u, r1-r0, (r1-r0)/f, u, s }'
 }
 
 echo "== quic: $COUNT datagrams, $FLOWS flows, $REPS reps; router on CPU $ROUTER_CPUS, load on $LOAD_CPUS"
@@ -141,4 +132,4 @@ done
 # Flows last (each run leaves FLOWS idle flows behind until their timeout).
 flows nginx "$NGINX_PID" "$NGINX"
 flows limen "$LIMEN_PID" "$LIMEN_ADDR"
-tcpflows limen-tcp "$LIMEN_PID" "$LIMEN_TCP"
+flows limen-tcp "$LIMEN_PID" "$LIMEN_TCP" tcp

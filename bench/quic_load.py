@@ -6,15 +6,12 @@
                                             one client: its captured Initial flight (so a
                                             router that reads hellos makes a flow), then N
                                             short-header datagrams of B bytes
-  flows  --to ADDR --count M --initial FILE... --hold S
-                                            M clients, each sending the flight from its own
-                                            port, held open S seconds (memory per idle flow)
+  flows  --to ADDR --count M (--initial FILE... | --tcp HELLO) --hold S
+                                            M clients, each sending the flight (or, over
+                                            TCP, one TLS ClientHello) from its own port,
+                                            held open S seconds (memory per idle flow)
   tcpsink  --bind ADDR --seconds S          accept TCP connections and hold them until S
                                             seconds pass without a new one
-  tcpflows --to ADDR --count M --hello FILE --hold S
-                                            M TCP connections, each sending one TLS
-                                            ClientHello, held open S seconds (the TCP
-                                            column beside a QUIC flow's setup)
 """
 import argparse
 import selectors
@@ -73,17 +70,26 @@ def relay(args):
 
 
 def flows(args):
-    datagrams = flight(args.initial)
+    """UDP clients sending the Initial flight, or (--tcp) TCP clients
+    sending one TLS hello: each from a port of its own, all held open."""
+    datagrams = flight(args.initial) if args.initial else []
+    hello = open(args.tcp, "rb").read() if args.tcp else b""
     socks = []
     started = time.monotonic()
     for _ in range(args.count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.connect(addr(args.to))
-        for datagram in datagrams:
-            sock.send(datagram)
+        if args.tcp:
+            sock = socket.create_connection(addr(args.to))
+            sock.sendall(hello)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.connect(addr(args.to))
+            for datagram in datagrams:
+                sock.send(datagram)
         socks.append(sock)
         if time.monotonic() - started > 60:
             break
+        if args.pace:
+            time.sleep(args.pace)
     print(f"opened {len(socks)} {time.monotonic() - started:.3f}", flush=True)
     time.sleep(args.hold)
 
@@ -104,20 +110,6 @@ def tcpsink(args):
     print(f"accepted {len(held)}", flush=True)
 
 
-def tcpflows(args):
-    hello = open(args.hello, "rb").read()
-    socks = []
-    started = time.monotonic()
-    for _ in range(args.count):
-        sock = socket.create_connection(addr(args.to))
-        sock.sendall(hello)
-        socks.append(sock)
-        if time.monotonic() - started > 60:
-            break
-    print(f"opened {len(socks)} {time.monotonic() - started:.3f}", flush=True)
-    time.sleep(args.hold)
-
-
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -132,21 +124,18 @@ def main():
     f = sub.add_parser("flows")
     f.add_argument("--to", required=True)
     f.add_argument("--count", type=int, required=True)
-    f.add_argument("--initial", nargs="+", required=True)
+    f.add_argument("--initial", nargs="+")
+    f.add_argument("--tcp", metavar="HELLO", help="TCP connections sending this TLS hello")
     f.add_argument("--hold", type=float, default=5.0)
+    f.add_argument("--pace", type=float, default=0.0, help="seconds between clients")
     t = sub.add_parser("tcpsink")
     t.add_argument("--bind", required=True)
     t.add_argument("--seconds", type=float, default=10.0)
-    c = sub.add_parser("tcpflows")
-    c.add_argument("--to", required=True)
-    c.add_argument("--count", type=int, required=True)
-    c.add_argument("--hello", required=True)
-    c.add_argument("--hold", type=float, default=5.0)
     args = parser.parse_args()
     if args.count if hasattr(args, "count") else 0:
         if args.count > 2_000_000:
             sys.exit("count <= 2,000,000")
-    modes = {"sink": sink, "relay": relay, "flows": flows, "tcpsink": tcpsink, "tcpflows": tcpflows}
+    modes = {"sink": sink, "relay": relay, "flows": flows, "tcpsink": tcpsink}
     modes[args.mode](args)
 
 

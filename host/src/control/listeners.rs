@@ -130,6 +130,9 @@ fn reuseport(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// What a QUIC listener's socket asks the kernel to hold for it.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// A QUIC listener's UDP sockets, one per worker in one `SO_REUSEPORT`
 /// group (the kernel hashes a client's 4-tuple to one of them), after a
 /// plain bind has checked that no other socket holds the port.
@@ -137,6 +140,11 @@ fn bind_udp(addr: SocketAddr, workers: usize) -> std::io::Result<(Vec<UdpSocket>
     let udp = |addr: SocketAddr, shared: bool| -> std::io::Result<UdpSocket> {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         socket.set_reuse_port(shared)?;
+        // A burst that arrives while the worker is busy waits here rather
+        // than being dropped by the kernel (the default, 208 KiB, holds
+        // about 90 full-size datagrams). The kernel caps the request at
+        // net.core.rmem_max; memory is taken only while datagrams wait.
+        socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER)?;
         socket.bind(&addr.into())?;
         socket.set_nonblocking(true)?;
         Ok(socket.into())

@@ -120,7 +120,7 @@ impl Listener {
         self.shared.flows.fetch_add(1, Ordering::Relaxed);
         self.metrics.flows.inc();
         self.metrics.flows_active.inc();
-        tracing::info!(
+        tracing::debug!(
             target: "tls_sni", listener = &*self.name, %client, %upstream,
             replayed = pending.held.len(), "quic.flow.started"
         );
@@ -238,7 +238,7 @@ impl Listener {
         self.metrics.flows_active.dec();
         flow.relay.abort();
         let ((up, up_bytes), (down, down_bytes)) = flow.stats.totals();
-        tracing::info!(
+        tracing::debug!(
             target: "tls_sni", listener = &*self.name, %client, upstream = %flow.upstream_addr,
             up, up_bytes, down, down_bytes, seconds = flow.stats.age().as_secs(),
             end = end.as_str(), "quic.flow.ended"
