@@ -7,6 +7,9 @@
 #   e.g. bench/peerbench.sh /tmp/limen-base target/release/limen -- --reps 2 --dur 5
 #   PEERBENCH_PEERS=direct,nginx-hc,haproxy PEERBENCH_PHASES=b bench/peerbench.sh OLD NEW
 #   (a --routers among the run.sh options would drop the limen routers)
+#   Scaling: a LIMEN_BIN written BIN#N runs with `workers = N` (router limen-wN):
+#   ROUTER_CPUS=0-1 PEERBENCH_PEERS=nginx-auto,haproxy-auto PEERBENCH_PHASES=b \
+#     bench/peerbench.sh target/release/limen#1 target/release/limen#2
 #
 # Each LIMEN_BIN is a router of its own (named limen, limen2, ...; ports 8449+),
 # so a before/after pair is measured in the same run. Default: a release
@@ -30,9 +33,13 @@ fi
 (cd "$ROOT" && cargo xtask guests >/dev/null)
 guest=$ROOT/target/guests/static-routes.wasm
 routers=() port=8449 n=0
-for bin in "${bins[@]}"; do
+for spec in "${bins[@]}"; do
+  # BIN#N: that binary with `workers = N` (router limen-wN).
+  bin=${spec%%#*} workers=
+  [ "$bin" = "$spec" ] || workers=${spec#*#}
   n=$((n + 1)); name=limen; [ $n -gt 1 ] && name=limen$n
-  routers+=(--router "$name=$port=env RUST_LOG=warn $ROOT/bench/peerbench-limen.sh $bin $guest {PORT} {ROUTES} {RUNDIR}")
+  [ -z "$workers" ] || name=limen-w$workers
+  routers+=(--router "$name=$port=env RUST_LOG=warn ${workers:+LIMEN_WORKERS=$workers} $ROOT/bench/peerbench-limen.sh $bin $guest {PORT} {ROUTES} {RUNDIR}")
   port=$((port + 1))
 done
 cd "$PB"

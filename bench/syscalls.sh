@@ -5,7 +5,7 @@
 # answers one line and closes): /proc/PID/stat, then `strace -f -c`, on each
 # router in turn.
 #
-# usage: bench/syscalls.sh [LIMEN_BIN] [SECONDS=4]
+# usage: [CONC=32] [ROUTERS=limen,nginx-hc,haproxy,nginx] bench/syscalls.sh [LIMEN_BIN] [SECONDS=4]
 #   (default LIMEN_BIN: target/release/limen, built if absent)
 # Needs the kit set up (bench/peerbench.sh does it) and strace. strace slows
 # the router several times over: compare counts, never its times.
@@ -14,6 +14,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PB=${PEERBENCH_DIR:-${TMPDIR:-/tmp}/peerbench}
 LIMEN=${1:-$ROOT/target/release/limen}
 SECS=${2:-4}
+ROUTERS=${ROUTERS:-limen,nginx-hc,haproxy,nginx}   # which of them
+CONC=${CONC:-32}   # clients at a time (CONC=1: one connection at a time, every step a wake-up)
 [ -x "$LIMEN" ] || (cd "$ROOT" && cargo build --release -q -p limen)
 RUN=$(mktemp -d)
 trap 'rm -rf "$RUN"' EXIT
@@ -24,6 +26,7 @@ printf 'a.test 127.0.0.1:9451\nb.test 127.0.0.1:9452\nc.test 127.0.0.1:9453\ndef
 # count ROUTER_NAME PORT COMMAND...: the router pinned to CPU 1, load and backend on CPU 0.
 count() {
   local name=$1 port=$2; shift 2
+  [[ ,$ROUTERS, == *,$name,* ]] || return 0
   taskset -c 0 "$PB/bin/pb" server --max-secs 60 --reply 127.0.0.1:9451=A \
     --reply 127.0.0.1:9452=B --reply 127.0.0.1:9453=C > "$RUN/server.log" 2>&1 &
   local server=$!
@@ -31,7 +34,7 @@ count() {
   local router=$!
   sleep 1.5
   load() { # SECONDS WARMUP
-    taskset -c 0 "$PB/bin/pb" hello --conc 32 --duration "$1" --warmup "$2" \
+    taskset -c 0 "$PB/bin/pb" hello --conc "$CONC" --duration "$1" --warmup "$2" \
       --target "127.0.0.1:$port,$PB/hello/small-a.test.bin,A" \
       --target "127.0.0.1:$port,$PB/hello/small-b.test.bin,B"
   }
