@@ -18,7 +18,10 @@ use crate::state::live::Generation;
 
 impl Decided {
     /// Carry out the action; note how it ended.
-    pub(super) async fn execute(self, cx: &Context, trail: &mut Trail) {
+    // Not an `async fn`: its `self` (232 bytes) would be kept in every
+    // established connection's task beside the parts the body moves out
+    // of it.
+    pub(super) fn execute(self, cx: &Context, trail: &mut Trail) -> impl Future<Output = ()> {
         let Decided {
             stream,
             mut active,
@@ -26,41 +29,43 @@ impl Decided {
             action,
             held,
         } = self;
-        let (moved, end) = match action {
-            Action::Reject(alert) => {
-                active.enter(Stage::Reject);
-                reject::refuse(trail, stream, alert).await
-            }
-            Action::Challenge { challenge, hello } => {
-                active.enter(Stage::Terminate);
-                let answer =
-                    super::challenge::answer(cx, trail, stream, bytes, (challenge, &hello));
-                Box::pin(answer).await
-            }
-            Action::Unreachable(error) => {
-                connect::unreachable(cx, trail, stream, &error, None).await
-            }
-            Action::Passthrough { upstream, dest } => {
-                active.enter(Stage::Passthrough);
-                passthrough::run(cx, trail, stream, &upstream, &dest, bytes).await
-            }
-            Action::Terminate {
-                terminate,
-                config,
-                hello,
-                dest,
-            } => {
-                active.enter(Stage::Terminate);
-                let planned = (&*terminate, config, &*hello, &dest);
-                let listener = active.metrics();
-                // Boxed: a TLS session's state is large, and a future is as
-                // large as its largest stage, which every passthrough
-                // connection would otherwise carry from accept.
-                Box::pin(terminate::run(cx, trail, listener, stream, bytes, planned)).await
-            }
-        };
-        trail.ended(moved, end);
-        drop(held);
+        async move {
+            let (moved, end) = match action {
+                Action::Reject(alert) => {
+                    active.enter(Stage::Reject);
+                    reject::refuse(trail, stream, alert).await
+                }
+                Action::Challenge { challenge, hello } => {
+                    active.enter(Stage::Terminate);
+                    let answer =
+                        super::challenge::answer(cx, trail, stream, bytes, (challenge, &hello));
+                    Box::pin(answer).await
+                }
+                Action::Unreachable(error) => {
+                    connect::unreachable(cx, trail, stream, &error, None).await
+                }
+                Action::Passthrough { upstream, dest } => {
+                    active.enter(Stage::Passthrough);
+                    passthrough::run(cx, trail, stream, &upstream, &dest, bytes).await
+                }
+                Action::Terminate {
+                    terminate,
+                    config,
+                    hello,
+                    dest,
+                } => {
+                    active.enter(Stage::Terminate);
+                    let planned = (&*terminate, config, &*hello, &dest);
+                    let listener = active.metrics();
+                    // Boxed: a TLS session's state is large, and a future is as
+                    // large as its largest stage, which every passthrough
+                    // connection would otherwise carry from accept.
+                    Box::pin(terminate::run(cx, trail, listener, stream, bytes, planned)).await
+                }
+            };
+            trail.ended(moved, end);
+            drop(held);
+        }
     }
 }
 
