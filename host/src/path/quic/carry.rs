@@ -219,7 +219,7 @@ impl Listener {
     }
 
     /// Path `path` of flow `id` ended (`None`: whichever it is now).
-    pub(super) fn ended(&mut self, id: u64, path: Option<u32>, end: flow::End) {
+    pub(super) fn ended(&mut self, id: u64, path: Option<u32>, end: End) {
         let Some(client) = self.keys.get(&id).copied() else {
             return;
         };
@@ -243,12 +243,6 @@ impl Listener {
             up, up_bytes, down, down_bytes, seconds = flow.stats.age().as_secs(),
             end = end.as_str(), "quic.flow.ended"
         );
-        let end = match end {
-            flow::End::Idle => End::IdleTimeout,
-            flow::End::Shutdown => End::Shutdown,
-            flow::End::Error => End::IoError,
-            flow::End::Replaced => End::AddressReused,
-        };
         let mut line = flow.line;
         line.client = client;
         line.finish(

@@ -20,6 +20,7 @@ use super::Shared;
 use super::ids::Route;
 use crate::hello::long_header_scid;
 use crate::observe::metrics::QuicMetrics;
+use crate::outcome::End;
 
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -140,27 +141,6 @@ impl Flow {
     }
 }
 
-/// How a flow ended.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum End {
-    Idle,
-    Shutdown,
-    Error,
-    /// A new connection's Initial came from the flow's address.
-    Replaced,
-}
-
-impl End {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            End::Idle => "idle",
-            End::Shutdown => "shutdown",
-            End::Error => "error",
-            End::Replaced => "address_reused",
-        }
-    }
-}
-
 /// A flow's learned connection IDs: pushed to by its relay when its server
 /// names one (its long-header packets, during the handshake), read when the
 /// flow ends. A mutex no two threads contend for: both sides run on the
@@ -180,12 +160,12 @@ pub(super) async fn relay(
     loop {
         let left = idle.saturating_sub(stats.idle_for());
         if left.is_zero() {
-            break End::Idle;
+            break End::IdleTimeout;
         }
         tokio::select! {
             ready = upstream.readable() => {
                 if ready.is_err() {
-                    break End::Error;
+                    break End::IoError;
                 }
                 let learn = |id: &[u8]| {
                     let Ok(mut learned) = learned.lock() else { return };
@@ -247,7 +227,7 @@ fn drain(
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     metrics.dropped("listener_busy")
                 }
-                Err(_) => return Err(End::Error),
+                Err(_) => return Err(End::IoError),
             }
         }
         Ok(())

@@ -30,11 +30,12 @@ use tokio_util::sync::CancellationToken;
 use crate::hello::{HelloSummary, InitialReader, QuicError, QuicProgress};
 use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::{ListenerMetrics, QuicMetrics};
+use crate::outcome::End;
 use crate::path::accept::Serve;
 use crate::path::connection::decide::{Verdict, decide};
 use crate::path::worker;
 use crate::policy::Connection;
-use flow::{End, Flow};
+use flow::Flow;
 use ids::Route;
 use pending::{MAX_HELD, MAX_HELD_BYTES, Pending, PendingTable};
 
@@ -188,7 +189,7 @@ impl Listener {
             // the old flow and is read as a new client's, rather than be
             // sent to the old flow's upstream.
             if flow.foreign(bytes) && self.is_initial(bytes) {
-                self.ended(flow.id, None, End::Replaced);
+                self.ended(flow.id, None, End::AddressReused);
                 return self.new_client(bytes, client);
             }
             match flow.to_upstream(bytes) {
