@@ -38,7 +38,7 @@ struct Inputs<'a> {
     cipher_suites: &'a [u16],
     extensions: &'a [u16],
     supported_groups: &'a [u16],
-    ec_point_formats: &'a [u8],
+    ec_point_formats: &'a [u16],
     signature_algorithms: &'a [u16],
     first_alpn: Option<&'a [u8]>,
 }
@@ -56,7 +56,7 @@ impl Fingerprints {
             supported_groups: hello.supported_groups(),
             ec_point_formats: hello.ec_point_formats(),
             signature_algorithms: hello.signature_algorithms(),
-            first_alpn: hello.alpn().first().map(Vec::as_slice),
+            first_alpn: hello.alpn().next(),
         })
     }
 }
@@ -98,7 +98,7 @@ fn ja3(i: &Inputs<'_>) -> String {
         if n > 0 {
             out.push('-');
         }
-        decimal(&mut out, u16::from(*format));
+        decimal(&mut out, *format);
     }
     out
 }

@@ -13,7 +13,8 @@
 mod error; // HelloError, the TLS hello's error type (QUIC datagrams: QuicError)
 mod examine; // bytes → hello / not TLS / need more: the one rule every caller uses
 mod fingerprint; // JA3 and JA4 from the summary's fields
-mod parse; // ClientHello fields via tls-parser, extension walk and list decoders
+mod lists; // the summary's lists: codepoints in one allocation, ALPN names as sent
+mod parse; // ClientHello fields, extension walk and list decoders, allocation-free
 mod quic; // QUIC client Initials: decrypt, frames, CRYPTO reassembly
 mod record; // record reassembly: is a whole ClientHello buffered yet?
 mod sni; // server_name extension to a validated, normalised DnsName
@@ -23,6 +24,7 @@ mod transport; // Transport: TCP or QUIC
 pub use error::HelloError;
 pub use examine::{Examined, examine};
 pub use fingerprint::Fingerprints;
+pub use lists::Alpn;
 pub use quic::{
     InitialReader, MIN_DATAGRAM, QuicError, QuicProgress, QuicVersion, close_initial,
     destination_id, is_version_negotiation, long_header_scid, version_probe,

@@ -1,10 +1,12 @@
 //! The server_name extension (RFC 6066 3), reduced to the one name a router
 //! can match on.
 
-use rustls_pki_types::DnsName;
-use tls_parser::{SNIType, TlsExtension, parse_tls_extension_sni_content};
-
 use super::HelloError;
+use super::parse::Reader;
+use rustls_pki_types::DnsName;
+
+/// RFC 6066's NameType for a DNS host name, the only one defined.
+const HOST_NAME: u8 = 0;
 
 /// The first host_name of a server_name extension.
 #[derive(Debug, PartialEq, Eq)]
@@ -18,8 +20,8 @@ pub(crate) enum ServerName {
     Absent,
 }
 
-/// Decode the server_name extension body (via tls-parser) and return its
-/// first host_name entry.
+/// Decode the server_name extension body and return its first host_name
+/// entry.
 ///
 /// The list itself must be well formed (a router that misread it could route
 /// on the wrong name), but a name that is not a usable DNS name (an IP
@@ -27,18 +29,22 @@ pub(crate) enum ServerName {
 /// `None`: the client is routed as one without SNI rather than refused.
 pub(crate) fn server_name(data: &[u8]) -> Result<ServerName, HelloError> {
     const BAD: HelloError = HelloError::Malformed("bad server_name extension");
-    let entries = match parse_tls_extension_sni_content(data) {
-        // An empty body is legal from servers and harmless from clients.
-        Ok(([], TlsExtension::SNI(v))) => v,
-        _ => return Err(BAD),
-    };
-    // tls-parser stops at the first entry that overruns the list; check that
-    // every byte was accounted for.
-    let used: usize = entries.iter().map(|(_, name)| 3 + name.len()).sum();
-    if !data.is_empty() && used + 2 != data.len() {
-        return Err(BAD);
+    // An empty body is legal from servers and harmless from clients.
+    if data.is_empty() {
+        return Ok(ServerName::Absent);
     }
-    let Some((_, sent)) = entries.iter().find(|(kind, _)| *kind == SNIType::HostName) else {
+    let mut outer = Reader(data);
+    let mut list = Reader(outer.vec16().filter(|_| outer.0.is_empty()).ok_or(BAD)?);
+    // Every entry must be well framed, not only the first host_name.
+    let mut first = None;
+    while !list.0.is_empty() {
+        let kind = list.u8().ok_or(BAD)?;
+        let name = list.vec16().ok_or(BAD)?;
+        if kind == HOST_NAME && first.is_none() {
+            first = Some(name);
+        }
+    }
+    let Some(sent) = first else {
         return Ok(ServerName::Absent);
     };
     Ok(match normalise(sent) {

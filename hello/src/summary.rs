@@ -7,22 +7,9 @@ use rustls_pki_types::DnsName;
 use serde::{Serialize, Serializer};
 
 use super::fingerprint::Fingerprints;
-use super::parse::{self, RawExtension};
+use super::lists::{Alpn, AlpnList, Codes, List};
+use super::parse::{self, RawExtension, ext};
 use super::{Framed, HelloError, Transport, sni};
-
-/// Extension codepoints the summary reads.
-mod ext {
-    pub(super) const SERVER_NAME: u16 = 0x0000;
-    pub(super) const SUPPORTED_GROUPS: u16 = 0x000a;
-    pub(super) const SIGNATURE_ALGORITHMS: u16 = 0x000d;
-    pub(super) const ALPN: u16 = 0x0010;
-    pub(super) const SUPPORTED_VERSIONS: u16 = 0x002b;
-    pub(super) const KEY_SHARE: u16 = 0x0033;
-    pub(super) const EC_POINT_FORMATS: u16 = 0x000b;
-    pub(super) const ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
-    /// The withdrawn ESNI drafts' encrypted_server_name.
-    pub(super) const ENCRYPTED_SERVER_NAME: u16 = 0xffce;
-}
 
 /// What a ClientHello offers, parsed once and fully validated.
 ///
@@ -31,40 +18,28 @@ mod ext {
 /// Codepoints (versions, suites, groups, extensions) are kept as raw `u16`s in
 /// wire order, GREASE and unknown values included, so a new codepoint never
 /// makes a client unroutable and fingerprints can be derived later.
-// `remote = "Self"`: the derive writes an inherent `serialize` of the
-// fields, which the `Serialize` impl below completes with the fingerprints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(remote = "Self")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloSummary {
     /// A `rustls_pki_types::DnsName`, so anything holding one knows it is a
     /// valid, lower-case DNS name without a trailing dot.
-    #[serde(serialize_with = "ser_sni")]
     sni: Option<DnsName<'static>>,
     /// The first host_name as sent, kept only when it is not a valid DNS
     /// name (so `sni` is `None`): an IP literal, bad characters.
-    #[serde(skip_serializing_if = "Option::is_none")]
     server_name: Option<Box<str>>,
-    #[serde(serialize_with = "ser_alpn")]
-    alpn: Vec<Vec<u8>>,
+    alpn: AlpnList,
     legacy_version: u16,
     record_version: u16,
-    supported_versions: Vec<u16>,
-    cipher_suites: Vec<u16>,
-    extensions: Vec<u16>,
-    supported_groups: Vec<u16>,
-    key_share_groups: Vec<u16>,
-    signature_algorithms: Vec<u16>,
-    ec_point_formats: Vec<u8>,
+    /// Suites, extension types, versions, groups, key share groups,
+    /// signature algorithms, point formats: one allocation for them all.
+    codes: Codes,
     ech: bool,
     ech_outer: bool,
     esni: bool,
     hello_length: u32,
     record_count: u32,
-    #[serde(skip_serializing_if = "Transport::is_tcp")]
     transport: Transport,
     /// Computed on first use: most policies and connections never read
     /// them (MD5 and two SHA-256 plus formatting, per connection).
-    #[serde(skip)]
     fingerprints: OnceLock<Fingerprints>,
 }
 
@@ -81,19 +56,30 @@ impl HelloSummary {
     pub fn parse(framed: &Framed<'_>) -> Result<Self, HelloError> {
         let message = framed.message();
         let parts = parse::client_hello(message)?;
+        let suites = parts.cipher_suites.as_chunks::<2>().0;
+        let extensions = parts.extensions;
+        let capacity = suites.len()
+            + extensions.len()
+            + extensions
+                .iter()
+                .map(|e| parse::most_codes(e.kind, e.data))
+                .sum::<usize>();
+        let mut codes = Codes::with_capacity(capacity);
+        codes.fill(List::CipherSuites, |out| {
+            out.extend(suites.iter().map(|p| u16::from_be_bytes(*p)));
+            Ok::<_, HelloError>(())
+        })?;
+        codes.fill(List::Extensions, |out| {
+            out.extend(extensions.iter().map(|e| e.kind));
+            Ok::<_, HelloError>(())
+        })?;
         let mut summary = Self {
             sni: None,
             server_name: None,
-            alpn: Vec::new(),
+            alpn: AlpnList::default(),
             legacy_version: parts.legacy_version,
             record_version: framed.record_version(),
-            supported_versions: Vec::new(),
-            cipher_suites: parts.cipher_suites,
-            extensions: parts.extensions.iter().map(|e| e.kind).collect(),
-            supported_groups: Vec::new(),
-            key_share_groups: Vec::new(),
-            signature_algorithms: Vec::new(),
-            ec_point_formats: Vec::new(),
+            codes,
             ech: false,
             ech_outer: false,
             esni: false,
@@ -103,8 +89,8 @@ impl HelloSummary {
             transport: framed.transport(),
             fingerprints: OnceLock::new(),
         };
-        for extension in &parts.extensions {
-            summary.read_extension(*extension)?;
+        for extension in extensions.iter() {
+            summary.read_extension(extension)?;
         }
         Ok(summary)
     }
@@ -118,14 +104,23 @@ impl HelloSummary {
                 sni::ServerName::Other(sent) => self.server_name = Some(sent),
                 sni::ServerName::Absent => {}
             },
-            ext::ALPN => self.alpn = parse::alpn(e.data)?,
-            ext::SUPPORTED_VERSIONS => self.supported_versions = parse::supported_versions(e.data)?,
-            ext::SUPPORTED_GROUPS => self.supported_groups = parse::supported_groups(e.data)?,
-            ext::KEY_SHARE => self.key_share_groups = parse::key_share_groups(e.data)?,
-            ext::SIGNATURE_ALGORITHMS => {
-                self.signature_algorithms = parse::signature_algorithms(e.data)?;
-            }
-            ext::EC_POINT_FORMATS => self.ec_point_formats = parse::ec_point_formats(e.data),
+            ext::ALPN => self.alpn = AlpnList::parse(e.data)?,
+            ext::SUPPORTED_VERSIONS => self.codes.fill(List::SupportedVersions, |out| {
+                parse::supported_versions(e.data, out)
+            })?,
+            ext::SUPPORTED_GROUPS => self.codes.fill(List::SupportedGroups, |out| {
+                parse::codes16(e.data, out, "bad supported_groups extension")
+            })?,
+            ext::KEY_SHARE => self.codes.fill(List::KeyShareGroups, |out| {
+                parse::key_share_groups(e.data, out)
+            })?,
+            ext::SIGNATURE_ALGORITHMS => self.codes.fill(List::SignatureAlgorithms, |out| {
+                parse::codes16(e.data, out, "bad signature_algorithms extension")
+            })?,
+            ext::EC_POINT_FORMATS => self.codes.fill(List::EcPointFormats, |out| {
+                parse::ec_point_formats(e.data, out);
+                Ok::<_, HelloError>(())
+            })?,
             // The inner hello is encrypted: what limen sees of an `outer`
             // (type 0) hello is the public name, not the real destination.
             ext::ENCRYPTED_CLIENT_HELLO => {
@@ -145,8 +140,8 @@ impl HelloSummary {
     }
 
     /// ALPN protocol names in client preference order, each non-empty.
-    pub fn alpn(&self) -> &[Vec<u8>] {
-        &self.alpn
+    pub fn alpn(&self) -> Alpn<'_> {
+        self.alpn.names()
     }
 
     /// The ClientHello's legacy_version field (0x0303 for TLS 1.2 and 1.3).
@@ -162,32 +157,32 @@ impl HelloSummary {
 
     /// supported_versions entries in wire order (empty when absent).
     pub fn supported_versions(&self) -> &[u16] {
-        &self.supported_versions
+        self.codes.get(List::SupportedVersions)
     }
 
     /// Cipher suites in wire order.
     pub fn cipher_suites(&self) -> &[u16] {
-        &self.cipher_suites
+        self.codes.get(List::CipherSuites)
     }
 
     /// Extension types in wire order.
     pub fn extensions(&self) -> &[u16] {
-        &self.extensions
+        self.codes.get(List::Extensions)
     }
 
     /// supported_groups entries in wire order.
     pub fn supported_groups(&self) -> &[u16] {
-        &self.supported_groups
+        self.codes.get(List::SupportedGroups)
     }
 
     /// Groups of the key shares offered, in wire order.
     pub fn key_share_groups(&self) -> &[u16] {
-        &self.key_share_groups
+        self.codes.get(List::KeyShareGroups)
     }
 
     /// signature_algorithms entries in wire order.
     pub fn signature_algorithms(&self) -> &[u16] {
-        &self.signature_algorithms
+        self.codes.get(List::SignatureAlgorithms)
     }
 
     /// Whether the encrypted_client_hello extension (0xfe0d) is present.
@@ -207,8 +202,8 @@ impl HelloSummary {
     }
 
     /// ec_point_formats entries in wire order.
-    pub fn ec_point_formats(&self) -> &[u8] {
-        &self.ec_point_formats
+    pub fn ec_point_formats(&self) -> &[u16] {
+        self.codes.get(List::EcPointFormats)
     }
 
     /// The first host_name exactly as sent, when it is not a valid DNS
@@ -245,30 +240,64 @@ impl Serialize for HelloSummary {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct View<'a> {
-            #[serde(flatten, serialize_with = "fields")]
-            hello: &'a HelloSummary,
+            #[serde(serialize_with = "ser_sni")]
+            sni: Option<&'a DnsName<'static>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            server_name: Option<&'a str>,
+            #[serde(serialize_with = "ser_alpn")]
+            alpn: Alpn<'a>,
+            legacy_version: u16,
+            record_version: u16,
+            supported_versions: &'a [u16],
+            cipher_suites: &'a [u16],
+            extensions: &'a [u16],
+            supported_groups: &'a [u16],
+            key_share_groups: &'a [u16],
+            signature_algorithms: &'a [u16],
+            ec_point_formats: &'a [u16],
+            ech: bool,
+            ech_outer: bool,
+            esni: bool,
+            hello_length: u32,
+            record_count: u32,
+            #[serde(skip_serializing_if = "Transport::is_tcp")]
+            transport: Transport,
             #[serde(flatten)]
             fingerprints: &'a Fingerprints,
         }
-        fn fields<S: Serializer>(hello: &&HelloSummary, s: S) -> Result<S::Ok, S::Error> {
-            HelloSummary::serialize(hello, s)
-        }
         View {
-            hello: self,
+            sni: self.sni(),
+            server_name: self.server_name(),
+            alpn: self.alpn(),
+            legacy_version: self.legacy_version,
+            record_version: self.record_version,
+            supported_versions: self.supported_versions(),
+            cipher_suites: self.cipher_suites(),
+            extensions: self.extensions(),
+            supported_groups: self.supported_groups(),
+            key_share_groups: self.key_share_groups(),
+            signature_algorithms: self.signature_algorithms(),
+            ec_point_formats: self.ec_point_formats(),
+            ech: self.ech,
+            ech_outer: self.ech_outer,
+            esni: self.esni,
+            hello_length: self.hello_length,
+            record_count: self.record_count,
+            transport: self.transport,
             fingerprints: self.fingerprints(),
         }
         .serialize(serializer)
     }
 }
 
-fn ser_sni<S: Serializer>(sni: &Option<DnsName<'static>>, s: S) -> Result<S::Ok, S::Error> {
-    sni.as_ref().map(AsRef::<str>::as_ref).serialize(s)
+fn ser_sni<S: Serializer>(sni: &Option<&DnsName<'static>>, s: S) -> Result<S::Ok, S::Error> {
+    sni.map(AsRef::<str>::as_ref).serialize(s)
 }
 
 /// Names as text when they are UTF-8 (the common `h2`, `http/1.1`), else as
 /// `0x` + lowercase hex so `explain` output stays printable JSON.
-fn ser_alpn<S: Serializer>(alpn: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(alpn.iter().map(|name| match std::str::from_utf8(name) {
+fn ser_alpn<S: Serializer>(alpn: &Alpn<'_>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(alpn.clone().map(|name| match std::str::from_utf8(name) {
         Ok(text) => text.to_owned(),
         Err(_) => {
             use std::fmt::Write;

@@ -125,7 +125,7 @@ fn peerbench_hellos_route_by_their_file_names() {
         } else {
             &[b"http/1.1"]
         };
-        assert_eq!(summary.alpn(), alpn, "{file}");
+        assert_eq!(summary.alpn().collect::<Vec<_>>(), alpn, "{file}");
         if kind.starts_with("large") {
             assert!(summary.ech(), "{file}");
             assert!(

@@ -49,7 +49,7 @@ impl wit::HostClientHello for HostState {
     }
 
     fn alpn(&mut self, _: Handle) -> wasmtime::Result<Vec<Vec<u8>>> {
-        self.read(|h| h.alpn().to_vec())
+        self.read(|h| h.alpn().map(<[u8]>::to_vec).collect())
     }
 
     fn legacy_version(&mut self, _: Handle) -> wasmtime::Result<u16> {

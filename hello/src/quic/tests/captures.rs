@@ -56,7 +56,7 @@ fn assert_hello(flight: &Flight, datagrams: &[Vec<u8>]) -> Vec<u8> {
         .unwrap_or_else(|| panic!("{}: incomplete", flight.sni));
     let hello = summary(&mut reader);
     assert_eq!(hello.sni().map(AsRef::as_ref), Some(flight.sni));
-    assert_eq!(hello.alpn().first().map(Vec::as_slice), Some(&b"h3"[..]));
+    assert_eq!(hello.alpn().next(), Some(&b"h3"[..]));
     assert_eq!(hello.hello_length(), flight.hello_length);
     let ja4 = &hello.fingerprints().ja4;
     assert!(ja4.starts_with("q13d"), "{ja4}");

@@ -73,9 +73,8 @@ impl Record {
 
     fn alpn(&self) -> Option<String> {
         let protocols = self.hello.as_ref()?.alpn();
-        (!protocols.is_empty()).then(|| {
+        (protocols.len() > 0).then(|| {
             protocols
-                .iter()
                 .map(|p| String::from_utf8_lossy(p))
                 .collect::<Vec<_>>()
                 .join(",")

@@ -39,7 +39,7 @@ pub(crate) async fn run(
         }
     };
     let hello = notes.hello();
-    let alpn = hello.and_then(|h| h.alpn().first()).map(Vec::as_slice);
+    let alpn = hello.and_then(|h| h.alpn().next());
     let header = proxy_header::for_upstream(upstream, cx.conn(), hello, alpn);
     let generation = cx.generation();
     notes.hello_read(generation);

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
+use crate::hello::Alpn;
+
 use super::connect::{self, counted, failed};
 use super::pipe::{self, Report};
 use super::replay::Replay;
@@ -152,8 +154,12 @@ impl HandshakeError {
 /// protocols, the answer is a `no_application_protocol` alert. limen checks
 /// this on the peeked hello and sends the alert itself, because rustls
 /// 0.23's TLS 1.3 server closes without it in this case.
-fn alpn_mismatch(offered: &[Vec<u8>], allowed: &[Vec<u8>]) -> bool {
-    !offered.is_empty() && !allowed.is_empty() && !allowed.iter().any(|p| offered.contains(p))
+fn alpn_mismatch(offered: Alpn<'_>, allowed: &[Vec<u8>]) -> bool {
+    offered.len() > 0
+        && !allowed.is_empty()
+        && !allowed
+            .iter()
+            .any(|p| offered.clone().any(|o| o == p.as_slice()))
 }
 
 /// Finish the handshake with `config`, feeding rustls the `peeked` bytes

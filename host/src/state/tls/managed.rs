@@ -17,6 +17,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::hello::Alpn;
+
 /// RFC 8737's ALPN protocol: a hello offering it asks for a challenge.
 const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
@@ -88,8 +90,8 @@ impl Challenges {
     /// offers exactly `acme-tls/1` (RFC 8737 §3: a validation offers that
     /// one protocol) and an order for `sni` is pending. Anything else (most
     /// hellos) costs one length check.
-    pub(crate) fn answer(&self, sni: Option<&str>, alpn: &[Vec<u8>]) -> Option<Challenge> {
-        if !matches!(alpn, [only] if only == ACME_TLS_ALPN) {
+    pub(crate) fn answer(&self, sni: Option<&str>, mut alpn: Alpn<'_>) -> Option<Challenge> {
+        if alpn.len() != 1 || alpn.next() != Some(ACME_TLS_ALPN) {
             return None;
         }
         self.0.load().get(sni?).cloned()

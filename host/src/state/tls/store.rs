@@ -16,6 +16,7 @@ use rustls::sign::CertifiedKey;
 
 use super::managed::{Challenge, Challenges, ManagedKey, ManagedKeys};
 use super::validity;
+use crate::hello::Alpn;
 use crate::plan::{Certificates, Refusal};
 use crate::state::config::{CertificateConfig, CertificateSource, KeyPairPaths};
 use crate::upstream::tls::{TlsError, pem};
@@ -127,7 +128,7 @@ impl CertStore {
 
     /// The TLS-ALPN-01 challenge config for a hello, if it asks for one
     /// limen is answering (see [`Challenges::answer`]).
-    pub(crate) fn challenge(&self, sni: Option<&str>, alpn: &[Vec<u8>]) -> Option<Challenge> {
+    pub(crate) fn challenge(&self, sni: Option<&str>, alpn: Alpn<'_>) -> Option<Challenge> {
         self.challenges.answer(sni, alpn)
     }
 
