@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::activation;
 use crate::path::accept::{self, Serve};
 use crate::path::admission::HelloBudget;
 use crate::path::quic;
@@ -75,6 +76,16 @@ pub(crate) fn bind(
             addr: config.bind,
             error,
         };
+        if let Some(socket) = activation::take(config) {
+            let (sockets, local) =
+                inherited(socket, config.transport, workers).map_err(bind_error)?;
+            bound.push(Bound {
+                config: config.clone(),
+                sockets,
+                local,
+            });
+            continue;
+        }
         if config.transport == Transport::Quic {
             let (sockets, local) = bind_udp(config.bind, workers).map_err(bind_error)?;
             bound.push(Bound {
@@ -104,7 +115,49 @@ pub(crate) fn bind(
             local,
         });
     }
+    let untaken = activation::untaken();
+    if !untaken.is_empty() {
+        tracing::warn!(sockets = ?untaken, "process.inherited_unused");
+    }
     Ok(bound)
+}
+
+/// A socket the service manager passed (see [`activation`]), shared by
+/// every worker: each accepts on its own duplicate, so nothing queued on
+/// it is lost when limen restarts.
+fn inherited(
+    socket: Socket,
+    transport: Transport,
+    workers: usize,
+) -> std::io::Result<(Sockets, SocketAddr)> {
+    let wrong = |what| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+    let local = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| wrong("the inherited socket is not an IP socket"))?;
+    socket.set_nonblocking(true)?;
+    let copies = |socket: Socket| -> std::io::Result<Vec<Socket>> {
+        let mut all = Vec::with_capacity(workers.max(1));
+        for _ in 1..workers.max(1) {
+            all.push(socket.try_clone()?);
+        }
+        all.push(socket);
+        Ok(all)
+    };
+    let sockets = if transport == Transport::Quic {
+        if socket.r#type()? != Type::DGRAM {
+            return Err(wrong(
+                "a QUIC listener needs a UDP socket; the inherited one is not",
+            ));
+        }
+        Sockets::Udp(copies(socket)?.into_iter().map(Into::into).collect())
+    } else {
+        if socket.r#type()? != Type::STREAM || !socket.is_listener()? {
+            return Err(wrong("the inherited socket is not a listening TCP socket"));
+        }
+        Sockets::Tcp(copies(socket)?.into_iter().map(Into::into).collect())
+    };
+    Ok((sockets, local))
 }
 
 /// A TCP socket for `addr` with `SO_REUSEADDR`, as std and tokio make

@@ -5,13 +5,14 @@
 //!
 //! `server` assembles and drains; `ready` readies a generation (at start
 //! and for `reload`); `running` is what the control plane holds beside the
-//! accept loops' `Serve`; `listeners` binds and runs the accept loops;
-//! `watch` follows the module file; `admin` serves `limen swap`/`limen
+//! accept loops' `Serve`; `listeners` binds (or takes from systemd:
+//! `activation`) and runs the accept loops; `watch` follows the module file; `admin` serves `limen swap`/`limen
 //! status` (its `protocol`, and `client`, the CLI side); `acme` and
 //! `fleet` keep certificates and a fleet's policy; `status` renders the
 //! page, `history` the changes it lists; `memory` gives heap back.
 
 pub mod acme;
+mod activation;
 pub mod admin;
 pub mod fleet;
 pub(crate) mod history;

@@ -5,6 +5,7 @@
 mod access_log;
 mod acme;
 mod acme_check;
+mod activation;
 mod admin;
 mod bulk;
 mod cases;
