@@ -40,6 +40,15 @@ impl Codes {
         self.codes.get(start as usize..end as usize).unwrap_or(&[])
     }
 
+    /// Fill `list` with `codes`.
+    pub(crate) fn extend(&mut self, list: List, codes: impl IntoIterator<Item = u16>) {
+        let filled = self.fill(list, |out| {
+            out.extend(codes);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let Ok(()) = filled;
+    }
+
     /// Fill `list` by appending its codes in `fill`; each list is filled
     /// once (the extension walk refuses repeated types).
     pub(crate) fn fill<E>(

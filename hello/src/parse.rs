@@ -32,11 +32,18 @@ pub(crate) struct RawExtension<'a> {
 pub(crate) struct Extensions<'a> {
     block: &'a [u8],
     count: usize,
+    most_codes: usize,
 }
 
 impl<'a> Extensions<'a> {
     pub(crate) fn len(&self) -> usize {
         self.count
+    }
+
+    /// How many codepoints the lists the summary decodes from these
+    /// extensions can hold, at most: what it reserves before decoding.
+    pub(crate) fn most_codes(&self) -> usize {
+        self.most_codes
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = RawExtension<'a>> + use<'a> {
@@ -105,15 +112,16 @@ fn extensions(block: &[u8]) -> Result<Extensions<'_>, HelloError> {
     const ON_STACK: usize = 48;
     let mut stack = [0u16; ON_STACK];
     let mut heap = Vec::new();
-    let mut count = 0;
+    let (mut count, mut most_codes) = (0, 0);
     let mut r = Reader(block);
     while !r.0.is_empty() {
         let kind = r
             .u16()
             .ok_or(HelloError::Malformed("extension header truncated"))?;
-        r.vec16().ok_or(HelloError::Malformed(
+        let data = r.vec16().ok_or(HelloError::Malformed(
             "extension overruns the extensions block",
         ))?;
+        most_codes += codes_in(kind, data);
         if count < ON_STACK {
             stack[count] = kind;
         } else {
@@ -133,7 +141,11 @@ fn extensions(block: &[u8]) -> Result<Extensions<'_>, HelloError> {
     if kinds.windows(2).any(|w| matches!(w, [a, b] if a == b)) {
         return Err(HelloError::Malformed("duplicate extension type"));
     }
-    Ok(Extensions { block, count })
+    Ok(Extensions {
+        block,
+        count,
+        most_codes,
+    })
 }
 
 // Decoders for the extensions the summary reads, each appending its list to
@@ -143,16 +155,17 @@ fn extensions(block: &[u8]) -> Result<Extensions<'_>, HelloError> {
 // exactly one well-formed list.
 
 /// How many codepoints the decoders below can append for this extension's
-/// body, at most: what the summary reserves before decoding.
-pub(crate) fn most_codes(kind: u16, data: &[u8]) -> usize {
+/// body, at most; none for the extensions the summary keeps no list of.
+fn codes_in(kind: u16, data: &[u8]) -> usize {
     match kind {
-        ext::KEY_SHARE => {
-            // One code per share, and a share is at least 4 bytes: a
-            // post-quantum share (1,200 bytes) must not reserve 600.
-            data.len() / 4
+        ext::SUPPORTED_VERSIONS | ext::SUPPORTED_GROUPS | ext::SIGNATURE_ALGORITHMS => {
+            data.len() / 2
         }
+        // One code per share, and a share is at least 4 bytes: a
+        // post-quantum share (1,200 bytes) must not reserve 600.
+        ext::KEY_SHARE => data.len() / 4,
         ext::EC_POINT_FORMATS => data.len(),
-        _ => data.len() / 2,
+        _ => 0,
     }
 }
 
@@ -214,11 +227,9 @@ pub(crate) fn key_share_groups(data: &[u8], out: &mut Vec<u16>) -> Result<(), He
 /// ec_point_formats (11): the format codes, for JA3. Only a fingerprint
 /// input, so a body that does not parse gives an empty list rather than
 /// refusing a hello that routes fine.
-pub(crate) fn ec_point_formats(data: &[u8], out: &mut Vec<u16>) {
+pub(crate) fn ec_point_formats(data: &[u8]) -> &[u8] {
     let mut r = Reader(data);
-    if let Some(formats) = r.vec8().filter(|_| r.0.is_empty()) {
-        out.extend(formats.iter().map(|f| u16::from(*f)));
-    }
+    r.vec8().filter(|_| r.0.is_empty()).unwrap_or_default()
 }
 
 /// application_layer_protocol_negotiation (16): the name list (its length

@@ -58,21 +58,13 @@ impl HelloSummary {
         let parts = parse::client_hello(message)?;
         let suites = parts.cipher_suites.as_chunks::<2>().0;
         let extensions = parts.extensions;
-        let capacity = suites.len()
-            + extensions.len()
-            + extensions
-                .iter()
-                .map(|e| parse::most_codes(e.kind, e.data))
-                .sum::<usize>();
-        let mut codes = Codes::with_capacity(capacity);
-        codes.fill(List::CipherSuites, |out| {
-            out.extend(suites.iter().map(|p| u16::from_be_bytes(*p)));
-            Ok::<_, HelloError>(())
-        })?;
-        codes.fill(List::Extensions, |out| {
-            out.extend(extensions.iter().map(|e| e.kind));
-            Ok::<_, HelloError>(())
-        })?;
+        let mut codes =
+            Codes::with_capacity(suites.len() + extensions.len() + extensions.most_codes());
+        codes.extend(
+            List::CipherSuites,
+            suites.iter().map(|p| u16::from_be_bytes(*p)),
+        );
+        codes.extend(List::Extensions, extensions.iter().map(|e| e.kind));
         let mut summary = Self {
             sni: None,
             server_name: None,
@@ -117,10 +109,11 @@ impl HelloSummary {
             ext::SIGNATURE_ALGORITHMS => self.codes.fill(List::SignatureAlgorithms, |out| {
                 parse::codes16(e.data, out, "bad signature_algorithms extension")
             })?,
-            ext::EC_POINT_FORMATS => self.codes.fill(List::EcPointFormats, |out| {
-                parse::ec_point_formats(e.data, out);
-                Ok::<_, HelloError>(())
-            })?,
+            ext::EC_POINT_FORMATS => {
+                let formats = parse::ec_point_formats(e.data);
+                self.codes
+                    .extend(List::EcPointFormats, formats.iter().map(|f| u16::from(*f)));
+            }
             // The inner hello is encrypted: what limen sees of an `outer`
             // (type 0) hello is the public name, not the real destination.
             ext::ENCRYPTED_CLIENT_HELLO => {

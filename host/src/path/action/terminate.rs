@@ -17,14 +17,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
-use crate::hello::Alpn;
-
 use super::connect::{self, counted, failed};
 use super::pipe::{self, Report};
 use super::replay::Replay;
 use super::{Ended, Notes, Scope, proxy_header, reject};
 use crate::decision::{Alert, Terminate, UpstreamAddr};
-use crate::hello::HelloSummary;
+use crate::hello::{Alpn, HelloSummary};
 use crate::observe::access;
 use crate::observe::metrics::ListenerMetrics;
 use crate::outcome::{End, HandshakeFailure};
