@@ -6,6 +6,7 @@
 
 use std::process::{Command, Stdio};
 
+use anyhow::Context;
 use limen_e2e::{backend, cli, guests};
 
 use crate::common::{ask, config_file, scratch};
@@ -47,7 +48,8 @@ allow = ["127.0.0.1/32"]
         .args(["run", "--config"])
         .arg(&config)
         .stderr(Stdio::from(std::fs::File::create(&log)?))
-        .spawn()?;
+        .spawn()
+        .context("systemd-socket-activate (Debian's systemd package; .ci/run installs it)")?;
     let hello = limen::offline::explain::synthesise("t.test", &[])?;
     // The launcher listens before limen exists: retry only until it does.
     let mut first = Err(std::io::Error::other("not tried"));
