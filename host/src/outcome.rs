@@ -150,6 +150,26 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Why a pool connection was tried again on another member, for
+    /// `limen_upstream_retries_total{reason}`. Every one of them happens
+    /// before the member's first byte, while the client has sent nothing
+    /// limen cannot replay.
+    pub enum RetryReason {
+        /// The connect was refused.
+        Refused = "refused",
+        /// The connect timed out.
+        Timeout = "timeout",
+        /// Connected, then reset before the member's first byte (a member
+        /// killed with the connection in its listen queue).
+        Reset = "reset",
+        /// Connected, then closed before the member's first byte.
+        Closed = "closed",
+        /// The TLS handshake with a re-encrypted member failed.
+        Tls = "tls",
+    }
+}
+
+vocabulary! {
     /// Why a terminated connection's handshake with the client failed, for
     /// `limen_tls_handshake_failures_total{reason}`.
     pub enum HandshakeFailure {
@@ -266,6 +286,7 @@ mod tests {
         check(&PolicyFailure::ALL, PolicyFailure::as_str);
         check(&UpstreamFailure::ALL, UpstreamFailure::as_str);
         check(&HandshakeFailure::ALL, HandshakeFailure::as_str);
+        check(&RetryReason::ALL, RetryReason::as_str);
         check(&End::ALL, End::as_str);
         check(&Trigger::ALL, Trigger::as_str);
         check(&ChangeOutcome::ALL, ChangeOutcome::as_str);

@@ -152,3 +152,16 @@ pub async fn echo() -> anyhow::Result<SocketAddr> {
     });
     Ok(addr)
 }
+
+/// A pool member's answer: once 5 bytes arrived (a hello's record header, or
+/// a request's first bytes), its `id` (one byte) and a FIN; then held open
+/// until the client closes.
+pub async fn answer_id(mut stream: TcpStream, id: u8) {
+    let mut head = [0u8; 5];
+    if stream.read_exact(&mut head).await.is_ok() {
+        let _ = stream.write_all(&[id]).await;
+        let _ = stream.shutdown().await;
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    }
+}

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use crate::decision::UpstreamAddr;
 use crate::outcome::UpstreamFailure;
 use crate::plan::{self, Refusal, Rules};
-use crate::upstream::pool::{Lease, Pool, PoolError, Pools};
+use crate::upstream::pool::{Lease, Pool, PoolError, Pools, Tries};
 
 /// Why no upstream connection was made.
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +104,11 @@ pub(crate) async fn destination<C: ?Sized>(
 }
 
 /// Connect to `dest`: the first of its addresses that answers, or a member
-/// of its pool (`key` for the hash balances), within `timeout` per try.
+/// of its pool (`key` for the hash balances) not in `tries` yet, within
+/// `timeout` per try.
 pub(crate) async fn connect_to(
     dest: &Dest,
-    key: u64,
+    (key, tries): (u64, &mut Tries),
     timeout: Duration,
 ) -> Result<Connected, UpstreamError> {
     match dest {
@@ -116,7 +117,7 @@ pub(crate) async fn connect_to(
             lease: None,
         }),
         Dest::Pool(pool) => {
-            let (stream, lease) = pool.connect(key, timeout).await?;
+            let (stream, lease) = pool.connect(key, timeout, tries).await?;
             Ok(Connected {
                 stream,
                 lease: Some(lease),

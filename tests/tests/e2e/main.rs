@@ -23,6 +23,7 @@ mod observe;
 mod peek;
 mod pools;
 mod pools_health;
+mod pools_retry;
 mod process;
 mod quic;
 mod quic_chromium;

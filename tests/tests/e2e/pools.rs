@@ -42,17 +42,8 @@ impl Member {
         self.addr = listener.local_addr()?;
         let id = self.id;
         self.accept = Some(tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut head = [0u8; 5];
-                    if stream.read_exact(&mut head).await.is_ok() {
-                        let _ = stream.write_all(&[id]).await;
-                        let _ = stream.shutdown().await;
-                        // Held open until the client closes.
-                        let mut rest = Vec::new();
-                        let _ = stream.read_to_end(&mut rest).await;
-                    }
-                });
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(backend::answer_id(stream, id));
             }
         }));
         Ok(())

@@ -32,7 +32,7 @@ async fn healthy_becomes(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_killed_under_load_costs_no_client_a_refused_connect() -> anyhow::Result<()> {
+async fn a_member_killed_under_load_costs_no_client_an_error() -> anyhow::Result<()> {
     let (a, mut b, c) = (
         Member::start(1).await?,
         Member::start(2).await?,
@@ -91,15 +91,10 @@ async fn a_member_killed_under_load_costs_no_client_a_refused_connect() -> anyho
         failures.extend(done?);
     }
     // Refused connects (every third connection until the check marks the
-    // member down) are all retried. What no router can retry is a
-    // connection the member's kernel had already accepted when its
-    // listener closed: reset with the hello already sent. Each client has
-    // one connection in flight, so at most 4 of those, all resets.
-    let resets = failures.iter().filter(|f| f.contains("reset")).count();
-    assert!(
-        failures.len() <= 4 && resets == failures.len(),
-        "client-visible failures: {failures:?}"
-    );
+    // member down) are retried, and so are the connections its kernel had
+    // already accepted when its listener closed (reset with the hello
+    // sent, before the member's first byte): no client sees either.
+    assert!(failures.is_empty(), "client-visible failures: {failures:?}");
     assert!(
         seen[2].load(Ordering::Relaxed) > during,
         "traffic did not return"

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::{Metrics, names};
+use crate::outcome::RetryReason;
 
 #[derive(Clone)]
 pub(super) struct PoolFamilies {
@@ -32,8 +33,8 @@ impl PoolFamilies {
             ),
             retries: counters(
                 names::UPSTREAM_RETRIES,
-                "Connects retried on another pool member.",
-                &["pool"],
+                "Connections tried again on another pool member, by why the last try failed.",
+                &["pool", "reason"],
             ),
         }
     }
@@ -61,9 +62,13 @@ pub(super) fn limit_counters(
 }
 
 impl Metrics {
-    /// A pool's retry counter (resolved when the pool is built).
-    pub(crate) fn pool_retries(&self, pool: &str) -> IntCounter {
-        self.upstream_pools.retries.with_label_values(&[pool])
+    /// A pool's retry counters, one per [`RetryReason`] (resolved when the
+    /// pool is built).
+    pub(crate) fn pool_retries(&self, pool: &str) -> [IntCounter; RetryReason::COUNT] {
+        RetryReason::ALL.map(|reason| {
+            let labels = [pool, reason.as_str()];
+            self.upstream_pools.retries.with_label_values(&labels)
+        })
     }
 
     /// A pool member's health and connection gauges.

@@ -13,19 +13,20 @@ use crate::observe::access;
 use crate::outcome::End;
 use crate::policy::Connection;
 use crate::state::live::Generation;
+use crate::upstream::pool::Tries;
 use crate::upstream::{self, Connected, Dest, UpstreamError};
 
 /// However long a policy asks for, a connect attempt ends after this.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connect within the decision's timeout (capped), or limen's default (per
-/// member tried, for a pool); the time it took goes to the histogram and
-/// the access log.
+/// member tried, for a pool, skipping those in `tries`); the time it took
+/// goes to the histogram and the access log.
 pub(crate) async fn connect(
     cx: &impl Scope,
     notes: &mut impl Notes,
-    upstream: &Upstream,
-    dest: &Dest,
+    (upstream, dest): (&Upstream, &Dest),
+    tries: &mut Tries,
 ) -> Result<Connected, UpstreamError> {
     let generation = cx.generation();
     let timeout = upstream
@@ -40,7 +41,7 @@ pub(crate) async fn connect(
         Dest::Addrs(_) => 0,
     };
     let started = Instant::now();
-    let stream = upstream::connect_to(dest, key, timeout).await?;
+    let stream = upstream::connect_to(dest, (key, tries), timeout).await?;
     let took = started.elapsed();
     generation.metrics.connected(took);
     notes.connected(took);

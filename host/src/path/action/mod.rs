@@ -4,6 +4,7 @@
 //! records what it returns.
 
 pub(crate) mod connect;
+mod first;
 pub(crate) mod passthrough;
 pub(crate) mod pipe;
 pub(crate) mod proxy_header;

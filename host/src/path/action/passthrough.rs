@@ -6,18 +6,21 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::connect::{self, counted};
-#[cfg(not(target_os = "linux"))]
-use super::pipe;
-use super::pipe::Report;
+use super::first::{self, First};
+use super::pipe::{self, Report};
 use super::{Ended, Notes, Scope, proxy_header};
 use crate::decision::Upstream;
 use crate::observe::access;
+use crate::outcome::{End, RetryReason};
 use crate::state::config::Limits;
+use crate::upstream::pool::Tries;
 use crate::upstream::{Connected, Dest};
 
 /// Carry a passthrough out to `upstream` (at `dest`), `peeked` first, until
 /// both directions are done; an upstream that cannot be reached gets the
-/// client a bare close.
+/// client a bare close. A pool member that resets or closes before its
+/// first byte is replaced by another while the pool's `retries` allow
+/// (`first.rs`): the client has sent nothing but what limen holds.
 pub(crate) async fn run(
     cx: &impl Scope,
     notes: &mut impl Notes,
@@ -30,54 +33,112 @@ pub(crate) async fn run(
         access::ActionTaken::Passthrough,
         Some(upstream.addr.clone()),
     );
-    // The lease, if a pool's, counts the connection on its member until the end.
-    let Connected { stream: up, lease } = match connect::connect(cx, notes, upstream, dest).await {
-        Ok(up) => up,
-        Err(error) => {
-            let addr = Some(upstream.addr.clone());
-            return connect::unreachable(cx, notes, client, &error, addr).await;
-        }
-    };
     let hello = notes.hello();
     let alpn = hello.and_then(|h| h.alpn().next());
     let header = proxy_header::for_upstream(upstream, cx.conn(), hello, alpn);
-    let generation = cx.generation();
-    notes.hello_read(generation);
-    let limits = &generation.limits;
-    let report = copy(client, up, header, peeked, limits, cx.force_close()).await;
-    drop(lease);
-    counted(generation, &report)
-}
-
-/// Replay (after `header`, the PROXY header if the decision asked for one,
-/// else empty) and pipe until both directions are done.
-async fn copy(
-    client: TcpStream,
-    upstream: TcpStream,
-    header: Vec<u8>,
-    peeked: Vec<u8>,
-    limits: &Limits,
-    force_close: &CancellationToken,
-) -> Report {
-    let _ = client.set_nodelay(true);
     let replayed = peeked.len();
     let preamble = if header.is_empty() {
         peeked
     } else {
         [header, peeked].concat()
     };
+    let generation = cx.generation();
+    notes.hello_read(generation);
+    let (limits, force_close) = (&generation.limits, cx.force_close());
+    let mut tries = Tries::default();
+    loop {
+        // The lease, if a pool's, counts the connection on its member until the end.
+        let connected = connect::connect(cx, notes, (upstream, dest), &mut tries).await;
+        let Connected {
+            stream: mut up,
+            lease,
+        } = match connected {
+            Ok(up) => up,
+            Err(error) => {
+                let addr = Some(upstream.addr.clone());
+                return connect::unreachable(cx, notes, client, &error, addr).await;
+            }
+        };
+        let retry = match dest {
+            Dest::Pool(pool) if pool.may_retry(&tries) => Some(pool),
+            _ => None,
+        };
+        let first = replay(
+            &client,
+            &mut up,
+            &preamble,
+            retry.is_some(),
+            limits,
+            force_close,
+        )
+        .await;
+        match (first, retry, lease) {
+            (First::Failed(reason), Some(pool), Some(lease)) => {
+                pool.failed_before_answer(&lease, reason, &mut tries);
+            }
+            (First::Ended(end), _, _) => {
+                let report = Report {
+                    up: 0,
+                    down: 0,
+                    end,
+                };
+                return counted(generation, &report);
+            }
+            (_, _, lease) => {
+                // Freed before the copy: a connection that idles for hours
+                // holds no hello.
+                drop(preamble);
+                let report = copy(client, up, replayed, limits, force_close).await;
+                drop(lease);
+                return counted(generation, &report);
+            }
+        }
+    }
+}
+
+/// Send `preamble` (the PROXY header, if the decision asked for one, then
+/// the peeked bytes) to a member just connected; when another may replace
+/// it (`retry`), wait for its first byte. A write that fails is a reset.
+async fn replay(
+    client: &TcpStream,
+    up: &mut TcpStream,
+    preamble: &[u8],
+    retry: bool,
+    limits: &Limits,
+    force_close: &CancellationToken,
+) -> First {
+    let idle = limits.idle_timeout;
+    match (
+        pipe::send_preamble(up, preamble, idle, force_close).await,
+        retry,
+    ) {
+        (Ok(()), true) => first::passthrough(client, up, idle, force_close).await,
+        (Ok(()), false) => First::Committed,
+        (Err(End::IoError), true) => First::Failed(RetryReason::Reset),
+        (Err(end), _) => First::Ended(end),
+    }
+}
+
+/// Pipe until both directions are done (the `replayed` bytes sent).
+async fn copy(
+    client: TcpStream,
+    upstream: TcpStream,
+    replayed: usize,
+    limits: &Limits,
+    force_close: &CancellationToken,
+) -> Report {
+    let _ = client.set_nodelay(true);
     // A chunk that finds no pipe is copied (see `splice`), so nothing needs
     // checking here.
     #[cfg(target_os = "linux")]
     {
         let idle = limits.idle_timeout;
-        super::splice::run(client, upstream, preamble, replayed, idle, force_close).await
+        super::splice::run(client, upstream, replayed, idle, force_close).await
     }
     #[cfg(not(target_os = "linux"))]
     pipe::run(
         client,
         upstream,
-        preamble,
         replayed,
         limits.idle_timeout,
         limits.copy_buffer,

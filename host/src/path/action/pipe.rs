@@ -43,6 +43,12 @@ impl Socket for TcpStream {
     }
 }
 
+impl<S: Socket> Socket for Box<S> {
+    fn tcp(&self) -> &TcpStream {
+        (**self).tcp()
+    }
+}
+
 impl<S: Socket> Socket for super::replay::Replay<S> {
     fn tcp(&self) -> &TcpStream {
         self.get_ref().tcp()
@@ -85,12 +91,11 @@ pub(super) fn failed(side: u8, error: &io::Error, other: &TcpStream) -> End {
     }
 }
 
-/// Write `preamble` upstream (for passthrough: the PROXY header, then the
-/// `replayed` peeked bytes at its end), then copy both ways.
+/// Copy both ways (the `replayed` bytes already sent upstream: the peeked
+/// hello, or a terminated client's first bytes).
 pub(crate) async fn run<C, U>(
     mut client: C,
     mut upstream: U,
-    preamble: Vec<u8>,
     replayed: usize,
     idle: Duration,
     buffer: usize,
@@ -100,9 +105,6 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Socket,
     U: AsyncRead + AsyncWrite + Unpin + Socket,
 {
-    if let Err(report) = send_preamble(&mut upstream, preamble, idle, force_close).await {
-        return report;
-    }
     let start = Instant::now();
     let activity = AtomicU64::new(0);
     let (up, down) = (AtomicU64::new(replayed as u64), AtomicU64::new(0));
@@ -155,29 +157,25 @@ where
     }
 }
 
-/// Write `preamble` upstream before any copy; the report of a connection
-/// that ended there. An upstream that never reads must not hold the
-/// connection forever, so the idle timeout bounds the write. The bytes are
-/// freed once written: a connection that then idles for hours holds none.
+/// Write `preamble` upstream before any copy (passthrough: the PROXY
+/// header, then the peeked bytes); how the connection ended if it ended
+/// there. An upstream that never reads must not hold the connection
+/// forever, so the idle timeout bounds the write.
 pub(super) async fn send_preamble<U: AsyncWrite + Unpin>(
     upstream: &mut U,
-    preamble: Vec<u8>,
+    preamble: &[u8],
     idle: Duration,
     force_close: &CancellationToken,
-) -> Result<(), Report> {
+) -> Result<(), End> {
     let ended = tokio::select! {
-        result = write_all_flush(upstream, &preamble) => match result {
+        result = write_all_flush(upstream, preamble) => match result {
             Ok(()) => return Ok(()),
             Err(_) => End::IoError,
         },
         () = tokio::time::sleep(idle) => End::IdleTimeout,
         () = force_close.cancelled() => End::Shutdown,
     };
-    Err(Report {
-        up: 0,
-        down: 0,
-        end: ended,
-    })
+    Err(ended)
 }
 
 async fn write_all_flush<U: AsyncWrite + Unpin>(upstream: &mut U, bytes: &[u8]) -> io::Result<()> {

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, failed, idle_watch, other, send_preamble};
+use super::pipe::{CLIENT, NO_EOF, Report, UPSTREAM, failed, idle_watch, other};
 use crate::outcome::End;
 
 /// Bytes moved per splice call, and the capacity asked of each pipe (the
@@ -63,19 +63,15 @@ impl Pipe {
     }
 }
 
-/// Write `preamble` upstream, then splice both ways until both directions
-/// are done, nothing moves for `idle`, or `force_close`.
+/// Splice both ways (the `replayed` bytes already sent upstream) until
+/// both directions are done, nothing moves for `idle`, or `force_close`.
 pub(crate) async fn run(
     client: TcpStream,
-    mut upstream: TcpStream,
-    preamble: Vec<u8>,
+    upstream: TcpStream,
     replayed: usize,
     idle: Duration,
     force_close: &CancellationToken,
 ) -> Report {
-    if let Err(report) = send_preamble(&mut upstream, preamble, idle, force_close).await {
-        return report;
-    }
     let meter = Meter {
         start: Instant::now(),
         activity: AtomicU64::new(0),

@@ -15,9 +15,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tokio_util::sync::CancellationToken;
 
 use super::connect::{self, counted, failed};
+use super::first::{self, First};
 use super::pipe::{self, Report};
 use super::replay::Replay;
 use super::{Ended, Notes, Scope, proxy_header, reject};
@@ -25,9 +25,9 @@ use crate::decision::{Alert, Terminate, UpstreamAddr};
 use crate::hello::{Alpn, HelloSummary};
 use crate::observe::access;
 use crate::observe::metrics::ListenerMetrics;
-use crate::outcome::{End, HandshakeFailure};
+use crate::outcome::{End, HandshakeFailure, RetryReason};
 use crate::state::config::Limits;
-use crate::upstream::pool::Lease;
+use crate::upstream::pool::{Lease, Tries};
 use crate::upstream::{Connected, Dest, UpstreamError, within};
 
 /// Carry a terminate out: the handshake (a failure is counted on
@@ -67,30 +67,63 @@ pub(crate) async fn run(
         alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref(),
         "tls.terminated"
     );
-    let Connected { stream: up, lease } =
-        match connect::connect(cx, notes, &terminate.upstream, dest).await {
+    let (connector, force_close) = (&generation.tls.upstream.connector, cx.force_close());
+    let (idle, buffer) = (limits.idle_timeout, limits.copy_buffer);
+    let mut client = tls;
+    let mut tries = Tries::default();
+    // What the client sent that no member has answered yet: replayed to the
+    // next member if this one fails before its first byte.
+    let mut sent = Vec::new();
+    loop {
+        let connected = connect::connect(cx, notes, (&terminate.upstream, dest), &mut tries).await;
+        // The lease, if a pool's, counts the connection on its member
+        // until the end (a `continue` ends it).
+        let Connected { stream: up, lease } = match connected {
             Ok(up) => up,
             // The client's TLS session drops here: it sees the connection
             // close, as from a backend that went away.
             Err(error) => return failed(generation, conn, &error),
         };
-    let connector = &generation.tls.upstream.connector;
-    let host = tls_host(&terminate.upstream.addr, lease.as_ref(), &up);
-    let forwarded = forward(
-        tls,
-        (up, host),
-        terminate,
-        header,
-        connector,
-        limits,
-        cx.force_close(),
-    );
-    let ended = match forwarded.await {
-        Ok(report) => counted(generation, &report),
-        Err(error) => failed(generation, conn, &error),
-    };
-    drop(lease);
-    ended
+        let retry = match (dest, &lease) {
+            (Dest::Pool(pool), Some(lease)) if pool.may_retry(&tries) => Some((pool, lease)),
+            _ => None,
+        };
+        let host = tls_host(&terminate.upstream.addr, lease.as_ref(), &up);
+        let preamble = [&header[..], &sent[..]];
+        let alpn = client.get_ref().1.alpn_protocol();
+        let opened = open((up, host), terminate, preamble, (connector, alpn), limits).await;
+        let report = match (opened, retry) {
+            (Err((_, reason)), Some((pool, lease))) => {
+                pool.failed_before_answer(lease, reason, &mut tries);
+                continue;
+            }
+            (Err((error, _)), None) => return failed(generation, conn, &error),
+            (Ok(Opened::Tls(up)), _) => pipe::run(client, up, 0, idle, buffer, force_close).await,
+            (Ok(Opened::Plain(mut up)), Some((pool, lease))) => {
+                let wait = first::terminated(&mut client, &mut up, &mut sent, idle, force_close);
+                match wait.await {
+                    First::Failed(reason) => {
+                        pool.failed_before_answer(lease, reason, &mut tries);
+                        continue;
+                    }
+                    First::Ended(end) => Report {
+                        up: sent.len() as u64,
+                        down: 0,
+                        end,
+                    },
+                    First::Committed => {
+                        let replayed = std::mem::take(&mut sent).len();
+                        pipe::run(client, up, replayed, idle, buffer, force_close).await
+                    }
+                }
+            }
+            (Ok(Opened::Plain(up)), None) => {
+                pipe::run(client, up, sent.len(), idle, buffer, force_close).await
+            }
+        };
+        drop(lease);
+        return counted(generation, &report);
+    }
 }
 
 /// The name a re-encrypted upstream is verified against when the decision
@@ -201,46 +234,59 @@ fn classify(error: io::Error) -> HandshakeError {
     }
 }
 
-/// Connected to the upstream: send the PROXY header, start TLS if the
-/// decision re-encrypts (offering the client's negotiated protocol), then
-/// pipe until both directions are done.
-async fn forward(
-    client: ClientTls,
+/// A member's connection, ready for the copy.
+enum Opened {
+    Plain(TcpStream),
+    /// Boxed: every terminated connection's task would otherwise carry
+    /// room for rustls' client state.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Connected to the upstream: send `preamble` (the PROXY header, then what
+/// the client sent that an earlier member did not answer) and start TLS if
+/// the decision re-encrypts, offering the client's negotiated protocol.
+/// Every failure here comes before the member's first byte (the reason a
+/// pool retries it under).
+async fn open(
     (mut upstream, host): (TcpStream, ServerName<'static>),
     decision: &Terminate,
-    header: Vec<u8>,
-    connector: &TlsConnector,
+    preamble: [&[u8]; 2],
+    (connector, alpn): (&TlsConnector, Option<&[u8]>),
     limits: &Limits,
-    force_close: &CancellationToken,
-) -> Result<Report, UpstreamError> {
+) -> Result<Opened, (UpstreamError, RetryReason)> {
     let addr = || decision.upstream.addr.to_string();
     let timeout = limits.handshake_timeout;
-    if !header.is_empty() {
-        within(
-            timeout,
-            "PROXY header not taken",
-            upstream.write_all(&header),
-        )
-        .await
-        .map_err(|error| UpstreamError::Connect {
-            addr: addr(),
-            error,
-        })?;
+    for bytes in preamble.into_iter().filter(|b| !b.is_empty()) {
+        let write = within(timeout, "upstream took no bytes", upstream.write_all(bytes));
+        if let Err(error) = write.await {
+            let reason = first::broken(&error).unwrap_or(RetryReason::Timeout);
+            return Err((
+                UpstreamError::Connect {
+                    addr: addr(),
+                    error,
+                },
+                reason,
+            ));
+        }
     }
-    let (idle, buffer) = (limits.idle_timeout, limits.copy_buffer);
     let Some(reencrypt) = &decision.reencrypt else {
-        return Ok(pipe::run(client, upstream, Vec::new(), 0, idle, buffer, force_close).await);
+        return Ok(Opened::Plain(upstream));
     };
     let name = reencrypt.server_name.clone().unwrap_or(host);
-    let alpn = client.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let connect = connector
-        .with_alpn(alpn.into_iter().collect())
+        .with_alpn(alpn.into_iter().map(<[u8]>::to_vec).collect())
         .connect(name, upstream);
-    let upstream = within(timeout, "upstream TLS handshake timed out", connect)
-        .await
-        .map_err(|error| UpstreamError::Tls {
-            addr: addr(),
-            error,
-        })?;
-    Ok(pipe::run(client, upstream, Vec::new(), 0, idle, buffer, force_close).await)
+    match within(timeout, "upstream TLS handshake timed out", connect).await {
+        Ok(tls) => Ok(Opened::Tls(Box::new(tls))),
+        Err(error) => {
+            let reason = first::broken(&error).unwrap_or(RetryReason::Tls);
+            Err((
+                UpstreamError::Tls {
+                    addr: addr(),
+                    error,
+                },
+                reason,
+            ))
+        }
+    }
 }

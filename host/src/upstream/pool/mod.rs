@@ -1,5 +1,6 @@
-//! Upstream pools: members, the choice among them (`balance`), retries on
-//! connect failures, passive ejection, and active checks (`health`).
+//! Upstream pools: members, the choice among them (`balance`), a
+//! connection's tries (`tries`: retries before a member's first byte),
+//! passive ejection, and active checks (`health`).
 //!
 //! A [`Pools`] belongs to one configuration generation and is built from
 //! the one before it, keeping the [`Member`] (and so the health) of every
@@ -14,6 +15,7 @@ mod member;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod tries;
 
 pub use settings::{
     Balance, Check, HealthConfig, MAX_RESOLVED, MAX_RETRIES, MemberConfig, PoolConfig,
@@ -30,7 +32,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use prometheus::IntCounter;
 use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::decision::UpstreamAddr;
@@ -39,6 +40,7 @@ use crate::plan;
 use crate::upstream::tls::TlsError;
 pub(crate) use balance::Pick;
 pub(crate) use member::{Lease, Member, clock};
+pub(crate) use tries::Tries;
 
 /// Every pool of one generation, by name.
 #[derive(Default)]
@@ -55,7 +57,8 @@ pub(crate) struct Pool {
     members: ArcSwap<Members>,
     /// Round-robin position (and the draw counter of `random_two`).
     counter: AtomicUsize,
-    retries: IntCounter,
+    /// Retries, by [`RetryReason`](crate::outcome::RetryReason).
+    retries: [IntCounter; crate::outcome::RetryReason::COUNT],
     metrics: Metrics,
     /// Ends this pool's check task (when a newer generation takes over).
     retired: CancellationToken,
@@ -185,66 +188,6 @@ impl Pool {
             .entries
             .iter()
             .any(|e| e.member.usable(now))
-    }
-
-    /// Connect to a member chosen by the pool's `balance` (`key`: the
-    /// client address or SNI hash), trying up to `retries` others when a
-    /// connect fails or times out (`timeout` each). Nothing has been sent
-    /// to a member that failed, so trying another is safe.
-    pub(crate) async fn connect(
-        &self,
-        key: u64,
-        timeout: Duration,
-    ) -> Result<(TcpStream, Lease), PoolError> {
-        let members = self.members.load_full();
-        let mut tried = [usize::MAX; MAX_RETRIES as usize + 1];
-        let attempts = (self.config.retries as usize + 1).min(tried.len());
-        let mut last = None;
-        for attempt in 0..attempts {
-            let at = Pick {
-                key,
-                tried: &tried[..attempt],
-                now: clock(),
-            };
-            let Some(i) = balance::pick(self.config.balance, &members, &self.counter, at) else {
-                break;
-            };
-            tried[attempt] = i;
-            if attempt > 0 {
-                self.retries.inc();
-            }
-            let member = &members.entries[i].member;
-            let connect = tokio::time::timeout(timeout, TcpStream::connect(member.addr)).await;
-            match connect {
-                Ok(Ok(stream)) => {
-                    member.connect_ok();
-                    // The hello and small records should leave at once.
-                    let _ = stream.set_nodelay(true);
-                    return Ok((stream, Lease::new(member.clone())));
-                }
-                Ok(Err(error)) => last = Some((member.addr, error)),
-                Err(_) => {
-                    let error = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-                    last = Some((member.addr, error));
-                }
-            }
-            let health = &self.config.health;
-            if member.connect_failed(health.eject_after, health.eject_for) {
-                tracing::warn!(
-                    target: "tls_sni", pool = &*self.name, member = %member.addr,
-                    failures = health.eject_after, eject_for = ?health.eject_for,
-                    "upstream.member_ejected"
-                );
-            }
-        }
-        Err(match last {
-            Some((addr, error)) => PoolError::Connect {
-                pool: self.name.clone(),
-                addr,
-                error,
-            },
-            None => PoolError::NoMember(self.name.clone()),
-        })
     }
 
     /// What `member` (a configured one) stands for in this pool now.
