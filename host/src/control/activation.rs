@@ -1,16 +1,19 @@
-//! Listening sockets handed to limen at start, as systemd's socket
-//! activation hands them (sd_listen_fds(3)): `LISTEN_PID` names this
-//! process, `LISTEN_FDS` counts the sockets from fd 3 on, and
-//! `LISTEN_FDNAMES` (optional) names them, colon-separated.
+//! Listening sockets handed to limen at start: by systemd's socket
+//! activation (sd_listen_fds(3): `LISTEN_PID` names this process,
+//! `LISTEN_FDS` counts the sockets from fd 3 on, `LISTEN_FDNAMES`
+//! optionally names them, colon-separated), or by the limen this one
+//! upgrades (`handover`: each listener's sockets, one per worker of the
+//! old process, and its admin, metrics and status endpoints, by name).
 //!
-//! A `[[listeners]]` entry takes the inherited socket of its own name, else
-//! the one bound to its address with its transport; it then accepts on that
-//! socket instead of binding one. The socket is the service manager's, so
-//! connections queued on it while limen restarts wait there, not refused.
+//! A `[[listeners]]` entry takes the inherited sockets of its own name,
+//! else those bound to its address with its transport; it then accepts on
+//! them instead of binding. They are the same kernel objects the service
+//! manager (or the old limen) listened on, so connections queued on them
+//! wait there, not refused.
 //!
 //! The environment describes the process's file descriptors, so this is
 //! process state: read once, at the first bind, and each socket given out
-//! at most once (a reload may take one the start left).
+//! at most once; what the start leaves is closed (`close_untaken`).
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -23,21 +26,37 @@ use crate::state::config::{ListenerConfig, Transport};
 /// The first passed descriptor (SD_LISTEN_FDS_START).
 const FIRST_FD: RawFd = 3;
 
-/// One inherited socket not yet taken.
+/// One inherited socket (or an old limen's group of them, one per worker,
+/// all on one address) not yet taken.
 struct Inherited {
     name: Option<String>,
-    socket: Socket,
+    sockets: Vec<Socket>,
     local: Option<SocketAddr>,
     kind: Option<Type>,
 }
 
+impl Inherited {
+    fn new(name: Option<String>, sockets: Vec<Socket>) -> Option<Inherited> {
+        let first = sockets.first()?;
+        // Not passed on to anything limen starts.
+        for socket in &sockets {
+            let _ = socket.set_cloexec(true);
+        }
+        Some(Inherited {
+            name,
+            local: first.local_addr().ok().and_then(|a| a.as_socket()),
+            kind: first.r#type().ok(),
+            sockets,
+        })
+    }
+}
+
 static INHERITED: OnceLock<Mutex<Vec<Inherited>>> = OnceLock::new();
 
-/// The inherited socket for `config`, if the service manager passed one:
-/// by the listener's name first, else by its address and transport.
-pub(crate) fn take(config: &ListenerConfig) -> Option<Socket> {
-    let pool = INHERITED.get_or_init(|| Mutex::new(from_env()));
-    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+/// The inherited sockets for `config`, if this process was given some: by
+/// the listener's name first, else by its address and transport.
+pub(crate) fn take(config: &ListenerConfig) -> Option<Vec<Socket>> {
+    let mut pool = pool();
     let kind = match config.transport {
         Transport::Quic => Type::DGRAM,
         _ => Type::STREAM,
@@ -50,25 +69,52 @@ pub(crate) fn take(config: &ListenerConfig) -> Option<Socket> {
             .position(|s| s.local == Some(config.bind) && s.kind == Some(kind))
     };
     let at = by_name.or_else(by_addr)?;
-    Some(pool.swap_remove(at).socket)
+    Some(pool.swap_remove(at).sockets)
 }
 
-/// The inherited sockets no listener has taken, by name or address.
-pub(crate) fn untaken() -> Vec<String> {
-    let Some(pool) = INHERITED.get() else {
-        return Vec::new();
-    };
-    let pool = pool.lock().unwrap_or_else(|p| p.into_inner());
-    pool.iter()
+/// The inherited socket named `name` (an old limen's endpoint:
+/// [`ADMIN`], [`METRICS`], [`STATUS`]), if it is one socket.
+pub(crate) fn take_named(name: &str) -> Option<Socket> {
+    let mut pool = pool();
+    let at = pool.iter().position(|s| s.name.as_deref() == Some(name))?;
+    let mut sockets = pool.swap_remove(at).sockets;
+    (sockets.len() == 1).then(|| sockets.remove(0))
+}
+
+/// The names an old limen gives its endpoints in a hand-over.
+pub(crate) const ADMIN: &str = "limen:admin";
+pub(crate) const METRICS: &str = "limen:metrics";
+pub(crate) const STATUS: &str = "limen:status";
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<Inherited>> {
+    let pool = INHERITED.get_or_init(|| {
+        let mut given = from_env();
+        let handed = super::handover::receive().into_iter();
+        given.extend(handed.filter_map(|(name, sockets)| Inherited::new(Some(name), sockets)));
+        Mutex::new(given)
+    });
+    pool.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Once limen has started: close the inherited sockets nothing took (no
+/// listener, endpoint or address of this configuration names them), so
+/// none holds a port, or queues connections, that nobody serves.
+pub(crate) fn close_untaken() {
+    let left: Vec<Inherited> = std::mem::take(&mut *pool());
+    let names: Vec<String> = left
+        .iter()
         .map(|s| match (&s.name, s.local) {
             (Some(name), _) => name.clone(),
             (None, Some(addr)) => addr.to_string(),
             (None, None) => "a socket with no address".to_owned(),
         })
-        .collect()
+        .collect();
+    if !names.is_empty() {
+        tracing::warn!(sockets = ?names, "process.inherited_unused");
+    }
 }
 
-/// The sockets the environment passes to this process (none when
+/// The sockets systemd passes to this process (none when
 /// `LISTEN_PID` names another: a child that inherited the variables).
 fn from_env() -> Vec<Inherited> {
     let var = |key| std::env::var(key).ok();
@@ -81,25 +127,18 @@ fn from_env() -> Vec<Inherited> {
         .map(|n| n.split(':').map(str::to_owned).collect())
         .unwrap_or_default();
     (0..count.clamp(0, 1024))
-        .map(|i| {
+        .filter_map(|i| {
             let fd = FIRST_FD + i;
             // SAFETY: the protocol hands this process fds 3..3+LISTEN_FDS,
             // open and owned by nobody else in it; `INHERITED` is filled
             // once, so each is wrapped once.
             #[allow(unsafe_code)]
             let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
-            // Not passed on to anything limen starts.
-            let _ = socket.set_cloexec(true);
             let name = names
                 .get(i as usize)
                 .filter(|n| !n.is_empty() && *n != "unknown")
                 .cloned();
-            Inherited {
-                name,
-                local: socket.local_addr().ok().and_then(|a| a.as_socket()),
-                kind: socket.r#type().ok(),
-                socket,
-            }
+            Inherited::new(name, vec![socket])
         })
         .collect()
 }

@@ -8,6 +8,7 @@
 //! worker accepts only on its own.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -76,9 +77,9 @@ pub(crate) fn bind(
             addr: config.bind,
             error,
         };
-        if let Some(socket) = activation::take(config) {
+        if let Some(given) = activation::take(config) {
             let (sockets, local) =
-                inherited(socket, config.transport, workers).map_err(bind_error)?;
+                inherited(given, config.transport, workers).map_err(bind_error)?;
             bound.push(Bound {
                 config: config.clone(),
                 sockets,
@@ -115,47 +116,49 @@ pub(crate) fn bind(
             local,
         });
     }
-    let untaken = activation::untaken();
-    if !untaken.is_empty() {
-        tracing::warn!(sockets = ?untaken, "process.inherited_unused");
-    }
     Ok(bound)
 }
 
-/// A socket the service manager passed (see [`activation`]), shared by
-/// every worker: each accepts on its own duplicate, so nothing queued on
-/// it is lost when limen restarts.
+/// Sockets this process was given (see [`activation`]). One (systemd's)
+/// is shared by every worker, each accepting on its own duplicate; a group
+/// (an old limen's, one per its worker) is kept whole, each socket with
+/// its own accept loop, since each holds a queue of its own. Either way
+/// nothing queued on them is lost.
 fn inherited(
-    socket: Socket,
+    given: Vec<Socket>,
     transport: Transport,
     workers: usize,
 ) -> std::io::Result<(Sockets, SocketAddr)> {
     let wrong = |what| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
-    let local = socket
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| wrong("the inherited socket is not an IP socket"))?;
-    socket.set_nonblocking(true)?;
-    let copies = |socket: Socket| -> std::io::Result<Vec<Socket>> {
-        let mut all = Vec::with_capacity(workers.max(1));
-        for _ in 1..workers.max(1) {
-            all.push(socket.try_clone()?);
+    let mut local = None;
+    for socket in &given {
+        let at = socket.local_addr()?.as_socket();
+        let at = at.ok_or_else(|| wrong("the inherited socket is not an IP socket"))?;
+        if local.is_some_and(|l| l != at) {
+            return Err(wrong("the inherited sockets are on different addresses"));
         }
-        all.push(socket);
-        Ok(all)
-    };
-    let sockets = if transport == Transport::Quic {
-        if socket.r#type()? != Type::DGRAM {
+        local = Some(at);
+        socket.set_nonblocking(true)?;
+        let kind = socket.r#type()?;
+        if transport == Transport::Quic && kind != Type::DGRAM {
             return Err(wrong(
                 "a QUIC listener needs a UDP socket; the inherited one is not",
             ));
         }
-        Sockets::Udp(copies(socket)?.into_iter().map(Into::into).collect())
-    } else {
-        if socket.r#type()? != Type::STREAM || !socket.is_listener()? {
+        if transport != Transport::Quic && (kind != Type::STREAM || !socket.is_listener()?) {
             return Err(wrong("the inherited socket is not a listening TCP socket"));
         }
-        Sockets::Tcp(copies(socket)?.into_iter().map(Into::into).collect())
+    }
+    let local = local.ok_or_else(|| wrong("no socket"))?;
+    let mut all = given;
+    if let [one] = &all[..] {
+        let copies = (1..workers.max(1)).map(|_| one.try_clone());
+        let copies = copies.collect::<std::io::Result<Vec<_>>>()?;
+        all.extend(copies);
+    }
+    let sockets = match transport {
+        Transport::Quic => Sockets::Udp(all.into_iter().map(Into::into).collect()),
+        _ => Sockets::Tcp(all.into_iter().map(Into::into).collect()),
     };
     Ok((sockets, local))
 }
@@ -214,11 +217,14 @@ fn bind_udp(addr: SocketAddr, workers: usize) -> std::io::Result<(Vec<UdpSocket>
     Ok((sockets, local))
 }
 
-/// One accept loop.
+/// One listener's accept loops.
 struct Running {
     config: ListenerConfig,
     local: SocketAddr,
     stop: CancellationToken,
+    /// Its sockets, duplicated: what an upgrade hands to the new process
+    /// (closed with the listener).
+    sockets: Vec<OwnedFd>,
 }
 
 /// Every running accept loop.
@@ -258,6 +264,22 @@ impl ListenerSet {
             listener = %bound.config.name, addr = %bound.local,
             transport = bound.config.transport.as_str(), "listening"
         );
+        let kept: std::io::Result<Vec<OwnedFd>> = match &bound.sockets {
+            Sockets::Tcp(sockets) => sockets
+                .iter()
+                .map(|s| s.as_fd().try_clone_to_owned())
+                .collect(),
+            Sockets::Udp(sockets) => sockets
+                .iter()
+                .map(|s| s.as_fd().try_clone_to_owned())
+                .collect(),
+        };
+        // Out of descriptors: the listener serves; only an upgrade would
+        // lack it (and says so).
+        let kept = kept.unwrap_or_else(|error| {
+            tracing::warn!(listener = %bound.config.name, "cannot keep the sockets for an upgrade: {error}");
+            Vec::new()
+        });
         match bound.sockets {
             Sockets::Tcp(sockets) => {
                 for (worker, socket) in sockets.into_iter().enumerate() {
@@ -287,6 +309,7 @@ impl ListenerSet {
             config: bound.config,
             local: bound.local,
             stop,
+            sockets: kept,
         });
     }
 
@@ -307,6 +330,17 @@ impl ListenerSet {
         self.running
             .iter()
             .map(|r| (r.config.name.clone(), r.local))
+            .collect()
+    }
+
+    /// Each listener's name and its sockets (duplicates), for an upgrade.
+    pub(crate) fn handover(&self) -> std::io::Result<Vec<(Arc<str>, Vec<OwnedFd>)>> {
+        self.running
+            .iter()
+            .map(|r| {
+                let dups = r.sockets.iter().map(OwnedFd::try_clone);
+                Ok((r.config.name.clone(), dups.collect::<std::io::Result<_>>()?))
+            })
             .collect()
     }
 

@@ -14,7 +14,9 @@
 pub mod acme;
 mod activation;
 pub mod admin;
+mod endpoints;
 pub mod fleet;
+pub mod handover;
 pub(crate) mod history;
 pub(crate) mod listeners;
 pub(crate) mod memory;
@@ -23,6 +25,7 @@ mod reload;
 pub(crate) mod running;
 pub mod server;
 pub(crate) mod status;
+mod upgrade;
 mod watch;
 
 use std::path::Path;
@@ -32,15 +35,15 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::outcome::{ChangeOutcome, Trigger};
-use crate::path::accept::Serve;
 use crate::policy::{
     LoadError, LoadReport, Module, ModuleHash, Policy, PolicyEngine, PolicyVersion,
 };
 use crate::state::config::PolicyConfig;
 use crate::state::config::{Config, ConfigError, Expectation};
-use admin::protocol::{Answer, Status, Swapped};
+use admin::protocol::{Answer, Swapped};
 use listeners::{Bound, ListenerSet};
 use running::Running;
+pub use running::binary_version;
 
 /// Queued changes; a full queue makes the sender wait.
 const QUEUE: usize = 16;
@@ -64,6 +67,10 @@ enum Command {
     /// and counted by the control task like any other refusal).
     Reload {
         config: Result<Box<Config>, ConfigError>,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// Hand the sockets to a new process (`upgrade`).
+    Upgrade {
         reply: oneshot::Sender<Answer>,
     },
 }
@@ -128,6 +135,13 @@ impl ControlHandle {
     /// it whole.
     pub async fn reload(&self, config: Config) -> Answer {
         self.send_reload(Ok(Box::new(config))).await
+    }
+
+    /// Start the binary on disk and hand it every socket; once it is ready
+    /// this limen stops accepting and drains (see `upgrade`).
+    pub async fn upgrade(&self) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Upgrade { reply }, answer).await
     }
 
     async fn send_reload(&self, config: Result<Box<Config>, ConfigError>) -> Answer {
@@ -243,6 +257,9 @@ impl Control {
                 Command::Reload { config, reply } => {
                     let answer = self.reload(config.map(|c| *c)).await;
                     let _ = reply.send(answer);
+                }
+                Command::Upgrade { reply } => {
+                    let _ = reply.send(self.upgrade().await);
                 }
             }
         }
@@ -388,25 +405,6 @@ async fn prepare(
     })
     .await
     .map_err(|e| LoadError::Compile(format!("loader thread failed: {e}")))?
-}
-
-/// The live state, as `limen status` shows it.
-pub(crate) fn status(serve: &Serve) -> Status {
-    let snapshot = serve.live.load();
-    let (policy, generation) = (&snapshot.policy, &snapshot.generation);
-    let version = policy.version();
-    Status {
-        version: version.to_string(),
-        module_sha256: version.module.to_hex(),
-        loaded_at: humantime::format_rfc3339_millis(version.loaded_at).to_string(),
-        module_path: policy.settings().module.display().to_string(),
-        listeners: generation
-            .listeners
-            .iter()
-            .map(|(name, addr)| (name.to_string(), addr.to_string()))
-            .collect(),
-        generation: generation.number,
-    }
 }
 
 fn millis(d: std::time::Duration) -> f64 {

@@ -3,7 +3,10 @@
 //! keeps beside it (the history of changes, the ACME certificates). The
 //! accept loops never see the latter, so the path imports nothing above it.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::control::acme::Acme;
 use crate::control::history::History;
@@ -18,4 +21,30 @@ pub(crate) struct Running {
     pub(crate) history: History,
     /// ACME certificates: their slots and tasks outlive generations.
     pub(crate) acme: Acme,
+    /// The admin, metrics and status sockets, duplicated, by their
+    /// hand-over names: what an upgrade passes on beside the listeners.
+    pub(crate) endpoints: Vec<(&'static str, OwnedFd)>,
+    /// Cancelled once a new process took the sockets over: this one stops
+    /// accepting and drains, as on SIGTERM (and leaves the admin socket
+    /// file, now the new process's, in place).
+    pub(crate) upgraded: CancellationToken,
+}
+
+impl Running {
+    /// Fresh duplicates of the endpoints, for an upgrade.
+    pub(crate) fn endpoints(&self) -> std::io::Result<Vec<(Arc<str>, Vec<OwnedFd>)>> {
+        self.endpoints
+            .iter()
+            .map(|(name, fd)| Ok((Arc::from(*name), vec![fd.try_clone()?])))
+            .collect()
+    }
+}
+
+/// This binary's release and commit, as `limen --version` gives them.
+pub fn binary_version() -> String {
+    format!(
+        "{} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("LIMEN_COMMIT")
+    )
 }

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +21,7 @@ use crate::control::ready::{ReadyError, ready};
 use crate::control::running::Running;
 use crate::control::status;
 use crate::control::{Control, ControlHandle};
+use crate::control::{activation, endpoints};
 use crate::observe::metrics::Metrics;
 use crate::observe::metrics::endpoint::{self, Routes, StatusPage};
 use crate::path::accept::Serve;
@@ -86,7 +86,7 @@ pub struct Server {
     control: Control,
     admin: Option<admin::Endpoint>,
     /// `[metrics]` and `[status]`: one listener each, or one for both.
-    http: Vec<HttpListener>,
+    http: Vec<endpoints::HttpListener>,
     /// `[source.etcd]` and the live record limen started with.
     followed: Option<(SourceConfig, Seen)>,
 }
@@ -96,6 +96,7 @@ impl Server {
     /// or loading it from the cache), bind every listener and the admin
     /// endpoint.
     pub async fn bind(mut config: Config) -> Result<Server, StartError> {
+        crate::control::upgrade::remember_start();
         // A fleet's policy: from etcd, or the last good copy in state_dir.
         let followed = match config.source.clone() {
             Some(source) => Some((source, fleet::bootstrap(&mut config).await?)),
@@ -145,7 +146,13 @@ impl Server {
             Some(admin) => Some(admin::Endpoint::open(admin).await?),
             None => None,
         };
-        let http = bind_http(&config).await?;
+        let http = endpoints::bind_http(&config)
+            .await
+            .map_err(|(serving, addr, error)| StartError::Metrics {
+                serving,
+                addr,
+                error,
+            })?;
         let generation = ready.generation;
         generation.metrics.set_policy_version(&policy.version().id);
         generation.publish_expiries();
@@ -157,10 +164,14 @@ impl Server {
             tracker: TaskTracker::new(),
             workers,
         });
+        activation::close_untaken();
+        let endpoints = endpoints::kept(admin.as_ref(), &http).map_err(StartError::Workers)?;
         let running = Arc::new(Running {
             serve,
             history: History::default(),
             acme,
+            endpoints,
+            upgraded: CancellationToken::new(),
         });
         // Orders start now; their validation connections wait in the
         // listeners' backlog until `run` accepts.
@@ -178,6 +189,15 @@ impl Server {
     /// Each listener's name and bound address (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
         self.running.serve.live.generation().listeners.clone()
+    }
+
+    /// What a process started by `limen upgrade` tells the old one.
+    pub fn ready(&self) -> crate::control::handover::Ready {
+        crate::control::handover::Ready {
+            pid: std::process::id(),
+            version: self.running.serve.live.policy().version().to_string(),
+            binary: crate::control::binary_version(),
+        }
     }
 
     /// Where `/metrics` is served, if `[metrics]` is configured.
@@ -241,7 +261,12 @@ impl Server {
             };
             tokio::spawn(endpoint::serve(http.listener, routes, serve.stop.clone()));
         }
-        shutdown.await;
+        // A new process that took the sockets over ends this one as a
+        // signal does.
+        tokio::select! {
+            () = shutdown => {}
+            () = running.upgraded.cancelled() => {}
+        }
         let grace = serve.live.generation().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");
         serve.stop.cancel();
@@ -274,49 +299,6 @@ impl Server {
         serve.workers.stop().await;
         tracing::info!("stopped");
     }
-}
-
-/// A bound `[metrics]` or `[status]` listener and what it serves.
-struct HttpListener {
-    listener: TcpListener,
-    /// `/metrics`.
-    metrics: bool,
-    /// `/status` and `/status.json`.
-    status: bool,
-}
-
-/// Bind `[metrics]` and `[status]`: a listener each, so `/metrics` can be
-/// opened to a Prometheus while the page stays private; one for both when
-/// the binds are equal (port 0 asks for a port of its own: not shared).
-async fn bind_http(config: &Config) -> Result<Vec<HttpListener>, StartError> {
-    let metrics = config.metrics.bind;
-    let status = config.status.as_ref().map(|s| s.bind);
-    let shared = status.is_some_and(|addr| Some(addr) == metrics && addr.port() != 0);
-    let wanted = [
-        metrics.map(|addr| (addr, true, shared)),
-        status.filter(|_| !shared).map(|addr| (addr, false, true)),
-    ];
-    let mut bound = Vec::new();
-    for (addr, metrics, status) in wanted.into_iter().flatten() {
-        let serving = match (metrics, status) {
-            (true, true) => "metrics and the status page",
-            (true, false) => "metrics",
-            _ => "the status page",
-        };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|error| StartError::Metrics {
-                serving,
-                addr,
-                error,
-            })?;
-        bound.push(HttpListener {
-            listener,
-            metrics,
-            status,
-        });
-    }
-    Ok(bound)
 }
 
 /// Dropped with `run`'s future. When a caller drops it before the drain is

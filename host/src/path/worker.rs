@@ -114,7 +114,9 @@ impl Workers {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        drop(self.handles[index].spawn(task));
+        // An upgrade may hand over more sockets than this limen has
+        // workers: they share them in turn.
+        drop(self.handles[index % self.handles.len()].spawn(task));
     }
 
     /// Let every worker exit, without waiting for them.

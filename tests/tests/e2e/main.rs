@@ -40,4 +40,5 @@ mod swap;
 mod swap_safety;
 mod terminate;
 mod transport;
+mod upgrade;
 mod workers;

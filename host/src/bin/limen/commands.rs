@@ -9,6 +9,7 @@ use clap::Args;
 use limen::control::ControlHandle;
 use limen::control::admin::client;
 use limen::control::admin::protocol::{Answer, Request};
+use limen::control::handover;
 use limen::offline::explain::{self, HelloSource};
 use limen::policy::Policy;
 use limen::state::tls::{ManagedKeys, Tls};
@@ -43,7 +44,8 @@ pub(crate) struct ExplainArgs {
 }
 
 pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
+    let config =
+        Config::load(path).inspect_err(|error| handover::report(Err(format!("{error:#}"))))?;
     // Connections run on the workers' runtimes (`workers`); this one only
     // takes signals, changes, admin and metrics requests.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -51,11 +53,35 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(config).await?;
+        // Started by `limen upgrade`, the old process waits for this word:
+        // it serves on if this one cannot start.
+        let server = match Server::bind(config).await {
+            Ok(server) => server,
+            Err(error) => {
+                handover::report(Err(error.to_string()));
+                return Err(error.into());
+            }
+        };
+        handover::report(Ok(server.ready()));
         tokio::spawn(reload_on_sighup(path.to_owned(), server.handle()));
+        tokio::spawn(upgrade_on_sigusr2(server.handle()));
         server.run(shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// SIGUSR2 (as for nginx): `limen upgrade`, the outcome logged.
+async fn upgrade_on_sigusr2(handle: ControlHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+        tracing::error!("cannot install the SIGUSR2 handler; upgrade with limen upgrade only");
+        return;
+    };
+    while usr2.recv().await.is_some() {
+        tracing::info!("SIGUSR2: upgrading");
+        // The outcome is logged by the control task.
+        let _ = handle.upgrade().await;
+    }
 }
 
 /// SIGHUP: re-read the config file and apply it (or refuse it whole).
@@ -231,6 +257,10 @@ pub(crate) fn status(args: &AdminArgs) -> anyhow::Result<()> {
     admin_call(args, Request::Status, &[])
 }
 
+pub(crate) fn upgrade(args: &AdminArgs) -> anyhow::Result<()> {
+    admin_call(args, Request::Upgrade, &[])
+}
+
 /// Print the answer as JSON; a refusal is also the command's error.
 fn admin_call(args: &AdminArgs, request: Request, module: &[u8]) -> anyhow::Result<()> {
     let token = match &args.token_file {
@@ -246,6 +276,9 @@ fn admin_call(args: &AdminArgs, request: Request, module: &[u8]) -> anyhow::Resu
     println!("{}", serde_json::to_string_pretty(&answer)?);
     match answer {
         Answer::Refused { error, .. } if error.starts_with("E043") => bail!("{error}"),
+        Answer::Refused { error, .. } if error.starts_with("E070") => {
+            bail!("refused, this limen serves on: {error}")
+        }
         Answer::Refused { error, .. } => bail!("refused, the live policy stays: {error}"),
         Answer::Denied { error } => bail!("E042 denied: {error}"),
         _ => Ok(()),

@@ -63,6 +63,9 @@ enum Command {
     Swap(commands::SwapArgs),
     /// Show a running limen's live policy version and listeners.
     Status(commands::AdminArgs),
+    /// Start the binary on disk with a running limen's arguments and hand it the listening
+    /// sockets; the old one then drains and exits (via its [admin] endpoint; or send SIGUSR2).
+    Upgrade(commands::AdminArgs),
     /// Renew an ACME certificate of a running limen now (via its [admin] endpoint).
     Renew(commands::RenewArgs),
     /// Check a module locally, then publish it (and its config) to a fleet's etcd.
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Swap(args) => commands::swap(&args),
         Command::Status(args) => commands::status(&args),
         Command::Renew(args) => commands::renew(&args),
+        Command::Upgrade(args) => commands::upgrade(&args),
         Command::Publish(args) => fleet::publish(&args),
         // 0: every instance runs the published policy; 1: not (yet);
         // 2: the fleet could not be read. A deploy script waits on 1.

@@ -9,6 +9,7 @@ pub mod client;
 mod gate;
 pub mod protocol;
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use super::ControlHandle;
 use super::running::Running;
 use crate::observe::log_limit::LogLimit;
+use crate::path::accept::Serve;
 use crate::state::config::{AdminConfig, AdminEndpoint};
 use gate::{Gate, LINE_TIMEOUT};
-use protocol::{Answer, Envelope, MAX_LINE, Request};
+use protocol::{Answer, Envelope, MAX_LINE, Request, Status};
 
 /// Time an authorised client has to send its module (18 MB for a Python
 /// guest).
@@ -98,6 +100,7 @@ impl Endpoint {
             }
         };
         let socket = match &config.endpoint {
+            _ if let Some(socket) = handed_over(&config.endpoint) => socket,
             // The config refuses TCP without a token; checked again here
             // because this is what an unauthenticated swap would open.
             AdminEndpoint::Tcp(_) if token.is_none() => {
@@ -162,9 +165,61 @@ impl Endpoint {
             let shared = shared.clone();
             tokio::spawn(async move { session(stream, waiting, &shared).await });
         }
-        if let Socket::Unix(_, path) = &self.socket {
+        // Handed over, the socket (file and all) is the new process's.
+        if let Socket::Unix(_, path) = &self.socket
+            && !running.upgraded.is_cancelled()
+        {
             let _ = std::fs::remove_file(path);
         }
+    }
+
+    /// Its listening socket, duplicated (for an upgrade).
+    pub(crate) fn socket(&self) -> std::io::Result<OwnedFd> {
+        match &self.socket {
+            Socket::Unix(listener, _) => listener.as_fd().try_clone_to_owned(),
+            Socket::Tcp(listener) => listener.as_fd().try_clone_to_owned(),
+        }
+    }
+}
+
+/// The endpoint the limen this one upgrades handed over, if it is the one
+/// configured (else it is closed, and the configured one opened).
+fn handed_over(endpoint: &AdminEndpoint) -> Option<Socket> {
+    let socket = super::activation::take_named(super::activation::ADMIN)?;
+    socket.set_nonblocking(true).ok()?;
+    let local = socket.local_addr().ok()?;
+    match endpoint {
+        AdminEndpoint::Unix(path) if local.as_pathname() == Some(path.as_path()) => {
+            let listener = std::os::unix::net::UnixListener::from(OwnedFd::from(socket));
+            let listener = UnixListener::from_std(listener).ok()?;
+            Some(Socket::Unix(listener, path.clone()))
+        }
+        AdminEndpoint::Tcp(addr) if local.as_socket() == Some(*addr) => {
+            let listener = TcpListener::from_std(socket.into()).ok()?;
+            Some(Socket::Tcp(listener))
+        }
+        _ => None,
+    }
+}
+
+/// The live state, as `limen status` shows it.
+fn status(serve: &Serve) -> Status {
+    let snapshot = serve.live.load();
+    let (policy, generation) = (&snapshot.policy, &snapshot.generation);
+    let version = policy.version();
+    Status {
+        version: version.to_string(),
+        module_sha256: version.module.to_hex(),
+        loaded_at: humantime::format_rfc3339_millis(version.loaded_at).to_string(),
+        module_path: policy.settings().module.display().to_string(),
+        listeners: generation
+            .listeners
+            .iter()
+            .map(|(name, addr)| (name.to_string(), addr.to_string()))
+            .collect(),
+        generation: generation.number,
+        pid: std::process::id(),
+        binary: super::running::binary_version(),
     }
 }
 
@@ -220,7 +275,8 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         Some(error) => denied(error),
         None => match authorised(&mut reader, waiting, shared.token.as_deref()).await {
             Err(error) => denied(error),
-            Ok(Request::Status) => Answer::Status(super::status(&shared.running.serve)),
+            Ok(Request::Status) => Answer::Status(status(&shared.running.serve)),
+            Ok(Request::Upgrade) => shared.handle.upgrade().await,
             Ok(Request::Renew { certificate }) => match shared.running.acme.renew(&certificate) {
                 Ok(()) => Answer::Renewing { certificate },
                 Err(error) => Answer::Refused {

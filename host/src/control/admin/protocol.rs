@@ -42,6 +42,9 @@ pub enum Request {
         /// Its `[certificates.NAME]`.
         certificate: String,
     },
+    /// Start the binary on disk with limen's arguments and hand it the
+    /// listening sockets; this limen then drains and exits.
+    Upgrade,
 }
 
 /// limen's answer.
@@ -74,6 +77,8 @@ pub enum Answer {
     },
     /// The live state.
     Status(Status),
+    /// A new process took the sockets over; this one drains and exits.
+    Upgraded(crate::control::handover::Ready),
     /// Bad request or token.
     Denied {
         /// Why.
@@ -109,6 +114,7 @@ impl Answer {
                 | Answer::Reloaded(_)
                 | Answer::Status(_)
                 | Answer::Renewing { .. }
+                | Answer::Upgraded(_)
         )
     }
 }
@@ -162,4 +168,10 @@ pub struct Status {
     pub listeners: Vec<(String, String)>,
     /// Configuration generation: 1 at start, +1 per applied reload.
     pub generation: u64,
+    /// The process answering (an upgrade starts another).
+    #[serde(default)]
+    pub pid: u32,
+    /// Its `limen --version`: release and commit.
+    #[serde(default)]
+    pub binary: String,
 }

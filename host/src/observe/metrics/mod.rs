@@ -12,6 +12,7 @@ mod certs;
 pub(crate) mod endpoint;
 mod listener;
 mod pools;
+mod process;
 mod quic;
 mod scrape;
 mod upstreams;
@@ -84,7 +85,7 @@ pub mod names {
     pub const UPSTREAM_MEMBER_HEALTHY: &str = "limen_upstream_member_healthy";
     /// Connections open to a pool member, by pool and member address.
     pub const UPSTREAM_MEMBER_CONNECTIONS: &str = "limen_upstream_member_connections";
-    /// Connects retried on another member after one failed, by pool.
+    /// Connections tried again on another pool member, by pool and reason.
     pub const UPSTREAM_RETRIES: &str = "limen_upstream_retries_total";
     /// Policy limit checks that said no, by kind (`rate`: a `take` found
     /// the bucket empty; `slots`: an `acquire` found every slot taken).
@@ -106,6 +107,8 @@ pub mod names {
     pub const QUIC_FLOWS_ACTIVE: &str = "limen_quic_flows_active";
     /// Datagrams a QUIC listener dropped, by listener and reason.
     pub const QUIC_DROPPED: &str = "limen_quic_dropped_total";
+    /// `limen upgrade` hand-overs, by outcome (`handed_over`, `refused`).
+    pub const UPGRADES: &str = "limen_process_upgrades_total";
     /// Datagrams relayed through QUIC flows, by listener and direction.
     pub const QUIC_DATAGRAMS: &str = "limen_quic_datagrams_total";
 }
@@ -169,6 +172,7 @@ pub struct Metrics {
     pub(crate) memory_trims: IntCounter,
     policy_info: IntGaugeVec,
     upstream_pools: pools::PoolFamilies,
+    upgrades: IntCounterVec,
     limit_table: LimitCounters,
     certs: certs::CertFamilies,
     quic: quic::QuicFamilies,
@@ -314,6 +318,7 @@ impl Metrics {
                 &["version"],
             ),
             upstream_pools: pools::PoolFamilies::new(&gauges, &counters),
+            upgrades: process::upgrades(&counters),
             limit_table: pools::limit_counters(&counters),
             certs: certs::CertFamilies::new(&gauges, &counters),
             quic: quic::QuicFamilies::new(&gauges, &counters),
