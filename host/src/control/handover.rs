@@ -154,6 +154,20 @@ pub fn report(outcome: Result<Ready, String>) {
     let Some(ours) = channel_end().take() else {
         return;
     };
+    // Records this process never read (it refused before its first bind)
+    // would make its end close with unread data: the old process would see
+    // a reset instead of this answer. Read, and close, what is left.
+    let mut buffer = [0u8; 256];
+    loop {
+        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(&mut buffer)];
+        let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+        match rustix::net::recvmsg(&ours, &mut iov, &mut control, flags) {
+            Ok(got) if got.bytes > 0 => drop(control.drain().count()),
+            _ => break,
+        }
+    }
     let record = match outcome {
         Ok(ready) => [
             &[READY][..],

@@ -6,8 +6,6 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::control::acme::Acme;
 use crate::control::history::History;
 use crate::path::accept::Serve;
@@ -24,10 +22,6 @@ pub(crate) struct Running {
     /// The admin, metrics and status sockets, duplicated, by their
     /// hand-over names: what an upgrade passes on beside the listeners.
     pub(crate) endpoints: Vec<(&'static str, OwnedFd)>,
-    /// Cancelled once a new process took the sockets over: this one stops
-    /// accepting and drains, as on SIGTERM (and leaves the admin socket
-    /// file, now the new process's, in place).
-    pub(crate) upgraded: CancellationToken,
 }
 
 impl Running {

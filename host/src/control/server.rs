@@ -161,6 +161,7 @@ impl Server {
             permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             stop: CancellationToken::new(),
             force_close: CancellationToken::new(),
+            handed_over: CancellationToken::new(),
             tracker: TaskTracker::new(),
             workers,
         });
@@ -171,7 +172,6 @@ impl Server {
             history: History::default(),
             acme,
             endpoints,
-            upgraded: CancellationToken::new(),
         });
         // Orders start now; their validation connections wait in the
         // listeners' backlog until `run` accepts.
@@ -265,7 +265,7 @@ impl Server {
         // signal does.
         tokio::select! {
             () = shutdown => {}
-            () = running.upgraded.cancelled() => {}
+            () = serve.handed_over.cancelled() => {}
         }
         let grace = serve.live.generation().limits.shutdown_grace;
         tracing::info!("shutting down: no new connections, {grace:?} grace for open ones");

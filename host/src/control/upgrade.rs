@@ -23,7 +23,7 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 
 impl Control {
     /// Hand every socket to a new process; once it is ready, this one
-    /// retires (`Running::upgraded`: `Server::run` drains as on SIGTERM).
+    /// retires (`Serve::handed_over`: `Server::run` drains as on SIGTERM).
     pub(super) async fn upgrade(&self) -> Answer {
         let live = self.running.serve.live.policy().version().to_string();
         let metrics = self.running.serve.live.generation().metrics.clone();
@@ -48,7 +48,7 @@ impl Control {
                     tracing::warn!(live = %live, new = %ready.version, "the new process serves another policy version");
                 }
                 tracing::info!(pid = ready.pid, binary = %ready.binary, version = %ready.version, "process.handed_over");
-                self.running.upgraded.cancel();
+                self.running.serve.handed_over.cancel();
                 Answer::Upgraded(ready)
             }
             Err(error) => {

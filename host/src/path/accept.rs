@@ -38,6 +38,12 @@ pub(crate) struct Serve {
     pub(crate) stop: CancellationToken,
     /// Cancelled when the shutdown grace period is over.
     pub(crate) force_close: CancellationToken,
+    /// Cancelled once another process took the listening sockets over
+    /// (`limen upgrade`): accept loops stop as on shutdown (the admin
+    /// socket file, now the new process's, stays), and a QUIC listener
+    /// stops reading its socket at once, since each datagram it took from
+    /// there would be one the new process misses.
+    pub(crate) handed_over: CancellationToken,
     pub(crate) tracker: TaskTracker,
     /// The threads connections run on.
     pub(crate) workers: Workers,

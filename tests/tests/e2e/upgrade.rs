@@ -1,7 +1,8 @@
 //! `limen upgrade`: a running limen starts the binary on disk and hands it
 //! its sockets; clients under load see no refused or reset connection, long
 //! transfers finish on the old process with every byte, and a new process
-//! that refuses its configuration leaves the old one serving.
+//! that refuses its configuration leaves the old one serving. HTTP/3
+//! through a QUIC listener is routed across an upgrade.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::time::Duration;
 use limen::control::admin::client;
 use limen::control::admin::protocol::{Answer, Request, Status};
 use limen_e2e::cli::limen;
+use limen_e2e::harness::quic_config;
+use limen_e2e::quic::{h3_get, h3_servers};
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -192,5 +195,42 @@ async fn a_new_process_that_refuses_its_configuration_leaves_the_old_serving() -
         "{}",
         old.log()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http3_is_routed_before_and_after_an_upgrade() -> anyhow::Result<()> {
+    let (servers, ca) = h3_servers(&scratch("upgrade-quic"), &["a.test"]).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let admin = scratch("upgrade-quic.sock");
+    let routes = format!(
+        "{{ match = \"a.test\", upstream = \"{}\" }}",
+        servers[0].addr()
+    );
+    let extra = format!("[admin]\nsocket = \"{}\"", admin.display());
+    let config = config_file(&quic_config(port, true, &routes, "", &extra));
+    let old = Process::start(&config, admin.clone())?;
+    old.generation(1).await?;
+    let quic: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(
+        h3_get(quic, "a.test", &ca, "/before").await?,
+        "a.test h3 /before"
+    );
+    let path = admin.to_str().expect("utf-8 path");
+    let ready = match client::call(path, None, Request::Upgrade, &[]).await? {
+        Answer::Upgraded(ready) => ready,
+        other => anyhow::bail!("upgrade: {other:?}\n{}", old.log()),
+    };
+    let _adopted = Adopted(Some(ready.pid));
+    // The old process stopped reading the QUIC socket at the hand-over:
+    // every datagram of a new client reaches the new one.
+    for i in 0..3 {
+        let path = format!("/after-{i}");
+        let body = h3_get(quic, "a.test", &ca, &path).await?;
+        assert_eq!(body, format!("a.test h3 {path}"), "{}", old.log());
+    }
+    assert_eq!(status(&admin).await?.pid, ready.pid);
     Ok(())
 }

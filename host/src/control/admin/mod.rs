@@ -167,7 +167,7 @@ impl Endpoint {
         }
         // Handed over, the socket (file and all) is the new process's.
         if let Socket::Unix(_, path) = &self.socket
-            && !running.upgraded.is_cancelled()
+            && !running.serve.handed_over.is_cancelled()
         {
             let _ = std::fs::remove_file(path);
         }

@@ -138,6 +138,7 @@ pub(crate) async fn run(
     let mut buffer = vec![0u8; 65_535];
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let force_close = listener.serve.force_close.clone();
+    let handed_over = listener.serve.handed_over.clone();
     // Stopped, the loop relays its flows for at most the shutdown grace (a
     // shutdown's force-close may come sooner): a listener a reload removed
     // must give its port back, even to clients that never go idle.
@@ -171,6 +172,8 @@ pub(crate) async fn run(
             }
             () = grace_over => break,
             () = force_close.cancelled() => break,
+            // Its flows end here: their datagrams now reach the new process.
+            () = handed_over.cancelled() => break,
         }
     }
     // Cut by the end of the grace: each open flow's line says so.
