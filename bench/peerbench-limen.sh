@@ -6,6 +6,7 @@
 # (the metrics themselves are always kept).
 # LIMEN_POLICY_EXTRA (environment): extra lines for the [policy] table, e.g. "instances = 1".
 # LIMEN_WORKERS (environment): `workers = N` (default: limen's, the CPUs it may run on).
+# LIMEN_CONFIG_EXTRA (environment): more tables, appended (bench/upgrade.sh: [admin]).
 # LIMEN_POOL_MEMBERS (environment, N >= 2): each upstream 127.0.0.1:P becomes a pool of
 #   N members, P, P+100, ... (bench/pools.sh starts the extra backends; phase b only).
 # Turns the kit's routes file (`NAME host:port` lines: exact, `*.suffix`, `~regex`, `default`)
@@ -67,6 +68,7 @@ max_connections = 20000   # above the kit's concurrency and its 1000-connection 
 allow = ["127.0.0.1/32"]
 
 $pools
+${LIMEN_CONFIG_EXTRA:-}
 CONF
 
 if [ "$OBSERVE" = observe ]; then

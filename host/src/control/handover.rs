@@ -116,6 +116,17 @@ pub(super) fn receive() -> Vec<(String, Vec<Socket>)> {
     let Some(ours) = channel.as_ref() else {
         return Vec::new();
     };
+    let (groups, whole) = read_groups(ours);
+    if !whole {
+        tracing::warn!("upgrade: the hand-over channel failed; binding instead");
+        *channel = None;
+    }
+    groups
+}
+
+/// Every group record up to the end record; `false` if the channel failed
+/// first.
+fn read_groups(ours: &OwnedFd) -> (Vec<(String, Vec<Socket>)>, bool) {
     let mut groups: Vec<(String, Vec<Socket>)> = Vec::new();
     let mut buffer = vec![0u8; MAX_RECORD];
     loop {
@@ -124,9 +135,7 @@ pub(super) fn receive() -> Vec<(String, Vec<Socket>)> {
         let mut iov = [IoSliceMut::new(&mut buffer)];
         let flags = RecvFlags::CMSG_CLOEXEC;
         let Ok(got) = rustix::net::recvmsg(ours, &mut iov, &mut control, flags) else {
-            tracing::warn!("upgrade: the hand-over channel failed; binding instead");
-            *channel = None;
-            break;
+            return (groups, false);
         };
         let mut sockets = Vec::new();
         for message in control.drain() {
@@ -142,10 +151,9 @@ pub(super) fn receive() -> Vec<(String, Vec<Socket>)> {
                     _ => groups.push((name, sockets)),
                 }
             }
-            _ => break,
+            _ => return (groups, true),
         }
     }
-    groups
 }
 
 /// New side: tell the old process this one is ready, or why it is not
@@ -154,6 +162,13 @@ pub fn report(outcome: Result<Ready, String>) {
     let Some(ours) = channel_end().take() else {
         return;
     };
+    if let Err(error) = answer_on(&ours, outcome) {
+        tracing::warn!("upgrade: cannot answer the old process: {error}");
+    }
+}
+
+/// Write the one answer on `ours`, first reading what is left unread.
+fn answer_on(ours: &OwnedFd, outcome: Result<Ready, String>) -> io::Result<()> {
     // Records this process never read (it refused before its first bind)
     // would make its end close with unread data: the old process would see
     // a reset instead of this answer. Read, and close, what is left.
@@ -163,7 +178,7 @@ pub fn report(outcome: Result<Ready, String>) {
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [IoSliceMut::new(&mut buffer)];
         let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
-        match rustix::net::recvmsg(&ours, &mut iov, &mut control, flags) {
+        match rustix::net::recvmsg(ours, &mut iov, &mut control, flags) {
             Ok(got) if got.bytes > 0 => drop(control.drain().count()),
             _ => break,
         }
@@ -180,9 +195,8 @@ pub fn report(outcome: Result<Ready, String>) {
             [&[REFUSED][..], &why].concat()
         }
     };
-    if let Err(error) = rustix::net::send(&ours, &record, SendFlags::empty()) {
-        tracing::warn!("upgrade: cannot answer the old process: {error}");
-    }
+    rustix::net::send(ours, &record, SendFlags::empty())?;
+    Ok(())
 }
 
 static CHANNEL: OnceLock<Mutex<Option<OwnedFd>>> = OnceLock::new();
@@ -213,4 +227,68 @@ fn from_env() -> Option<OwnedFd> {
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
     Some(owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::os::fd::OwnedFd;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Ready, answer, answer_on, channel, read_groups, send};
+
+    #[test]
+    fn groups_cross_with_their_sockets_and_the_answer_comes_back() {
+        let listeners: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let addrs: Vec<_> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr"))
+            .collect();
+        let fds = |range: std::ops::Range<usize>| -> Vec<OwnedFd> {
+            listeners[range]
+                .iter()
+                .map(|l| l.try_clone().expect("dup").into())
+                .collect()
+        };
+        let (ours, theirs) = channel().expect("pair");
+        let groups = vec![
+            (Arc::from("web"), fds(0..2)),
+            (Arc::from("limen:admin"), fds(2..3)),
+        ];
+        send(&ours, &groups).expect("send");
+        let (got, whole) = read_groups(&theirs);
+        assert!(whole);
+        let names: Vec<_> = got.iter().map(|(n, s)| (n.as_str(), s.len())).collect();
+        assert_eq!(names, [("web", 2), ("limen:admin", 1)]);
+        // The same kernel objects: bound where the originals are.
+        let local = |s: &socket2::Socket| s.local_addr().expect("addr").as_socket();
+        assert_eq!(local(&got[0].1[1]), Some(addrs[1]));
+        assert_eq!(local(&got[1].1[0]), Some(addrs[2]));
+        let ready = Ready {
+            pid: 7,
+            version: "abc@now".into(),
+            binary: "0.1.0".into(),
+        };
+        answer_on(&theirs, Ok(ready)).expect("answer");
+        let back = answer(&ours, Duration::from_secs(5)).expect("ready");
+        assert_eq!((back.pid, back.version.as_str()), (7, "abc@now"));
+    }
+
+    #[test]
+    fn a_refusal_before_reading_is_not_lost_and_silence_times_out() {
+        let (ours, theirs) = channel().expect("pair");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        send(&ours, &[(Arc::from("web"), vec![listener.into()])]).expect("send");
+        // Refused before its first bind: the records are still unread.
+        answer_on(&theirs, Err("E010 cannot listen".into())).expect("answer");
+        drop(theirs);
+        let refused = answer(&ours, Duration::from_secs(5)).expect_err("refused");
+        assert_eq!(refused, "E010 cannot listen");
+        let (ours, _theirs) = channel().expect("pair");
+        let silent = answer(&ours, Duration::from_millis(50)).expect_err("silent");
+        assert!(silent.contains("no answer"), "{silent}");
+    }
 }
