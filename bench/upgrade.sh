@@ -9,6 +9,8 @@
 #             listening sockets), then QUIT to the old one; proxy_half_close on
 #
 #   bench/upgrade.sh [LIMEN_BIN] [UPGRADES=5] [GAP_S=1]
+#   SPLIT=1 bench/upgrade.sh ...   the 1,840 B hello in two writes 1 ms apart
+#                                  (more connections caught mid-hello)
 #
 # For each router: UPGRADES replacements GAP_S apart during one load run;
 # the table gives the replacements that happened (the serving process
@@ -57,7 +59,7 @@ start_limen() { # PORT RUNDIR
 socket = \"$2/admin.sock\"" RUST_LOG=warn taskset -c 1 \
     "$ROOT/bench/peerbench-limen.sh" "$LIMEN" "$GUEST" "$1" "$work/routes.txt" "$2" > "$2/log" 2>&1 &
 }
-serving_limen() { "$LIMEN" status --admin "$1/admin.sock" 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p'; }
+serving_limen() { "$LIMEN" status --admin "$1/admin.sock" 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p' || true; }
 upgrade_limen() { "$LIMEN" upgrade --admin "$1/admin.sock" > "$1/upgrade.out" 2>&1; }
 
 start_haproxy() {
@@ -66,14 +68,15 @@ start_haproxy() {
   taskset -c 1 haproxy -W -db -f "$2/haproxy.cfg" > "$2/log" 2>&1 &
   echo $! > "$2/master.pid"
 }
-serving_haproxy() { pgrep -P "$(cat "$1/master.pid")" | sort -n | tail -1; }
+serving_haproxy() { pgrep -P "$(cat "$1/master.pid")" | sort -n | tail -1 || true; }
 upgrade_haproxy() { kill -USR2 "$(cat "$1/master.pid")"; }
 
 start_nginx() {
   PATH=$work/fake:$PATH bash "$PB/routers/nginx.sh" "$1" 127.0.0.1:9451 127.0.0.1:9452 127.0.0.1:9453 "$2" 1 halfclose
-  taskset -c 1 nginx -p "$2" -c "$2/nginx.conf" -e "$2/error.log" > "$2/log" 2>&1
+  # By its full path: the binary upgrade re-executes argv[0] as given.
+  taskset -c 1 "$(command -v nginx)" -p "$2" -c "$2/nginx.conf" -e "$2/error.log" > "$2/log" 2>&1
 }
-serving_nginx() { cat "$1/nginx.pid" 2>/dev/null; }
+serving_nginx() { cat "$1/nginx.pid" 2>/dev/null || true; }
 upgrade_nginx() {
   local old; old=$(cat "$1/nginx.pid")
   kill -USR2 "$old"
@@ -93,10 +96,11 @@ stop_all() { # RUNDIR: every process whose command line names it
   sleep 1
 }
 
-dur=$((UPGRADES * GAP + 2))
-H=$PB/hello/small
+dur=$(python3 -c "import math,sys; print(math.ceil($UPGRADES * $GAP) + 2)")
+H=$PB/hello/small split=()
+[ -z "${SPLIT:-}" ] || { H=$PB/hello/large; split=(--split-at 1448 --gap-ms 1); }
 targets="--target 127.0.0.1:PORT,$H-a.test.bin,A --target 127.0.0.1:PORT,$H-b.test.bin,B --target 127.0.0.1:PORT,$H-c.test.bin,C"
-echo "load: pb hello --conc 32 for ${dur}s; $UPGRADES replacements ${GAP}s apart; load average $(cut -d' ' -f1 /proc/loadavg)"
+echo "load: pb hello --conc 32 ${split[*]} for ${dur}s; $UPGRADES replacements ${GAP}s apart; load average $(cut -d' ' -f1 /proc/loadavg)"
 printf '| router | method | replaced | connections | errors | error kinds |\n|---|---|---:|---:|---:|---|\n' > "$work/table.md"
 port=8460
 for router in limen haproxy nginx; do
@@ -106,7 +110,7 @@ for router in limen haproxy nginx; do
   "$PB/bin/pb" waitport --addr 127.0.0.1:$port --secs 20 >/dev/null
   sleep 0.5
   first=$("serving_$router" "$rd")
-  taskset -c 0 "$PB/bin/pb" hello --conc 32 --duration $dur --warmup 0 ${targets//PORT/$port} > "$rd/load.json" &
+  taskset -c 0 "$PB/bin/pb" hello --conc 32 --duration $dur --warmup 0 "${split[@]}" ${targets//PORT/$port} > "$rd/load.json" &
   load=$!
   sleep 1
   replaced=0 last=$first
