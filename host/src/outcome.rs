@@ -170,6 +170,21 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// What a shadowed candidate made of a connection the live policy
+    /// decided, for `limen_policy_shadow_total{outcome}`.
+    pub enum ShadowOutcome {
+        /// The same decision, once planned.
+        Same = "same",
+        /// Another decision.
+        Different = "different",
+        /// The candidate's call failed, or limen would refuse its decision.
+        Failed = "failed",
+        /// The sample did not fit the worker's queue: not asked.
+        Dropped = "dropped",
+    }
+}
+
+vocabulary! {
     /// Why a terminated connection's handshake with the client failed, for
     /// `limen_tls_handshake_failures_total{reason}`.
     pub enum HandshakeFailure {
@@ -287,6 +302,7 @@ mod tests {
         check(&UpstreamFailure::ALL, UpstreamFailure::as_str);
         check(&HandshakeFailure::ALL, HandshakeFailure::as_str);
         check(&RetryReason::ALL, RetryReason::as_str);
+        check(&ShadowOutcome::ALL, ShadowOutcome::as_str);
         check(&End::ALL, End::as_str);
         check(&Trigger::ALL, Trigger::as_str);
         check(&ChangeOutcome::ALL, ChangeOutcome::as_str);

@@ -16,6 +16,7 @@ mod activation;
 pub mod admin;
 mod endpoints;
 pub mod fleet;
+mod handle;
 pub mod handover;
 pub(crate) mod history;
 pub(crate) mod listeners;
@@ -25,10 +26,10 @@ mod reload;
 pub(crate) mod running;
 pub mod server;
 pub(crate) mod status;
+mod trial;
 mod upgrade;
 mod watch;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,6 +42,7 @@ use crate::policy::{
 use crate::state::config::PolicyConfig;
 use crate::state::config::{Config, ConfigError, Expectation};
 use admin::protocol::{Answer, Swapped};
+pub use handle::ControlHandle;
 use listeners::{Bound, ListenerSet};
 use running::Running;
 pub use running::binary_version;
@@ -73,91 +75,22 @@ enum Command {
     Upgrade {
         reply: oneshot::Sender<Answer>,
     },
-}
-
-/// Sends changes to a running limen.
-#[derive(Clone)]
-pub struct ControlHandle {
-    tx: mpsc::Sender<Command>,
-}
-
-impl ControlHandle {
-    /// Read and validate the config file at `path` (on a blocking thread)
-    /// and apply it; a file that does not validate is refused like any
-    /// other bad configuration.
-    pub async fn reload_from(&self, path: &Path) -> Answer {
-        let path = path.to_owned();
-        let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        self.send_reload(loaded.map(Box::new)).await
-    }
-
-    /// Make `module` the live policy (with `config_json`, or the live
-    /// policy's config), if it passes every check.
-    pub async fn swap(&self, module: Arc<[u8]>, config_json: Option<String>) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        self.send(
-            Command::Swap {
-                module,
-                config_json,
-                expect: None,
-                trigger: Trigger::Admin,
-                at: Instant::now(),
-                reply,
-            },
-            answer,
-        )
-        .await
-    }
-
-    /// Make a fleet's published policy live: `module` with `config_json`
-    /// and its own `expect` samples, through the same preparation as a swap.
-    pub async fn swap_from_source(
-        &self,
+    /// Prepare a candidate and shadow it (`trial`).
+    Shadow {
         module: Arc<[u8]>,
-        config_json: String,
-        expect: Vec<Expectation>,
-    ) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        let command = Command::Swap {
-            module,
-            config_json: Some(config_json),
-            expect: Some(expect),
-            trigger: Trigger::Source,
-            at: Instant::now(),
-            reply,
-        };
-        self.send(command, answer).await
-    }
-
-    /// Apply a new configuration (already parsed and validated), or refuse
-    /// it whole.
-    pub async fn reload(&self, config: Config) -> Answer {
-        self.send_reload(Ok(Box::new(config))).await
-    }
-
-    /// Start the binary on disk and hand it every socket; once it is ready
-    /// this limen stops accepting and drains (see `upgrade`).
-    pub async fn upgrade(&self) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Upgrade { reply }, answer).await
-    }
-
-    async fn send_reload(&self, config: Result<Box<Config>, ConfigError>) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Reload { config, reply }, answer).await
-    }
-
-    async fn send(&self, command: Command, answer: oneshot::Receiver<Answer>) -> Answer {
-        let stopped = || Answer::Denied {
-            error: "limen is shutting down".into(),
-        };
-        if self.tx.send(command).await.is_err() {
-            return stopped();
-        }
-        answer.await.unwrap_or_else(|_| stopped())
-    }
+        config_json: Option<String>,
+        at: Instant,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// Make the candidate live.
+    Promote {
+        at: Instant,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// Drop the candidate.
+    Abort {
+        reply: oneshot::Sender<Answer>,
+    },
 }
 
 /// The owner of every change to the running configuration and policy.
@@ -174,6 +107,8 @@ pub(crate) struct Control {
     /// same (a touch, a chmod, a rewrite of the same bytes) swaps nothing,
     /// and so does not undo a `limen swap`.
     file_hash: ModuleHash,
+    /// The candidate on trial, for a promotion.
+    candidate: Option<trial::Candidate>,
     tx: mpsc::Sender<Command>,
     rx: mpsc::Receiver<Command>,
 }
@@ -193,6 +128,7 @@ impl Control {
             config,
             running,
             listeners: ListenerSet::default(),
+            candidate: None,
             pending: bound,
             watch: None,
             tx,
@@ -261,6 +197,24 @@ impl Control {
                 Command::Upgrade { reply } => {
                     let _ = reply.send(self.upgrade().await);
                 }
+                Command::Shadow {
+                    module,
+                    config_json,
+                    at,
+                    reply,
+                } => {
+                    let answer = match Module::from_bytes(module).await {
+                        Ok(module) => self.shadow(module, config_json, at).await,
+                        Err(error) => self.refused(Trigger::Admin, &error),
+                    };
+                    let _ = reply.send(answer);
+                }
+                Command::Promote { at, reply } => {
+                    let _ = reply.send(self.promote(at).await);
+                }
+                Command::Abort { reply } => {
+                    let _ = reply.send(self.abort());
+                }
             }
         }
         self.watch = None;
@@ -301,15 +255,7 @@ impl Control {
         };
         let version = policy.version().to_string();
         self.make_live(policy);
-        let answer = Swapped {
-            version,
-            previous: live.version().to_string(),
-            compiled_from: report.compiled_from.name().into(),
-            compile_ms: millis(report.compile),
-            init_ms: millis(report.init),
-            samples: report.samples,
-            total_ms: millis(start.elapsed()),
-        };
+        let answer = swapped(version, live.version(), &report, start);
         self.count(trigger, ChangeOutcome::Applied);
         tracing::info!(
             trigger = trigger.as_str(), version = %answer.version, previous = %answer.previous,
@@ -405,6 +351,20 @@ async fn prepare(
     })
     .await
     .map_err(|e| LoadError::Compile(format!("loader thread failed: {e}")))?
+}
+
+/// What a prepared candidate's answer says: its version, the one live
+/// before it, and what preparing it took.
+fn swapped(version: String, live: &PolicyVersion, report: &LoadReport, start: Instant) -> Swapped {
+    Swapped {
+        version,
+        previous: live.to_string(),
+        compiled_from: report.compiled_from.name().into(),
+        compile_ms: millis(report.compile),
+        init_ms: millis(report.init),
+        samples: report.samples,
+        total_ms: millis(start.elapsed()),
+    }
 }
 
 fn millis(d: std::time::Duration) -> f64 {

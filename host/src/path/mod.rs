@@ -22,3 +22,6 @@ pub(crate) mod action;
 
 /// QUIC listeners: Initials read, decided, flows relayed.
 pub(crate) mod quic;
+
+/// A candidate's decisions on live traffic, compared off the path.
+pub(crate) mod shadow;

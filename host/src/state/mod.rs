@@ -8,5 +8,11 @@ pub mod config;
 /// Certificates for `terminate`, and trust for re-encrypted upstreams.
 pub mod tls;
 
+/// One configuration generation, made ready.
+pub(crate) mod generation;
+
 /// The live state: configuration generation and policy, swapped whole.
 pub(crate) mod live;
+
+/// A candidate policy on trial beside the live one (shadowed).
+pub(crate) mod trial;

@@ -34,6 +34,7 @@ mod reload;
 mod resets;
 mod routing;
 mod scrapes;
+mod shadow;
 mod shutdown;
 mod status;
 mod swap;

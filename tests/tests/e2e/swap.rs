@@ -58,6 +58,7 @@ pub(crate) async fn swap(
     let request = Request::Swap {
         module_len: module.len(),
         config_json: config_json.map(Into::into),
+        shadow: false,
     };
     let admin = admin.to_str().expect("utf-8 path");
     Ok(client::call(admin, None, request, module).await?)

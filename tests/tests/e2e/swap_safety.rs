@@ -202,6 +202,7 @@ async fn the_admin_token_is_required_and_a_refused_swap_gets_its_answer() -> any
     let swap = Request::Swap {
         module_len: module.len(),
         config_json: None,
+        shadow: false,
     };
     let answer = client::call(
         endpoint,

@@ -216,23 +216,43 @@ pub(crate) struct AdminArgs {
 
 /// `limen swap` flags.
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["module", "promote", "abort"]))]
 pub(crate) struct SwapArgs {
     #[command(flatten)]
     admin: AdminArgs,
-    /// The component to make live.
+    /// The component to make live (or, with --shadow, to try).
     #[arg(long)]
-    module: PathBuf,
+    module: Option<PathBuf>,
     /// Its `init` config as JSON (default: the live policy's).
-    #[arg(long)]
+    #[arg(long, requires = "module")]
     config_json: Option<String>,
+    /// Shadow the module instead: it decides every connection again, off
+    /// the connection's path, and only the comparison is kept (limen status).
+    #[arg(long, requires = "module")]
+    shadow: bool,
+    /// Make the candidate on trial live.
+    #[arg(long)]
+    promote: bool,
+    /// Drop the candidate on trial.
+    #[arg(long)]
+    abort: bool,
 }
 
 pub(crate) fn swap(args: &SwapArgs) -> anyhow::Result<()> {
-    let module = std::fs::read(&args.module)
-        .with_context(|| format!("P001 cannot read {}", args.module.display()))?;
+    let Some(path) = &args.module else {
+        let request = if args.promote {
+            Request::Promote
+        } else {
+            Request::Abort
+        };
+        return admin_call(&args.admin, request, &[]);
+    };
+    let module =
+        std::fs::read(path).with_context(|| format!("P001 cannot read {}", path.display()))?;
     let request = Request::Swap {
         module_len: module.len(),
         config_json: args.config_json.clone(),
+        shadow: args.shadow,
     };
     admin_call(&args.admin, request, &module)
 }

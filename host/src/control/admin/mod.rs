@@ -219,7 +219,22 @@ fn status(serve: &Serve) -> Status {
             .collect(),
         generation: generation.number,
         pid: std::process::id(),
+        candidate: snapshot.trial.as_deref().map(candidate),
         binary: super::running::binary_version(),
+    }
+}
+
+/// A candidate on trial, as `limen status` shows it.
+fn candidate(trial: &crate::state::trial::Trial) -> protocol::Candidate {
+    let [same, different, failed, dropped] = trial.tally.counts();
+    protocol::Candidate {
+        version: trial.policy.version().to_string(),
+        mode: "shadow".into(),
+        same,
+        different,
+        failed,
+        dropped,
+        last: trial.tally.last(),
     }
 }
 
@@ -288,10 +303,14 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Request::Swap {
                 module_len,
                 config_json,
+                shadow,
             }) => match module(&mut reader, module_len, &shared.uploads).await {
+                Ok(module) if shadow => shared.handle.shadow(module.into(), config_json).await,
                 Ok(module) => shared.handle.swap(module.into(), config_json).await,
                 Err(error) => denied(error),
             },
+            Ok(Request::Promote) => shared.handle.promote().await,
+            Ok(Request::Abort) => shared.handle.abort().await,
         },
     };
     let mut line = serde_json::to_vec(&answer).unwrap_or_default();

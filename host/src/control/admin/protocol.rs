@@ -34,7 +34,15 @@ pub enum Request {
         /// `init`'s config for it; the live policy's config when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config_json: Option<String>,
+        /// Shadow it instead: it decides every connection again, off the
+        /// path, and only the comparison is kept.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shadow: bool,
     },
+    /// Make the candidate on trial live.
+    Promote,
+    /// Drop the candidate on trial.
+    Abort,
     /// Describe the live policy and listeners.
     Status,
     /// Renew an ACME certificate now.
@@ -77,6 +85,13 @@ pub enum Answer {
     },
     /// The live state.
     Status(Status),
+    /// The candidate passed every step and is shadowed.
+    Shadowing(Swapped),
+    /// The candidate was dropped.
+    Aborted {
+        /// Its version.
+        version: String,
+    },
     /// A new process took the sockets over; this one drains and exits.
     Upgraded(crate::control::handover::Ready),
     /// Bad request or token.
@@ -115,6 +130,8 @@ impl Answer {
                 | Answer::Status(_)
                 | Answer::Renewing { .. }
                 | Answer::Upgraded(_)
+                | Answer::Shadowing(_)
+                | Answer::Aborted { .. }
         )
     }
 }
@@ -174,4 +191,28 @@ pub struct Status {
     /// Its `limen --version`: release and commit.
     #[serde(default)]
     pub binary: String,
+    /// The candidate on trial, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<Candidate>,
+}
+
+/// A candidate on trial and what it made of live traffic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Its version.
+    pub version: String,
+    /// `shadow`.
+    pub mode: String,
+    /// Decisions the same as the live policy's, other, failed (a failed
+    /// call or a decision limen would refuse), and samples dropped (the
+    /// worker's queue was full).
+    pub same: u64,
+    /// See `same`.
+    pub different: u64,
+    /// See `same`.
+    pub failed: u64,
+    /// See `same`.
+    pub dropped: u64,
+    /// The last differences and failures, oldest first.
+    pub last: Vec<crate::state::trial::Difference>,
 }

@@ -94,6 +94,12 @@ pub(crate) fn snapshot(live: &Live, history: &History, rates: &Rates) -> Value {
         "generation": generation.number,
         "policy": { "version": policy.version().to_string(),
                     "module": policy.settings().module.display().to_string() },
+        "candidate": snapshot.trial.as_deref().map(|trial| {
+            let [same, different, failed, dropped] = trial.tally.counts();
+            json!({ "version": trial.policy.version().to_string(), "mode": "shadow",
+                    "same": same, "different": different, "failed": failed, "dropped": dropped,
+                    "last": trial.tally.last() })
+        }),
         "listeners": listeners,
         "changes": history.recent(),
         "routes": routes,

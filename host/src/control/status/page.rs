@@ -27,6 +27,7 @@ pub(super) fn html(status: &Value) -> String {
         text(&status["policy"]["module"]),
         text(&status["generation"]),
     );
+    candidate(&mut out, &status["candidate"]);
     table(
         &mut out,
         "Listeners",
@@ -162,6 +163,27 @@ pub(super) fn html(status: &Value) -> String {
         text(&status["upstream_failures"])
     );
     out
+}
+
+/// A candidate on trial: its counts and last differences (nothing if none).
+fn candidate(out: &mut String, candidate: &Value) {
+    if candidate.is_null() {
+        return;
+    }
+    let counts = ["same", "different", "failed", "dropped"].map(|k| text(&candidate[k]));
+    table(
+        out,
+        &format!(
+            "Candidate {} ({})",
+            text(&candidate["version"]),
+            text(&candidate["mode"])
+        ),
+        &["same", "different", "failed", "dropped"],
+        vec![counts.to_vec()],
+    );
+    let fields = ["at", "client", "sni", "alpn", "live", "candidate"];
+    let last = rows(&candidate["last"], &fields);
+    table(out, "Its last differences", &fields, last);
 }
 
 fn table(out: &mut String, title: &str, head: &[&str], rows: Vec<Vec<String>>) {

@@ -1,8 +1,10 @@
-//! The process's own life: hand-overs to a new process (`limen upgrade`).
+//! Changes to the running process beside swaps and reloads: hand-overs to
+//! a new process (`limen upgrade`), and a candidate policy on trial.
 
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 
 use super::{Metrics, names};
+use crate::outcome::ShadowOutcome;
 
 pub(super) fn upgrades(counters: &dyn Fn(&str, &str, &[&str]) -> IntCounterVec) -> IntCounterVec {
     counters(
@@ -12,7 +14,21 @@ pub(super) fn upgrades(counters: &dyn Fn(&str, &str, &[&str]) -> IntCounterVec) 
     )
 }
 
+pub(super) fn shadow(counters: &dyn Fn(&str, &str, &[&str]) -> IntCounterVec) -> IntCounterVec {
+    counters(
+        names::POLICY_SHADOW,
+        "A shadowed candidate's decisions against the live policy's, by outcome.",
+        &["outcome"],
+    )
+}
+
 impl Metrics {
+    /// The shadow counters, one per [`ShadowOutcome`] (resolved when a
+    /// candidate is shadowed).
+    pub(crate) fn shadow_counters(&self) -> [IntCounter; ShadowOutcome::COUNT] {
+        ShadowOutcome::ALL.map(|o| self.shadow.with_label_values(&[o.as_str()]))
+    }
+
     /// A hand-over ended: the new process took over, or it refused (this
     /// one serves on).
     pub(crate) fn upgrade(&self, handed_over: bool) {

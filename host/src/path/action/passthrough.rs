@@ -33,67 +33,61 @@ pub(crate) async fn run(
         access::ActionTaken::Passthrough,
         Some(upstream.addr.clone()),
     );
-    let hello = notes.hello();
-    let alpn = hello.and_then(|h| h.alpn().next());
-    let header = proxy_header::for_upstream(upstream, cx.conn(), hello, alpn);
-    let replayed = peeked.len();
-    let preamble = if header.is_empty() {
-        peeked
-    } else {
-        [header, peeked].concat()
-    };
     let generation = cx.generation();
-    notes.hello_read(generation);
     let (limits, force_close) = (&generation.limits, cx.force_close());
-    let mut tries = Tries::default();
-    loop {
-        // The lease, if a pool's, counts the connection on its member until the end.
-        let connected = connect::connect(cx, notes, (upstream, dest), &mut tries).await;
-        let Connected {
-            stream: mut up,
-            lease,
-        } = match connected {
-            Ok(up) => up,
-            Err(error) => {
-                let addr = Some(upstream.addr.clone());
-                return connect::unreachable(cx, notes, client, &error, addr).await;
-            }
+    let replayed = peeked.len();
+    // The tries and the hello live in this block only: an established
+    // connection's task carries neither while it copies for hours.
+    let (up, lease) = {
+        let hello = notes.hello();
+        let alpn = hello.and_then(|h| h.alpn().next());
+        let header = proxy_header::for_upstream(upstream, cx.conn(), hello, alpn);
+        let preamble = if header.is_empty() {
+            peeked
+        } else {
+            [header, peeked].concat()
         };
-        let retry = match dest {
-            Dest::Pool(pool) if pool.may_retry(&tries) => Some(pool),
-            _ => None,
-        };
-        let first = replay(
-            &client,
-            &mut up,
-            &preamble,
-            retry.is_some(),
-            limits,
-            force_close,
-        )
-        .await;
-        match (first, retry, lease) {
-            (First::Failed(reason), Some(pool), Some(lease)) => {
-                pool.failed_before_answer(&lease, reason, &mut tries);
-            }
-            (First::Ended(end), _, _) => {
-                let report = Report {
-                    up: 0,
-                    down: 0,
-                    end,
-                };
-                return counted(generation, &report);
-            }
-            (_, _, lease) => {
-                // Freed before the copy: a connection that idles for hours
-                // holds no hello.
-                drop(preamble);
-                let report = copy(client, up, replayed, limits, force_close).await;
-                drop(lease);
-                return counted(generation, &report);
+        notes.hello_read(generation);
+        let mut tries = Tries::default();
+        loop {
+            // The lease, if a pool's, counts the connection on its member
+            // until the end.
+            let connected = connect::connect(cx, notes, (upstream, dest), &mut tries).await;
+            let Connected {
+                stream: mut up,
+                lease,
+            } = match connected {
+                Ok(up) => up,
+                Err(error) => {
+                    let addr = Some(upstream.addr.clone());
+                    return connect::unreachable(cx, notes, client, &error, addr).await;
+                }
+            };
+            let retry = match dest {
+                Dest::Pool(pool) if pool.may_retry(&tries) => Some(pool),
+                _ => None,
+            };
+            let wait = retry.is_some();
+            let first = replay(&client, &mut up, &preamble, wait, limits, force_close).await;
+            match (first, retry, lease) {
+                (First::Failed(reason), Some(pool), Some(lease)) => {
+                    pool.failed_before_answer(&lease, reason, &mut tries);
+                }
+                (First::Ended(end), _, _) => {
+                    let report = Report {
+                        up: 0,
+                        down: 0,
+                        end,
+                    };
+                    return counted(generation, &report);
+                }
+                (_, _, lease) => break (up, lease),
             }
         }
-    }
+    };
+    let report = copy(client, up, replayed, limits, force_close).await;
+    drop(lease);
+    counted(generation, &report)
 }
 
 /// Send `preamble` (the PROXY header, if the decision asked for one, then

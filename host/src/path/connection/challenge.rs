@@ -39,7 +39,10 @@ impl Peeked {
             target: "tls_sni", listener = &*cx.conn.listener, client = %cx.conn.client,
             sni, certificate = &*challenge.certificate, "acme.challenge_answered"
         );
-        trail.decided(RouteResult::AcmeChallenge, self.policy.version().id.clone());
+        trail.decided(
+            RouteResult::AcmeChallenge,
+            self.live.policy.version().id.clone(),
+        );
         Some(Action::Challenge { challenge, hello })
     }
 

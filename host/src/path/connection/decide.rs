@@ -14,11 +14,13 @@ use crate::hello::HelloSummary;
 use crate::observe::metrics::ListenerMetrics;
 use crate::outcome::{RouteResult, UpstreamFailure};
 use crate::path::action::Action;
+use crate::path::{shadow, worker};
 use crate::plan::{self, Plan};
 use crate::policy::limit_table::Held;
 use crate::policy::{Connection, Failure, Policy};
 use crate::state::config::FailMode;
 use crate::state::live::Generation;
+use crate::state::trial::{Sample, Trial};
 use crate::upstream::pool::{Pool, PoolError};
 use crate::upstream::{self, Dest, UpstreamError};
 
@@ -30,12 +32,14 @@ pub(crate) struct Verdict {
     pub(crate) result: RouteResult,
 }
 
-/// Decide `conn` (its `hello`, if it sent one) under `generation`.
+/// Decide `conn` (its `hello`, if it sent one) under `generation`; with a
+/// candidate on `trial`, its inputs and the planned decision are offered
+/// to the shadow.
 pub(crate) async fn decide(
-    policy: &Policy,
+    (policy, trial): (&Policy, Option<&Trial>),
     conn: &Connection,
     hello: Option<&Arc<HelloSummary>>,
-    generation: &Generation,
+    generation: &Arc<Generation>,
     listener: &ListenerMetrics,
 ) -> Verdict {
     let metrics = &generation.metrics;
@@ -56,9 +60,27 @@ pub(crate) async fn decide(
         .as_mut()
         .map(|v| std::mem::take(&mut v.held))
         .unwrap_or_default();
+    // Shown before `plan` takes the decision; only when shadowing.
+    let shown = trial.map(|_| match &verdict {
+        Ok(verdict) => shadow::shown(&verdict.decision),
+        Err(error) => shadow::failed(error),
+    });
     let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
         plan::plan(&generation.rules(), verdict.decision, hello).map_err(Failure::Refused)
     });
+    if let (Some(trial), Some(shown)) = (trial, shown) {
+        let live = match &planned {
+            Err(Failure::Refused(refusal)) => shadow::failed(refusal),
+            _ => shown,
+        };
+        let sample = Sample {
+            conn: conn.clone(),
+            hello: hello.cloned(),
+            live,
+            generation: Arc::clone(generation),
+        };
+        trial.offer(worker::index(), sample);
+    }
     let resolved = match planned {
         Ok(plan) => resolve(generation, plan).await,
         Err(failure) => Err(failure),

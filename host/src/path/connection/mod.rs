@@ -25,8 +25,8 @@ use crate::outcome::ParseFailure;
 use crate::path::action::{Action, reject};
 use crate::path::admission::Admitted;
 use crate::path::peek::{self, FirstBytes};
+use crate::policy::Connection;
 use crate::policy::limit_table::Held;
-use crate::policy::{Connection, Policy};
 use crate::state::live::{Generation, Snapshot};
 use trail::Trail;
 
@@ -46,9 +46,9 @@ struct Accepted {
     stream: TcpStream,
     /// Its place in the listener's pending-hello budget, and its deadline.
     admitted: Admitted,
-    /// The policy live when the connection was accepted: a swap during its
-    /// peek does not change what decides it.
-    policy: Arc<Policy>,
+    /// The policy (and any candidate on trial) live when the connection was
+    /// accepted: a swap during its peek does not change what decides it.
+    live: Arc<Snapshot>,
     /// Its place in `limen_connections_active`, and its listener's series.
     active: Active,
 }
@@ -57,7 +57,7 @@ struct Accepted {
 /// is in the trail, which keeps it for the access log.
 struct Peeked {
     stream: TcpStream,
-    policy: Arc<Policy>,
+    live: Arc<Snapshot>,
     active: Active,
     /// Everything read so far, to be replayed.
     bytes: Vec<u8>,
@@ -112,7 +112,7 @@ impl Accepted {
         trail.peeked(took, hello);
         Some(Peeked {
             stream: self.stream,
-            policy: self.policy,
+            live: self.live,
             active: self.active,
             bytes,
         })
@@ -126,15 +126,16 @@ impl Peeked {
         if let Some(action) = self.challenge(cx, trail) {
             return self.decided_by_limen(action);
         }
+        let trial = self.live.trial.as_deref();
         let verdict = decide::decide(
-            &self.policy,
+            (&self.live.policy, trial),
             &cx.conn,
             trail.hello(),
             &cx.generation,
             self.active.metrics(),
         )
         .await;
-        trail.decided(verdict.result, self.policy.version().id.clone());
+        trail.decided(verdict.result, self.live.policy.version().id.clone());
         Decided {
             stream: self.stream,
             active: self.active,
@@ -163,7 +164,7 @@ pub(crate) fn handle(
     let accepted = Accepted {
         stream,
         admitted,
-        policy: snapshot.policy.clone(),
+        live: snapshot.clone(),
         active: Active::new(metrics),
     };
     let cx = Context {

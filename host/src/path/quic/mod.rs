@@ -334,8 +334,8 @@ impl Listener {
         };
         let (events, metrics) = (self.events.clone(), self.listener_metrics.clone());
         tokio::spawn(async move {
-            let (policy, generation) = (&snapshot.policy, &snapshot.generation);
-            let verdict = decide(policy, &conn, Some(&hello), generation, &metrics).await;
+            let live = (&*snapshot.policy, snapshot.trial.as_deref());
+            let verdict = decide(live, &conn, Some(&hello), &snapshot.generation, &metrics).await;
             let _ = events.send(Event::Decided {
                 client,
                 verdict,

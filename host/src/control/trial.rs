@@ -1,0 +1,128 @@
+//! A candidate policy on trial: `limen swap --shadow` prepares it as a swap
+//! would (the same checks, self-test and codes), with limits of its own (an
+//! engine with a limit table of its own, so nothing it takes or acquires
+//! changes what live connections read), then shadows it: `state::trial`
+//! carries each decided connection's inputs, `path::shadow` has the
+//! candidate decide them on a thread of its own. `--promote` makes it live
+//! through the ordinary swap; `--abort` drops it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::admin::protocol::Answer;
+use super::{Control, prepare, swapped};
+use crate::observe::metrics::LimitCounters;
+use crate::outcome::Trigger;
+use crate::path::shadow;
+use crate::policy::limit_table::LimitTable;
+use crate::policy::{Module, Policy};
+use crate::state::trial::{Sample, Tally, Trial};
+
+/// What a promotion swaps in: the candidate's module and config.
+pub(super) struct Candidate {
+    module: Module,
+    config_json: String,
+}
+
+impl Control {
+    /// Prepare `module` (with `config_json`, or the live config) and shadow
+    /// it; a candidate already on trial is replaced.
+    pub(super) async fn shadow(
+        &mut self,
+        module: Module,
+        config_json: Option<String>,
+        start: Instant,
+    ) -> Answer {
+        let live = self.running.serve.live.policy();
+        let mut settings = live.settings().clone();
+        if let Some(json) = config_json {
+            settings.config_json = json;
+        }
+        let own = Arc::new(LimitTable::new(LimitCounters::detached()));
+        let engine = self.engine.clone().with_limit_table(own);
+        let (policy, report) = match prepare(&engine, &settings, &module).await {
+            Ok(prepared) => prepared,
+            Err(error) => return self.refused(Trigger::Admin, &error),
+        };
+        let version = policy.version().to_string();
+        let policy = Arc::new(policy);
+        let serve = &self.running.serve;
+        let metrics = serve.live.generation().metrics.clone();
+        let (trial, queues) = Trial::new(policy.clone(), &metrics, serve.workers.count());
+        let tally = trial.tally.clone();
+        if let Err(error) = consume(policy, tally, queues) {
+            return Answer::Refused {
+                code: "E014".into(),
+                error: format!("E014 cannot start the shadow's thread: {error}"),
+                live: live.version().to_string(),
+            };
+        }
+        serve.live.try_candidate(Some(Arc::new(trial)));
+        self.candidate = Some(Candidate {
+            module,
+            config_json: settings.config_json,
+        });
+        tracing::info!(candidate = %version, live = %live.version(), "policy.shadow_started");
+        Answer::Shadowing(swapped(version, live.version(), &report, start))
+    }
+
+    /// Make the candidate live (prepared again with the live limits, as
+    /// any swap), ending its trial.
+    pub(super) async fn promote(&mut self, start: Instant) -> Answer {
+        let Some(candidate) = self.candidate.take() else {
+            return none_on_trial();
+        };
+        self.running.serve.live.try_candidate(None);
+        let config = Some(candidate.config_json);
+        let answer = self
+            .swap(Trigger::Admin, candidate.module, (config, None), start)
+            .await;
+        tracing::info!(answer = ?answer, "policy.candidate_promoted");
+        answer
+    }
+
+    /// Drop the candidate; the live policy was never touched.
+    pub(super) fn abort(&mut self) -> Answer {
+        if self.candidate.take().is_none() {
+            return none_on_trial();
+        }
+        let ended = self.running.serve.live.load().trial.clone();
+        self.running.serve.live.try_candidate(None);
+        let version = ended.map_or_else(String::new, |t| t.policy.version().to_string());
+        tracing::info!(candidate = %version, "policy.candidate_aborted");
+        Answer::Aborted { version }
+    }
+}
+
+fn none_on_trial() -> Answer {
+    Answer::Denied {
+        error: "no candidate is on trial".into(),
+    }
+}
+
+/// One thread for the shadow, one consumer per worker's queue on it; it
+/// ends once the trial (which holds the queues' senders) is dropped.
+fn consume(
+    policy: Arc<Policy>,
+    tally: Arc<Tally>,
+    queues: Vec<mpsc::Receiver<Sample>>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("limen-shadow".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut consumers = tokio::task::JoinSet::new();
+                for queue in queues {
+                    let run = shadow::run(policy.clone(), tally.clone(), queue);
+                    consumers.spawn(run);
+                }
+                while consumers.join_next().await.is_some() {}
+            });
+        })?;
+    Ok(())
+}

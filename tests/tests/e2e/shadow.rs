@@ -1,0 +1,119 @@
+//! A candidate policy shadowed on live traffic (`limen swap --shadow`): it
+//! decides every connection again off the path, the counts are exact, live
+//! decisions never change, a candidate that traps or spins never fails a
+//! live connection, and `--promote` / `--abort` end the trial.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use limen::control::admin::protocol::Answer;
+use limen::observe::metrics::names;
+use limen_e2e::harness::{Running, config};
+use limen_e2e::{backend, guests};
+
+use crate::common::ask;
+
+/// `count` connections for `sni`, each of which must get `reply`.
+async fn asks(limen: SocketAddr, sni: &str, count: usize, reply: &[u8]) -> anyhow::Result<()> {
+    let hello = limen::offline::explain::synthesise(sni, &[])?;
+    for _ in 0..count {
+        anyhow::ensure!(
+            ask(limen, &hello).await? == reply,
+            "{sni}: the live decision changed"
+        );
+    }
+    Ok(())
+}
+
+/// Wait until the shadow has counted `want` (same, different, failed,
+/// dropped), then check each.
+async fn counts(limen: &Running, want: [u64; 4]) -> anyhow::Result<()> {
+    let outcomes = ["same", "different", "failed", "dropped"];
+    let total: u64 = want.iter().sum();
+    limen
+        .counter_reaches(names::POLICY_SHADOW, &[], total)
+        .await;
+    let got = outcomes.map(|o| limen.counter(names::POLICY_SHADOW, &[("outcome", o)]));
+    anyhow::ensure!(got == want, "shadow counts {got:?}, expected {want:?}");
+    Ok(())
+}
+
+fn module(name: &str) -> anyhow::Result<Arc<[u8]>> {
+    Ok(std::fs::read(guests::example(name))?.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadowed_candidate_is_counted_exactly_and_changes_no_live_decision() -> anyhow::Result<()>
+{
+    let (a, _ra) = backend::raw(b"A").await?;
+    let (b, _rb) = backend::raw(b"B").await?;
+    let (c, _rc) = backend::raw(b"C").await?;
+    let routes = format!(
+        "default = \"{a}\"\nroutes = [ {{ match = \"a.test\", upstream = \"{a}\" }}, \
+         {{ match = \"b.test\", upstream = \"{b}\" }} ]"
+    );
+    let limen = Running::start(&config(
+        &guests::example("static-routes"),
+        &routes,
+        "",
+        "[metrics]\nbind = \"127.0.0.1:0\"",
+    ))
+    .await?;
+    // b.test goes elsewhere; bad.test to an address the allow-list refuses.
+    let candidate = format!(
+        r#"{{"default":"{a}","routes":[{{"match":"a.test","upstream":"{a}"}},{{"match":"b.test","upstream":"{c}"}},{{"match":"bad.test","upstream":"10.255.0.1:443"}}]}}"#
+    );
+    let answer = limen
+        .control
+        .shadow(module("static-routes")?, Some(candidate.clone()))
+        .await;
+    anyhow::ensure!(matches!(answer, Answer::Shadowing(_)), "{answer:?}");
+    asks(limen.addr, "a.test", 5, b"A").await?;
+    asks(limen.addr, "b.test", 3, b"B").await?;
+    asks(limen.addr, "bad.test", 2, b"A").await?;
+    asks(limen.addr, "other.test", 2, b"A").await?;
+    counts(&limen, [7, 3, 2, 0]).await?;
+    // Aborted: nothing more is counted, and nothing is left to promote.
+    let answer = limen.control.abort().await;
+    anyhow::ensure!(matches!(answer, Answer::Aborted { .. }), "{answer:?}");
+    asks(limen.addr, "b.test", 2, b"B").await?;
+    let answer = limen.control.promote().await;
+    anyhow::ensure!(matches!(answer, Answer::Denied { .. }), "{answer:?}");
+    // Shadowed again and promoted: now it decides.
+    let answer = limen
+        .control
+        .shadow(module("static-routes")?, Some(candidate))
+        .await;
+    anyhow::ensure!(matches!(answer, Answer::Shadowing(_)), "{answer:?}");
+    let answer = limen.control.promote().await;
+    anyhow::ensure!(matches!(answer, Answer::Swapped(_)), "{answer:?}");
+    asks(limen.addr, "b.test", 2, b"C").await?;
+    counts(&limen, [7, 3, 2, 0]).await?;
+    limen.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_that_traps_or_spins_fails_no_live_connection() -> anyhow::Result<()> {
+    let (a, _ra) = backend::raw(b"A").await?;
+    let limen = Running::start(&config(
+        &guests::example("static-routes"),
+        &format!("default = \"{a}\"\nroutes = []"),
+        "",
+        "[metrics]\nbind = \"127.0.0.1:0\"",
+    ))
+    .await?;
+    let candidate = format!(r#"{{"upstream":"{a}"}}"#);
+    let answer = limen
+        .control
+        .shadow(module("misbehave")?, Some(candidate))
+        .await;
+    anyhow::ensure!(matches!(answer, Answer::Shadowing(_)), "{answer:?}");
+    // It panics (a trap), spins (fuel or deadline), names an address the
+    // allow-list refuses (limen would refuse it), or agrees.
+    asks(limen.addr, "panic.test", 3, b"A").await?;
+    asks(limen.addr, "loop.test", 2, b"A").await?;
+    asks(limen.addr, "open.test", 2, b"A").await?;
+    asks(limen.addr, "fine.test", 3, b"A").await?;
+    counts(&limen, [3, 0, 7, 0]).await?;
+    limen.stop().await
+}
