@@ -84,11 +84,23 @@ impl ControlHandle {
     /// Prepare `module` as a swap would and shadow it: it decides every
     /// connection again off the path, and only the comparison is kept.
     pub async fn shadow(&self, module: Arc<[u8]>, config_json: Option<String>) -> Answer {
+        self.try_candidate(module, config_json, (true, None)).await
+    }
+
+    /// Prepare `module` as a swap would and try it: `shadow`ed, and on
+    /// `canary` for that percentage of client addresses.
+    pub async fn try_candidate(
+        &self,
+        module: Arc<[u8]>,
+        config_json: Option<String>,
+        (shadow, canary): (bool, Option<f64>),
+    ) -> Answer {
         let (reply, answer) = oneshot::channel();
         let at = Instant::now();
-        let command = Command::Shadow {
+        let command = Command::Trial {
             module,
             config_json,
+            mode: (shadow, canary),
             at,
             reply,
         };

@@ -75,10 +75,13 @@ enum Command {
     Upgrade {
         reply: oneshot::Sender<Answer>,
     },
-    /// Prepare a candidate and shadow it (`trial`).
-    Shadow {
+    /// Prepare a candidate and shadow it, or put it on canary, or both
+    /// (`trial`).
+    Trial {
         module: Arc<[u8]>,
         config_json: Option<String>,
+        /// Shadowed, and the canary's share (percent).
+        mode: (bool, Option<f64>),
         at: Instant,
         reply: oneshot::Sender<Answer>,
     },
@@ -152,9 +155,22 @@ impl Control {
             self.listeners.start(bound, &self.running.serve);
         }
         loop {
+            // A canary that crossed its failure margin (the path stopped
+            // asking it already) is ended here, between changes.
+            let trial = self.running.serve.live.load().trial.clone();
+            let rolled_back = async {
+                match &trial {
+                    Some(trial) => trial.tally.rollback.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             let command = tokio::select! {
                 command = self.rx.recv() => command,
                 () = self.running.serve.stop.cancelled() => None,
+                () = rolled_back => {
+                    self.roll_back();
+                    continue;
+                }
             };
             let Some(command) = command else { break };
             match command {
@@ -197,14 +213,15 @@ impl Control {
                 Command::Upgrade { reply } => {
                     let _ = reply.send(self.upgrade().await);
                 }
-                Command::Shadow {
+                Command::Trial {
                     module,
                     config_json,
+                    mode,
                     at,
                     reply,
                 } => {
                     let answer = match Module::from_bytes(module).await {
-                        Ok(module) => self.shadow(module, config_json, at).await,
+                        Ok(module) => self.try_candidate(module, config_json, mode, at).await,
                         Err(error) => self.refused(Trigger::Admin, &error),
                     };
                     let _ = reply.send(answer);

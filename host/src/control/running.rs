@@ -22,6 +22,8 @@ pub(crate) struct Running {
     /// The admin, metrics and status sockets, duplicated, by their
     /// hand-over names: what an upgrade passes on beside the listeners.
     pub(crate) endpoints: Vec<(&'static str, OwnedFd)>,
+    /// The last canary rolled back, and why (for `limen status`).
+    pub(crate) rolled_back: std::sync::Mutex<Option<String>>,
 }
 
 impl Running {

@@ -172,6 +172,7 @@ impl Server {
             history: History::default(),
             acme,
             endpoints,
+            rolled_back: std::sync::Mutex::new(None),
         });
         // Orders start now; their validation connections wait in the
         // listeners' backlog until `run` accepts.

@@ -18,7 +18,7 @@ use crate::outcome::Trigger;
 use crate::path::shadow;
 use crate::policy::limit_table::LimitTable;
 use crate::policy::{Module, Policy};
-use crate::state::trial::{Sample, Tally, Trial};
+use crate::state::trial::{Canary, Sample, Tally, Trial};
 
 /// What a promotion swaps in: the candidate's module and config.
 pub(super) struct Candidate {
@@ -27,14 +27,29 @@ pub(super) struct Candidate {
 }
 
 impl Control {
-    /// Prepare `module` (with `config_json`, or the live config) and shadow
-    /// it; a candidate already on trial is replaced.
-    pub(super) async fn shadow(
+    /// Prepare `module` (with `config_json`, or the live config) and try it:
+    /// shadowed, on canary for `percent` of client addresses, or both; a
+    /// candidate already on trial is replaced.
+    pub(super) async fn try_candidate(
         &mut self,
         module: Module,
         config_json: Option<String>,
+        (shadow, percent): (bool, Option<f64>),
         start: Instant,
     ) -> Answer {
+        let canary = match percent {
+            None => None,
+            Some(p) if (0.0..=100.0).contains(&p) => Some(Canary {
+                share: (p * 100.0).round() as u32,
+                min_calls: self.config.canary.min_calls,
+                margin: self.config.canary.margin,
+            }),
+            Some(p) => {
+                return Answer::Denied {
+                    error: format!("canary share {p} is not a percentage (0-100)"),
+                };
+            }
+        };
         let live = self.running.serve.live.policy();
         let mut settings = live.settings().clone();
         if let Some(json) = config_json {
@@ -50,7 +65,8 @@ impl Control {
         let policy = Arc::new(policy);
         let serve = &self.running.serve;
         let metrics = serve.live.generation().metrics.clone();
-        let (trial, queues) = Trial::new(policy.clone(), &metrics, serve.workers.count());
+        let mode = (shadow || canary.is_none(), canary);
+        let (trial, queues) = Trial::new(policy.clone(), mode, &metrics, serve.workers.count());
         let tally = trial.tally.clone();
         if let Err(error) = consume(policy, tally, queues) {
             return Answer::Refused {
@@ -64,7 +80,10 @@ impl Control {
             module,
             config_json: settings.config_json,
         });
-        tracing::info!(candidate = %version, live = %live.version(), "policy.shadow_started");
+        tracing::info!(
+            candidate = %version, live = %live.version(), shadow = mode.0,
+            canary_percent = percent, "policy.trial_started"
+        );
         Answer::Shadowing(swapped(version, live.version(), &report, start))
     }
 
@@ -93,6 +112,35 @@ impl Control {
         let version = ended.map_or_else(String::new, |t| t.policy.version().to_string());
         tracing::info!(candidate = %version, "policy.candidate_aborted");
         Answer::Aborted { version }
+    }
+}
+
+impl Control {
+    /// The canary crossed its failure margin: end the trial, and say why
+    /// (event, metric, `limen status`, the status page's changes).
+    pub(super) fn roll_back(&mut self) {
+        let Some(trial) = self.running.serve.live.load().trial.clone() else {
+            return;
+        };
+        let why = trial
+            .tally
+            .rolled_back()
+            .unwrap_or("rolled back")
+            .to_owned();
+        self.running.serve.live.try_candidate(None);
+        self.candidate = None;
+        let candidate = trial.policy.version().to_string();
+        let live = self.running.serve.live.policy().version().to_string();
+        self.running
+            .history
+            .note("canary", "rolled_back", &live, Some(("P006", &why)));
+        tracing::warn!(%candidate, %live, reason = %why, "policy.candidate_rolled_back");
+        let noted = format!("P006 candidate {candidate} rolled back: {why}");
+        *self
+            .running
+            .rolled_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(noted);
     }
 }
 

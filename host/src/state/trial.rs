@@ -1,4 +1,16 @@
-//! A candidate policy on trial beside the live one (`limen swap --shadow`).
+//! A candidate policy on trial beside the live one: shadowed (`limen swap
+//! --shadow`), on canary (`--canary PERCENT`), or both (the shadow then
+//! covers the share the canary does not decide).
+//!
+//! On canary, the candidate decides the connections of a share of client
+//! addresses, chosen by a stable hash of the address ([`bucket`]: the same
+//! on every instance of a fleet, so a client sees one policy). A canary
+//! call that fails (trap, fuel, deadline, memory, a decision limen would
+//! refuse) is counted against the candidate and the live policy decides
+//! that connection, so no client sees the failure; once the candidate's
+//! failure rate exceeds the live policy's by `margin` over at least
+//! `min_calls` calls, the trial is rolled back ([`Tally::rollback`]): the
+//! path stops asking it at once, and the control task ends the trial.
 //!
 //! Once the live policy has decided a connection, its inputs go to a
 //! bounded queue of the connection's worker ([`Trial::offer`]: never
@@ -9,12 +21,13 @@
 //! takes or acquires touches what live connections read.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::IntCounter;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::hello::HelloSummary;
 use crate::observe::metrics::Metrics;
@@ -31,6 +44,10 @@ const LAST: usize = 16;
 pub(crate) struct Trial {
     pub(crate) policy: Arc<Policy>,
     pub(crate) tally: Arc<Tally>,
+    /// Its decisions are compared with the live ones (off the path).
+    pub(crate) shadow: bool,
+    /// It decides a share of the clients.
+    pub(crate) canary: Option<Canary>,
     /// One per worker; dropped with the trial, which ends its consumers.
     queues: Box<[mpsc::Sender<Sample>]>,
 }
@@ -46,8 +63,34 @@ pub(crate) struct Sample {
     pub(crate) generation: Arc<Generation>,
 }
 
+/// A canary's share and when it is rolled back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Canary {
+    /// Basis points of the client addresses (0-10,000).
+    pub(crate) share: u32,
+    /// Candidate calls before its failure rate is judged.
+    pub(crate) min_calls: u64,
+    /// How far its failure rate may exceed the live policy's.
+    pub(crate) margin: f64,
+}
+
+/// Canary calls, by who decided and whether the call failed.
+const CANDIDATE: usize = 0;
+const CANDIDATE_FAILED: usize = 1;
+const LIVE: usize = 2;
+const LIVE_FAILED: usize = 3;
+
 /// The counts and the last differences.
 pub(crate) struct Tally {
+    /// Candidate calls, its failures, live calls, their failures (while a
+    /// canary runs).
+    calls: [AtomicU64; 4],
+    /// Why the canary was rolled back, once it was.
+    rolled_back: OnceLock<String>,
+    /// Woken at the rollback: the control task ends the trial.
+    pub(crate) rollback: Notify,
+    /// `limen_policy_canary_total`: decided, failed, rolled back.
+    canary_counts: [IntCounter; 3],
     /// This trial's (`limen_policy_shadow_total` counts every trial).
     own: [AtomicU64; ShadowOutcome::COUNT],
     counts: [IntCounter; ShadowOutcome::COUNT],
@@ -72,15 +115,20 @@ pub struct Difference {
 }
 
 impl Trial {
-    /// A trial of `policy` with a queue per worker; each receiver goes to
-    /// one consumer.
+    /// A trial of `policy` (shadowed, on `canary`, or both) with a queue
+    /// per worker; each receiver goes to one consumer.
     pub(crate) fn new(
         policy: Arc<Policy>,
+        (shadow, canary): (bool, Option<Canary>),
         metrics: &Metrics,
         workers: usize,
     ) -> (Trial, Vec<mpsc::Receiver<Sample>>) {
         let (queues, receivers) = (0..workers.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
         let tally = Arc::new(Tally {
+            calls: std::array::from_fn(|_| AtomicU64::new(0)),
+            rolled_back: OnceLock::new(),
+            rollback: Notify::new(),
+            canary_counts: metrics.canary_counters(),
             own: std::array::from_fn(|_| AtomicU64::new(0)),
             counts: metrics.shadow_counters(),
             last: Mutex::new(VecDeque::with_capacity(LAST)),
@@ -89,9 +137,65 @@ impl Trial {
         let trial = Trial {
             policy,
             tally,
+            shadow,
+            canary,
             queues: queues.into_boxed_slice(),
         };
         (trial, receivers)
+    }
+
+    /// `shadow`, `canary 10 %`, or `canary 10 % + shadow`.
+    pub(crate) fn mode(&self) -> String {
+        match (self.canary, self.shadow) {
+            (None, _) => "shadow".into(),
+            (Some(c), false) => format!("canary {} %", f64::from(c.share) / 100.0),
+            (Some(c), true) => format!("canary {} % + shadow", f64::from(c.share) / 100.0),
+        }
+    }
+
+    /// Whether the candidate decides a connection from `client` (never once
+    /// rolled back).
+    pub(crate) fn decides(&self, client: IpAddr) -> bool {
+        self.canary
+            .is_some_and(|c| bucket(client) < c.share && self.tally.rolled_back.get().is_none())
+    }
+
+    /// A call was made while a canary runs, by the candidate or the live
+    /// policy, and failed or not; from its `min_calls`-th call on, each of
+    /// the candidate's judges it.
+    pub(crate) fn called(&self, by_candidate: bool, failed: bool) {
+        let Some(canary) = self.canary else { return };
+        let (calls, failures) = if by_candidate {
+            (CANDIDATE, CANDIDATE_FAILED)
+        } else {
+            (LIVE, LIVE_FAILED)
+        };
+        self.tally.calls[calls].fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.tally.calls[failures].fetch_add(1, Ordering::Relaxed);
+        }
+        if !by_candidate {
+            return;
+        }
+        self.tally.canary_counts[usize::from(failed)].inc();
+        let [candidate, candidate_failed, live, live_failed] = self.tally.canary();
+        if candidate < canary.min_calls {
+            return;
+        }
+        let rate = |failed: u64, calls: u64| failed as f64 / calls.max(1) as f64;
+        let (theirs, ours) = (rate(candidate_failed, candidate), rate(live_failed, live));
+        if theirs > ours + canary.margin {
+            let why = format!(
+                "failure rate {:.1} % over {candidate} calls, the live policy's {:.1} % over {live}: more than {:.1} points over",
+                theirs * 100.0,
+                ours * 100.0,
+                canary.margin * 100.0
+            );
+            if self.tally.rolled_back.set(why).is_ok() {
+                self.tally.canary_counts[2].inc();
+                self.tally.rollback.notify_one();
+            }
+        }
     }
 
     /// Queue `sample` on `worker`'s queue, or count it dropped: a live
@@ -119,6 +223,17 @@ impl Tally {
         last.push_back(difference);
     }
 
+    /// Canary calls: the candidate's, its failures, the live policy's, its
+    /// failures.
+    pub(crate) fn canary(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.calls[i].load(Ordering::Relaxed))
+    }
+
+    /// Why the canary was rolled back, if it was.
+    pub(crate) fn rolled_back(&self) -> Option<&str> {
+        self.rolled_back.get().map(String::as_str)
+    }
+
     /// Counts by outcome, in `ShadowOutcome::ALL` order.
     pub(crate) fn counts(&self) -> [u64; ShadowOutcome::COUNT] {
         std::array::from_fn(|i| self.own[i].load(Ordering::Relaxed))
@@ -129,4 +244,19 @@ impl Tally {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.iter().cloned().collect()
     }
+}
+
+/// Where a client address falls, 0-9,999: FNV-1a over its bytes, the same
+/// on every instance and every build (std's hashers promise neither).
+pub(crate) fn bucket(client: IpAddr) -> u32 {
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    let hash = match client {
+        IpAddr::V4(v4) => fnv(&v4.octets()),
+        IpAddr::V6(v6) => fnv(&v6.octets()),
+    };
+    (hash % 10_000) as u32
 }

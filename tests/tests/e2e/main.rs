@@ -8,6 +8,7 @@ mod acme_check;
 mod activation;
 mod admin;
 mod bulk;
+mod canary;
 mod cases;
 mod cli;
 mod common;

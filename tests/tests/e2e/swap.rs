@@ -59,6 +59,7 @@ pub(crate) async fn swap(
         module_len: module.len(),
         config_json: config_json.map(Into::into),
         shadow: false,
+        canary: None,
     };
     let admin = admin.to_str().expect("utf-8 path");
     Ok(client::call(admin, None, request, module).await?)

@@ -203,6 +203,7 @@ async fn the_admin_token_is_required_and_a_refused_swap_gets_its_answer() -> any
         module_len: module.len(),
         config_json: None,
         shadow: false,
+        canary: None,
     };
     let answer = client::call(
         endpoint,

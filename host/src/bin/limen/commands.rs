@@ -230,6 +230,11 @@ pub(crate) struct SwapArgs {
     /// the connection's path, and only the comparison is kept (limen status).
     #[arg(long, requires = "module")]
     shadow: bool,
+    /// Put the module on canary: it decides this percentage of client
+    /// addresses (a stable hash of each), the live policy the rest; rolled
+    /// back on its own if it fails too often ([policy.canary]).
+    #[arg(long, requires = "module", value_name = "PERCENT")]
+    canary: Option<f64>,
     /// Make the candidate on trial live.
     #[arg(long)]
     promote: bool,
@@ -253,6 +258,7 @@ pub(crate) fn swap(args: &SwapArgs) -> anyhow::Result<()> {
         module_len: module.len(),
         config_json: args.config_json.clone(),
         shadow: args.shadow,
+        canary: args.canary,
     };
     admin_call(&args.admin, request, &module)
 }

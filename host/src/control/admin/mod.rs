@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use super::ControlHandle;
 use super::running::Running;
 use crate::observe::log_limit::LogLimit;
-use crate::path::accept::Serve;
 use crate::state::config::{AdminConfig, AdminEndpoint};
 use gate::{Gate, LINE_TIMEOUT};
 use protocol::{Answer, Envelope, MAX_LINE, Request, Status};
@@ -203,8 +202,8 @@ fn handed_over(endpoint: &AdminEndpoint) -> Option<Socket> {
 }
 
 /// The live state, as `limen status` shows it.
-fn status(serve: &Serve) -> Status {
-    let snapshot = serve.live.load();
+fn status(running: &Running) -> Status {
+    let snapshot = running.serve.live.load();
     let (policy, generation) = (&snapshot.policy, &snapshot.generation);
     let version = policy.version();
     Status {
@@ -220,6 +219,7 @@ fn status(serve: &Serve) -> Status {
         generation: generation.number,
         pid: std::process::id(),
         candidate: snapshot.trial.as_deref().map(candidate),
+        rolled_back: running.rolled_back.lock().map_or(None, |r| r.clone()),
         binary: super::running::binary_version(),
     }
 }
@@ -227,9 +227,12 @@ fn status(serve: &Serve) -> Status {
 /// A candidate on trial, as `limen status` shows it.
 fn candidate(trial: &crate::state::trial::Trial) -> protocol::Candidate {
     let [same, different, failed, dropped] = trial.tally.counts();
+    let [canary_decided, canary_failed, ..] = trial.tally.canary();
     protocol::Candidate {
         version: trial.policy.version().to_string(),
-        mode: "shadow".into(),
+        mode: trial.mode(),
+        canary_decided,
+        canary_failed,
         same,
         different,
         failed,
@@ -290,7 +293,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         Some(error) => denied(error),
         None => match authorised(&mut reader, waiting, shared.token.as_deref()).await {
             Err(error) => denied(error),
-            Ok(Request::Status) => Answer::Status(status(&shared.running.serve)),
+            Ok(Request::Status) => Answer::Status(status(&shared.running)),
             Ok(Request::Upgrade) => shared.handle.upgrade().await,
             Ok(Request::Renew { certificate }) => match shared.running.acme.renew(&certificate) {
                 Ok(()) => Answer::Renewing { certificate },
@@ -304,8 +307,13 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
                 module_len,
                 config_json,
                 shadow,
+                canary,
             }) => match module(&mut reader, module_len, &shared.uploads).await {
-                Ok(module) if shadow => shared.handle.shadow(module.into(), config_json).await,
+                Ok(module) if shadow || canary.is_some() => {
+                    let mode = (shadow, canary);
+                    let handle = &shared.handle;
+                    handle.try_candidate(module.into(), config_json, mode).await
+                }
                 Ok(module) => shared.handle.swap(module.into(), config_json).await,
                 Err(error) => denied(error),
             },

@@ -38,6 +38,10 @@ pub enum Request {
         /// path, and only the comparison is kept.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         shadow: bool,
+        /// Put it on canary: it decides this percentage of client
+        /// addresses (a stable hash of the address).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        canary: Option<f64>,
     },
     /// Make the candidate on trial live.
     Promote,
@@ -194,6 +198,9 @@ pub struct Status {
     /// The candidate on trial, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<Candidate>,
+    /// The last canary rolled back, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<String>,
 }
 
 /// A candidate on trial and what it made of live traffic.
@@ -201,8 +208,13 @@ pub struct Status {
 pub struct Candidate {
     /// Its version.
     pub version: String,
-    /// `shadow`.
+    /// `shadow`, `canary 10 %`, or `canary 10 % + shadow`.
     pub mode: String,
+    /// On canary: connections it decided, and its calls that failed (the
+    /// live policy decided those).
+    pub canary_decided: u64,
+    /// See `canary_decided`.
+    pub canary_failed: u64,
     /// Decisions the same as the live policy's, other, failed (a failed
     /// call or a decision limen would refuse), and samples dropped (the
     /// worker's queue was full).

@@ -96,8 +96,10 @@ pub(crate) fn snapshot(live: &Live, history: &History, rates: &Rates) -> Value {
                     "module": policy.settings().module.display().to_string() },
         "candidate": snapshot.trial.as_deref().map(|trial| {
             let [same, different, failed, dropped] = trial.tally.counts();
-            json!({ "version": trial.policy.version().to_string(), "mode": "shadow",
+            let [decided, canary_failed, ..] = trial.tally.canary();
+            json!({ "version": trial.policy.version().to_string(), "mode": trial.mode(),
                     "same": same, "different": different, "failed": failed, "dropped": dropped,
+                    "canary_decided": decided, "canary_failed": canary_failed,
                     "last": trial.tally.last() })
         }),
         "listeners": listeners,

@@ -76,5 +76,9 @@ pub const UPGRADES: &str = "limen_process_upgrades_total";
 /// A shadowed candidate's decisions against the live policy's, by outcome
 /// (`same`, `different`, `failed`, `dropped`).
 pub const POLICY_SHADOW: &str = "limen_policy_shadow_total";
+/// A candidate on canary, by outcome: `decided` (connections it decided),
+/// `failed` (its calls that failed: the live policy decided them),
+/// `rolled_back`.
+pub const POLICY_CANARY: &str = "limen_policy_canary_total";
 /// Datagrams relayed through QUIC flows, by listener and direction.
 pub const QUIC_DATAGRAMS: &str = "limen_quic_datagrams_total";

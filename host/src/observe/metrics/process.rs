@@ -22,7 +22,21 @@ pub(super) fn shadow(counters: &dyn Fn(&str, &str, &[&str]) -> IntCounterVec) ->
     )
 }
 
+pub(super) fn canary(counters: &dyn Fn(&str, &str, &[&str]) -> IntCounterVec) -> IntCounterVec {
+    counters(
+        names::POLICY_CANARY,
+        "A candidate on canary: connections it decided, its failed calls, rollbacks.",
+        &["outcome"],
+    )
+}
+
 impl Metrics {
+    /// The canary counters: connections the candidate decided, its calls
+    /// that failed (the live policy decided those), rollbacks.
+    pub(crate) fn canary_counters(&self) -> [IntCounter; 3] {
+        ["decided", "failed", "rolled_back"].map(|o| self.canary.with_label_values(&[o]))
+    }
+
     /// The shadow counters, one per [`ShadowOutcome`] (resolved when a
     /// candidate is shadowed).
     pub(crate) fn shadow_counters(&self) -> [IntCounter; ShadowOutcome::COUNT] {

@@ -30,11 +30,15 @@ pub(crate) struct Verdict {
     pub(crate) action: Action,
     pub(crate) held: Held,
     pub(crate) result: RouteResult,
+    /// The version of the policy that decided (a canary's, or the live one).
+    pub(crate) version: Arc<str>,
 }
 
-/// Decide `conn` (its `hello`, if it sent one) under `generation`; with a
-/// candidate on `trial`, its inputs and the planned decision are offered
-/// to the shadow.
+/// Decide `conn` (its `hello`, if it sent one) under `generation`. With a
+/// candidate on `trial`: on canary, it decides the share of clients it
+/// covers (a failure is counted against it, and the live policy decides
+/// instead); shadowed, the inputs and the live decision as planned go to
+/// the shadow.
 pub(crate) async fn decide(
     (policy, trial): (&Policy, Option<&Trial>),
     conn: &Connection,
@@ -43,44 +47,42 @@ pub(crate) async fn decide(
     listener: &ListenerMetrics,
 ) -> Verdict {
     let metrics = &generation.metrics;
-    let started = Instant::now();
-    let mut verdict = policy.decide(conn, hello).await;
-    metrics.policy_call.observe(started.elapsed().as_secs_f64());
-    let (mut result, miss) = match &verdict {
-        Ok(verdict) => {
-            metrics.policy_fuel.observe(verdict.fuel_used as f64);
-            if verdict.recycled {
-                metrics.policy_recycled.inc();
-            }
-            report::classify(&verdict.decision, verdict.rule)
+    let mut by_candidate = None;
+    if let Some(trial) = trial.filter(|t| t.decides(conn.client.ip())) {
+        let candidate = ask(&trial.policy, conn, hello, generation, false).await;
+        let failed = candidate.planned.is_err();
+        trial.called(true, failed);
+        if !failed {
+            by_candidate = Some((candidate, trial.policy.version().id.clone()));
         }
-        Err(_) => (RouteResult::PolicyError, false),
-    };
-    let held = verdict
-        .as_mut()
-        .map(|v| std::mem::take(&mut v.held))
-        .unwrap_or_default();
-    // Shown before `plan` takes the decision; only when shadowing.
-    let shown = trial.map(|_| match &verdict {
-        Ok(verdict) => shadow::shown(&verdict.decision),
-        Err(error) => shadow::failed(error),
-    });
-    let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
-        plan::plan(&generation.rules(), verdict.decision, hello).map_err(Failure::Refused)
-    });
-    if let (Some(trial), Some(shown)) = (trial, shown) {
-        let live = match &planned {
-            Err(Failure::Refused(refusal)) => shadow::failed(refusal),
-            _ => shown,
-        };
-        let sample = Sample {
-            conn: conn.clone(),
-            hello: hello.cloned(),
-            live,
-            generation: Arc::clone(generation),
-        };
-        trial.offer(worker::index(), sample);
     }
+    let (asked, version) = match by_candidate {
+        Some(decided) => decided,
+        None => {
+            let shadowing = trial.filter(|t| t.shadow);
+            let live = ask(policy, conn, hello, generation, shadowing.is_some()).await;
+            if let Some(trial) = trial {
+                trial.called(false, live.planned.is_err());
+            }
+            if let (Some(trial), Some(shown)) = (shadowing, &live.shown) {
+                let sample = Sample {
+                    conn: conn.clone(),
+                    hello: hello.cloned(),
+                    live: shown.clone(),
+                    generation: Arc::clone(generation),
+                };
+                trial.offer(worker::index(), sample);
+            }
+            (live, policy.version().id.clone())
+        }
+    };
+    let Asked {
+        mut result,
+        miss,
+        held,
+        planned,
+        ..
+    } = asked;
     let resolved = match planned {
         Ok(plan) => resolve(generation, plan).await,
         Err(failure) => Err(failure),
@@ -117,6 +119,64 @@ pub(crate) async fn decide(
         action,
         held,
         result,
+        version,
+    }
+}
+
+/// One policy's answer, planned: how it is counted, the slots it took, and
+/// (`shown`) the decision as the shadow compares it.
+struct Asked {
+    result: RouteResult,
+    miss: bool,
+    held: Held,
+    planned: Result<Plan<Arc<ServerConfig>>, Failure>,
+    shown: Option<String>,
+}
+
+/// Ask `policy` and plan its decision against `generation`'s rules.
+async fn ask(
+    policy: &Policy,
+    conn: &Connection,
+    hello: Option<&Arc<HelloSummary>>,
+    generation: &Generation,
+    show: bool,
+) -> Asked {
+    let metrics = &generation.metrics;
+    let started = Instant::now();
+    let mut verdict = policy.decide(conn, hello).await;
+    metrics.policy_call.observe(started.elapsed().as_secs_f64());
+    let (result, miss) = match &verdict {
+        Ok(verdict) => {
+            metrics.policy_fuel.observe(verdict.fuel_used as f64);
+            if verdict.recycled {
+                metrics.policy_recycled.inc();
+            }
+            report::classify(&verdict.decision, verdict.rule)
+        }
+        Err(_) => (RouteResult::PolicyError, false),
+    };
+    let held = verdict
+        .as_mut()
+        .map(|v| std::mem::take(&mut v.held))
+        .unwrap_or_default();
+    // Shown before `plan` takes the decision; only when shadowing.
+    let shown = show.then(|| match &verdict {
+        Ok(verdict) => shadow::shown(&verdict.decision),
+        Err(error) => shadow::failed(error),
+    });
+    let planned = verdict.map_err(Failure::Call).and_then(|verdict| {
+        plan::plan(&generation.rules(), verdict.decision, hello).map_err(Failure::Refused)
+    });
+    let shown = match (&planned, shown) {
+        (Err(Failure::Refused(refusal)), Some(_)) => Some(shadow::failed(refusal)),
+        (_, shown) => shown,
+    };
+    Asked {
+        result,
+        miss,
+        held,
+        planned,
+        shown,
     }
 }
 

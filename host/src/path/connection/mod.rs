@@ -135,7 +135,7 @@ impl Peeked {
             self.active.metrics(),
         )
         .await;
-        trail.decided(verdict.result, self.live.policy.version().id.clone());
+        trail.decided(verdict.result, verdict.version.clone());
         Decided {
             stream: self.stream,
             active: self.active,

@@ -45,7 +45,7 @@ impl Listener {
                 .as_ref()
                 .map(|_| hello.clone()),
             result: verdict.result,
-            policy: pending.snapshot.policy.version().id.clone(),
+            policy: verdict.version.clone(),
             started: pending.started,
             upstream: None,
         };

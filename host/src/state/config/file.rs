@@ -167,6 +167,8 @@ pub(crate) struct FilePolicy {
     pub(crate) watch: Option<bool>,
     #[serde(default)]
     pub(crate) expect: Vec<FileExpect>,
+    #[serde(default)]
+    pub(crate) canary: Option<super::canary::FileCanary>,
 }
 
 /// `on_error = "reject"`, `{ reject = "access_denied" }` or `{ fallback = "host:port" }`.

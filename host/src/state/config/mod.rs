@@ -7,6 +7,7 @@
 
 mod acme;
 mod admin;
+mod canary;
 mod expect;
 mod file;
 mod limits;
@@ -31,6 +32,7 @@ pub use crate::upstream::pool::{
 pub use crate::upstream::tls::UpstreamTrust;
 pub use acme::{AcmeConfig, AcmeNames, RenewBefore};
 pub use admin::{AdminConfig, AdminEndpoint};
+pub use canary::CanaryConfig;
 pub(crate) use expect::canonical as canonical_decision;
 pub use limits::Limits;
 pub(crate) use limits::MAX_PENDING_HELLOS_PER_CLIENT;
@@ -54,6 +56,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// The routing policy and its sandbox limits.
     pub policy: PolicyConfig,
+    /// `[policy.canary]`: when a candidate on canary is rolled back.
+    pub canary: CanaryConfig,
     /// Per-connection limits.
     pub limits: Limits,
     /// Upstreams policies may name.
@@ -319,6 +323,7 @@ impl TryFrom<FileConfig> for Config {
                     pools: pool_names,
                 },
             },
+            canary: canary::canary(p.canary.as_ref())?,
             listeners,
             limits,
             certificates,
