@@ -151,6 +151,8 @@ impl Control {
         // The watch first: once a listener answers, a change to the module
         // file must not go unseen (a deploy racing the start).
         self.rewatch();
+        // A configured candidate is on trial from the first connection.
+        self.configured_shadow(None).await;
         for bound in std::mem::take(&mut self.pending) {
             self.listeners.start(bound, &self.running.serve);
         }
@@ -207,8 +209,10 @@ impl Control {
                     }
                 }
                 Command::Reload { config, reply } => {
+                    let before = self.config.shadow.clone();
                     let answer = self.reload(config.map(|c| *c)).await;
                     let _ = reply.send(answer);
+                    self.configured_shadow(before.as_ref()).await;
                 }
                 Command::Upgrade { reply } => {
                     let _ = reply.send(self.upgrade().await);

@@ -18,12 +18,15 @@ use crate::outcome::Trigger;
 use crate::path::shadow;
 use crate::policy::limit_table::LimitTable;
 use crate::policy::{Module, Policy};
+use crate::state::config::ShadowConfig;
 use crate::state::trial::{Canary, Sample, Tally, Trial};
 
 /// What a promotion swaps in: the candidate's module and config.
 pub(super) struct Candidate {
     module: Module,
     config_json: String,
+    /// Started by `[policy.shadow]`: a reload that removes it ends it.
+    configured: bool,
 }
 
 impl Control {
@@ -79,12 +82,42 @@ impl Control {
         self.candidate = Some(Candidate {
             module,
             config_json: settings.config_json,
+            configured: false,
         });
         tracing::info!(
             candidate = %version, live = %live.version(), shadow = mode.0,
             canary_percent = percent, "policy.trial_started"
         );
         Answer::Shadowing(swapped(version, live.version(), &report, start))
+    }
+
+    /// `[policy.shadow]`: shadow its module at start, or when a reload
+    /// changed it (`before`: what it was); a reload that removes it ends
+    /// the trial it started.
+    pub(super) async fn configured_shadow(&mut self, before: Option<&ShadowConfig>) {
+        let now = self.config.shadow.clone();
+        if now.as_ref() == before {
+            return;
+        }
+        let Some(shadow) = now else {
+            if self.candidate.as_ref().is_some_and(|c| c.configured) {
+                self.abort();
+            }
+            return;
+        };
+        let answer = match Module::read(&shadow.module).await {
+            Ok(module) => {
+                let (config, at) = (shadow.config_json, Instant::now());
+                self.try_candidate(module, config, (true, None), at).await
+            }
+            Err(error) => self.refused(Trigger::Reload, &error),
+        };
+        match (&answer, &mut self.candidate) {
+            (Answer::Shadowing(_), Some(candidate)) => candidate.configured = true,
+            _ => {
+                tracing::warn!(module = %shadow.module.display(), ?answer, "policy.shadow not started")
+            }
+        }
     }
 
     /// Make the candidate live (prepared again with the live limits, as

@@ -117,3 +117,34 @@ async fn a_candidate_that_traps_or_spins_fails_no_live_connection() -> anyhow::R
     counts(&limen, [3, 0, 7, 0]).await?;
     limen.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_shadow_in_the_config_runs_from_the_start_until_a_reload_removes_it()
+-> anyhow::Result<()> {
+    let (a, _ra) = backend::raw(b"A").await?;
+    let (c, _rc) = backend::raw(b"C").await?;
+    let module = guests::example("static-routes");
+    let without = config(
+        &module,
+        &format!("default = \"{a}\"\nroutes = []"),
+        "",
+        "[metrics]\nbind = \"127.0.0.1:0\"",
+    );
+    let with = format!(
+        "{without}\n[policy.shadow]\nmodule = \"{}\"\nconfig = {{ default = \"{c}\", routes = [] }}\n",
+        module.display()
+    );
+    let limen = Running::start(&with).await?;
+    asks(limen.addr, "a.test", 3, b"A").await?;
+    counts(&limen, [0, 3, 0, 0]).await?;
+    let answer = limen
+        .control
+        .reload(limen::Config::from_toml(&without)?)
+        .await;
+    anyhow::ensure!(matches!(answer, Answer::Reloaded(_)), "{answer:?}");
+    asks(limen.addr, "a.test", 2, b"A").await?;
+    // Ended with the reload: nothing more is counted.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    counts(&limen, [0, 3, 0, 0]).await?;
+    limen.stop().await
+}

@@ -168,7 +168,9 @@ pub(crate) struct FilePolicy {
     #[serde(default)]
     pub(crate) expect: Vec<FileExpect>,
     #[serde(default)]
-    pub(crate) canary: Option<super::canary::FileCanary>,
+    pub(crate) canary: Option<super::trial::FileCanary>,
+    #[serde(default)]
+    pub(crate) shadow: Option<super::trial::FileShadow>,
 }
 
 /// `on_error = "reject"`, `{ reject = "access_denied" }` or `{ fallback = "host:port" }`.

@@ -7,7 +7,6 @@
 
 mod acme;
 mod admin;
-mod canary;
 mod expect;
 mod file;
 mod limits;
@@ -15,6 +14,7 @@ mod observe;
 mod pools;
 mod source;
 mod tls;
+mod trial;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -32,13 +32,13 @@ pub use crate::upstream::pool::{
 pub use crate::upstream::tls::UpstreamTrust;
 pub use acme::{AcmeConfig, AcmeNames, RenewBefore};
 pub use admin::{AdminConfig, AdminEndpoint};
-pub use canary::CanaryConfig;
 pub(crate) use expect::canonical as canonical_decision;
 pub use limits::Limits;
 pub(crate) use limits::MAX_PENDING_HELLOS_PER_CLIENT;
 pub use observe::StatusConfig;
 pub use source::{EtcdTls, SourceConfig};
 pub use tls::{CertificateConfig, CertificateSource, KeyPairPaths, referenced_certificates};
+pub use trial::{CanaryConfig, ShadowConfig};
 
 use crate::decision::{Alert, ProxyTlvs, Upstream, UpstreamAddr};
 pub use crate::hello::Transport;
@@ -58,6 +58,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[policy.canary]`: when a candidate on canary is rolled back.
     pub canary: CanaryConfig,
+    /// `[policy.shadow]`: a candidate shadowed from the start.
+    pub shadow: Option<ShadowConfig>,
     /// Per-connection limits.
     pub limits: Limits,
     /// Upstreams policies may name.
@@ -323,7 +325,8 @@ impl TryFrom<FileConfig> for Config {
                     pools: pool_names,
                 },
             },
-            canary: canary::canary(p.canary.as_ref())?,
+            canary: trial::canary(p.canary.as_ref())?,
+            shadow: trial::shadow(p.shadow.as_ref())?,
             listeners,
             limits,
             certificates,

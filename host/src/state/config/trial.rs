@@ -1,4 +1,6 @@
-//! `[policy.canary]`: when a candidate on canary is rolled back.
+//! A candidate on trial, as configured: `[policy.shadow]` (a module shadowed
+//! from the start, as `limen swap --shadow` would) and `[policy.canary]`
+//! (when a candidate on canary is rolled back).
 //!
 //! The defaults: judged from its 100th call, rolled back once its failure
 //! rate exceeds the live policy's by 5 points. A candidate as healthy as
@@ -8,6 +10,8 @@
 //! first few hundred calls (at a 10 % share, a few thousand connections),
 //! and each of its failures was decided again by the live policy, so no
 //! client saw one.
+
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -54,4 +58,38 @@ pub(super) fn canary(file: Option<&FileCanary>) -> Result<CanaryConfig, ConfigEr
         ));
     }
     Ok(canary)
+}
+
+/// `[policy.shadow]`: a candidate shadowed from the start (and again at a
+/// reload that changes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowConfig {
+    /// Its module.
+    pub module: PathBuf,
+    /// Its `init` config as JSON (absent: the live policy's).
+    pub config_json: Option<String>,
+}
+
+/// `[policy.shadow]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileShadow {
+    module: PathBuf,
+    #[serde(default)]
+    config: Option<toml::Table>,
+}
+
+pub(super) fn shadow(file: Option<&FileShadow>) -> Result<Option<ShadowConfig>, ConfigError> {
+    let Some(file) = file else { return Ok(None) };
+    let config_json = match &file.config {
+        None => None,
+        Some(table) => Some(
+            serde_json::to_string(table)
+                .map_err(|e| ConfigError::Invalid(format!("policy.shadow.config: {e}")))?,
+        ),
+    };
+    Ok(Some(ShadowConfig {
+        module: file.module.clone(),
+        config_json,
+    }))
 }
