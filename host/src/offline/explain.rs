@@ -118,6 +118,8 @@ pub async fn explain(
         ),
     };
     Ok(json!({
+        // The version the access log names for a connection it decides.
+        "policy": &*policy.version().id,
         "hello": summary,
         "connection": { "client": conn.client.to_string(), "local": conn.local.to_string(), "listener": &*conn.listener },
         "decision": decision,

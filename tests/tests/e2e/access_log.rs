@@ -60,6 +60,14 @@ async fn the_access_log_has_one_line_per_connection() -> anyhow::Result<()> {
         version.len() == 12 && version.bytes().all(|b| b.is_ascii_hexdigit()),
         "{pass}"
     );
+    // `limen explain` names the same version.
+    let source = limen::offline::explain::HelloSource::Sni {
+        sni: "a.test".into(),
+        alpn: Vec::new(),
+    };
+    let config = limen::Config::from_toml(&toml)?;
+    let explained = limen::offline::explain::explain(&config, source, "192.0.2.1:1".parse()?);
+    assert_eq!(explained.await?["policy"], version);
     assert!(
         pass["client"]
             .as_str()
