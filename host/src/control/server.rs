@@ -233,9 +233,9 @@ impl Server {
         let _abandoned = Abandoned(running.clone());
         let control = tokio::spawn(self.control.run());
         let following = self.followed.map(|(source, seen)| {
-            let (handle, serve) = (handle.clone(), serve.clone());
+            let (handle, running) = (handle.clone(), running.clone());
             let stop = serve.stop.clone();
-            tokio::spawn(fleet::follow(source, (handle, serve), seen, stop))
+            tokio::spawn(fleet::follow(source, (handle, running), seen, stop))
         });
         let admin = self
             .admin

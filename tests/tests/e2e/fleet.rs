@@ -53,7 +53,7 @@ async fn publish_with(
     .await
 }
 
-async fn fleet_status(etcd: &Etcd) -> anyhow::Result<Ran> {
+pub(crate) async fn fleet_status(etcd: &Etcd) -> anyhow::Result<Ran> {
     limen([
         "fleet",
         "status",
@@ -73,7 +73,7 @@ pub(crate) struct Instance {
     config: PathBuf,
 }
 
-async fn instance(etcd: &Etcd, id: &str, state: &Path) -> anyhow::Result<Instance> {
+pub(crate) async fn instance(etcd: &Etcd, id: &str, state: &Path) -> anyhow::Result<Instance> {
     start(instance_config(etcd, id, state)).await
 }
 

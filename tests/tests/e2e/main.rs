@@ -17,6 +17,7 @@ mod faults;
 mod fingerprint;
 mod fleet;
 mod fleet_secure;
+mod fleet_trial;
 mod hostile;
 mod languages;
 mod limits;

@@ -226,26 +226,36 @@ pub(crate) struct SwapArgs {
     /// Its `init` config as JSON (default: the live policy's).
     #[arg(long, requires = "module")]
     config_json: Option<String>,
+    #[command(flatten)]
+    trial: TrialArgs,
+}
+
+/// A candidate on trial, for `limen swap` (one instance) and `limen
+/// publish` (a fleet, through etcd).
+#[derive(Args)]
+pub(crate) struct TrialArgs {
     /// Shadow the module instead: it decides every connection again, off
-    /// the connection's path, and only the comparison is kept (limen status).
+    /// the connection's path, and only the comparison is kept (limen status,
+    /// limen fleet status).
     #[arg(long, requires = "module")]
-    shadow: bool,
+    pub(crate) shadow: bool,
     /// Put the module on canary: it decides this percentage of client
-    /// addresses (a stable hash of each), the live policy the rest; rolled
-    /// back on its own if it fails too often ([policy.canary]).
+    /// addresses (a stable hash of each: the same clients on every
+    /// instance), the live policy the rest; rolled back on its own if it
+    /// fails too often ([policy.canary]).
     #[arg(long, requires = "module", value_name = "PERCENT")]
-    canary: Option<f64>,
-    /// Make the candidate on trial live.
+    pub(crate) canary: Option<f64>,
+    /// Make the candidate on trial live (the published policy).
     #[arg(long)]
-    promote: bool,
+    pub(crate) promote: bool,
     /// Drop the candidate on trial.
     #[arg(long)]
-    abort: bool,
+    pub(crate) abort: bool,
 }
 
 pub(crate) fn swap(args: &SwapArgs) -> anyhow::Result<()> {
     let Some(path) = &args.module else {
-        let request = if args.promote {
+        let request = if args.trial.promote {
             Request::Promote
         } else {
             Request::Abort
@@ -257,8 +267,8 @@ pub(crate) fn swap(args: &SwapArgs) -> anyhow::Result<()> {
     let request = Request::Swap {
         module_len: module.len(),
         config_json: args.config_json.clone(),
-        shadow: args.shadow,
-        canary: args.canary,
+        shadow: args.trial.shadow,
+        canary: args.trial.canary,
     };
     admin_call(&args.admin, request, &module)
 }

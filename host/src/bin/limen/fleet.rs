@@ -66,12 +66,16 @@ impl EtcdArgs {
 
 /// `limen publish` flags.
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["module", "promote", "abort"]))]
 pub(crate) struct PublishArgs {
     #[command(flatten)]
     etcd: EtcdArgs,
-    /// The component to publish.
+    /// The component to publish (or, with --shadow / --canary, to try).
     #[arg(long)]
-    module: PathBuf,
+    module: Option<PathBuf>,
+    /// As the candidate every instance tries (`P/candidate`), or its end.
+    #[command(flatten)]
+    trial: super::commands::TrialArgs,
     /// The policy file: `[config]` (what `init` gets) and `[[expect]]`
     /// samples, as TOML (or the same as JSON, for a `.json` file).
     #[arg(long)]
@@ -91,6 +95,21 @@ pub(crate) enum FleetCommand {
 }
 
 pub(crate) fn publish(args: &PublishArgs) -> anyhow::Result<()> {
+    let runtime = super::commands::small_runtime()?;
+    let Some(module) = &args.module else {
+        let source = args.etcd.source()?;
+        if args.trial.promote {
+            let revision = runtime.block_on(publish::promote(&source))?;
+            println!(
+                "{}",
+                serde_json::json!({ "promoted": true, "revision": revision })
+            );
+        } else {
+            runtime.block_on(publish::abort(&source))?;
+            println!("{}", serde_json::json!({ "aborted": true }));
+        }
+        return Ok(());
+    };
     let (config, expect) = match &args.config {
         Some(path) => policy_file(path)?,
         None => (serde_json::json!({}), Vec::new()),
@@ -101,12 +120,14 @@ pub(crate) fn publish(args: &PublishArgs) -> anyhow::Result<()> {
     };
     let request = publish::Request {
         source: args.etcd.source()?,
-        module: args.module.clone(),
+        module: module.clone(),
         config,
         expect,
         limen_config,
+        trial: (args.trial.shadow || args.trial.canary.is_some())
+            .then_some((args.trial.shadow, args.trial.canary)),
     };
-    let published = super::commands::small_runtime()?.block_on(publish::publish(request))?;
+    let published = runtime.block_on(publish::publish(request))?;
     println!("{}", serde_json::to_string_pretty(&published)?);
     Ok(())
 }

@@ -15,12 +15,12 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::etcd::Client;
-use super::layout::{Instance, Keys, LiveRecord, Refusal};
+use super::layout::{CandidateRecord, Instance, Keys, LiveRecord, Refusal, Trying};
 use super::store::{self, StoreError};
 use super::{blocking, saved};
 use crate::control::ControlHandle;
 use crate::control::admin::protocol::Answer;
-use crate::path::accept::Serve;
+use crate::control::running::Running;
 use crate::state::config::{ListenerConfig, SourceConfig, expectations_from_json};
 
 /// The lease on the instance record: it disappears this long after the
@@ -47,8 +47,11 @@ struct Following {
     id: String,
     started_at: u64,
     handle: ControlHandle,
-    serve: Arc<Serve>,
+    running: Arc<Running>,
     seen: Seen,
+    /// `P/candidate` as last applied, and what this instance made of it.
+    candidate: Option<CandidateRecord>,
+    trying: Option<Trying>,
     /// The record last written, so an unchanged one is not written again
     /// (each write is an etcd revision, kept until compaction).
     written: Option<Instance>,
@@ -57,7 +60,7 @@ struct Following {
 /// Follow `source` until `stop`; `seen` is what limen started with.
 pub(crate) async fn follow(
     source: SourceConfig,
-    (handle, serve): (ControlHandle, Arc<Serve>),
+    (handle, running): (ControlHandle, Arc<Running>),
     seen: Seen,
     stop: CancellationToken,
 ) {
@@ -68,8 +71,10 @@ pub(crate) async fn follow(
         id,
         started_at: unix_now(),
         handle,
-        serve,
+        running,
         seen,
+        candidate: None,
+        trying: None,
         written: None,
     };
     let mut backoff = FIRST_BACKOFF;
@@ -114,8 +119,13 @@ impl Following {
             if let Some(live) = live {
                 self.apply(&mut client, live).await?;
             }
+            let (candidate, candidate_revision) = store::candidate(&mut client, &self.keys).await?;
+            self.try_candidate(&mut client, candidate).await?;
             self.report(&mut client, lease).await?;
             let mut watch = client.watch(self.keys.live().as_bytes(), revision + 1).await?;
+            let mut watcher = client.fork();
+            let key = self.keys.candidate();
+            let mut candidates = watcher.watch(key.as_bytes(), candidate_revision + 1).await?;
             // Up and reporting: the next failure starts the back-off anew.
             *backoff = FIRST_BACKOFF;
             let mut tick = tokio::time::interval(TICK);
@@ -126,8 +136,22 @@ impl Following {
                         let why = why.unwrap_or_else(|_| "the lease task ended".into());
                         return Err(StoreError::Corrupt(why));
                     }
-                    // Generation and version also change by local swaps and reloads.
+                    // Generation and version also change by local swaps and
+                    // reloads, and a candidate's counts as it is tried.
                     _ = tick.tick() => self.report(&mut client, lease).await?,
+                    message = candidates.message() => {
+                        let Some(response) = message? else {
+                            return Err(StoreError::Corrupt("the candidate watch ended".into()));
+                        };
+                        if let Some(last) = response.events.into_iter().next_back() {
+                            let record = match (last.is_put(), last.kv) {
+                                (true, Some(kv)) => serde_json::from_slice(&kv.value).ok(),
+                                _ => None,
+                            };
+                            self.try_candidate(&mut client, record).await?;
+                            self.report(&mut client, lease).await?;
+                        }
+                    }
                     message = watch.message() => {
                         let Some(response) = message? else {
                             return Err(StoreError::Corrupt("the watch ended".into()));
@@ -178,6 +202,7 @@ impl Following {
         };
         self.seen.live = Some(live.clone());
         let listeners: Vec<ListenerConfig> = self
+            .running
             .serve
             .live
             .generation()
@@ -222,6 +247,72 @@ impl Following {
         Ok(())
     }
 
+    /// Try `candidate` (`P/candidate`) beside the live policy, or drop the
+    /// one tried when it is gone; unless it is what was last seen.
+    async fn try_candidate(
+        &mut self,
+        client: &mut Client,
+        candidate: Option<CandidateRecord>,
+    ) -> Result<(), StoreError> {
+        if self.candidate == candidate {
+            return Ok(());
+        }
+        self.candidate = candidate.clone();
+        let Some(candidate) = candidate else {
+            if self.trying.take().is_some() {
+                let _ = self.handle.abort().await;
+            }
+            return Ok(());
+        };
+        let module = candidate.policy.module.clone();
+        let mut trying = Trying {
+            module,
+            version: String::new(),
+            mode: String::new(),
+            counts: [0; 6],
+            ended: None,
+        };
+        let bytes = match store::download(client, &self.keys, &candidate.policy).await {
+            Ok(bytes) => bytes,
+            Err(error @ StoreError::Corrupt(_)) => {
+                trying.ended = Some(format!("E062 {error}"));
+                self.trying = Some(trying);
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        let config = Some(candidate.policy.config.to_string());
+        let mode = (candidate.shadow, candidate.canary);
+        match self.handle.try_candidate(bytes.into(), config, mode).await {
+            Answer::Shadowing(prepared) => trying.version = prepared.version,
+            Answer::Refused { code, error, .. } => trying.ended = Some(format!("{code} {error}")),
+            other => trying.ended = Some(format!("{other:?}")),
+        }
+        tracing::info!(target: "tls_sni", module = %trying.module, ended = ?trying.ended, "source.candidate");
+        self.trying = Some(trying);
+        Ok(())
+    }
+
+    /// The candidate tried, with its counts now (or why it ended here).
+    fn trying_now(&self) -> Option<Trying> {
+        let mut trying = self.trying.clone()?;
+        match self.running.serve.live.load().trial.as_deref() {
+            Some(trial) if trial.policy.version().to_string() == trying.version => {
+                let [same, different, failed, dropped] = trial.tally.counts();
+                let [decided, canary_failed, ..] = trial.tally.canary();
+                trying.mode = trial.mode();
+                trying.counts = [same, different, failed, dropped, decided, canary_failed];
+            }
+            // Prepared, then ended here: rolled back (or aborted locally).
+            _ if trying.ended.is_none() => {
+                let rolled_back = self.running.rolled_back.lock().map_or(None, |r| r.clone());
+                trying.ended = Some(rolled_back.unwrap_or_else(|| "ended on this instance".into()));
+            }
+            _ => {}
+        }
+        Some(trying)
+    }
+
     fn refuse(&mut self, live: Option<&LiveRecord>, code: &str, message: String) {
         let module = live.map(|l| l.module.clone()).unwrap_or_default();
         tracing::warn!(
@@ -237,7 +328,7 @@ impl Following {
 
     /// Write this instance's record (under the lease), if it changed.
     async fn report(&mut self, client: &mut Client, lease: i64) -> Result<(), StoreError> {
-        let snapshot = self.serve.live.load();
+        let snapshot = self.running.serve.live.load();
         let version = snapshot.policy.version();
         let mut record = Instance {
             id: self.id.clone(),
@@ -245,6 +336,7 @@ impl Following {
             module: version.module.to_hex(),
             generation: snapshot.generation.number,
             refusal: self.seen.refusal.clone(),
+            trying: self.trying_now(),
             started_at: self.started_at,
             updated_at: 0,
         };
@@ -259,7 +351,7 @@ impl Following {
     }
 
     fn connected(&self, up: bool) {
-        let metrics = &self.serve.live.generation().metrics;
+        let metrics = &self.running.serve.live.generation().metrics;
         metrics.source_connected.set(i64::from(up));
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! P/live                      {"module": SHA-256, "size", "config", "expect", "published_at"}
+//! P/candidate                 the same, and "shadow", "canary": a candidate on trial
+//!                             (absent: none; `limen publish --promote` makes it P/live)
 //! P/modules/<sha256>/meta     {"size", "chunks"}: written last, so its presence means whole
 //! P/modules/<sha256>/<00000>  the module's bytes, CHUNK at a time
 //! P/instances/<id>            {"version", "module", "generation", "refusal", "started_at", ...}
@@ -40,6 +42,11 @@ impl Keys {
     /// `P/live`.
     pub fn live(&self) -> String {
         format!("{}/live", self.prefix)
+    }
+
+    /// `P/candidate`.
+    pub fn candidate(&self) -> String {
+        format!("{}/candidate", self.prefix)
     }
 
     /// `P/modules/<sha256>/meta`.
@@ -81,6 +88,41 @@ pub struct LiveRecord {
     pub published_at: u64,
 }
 
+/// `P/candidate`: a candidate every instance tries beside its live policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// The module, its config and samples, as `P/live` would hold them
+    /// once promoted.
+    #[serde(flatten)]
+    pub policy: LiveRecord,
+    /// Shadowed: it decides every connection again, off the path.
+    #[serde(default)]
+    pub shadow: bool,
+    /// On canary: the percentage of client addresses it decides.
+    #[serde(default)]
+    pub canary: Option<f64>,
+}
+
+/// What an instance reports of the candidate it tries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trying {
+    /// Its module's SHA-256.
+    pub module: String,
+    /// Its version, once prepared.
+    #[serde(default)]
+    pub version: String,
+    /// `shadow`, `canary 10 %`, ...
+    #[serde(default)]
+    pub mode: String,
+    /// Shadow counts: same, different, failed, dropped; canary: decided,
+    /// failed.
+    #[serde(default)]
+    pub counts: [u64; 6],
+    /// Why this instance refused it or rolled it back, if it did.
+    #[serde(default)]
+    pub ended: Option<String>,
+}
+
 /// `P/modules/<sha256>/meta`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -104,6 +146,9 @@ pub struct Instance {
     /// The last candidate from etcd it refused, if the live one is older.
     #[serde(default)]
     pub refusal: Option<Refusal>,
+    /// The candidate on trial it was told to try (`P/candidate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trying: Option<Trying>,
     /// Unix seconds.
     pub started_at: u64,
     /// Unix seconds of this record (written when something in it changes;

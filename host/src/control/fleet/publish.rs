@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::layout::{CHUNK, Keys, LiveRecord, MAX_MODULE};
+use super::layout::{CHUNK, CandidateRecord, Keys, LiveRecord, MAX_MODULE};
 use super::store::{self, StoreError};
 use crate::policy::{LoadError, Module, Policy, PolicyEngine};
 use crate::state::config::{
@@ -32,6 +32,9 @@ pub struct Request {
     /// listeners and certificates (without it: any address, the
     /// certificates the config names, one listener `public`).
     pub limen_config: Option<Config>,
+    /// Publish it as the candidate on trial instead (`P/candidate`):
+    /// shadowed, and on canary for this percentage of client addresses.
+    pub trial: Option<(bool, Option<f64>)>,
 }
 
 /// What `limen publish` did.
@@ -111,7 +114,17 @@ pub async fn publish(request: Request) -> Result<Published, PublishError> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
-    let revision = store::publish(&mut client, &keys, &live).await?;
+    let revision = match request.trial {
+        None => store::publish(&mut client, &keys, &live).await?,
+        Some((shadow, canary)) => {
+            let candidate = CandidateRecord {
+                policy: live,
+                shadow: shadow || canary.is_none(),
+                canary,
+            };
+            store::put_candidate(&mut client, &keys, &candidate).await?
+        }
+    };
     Ok(Published {
         module,
         bytes: bytes.len() as u64,
@@ -120,6 +133,33 @@ pub async fn publish(request: Request) -> Result<Published, PublishError> {
         samples,
         revision,
     })
+}
+
+/// `limen publish --promote`: the candidate on trial becomes `P/live` (each
+/// instance swaps to it as to any published policy), then `P/candidate`
+/// goes; the revision of the new `live`.
+pub async fn promote(source: &SourceConfig) -> Result<i64, PublishError> {
+    let keys = Keys::new(&source.prefix);
+    let mut client = store::connect(source).await?;
+    let (candidate, _) = store::candidate(&mut client, &keys).await?;
+    let Some(candidate) = candidate else {
+        return Err(PublishError::Invalid(format!(
+            "no candidate on trial under {}",
+            source.prefix
+        )));
+    };
+    let revision = store::publish(&mut client, &keys, &candidate.policy).await?;
+    store::delete_candidate(&mut client, &keys).await?;
+    Ok(revision)
+}
+
+/// `limen publish --abort`: no candidate on trial any more; each instance
+/// drops the one it tries.
+pub async fn abort(source: &SourceConfig) -> Result<(), PublishError> {
+    let keys = Keys::new(&source.prefix);
+    let mut client = store::connect(source).await?;
+    store::delete_candidate(&mut client, &keys).await?;
+    Ok(())
 }
 
 /// The settings an instance would prepare the module with.

@@ -76,6 +76,18 @@ impl Fleet {
                     ""
                 }
             ));
+            if let Some(t) = &i.trying {
+                let [same, different, failed, dropped, decided, canary_failed] = t.counts;
+                out.push_str(&format!(
+                    "  candidate {} ({}): shadow same {same} different {different} failed {failed} \
+                     dropped {dropped}; canary decided {decided} failed {canary_failed}{}\n",
+                    short(&t.module),
+                    t.mode,
+                    t.ended
+                        .as_ref()
+                        .map_or(String::new(), |e| format!("; ENDED: {e}")),
+                ));
+            }
         }
         out
     }

@@ -1,9 +1,10 @@
 //! etcd, as limen uses it: connect (TLS, user and password), store a module
-//! in chunks, read it back verified, point `live` at it in one transaction.
+//! in chunks, read it back verified, point `live` (or `candidate`) at it in
+//! one transaction.
 //! Through [`super::etcd`]; every call bounded by its timeout.
 
 use super::etcd::{Client, EtcdError};
-use super::layout::{self, CHUNK, Keys, LiveRecord, MAX_MODULE, Meta};
+use super::layout::{self, CHUNK, CandidateRecord, Keys, LiveRecord, MAX_MODULE, Meta};
 use crate::state::config::SourceConfig;
 use crate::upstream::tls::{TlsError, client_connector};
 
@@ -125,6 +126,44 @@ pub async fn live(
         None => None,
     };
     Ok((record, got.revision))
+}
+
+/// The candidate on trial and the revision it was read at (`None`: none).
+pub async fn candidate(
+    client: &mut Client,
+    keys: &Keys,
+) -> Result<(Option<CandidateRecord>, i64), StoreError> {
+    let got = client.get(keys.candidate().as_bytes()).await?;
+    let record = match got.values.first() {
+        Some(value) => Some(parse::<CandidateRecord>(value, "candidate")?),
+        None => None,
+    };
+    Ok((record, got.revision))
+}
+
+/// Point `candidate` at `record` in one transaction, which fails if the
+/// module it names is not (wholly) stored.
+pub async fn put_candidate(
+    client: &mut Client,
+    keys: &Keys,
+    record: &CandidateRecord,
+) -> Result<i64, StoreError> {
+    let (guard, key) = (keys.meta(&record.policy.module), keys.candidate());
+    let done = client
+        .put_if_exists(guard.as_bytes(), key.as_bytes(), json(record))
+        .await?;
+    done.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "module {} is not stored: candidate not changed",
+            record.policy.module
+        ))
+    })
+}
+
+/// No candidate on trial any more.
+pub async fn delete_candidate(client: &mut Client, keys: &Keys) -> Result<(), StoreError> {
+    client.delete(keys.candidate().as_bytes()).await?;
+    Ok(())
 }
 
 /// The module `live` names, assembled from its chunks and checked against

@@ -1,5 +1,5 @@
-//! The calls limen makes, each one etcd API call: reads, writes, the one
-//! conditional write, and a lease's life.
+//! The calls limen makes, each one etcd API call: reads, writes, a delete,
+//! the one conditional write, and a lease's life.
 
 use super::wire::{self, Lease, Streamed};
 use super::{Client, EtcdError};
@@ -45,6 +45,13 @@ impl Client {
             lease,
         };
         let _: serde_json::Value = self.call("/v3/kv/put", &request).await?;
+        Ok(())
+    }
+
+    /// Remove `key` (nothing if it is absent).
+    pub(crate) async fn delete(&mut self, key: &[u8]) -> Result<(), EtcdError> {
+        let request = wire::DeleteRequest { key: key.to_vec() };
+        let _: serde_json::Value = self.call("/v3/kv/deleterange", &request).await?;
         Ok(())
     }
 

@@ -53,6 +53,13 @@ pub(crate) struct PutRequest {
     pub(crate) lease: i64,
 }
 
+/// `/v3/kv/deleterange` of one key.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeleteRequest {
+    #[serde(serialize_with = "b64")]
+    pub(crate) key: Vec<u8>,
+}
+
 /// `/v3/kv/txn` with the one shape limen needs: if `key` exists (its
 /// version is above 0), put.
 #[derive(Debug, Serialize)]
