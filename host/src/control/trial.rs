@@ -183,8 +183,9 @@ fn none_on_trial() -> Answer {
     }
 }
 
-/// One thread for the shadow, one consumer per worker's queue on it; it
-/// ends once the trial (which holds the queues' senders) is dropped.
+/// One thread for the shadow, at the lowest priority, one consumer per
+/// worker's queue on it; it ends once the trial (which holds the queues'
+/// senders) is dropped.
 fn consume(
     policy: Arc<Policy>,
     tally: Arc<Tally>,
@@ -196,6 +197,10 @@ fn consume(
     std::thread::Builder::new()
         .name("limen-shadow".into())
         .spawn(move || {
+            // The lowest priority (Linux: per thread): on a busy core the
+            // shadow falls behind and its samples are dropped, counted,
+            // rather than taking CPU time from live connections.
+            let _ = rustix::process::setpriority_process(None, 19);
             runtime.block_on(async move {
                 let mut consumers = tokio::task::JoinSet::new();
                 for queue in queues {

@@ -30,8 +30,11 @@ async fn asks(limen: SocketAddr, sni: &str, count: usize, reply: &[u8]) -> anyho
 async fn counts(limen: &Running, want: [u64; 4]) -> anyhow::Result<()> {
     let outcomes = ["same", "different", "failed", "dropped"];
     let total: u64 = want.iter().sum();
-    limen
-        .counter_reaches(names::POLICY_SHADOW, &[], total)
+    // The shadow runs at the lowest priority: on a loaded test machine it
+    // may lag well behind the live connections.
+    let within = std::time::Duration::from_secs(60);
+    let _ = limen
+        .counter_reaches_within(within, names::POLICY_SHADOW, &[], total)
         .await;
     let got = outcomes.map(|o| limen.counter(names::POLICY_SHADOW, &[("outcome", o)]));
     anyhow::ensure!(got == want, "shadow counts {got:?}, expected {want:?}");
