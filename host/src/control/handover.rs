@@ -94,10 +94,25 @@ pub(crate) fn answer(ours: &OwnedFd, timeout: Duration) -> Result<Ready, String>
     )
     .map_err(|e| format!("cannot wait for the new process: {e}"))?;
     let mut buffer = vec![0u8; MAX_RECORD];
-    let n = match rustix::net::recv(ours, &mut buffer, rustix::net::RecvFlags::empty()) {
-        Ok((n, _)) => n,
-        Err(rustix::io::Errno::AGAIN) => return Err(format!("no answer within {timeout:?}")),
-        Err(error) => return Err(format!("cannot read its answer: {error}")),
+    let deadline = std::time::Instant::now() + timeout;
+    let n = loop {
+        match rustix::net::recv(ours, &mut buffer, rustix::net::RecvFlags::empty()) {
+            Ok((n, _)) => break n,
+            // A signal handled meanwhile: wait on, for what is left.
+            Err(rustix::io::Errno::INTR) if std::time::Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let left = Some(left.max(Duration::from_millis(1)));
+                let _ = rustix::net::sockopt::set_socket_timeout(
+                    ours,
+                    rustix::net::sockopt::Timeout::Recv,
+                    left,
+                );
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+                return Err(format!("no answer within {timeout:?}"));
+            }
+            Err(error) => return Err(format!("cannot read its answer: {error}")),
+        }
     };
     match buffer[..n].split_first() {
         Some((&READY, json)) => {

@@ -151,8 +151,6 @@ impl Control {
         // The watch first: once a listener answers, a change to the module
         // file must not go unseen (a deploy racing the start).
         self.rewatch();
-        // A configured candidate is on trial from the first connection.
-        self.configured_shadow(None).await;
         for bound in std::mem::take(&mut self.pending) {
             self.listeners.start(bound, &self.running.serve);
         }

@@ -177,7 +177,11 @@ impl Server {
         // Orders start now; their validation connections wait in the
         // listeners' backlog until `run` accepts.
         running.acme.commit(&config, &ready.managed);
-        let control = Control::new(engine, config, running.clone(), ready.bound);
+        let mut control = Control::new(engine, config, running.clone(), ready.bound);
+        // A configured candidate is on trial from the first connection; and
+        // prepared before this limen says it is ready, so an upgrade's old
+        // process never stops accepting while this one is still compiling.
+        control.configured_shadow(None).await;
         Ok(Server {
             running,
             control,

@@ -26,6 +26,13 @@ impl Control {
     /// retires (`Serve::handed_over`: `Server::run` drains as on SIGTERM).
     pub(super) async fn upgrade(&self) -> Answer {
         let live = self.running.serve.live.policy().version().to_string();
+        if self.running.serve.handed_over.is_cancelled() {
+            // A second request queued behind the first: the sockets are
+            // the new process's now.
+            return Answer::Denied {
+                error: "already handed over: this limen is draining".into(),
+            };
+        }
         let metrics = self.running.serve.live.generation().metrics.clone();
         let groups = self.listeners.handover().and_then(|mut groups| {
             groups.extend(self.running.endpoints()?);

@@ -35,6 +35,11 @@ pub(crate) async fn run(
     mut samples: mpsc::Receiver<Sample>,
 ) {
     while let Some(sample) = samples.recv().await {
+        // Ended (aborted, promoted, rolled back, replaced): what is still
+        // queued is dropped with the queue, not decided.
+        if tally.ended.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         let generation = &sample.generation;
         let hello = sample.hello.as_ref();
         let candidate = match policy.decide(&sample.conn, hello).await {

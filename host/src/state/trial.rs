@@ -91,6 +91,8 @@ pub(crate) struct Tally {
     pub(crate) rollback: Notify,
     /// `limen_policy_canary_total`: decided, failed, rolled back.
     canary_counts: [IntCounter; 3],
+    /// The trial is over (dropped): samples still queued are not decided.
+    pub(crate) ended: std::sync::atomic::AtomicBool,
     /// This trial's (`limen_policy_shadow_total` counts every trial).
     own: [AtomicU64; ShadowOutcome::COUNT],
     counts: [IntCounter; ShadowOutcome::COUNT],
@@ -129,6 +131,7 @@ impl Trial {
             rolled_back: OnceLock::new(),
             rollback: Notify::new(),
             canary_counts: metrics.canary_counters(),
+            ended: std::sync::atomic::AtomicBool::new(false),
             own: std::array::from_fn(|_| AtomicU64::new(0)),
             counts: metrics.shadow_counters(),
             last: Mutex::new(VecDeque::with_capacity(LAST)),
@@ -208,6 +211,12 @@ impl Trial {
     }
 }
 
+impl Drop for Trial {
+    fn drop(&mut self) {
+        self.tally.ended.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Tally {
     pub(crate) fn count(&self, outcome: ShadowOutcome) {
         self.own[outcome as usize].fetch_add(1, Ordering::Relaxed);
@@ -254,7 +263,8 @@ pub(crate) fn bucket(client: IpAddr) -> u32 {
             (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
         })
     };
-    let hash = match client {
+    // An IPv4 client on a dual-stack listener is the same client.
+    let hash = match client.to_canonical() {
         IpAddr::V4(v4) => fnv(&v4.octets()),
         IpAddr::V6(v6) => fnv(&v6.octets()),
     };

@@ -119,7 +119,16 @@ impl Following {
             if let Some(live) = live {
                 self.apply(&mut client, live).await?;
             }
-            let (candidate, candidate_revision) = store::candidate(&mut client, &self.keys).await?;
+            let (candidate, candidate_revision) = match store::candidate(&mut client, &self.keys).await {
+                Ok(read) => read,
+                // A record that does not parse is no candidate: it must not
+                // stop this instance from following `live`.
+                Err(StoreError::Corrupt(why)) => {
+                    tracing::warn!(target: "tls_sni", %why, "source.candidate_unreadable");
+                    (None, store::live(&mut client, &self.keys).await?.1)
+                }
+                Err(error) => return Err(error),
+            };
             self.try_candidate(&mut client, candidate).await?;
             self.report(&mut client, lease).await?;
             let mut watch = client.watch(self.keys.live().as_bytes(), revision + 1).await?;
@@ -257,8 +266,8 @@ impl Following {
         if self.candidate == candidate {
             return Ok(());
         }
-        self.candidate = candidate.clone();
         let Some(candidate) = candidate else {
+            self.candidate = None;
             if self.trying.take().is_some() {
                 let _ = self.handle.abort().await;
             }
@@ -277,10 +286,14 @@ impl Following {
             Err(error @ StoreError::Corrupt(_)) => {
                 trying.ended = Some(format!("E062 {error}"));
                 self.trying = Some(trying);
+                self.candidate = Some(candidate);
                 return Ok(());
             }
+            // Not seen yet: tried again once the session is back.
             Err(error) => return Err(error),
         };
+        // Seen only once fetched: a download cut by etcd is tried again.
+        self.candidate = Some(candidate.clone());
         let config = Some(candidate.policy.config.to_string());
         let mode = (candidate.shadow, candidate.canary);
         match self.handle.try_candidate(bytes.into(), config, mode).await {

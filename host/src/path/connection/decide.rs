@@ -48,18 +48,30 @@ pub(crate) async fn decide(
 ) -> Verdict {
     let metrics = &generation.metrics;
     let mut by_candidate = None;
-    if let Some(trial) = trial.filter(|t| t.decides(conn.client.ip())) {
+    let canary = trial.filter(|t| t.decides(conn.client.ip()));
+    if let Some(trial) = canary {
         let candidate = ask(&trial.policy, conn, hello, generation, false).await;
-        let failed = candidate.planned.is_err();
-        trial.called(true, failed);
-        if !failed {
-            by_candidate = Some((candidate, trial.policy.version().id.clone()));
+        // Resolved here: a decision that cannot be carried out is the
+        // candidate's failure too, and the live policy decides instead.
+        let resolved = match candidate.planned {
+            Ok(plan) => resolve(generation, plan).await,
+            Err(failure) => Err(failure),
+        };
+        trial.called(true, resolved.is_err());
+        if let Ok(action) = resolved {
+            let version = trial.policy.version().id.clone();
+            by_candidate = Some((
+                (candidate.result, candidate.miss, candidate.held),
+                action,
+                version,
+            ));
         }
     }
-    let (asked, version) = match by_candidate {
-        Some(decided) => decided,
+    let ((mut result, miss, held), resolved, version) = match by_candidate {
+        Some((asked, action, version)) => (asked, Ok(action), version),
         None => {
-            let shadowing = trial.filter(|t| t.shadow);
+            // The shadow covers the share the canary does not decide.
+            let shadowing = trial.filter(|t| t.shadow && canary.is_none());
             let live = ask(policy, conn, hello, generation, shadowing.is_some()).await;
             if let Some(trial) = trial {
                 trial.called(false, live.planned.is_err());
@@ -73,19 +85,13 @@ pub(crate) async fn decide(
                 };
                 trial.offer(worker::index(), sample);
             }
-            (live, policy.version().id.clone())
+            let resolved = match live.planned {
+                Ok(plan) => resolve(generation, plan).await,
+                Err(failure) => Err(failure),
+            };
+            let asked = (live.result, live.miss, live.held);
+            (asked, resolved, policy.version().id.clone())
         }
-    };
-    let Asked {
-        mut result,
-        miss,
-        held,
-        planned,
-        ..
-    } = asked;
-    let resolved = match planned {
-        Ok(plan) => resolve(generation, plan).await,
-        Err(failure) => Err(failure),
     };
     let (action, failure) = match resolved {
         Ok(action) => match down_pool(&action) {

@@ -105,8 +105,9 @@ impl Pool {
     }
 
     /// The member behind `lease` failed once connected, before its first
-    /// byte (`reason`): a failure toward its ejection, as a refused connect
-    /// is, and the reason the next try is counted under.
+    /// byte (`reason`): the reason the next try is counted under, and, but
+    /// for a clean close, a failure toward its ejection, as a refused
+    /// connect is.
     pub(crate) fn failed_before_answer(
         &self,
         lease: &Lease,
@@ -114,7 +115,12 @@ impl Pool {
         tries: &mut Tries,
     ) {
         tries.failed = Some(reason);
-        self.member_failed(lease.member());
+        // A clean close may be the member's own idle timeout (a client that
+        // connected and sent nothing): retried, but not held against it, or
+        // idle clients could eject healthy members.
+        if reason != RetryReason::Closed {
+            self.member_failed(lease.member());
+        }
     }
 
     /// A try at `member` failed: passive ejection counts it.
