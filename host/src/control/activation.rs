@@ -30,13 +30,15 @@ const FIRST_FD: RawFd = 3;
 /// all on one address) not yet taken.
 struct Inherited {
     name: Option<String>,
+    /// From the limen this one upgrades (else from systemd).
+    handed_over: bool,
     sockets: Vec<Socket>,
     local: Option<SocketAddr>,
     kind: Option<Type>,
 }
 
 impl Inherited {
-    fn new(name: Option<String>, sockets: Vec<Socket>) -> Option<Inherited> {
+    fn new(name: Option<String>, sockets: Vec<Socket>, handed_over: bool) -> Option<Inherited> {
         let first = sockets.first()?;
         // Not passed on to anything limen starts.
         for socket in &sockets {
@@ -44,6 +46,7 @@ impl Inherited {
         }
         Some(Inherited {
             name,
+            handed_over,
             local: first.local_addr().ok().and_then(|a| a.as_socket()),
             kind: first.r#type().ok(),
             sockets,
@@ -61,9 +64,14 @@ pub(crate) fn take(config: &ListenerConfig) -> Option<Vec<Socket>> {
         Transport::Quic => Type::DGRAM,
         _ => Type::STREAM,
     };
+    // systemd's name wins whatever the address (its unit chose it); an old
+    // limen's group only while the listener still binds where it did (or
+    // asks for any port), so an edited `bind` takes effect at an upgrade.
+    let same_place =
+        |s: &Inherited| !s.handed_over || s.local == Some(config.bind) || config.bind.port() == 0;
     let by_name = pool
         .iter()
-        .position(|s| s.name.as_deref() == Some(&*config.name));
+        .position(|s| s.name.as_deref() == Some(&*config.name) && same_place(s));
     let by_addr = || {
         pool.iter()
             .position(|s| s.local == Some(config.bind) && s.kind == Some(kind))
@@ -90,7 +98,8 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<Inherited>> {
     let pool = INHERITED.get_or_init(|| {
         let mut given = from_env();
         let handed = super::handover::receive().into_iter();
-        given.extend(handed.filter_map(|(name, sockets)| Inherited::new(Some(name), sockets)));
+        given
+            .extend(handed.filter_map(|(name, sockets)| Inherited::new(Some(name), sockets, true)));
         Mutex::new(given)
     });
     pool.lock().unwrap_or_else(|p| p.into_inner())
@@ -138,7 +147,7 @@ fn from_env() -> Vec<Inherited> {
                 .get(i as usize)
                 .filter(|n| !n.is_empty() && *n != "unknown")
                 .cloned();
-            Inherited::new(name, vec![socket])
+            Inherited::new(name, vec![socket], false)
         })
         .collect()
 }
