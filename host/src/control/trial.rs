@@ -166,9 +166,9 @@ impl Control {
         let live = self.running.serve.live.policy().version().to_string();
         self.running
             .history
-            .note("canary", "rolled_back", &live, Some(("P006", &why)));
+            .note("canary", "rolled_back", &live, Some(("P007", &why)));
         tracing::warn!(%candidate, %live, reason = %why, "policy.candidate_rolled_back");
-        let noted = format!("P006 candidate {candidate} rolled back: {why}");
+        let noted = format!("P007 candidate {candidate} rolled back: {why}");
         *self
             .running
             .rolled_back
