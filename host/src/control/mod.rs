@@ -154,6 +154,11 @@ impl Control {
         for bound in std::mem::take(&mut self.pending) {
             self.listeners.start(bound, &self.running.serve);
         }
+        // After the listeners: a candidate's compile (seconds, for a Python
+        // one with a cold cache) delays neither the start nor, after an
+        // upgrade, the new process's first accept. Connections accepted
+        // meanwhile are not sampled.
+        self.configured_shadow(None).await;
         loop {
             // A canary that crossed its failure margin (the path stopped
             // asking it already) is ended here, between changes.

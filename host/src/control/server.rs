@@ -177,11 +177,7 @@ impl Server {
         // Orders start now; their validation connections wait in the
         // listeners' backlog until `run` accepts.
         running.acme.commit(&config, &ready.managed);
-        let mut control = Control::new(engine, config, running.clone(), ready.bound);
-        // A configured candidate is on trial from the first connection; and
-        // prepared before this limen says it is ready, so an upgrade's old
-        // process never stops accepting while this one is still compiling.
-        control.configured_shadow(None).await;
+        let control = Control::new(engine, config, running.clone(), ready.bound);
         Ok(Server {
             running,
             control,

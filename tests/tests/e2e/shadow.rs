@@ -138,8 +138,20 @@ async fn policy_shadow_in_the_config_runs_from_the_start_until_a_reload_removes_
         module.display()
     );
     let limen = Running::start(&with).await?;
+    // Prepared once limen accepts: ask until the shadow counts one.
+    let hello = limen::offline::explain::synthesise("a.test", &[])?;
+    let mut first = 0;
+    while limen.counter(names::POLICY_SHADOW, &[]) == 0 && first < 200 {
+        anyhow::ensure!(ask(limen.addr, &hello).await? == b"A");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        first += 1;
+    }
+    // Any sample still queued is decided before counting from here.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = limen.counter(names::POLICY_SHADOW, &[("outcome", "different")]);
+    anyhow::ensure!(before > 0, "the configured shadow never started");
     asks(limen.addr, "a.test", 3, b"A").await?;
-    counts(&limen, [0, 3, 0, 0]).await?;
+    counts(&limen, [0, before + 3, 0, 0]).await?;
     let answer = limen
         .control
         .reload(limen::Config::from_toml(&without)?)
@@ -148,6 +160,6 @@ async fn policy_shadow_in_the_config_runs_from_the_start_until_a_reload_removes_
     asks(limen.addr, "a.test", 2, b"A").await?;
     // Ended with the reload: nothing more is counted.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    counts(&limen, [0, 3, 0, 0]).await?;
+    counts(&limen, [0, before + 3, 0, 0]).await?;
     limen.stop().await
 }
