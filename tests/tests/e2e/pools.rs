@@ -11,7 +11,7 @@ use std::time::Duration;
 use limen::observe::metrics::names;
 use limen_e2e::harness::{Running, config};
 use limen_e2e::{backend, guests};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -93,14 +93,19 @@ pub(crate) async fn ask(limen: SocketAddr, source: Option<SocketAddr>) -> std::i
         let hello =
             limen::offline::explain::synthesise("www.test", &[]).map_err(std::io::Error::other)?;
         client.write_all(&hello).await?;
-        let mut reply = Vec::new();
-        client.read_to_end(&mut reply).await?;
-        match reply[..] {
-            [id] => Ok(id),
-            _ => Err(std::io::Error::other(format!("reply {reply:?}"))),
-        }
+        the_id(&mut client).await
     };
     tokio::time::timeout(WAIT, run).await?
+}
+
+/// A member's whole answer, which must be its one-byte id.
+pub(crate) async fn the_id<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<u8> {
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await?;
+    match reply[..] {
+        [id] => Ok(id),
+        _ => Err(std::io::Error::other(format!("reply {reply:?}"))),
+    }
 }
 
 /// Members 1, 2 and 3 in pool `web`, balanced by `balance`, and a limen.

@@ -16,7 +16,7 @@ use limen_e2e::{guests, pki::Pki};
 use rustls::pki_types::ServerName;
 use std::io::BufRead;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -181,12 +181,7 @@ async fn request(limen: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::i
         let mut tls = TlsConnector::from(config).connect(name, tcp).await?;
         tls.write_all(b"GET / HTTP/1.1\r\nhost: www.test\r\n\r\n")
             .await?;
-        let mut reply = Vec::new();
-        tls.read_to_end(&mut reply).await?;
-        match reply[..] {
-            [id] => Ok(id),
-            _ => Err(std::io::Error::other(format!("reply {reply:?}"))),
-        }
+        crate::pools::the_id(&mut tls).await
     };
     tokio::time::timeout(WAIT, run).await?
 }

@@ -15,9 +15,8 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
     let wit = limen::policy::INTERFACE_VERSION;
     let series = wit.rsplit_once('.').map_or(wit, |(series, _)| series);
     format!(
-        "{} (commit {})\npolicy interface: limen:router@{wit} (guests built for any {series}.x load)",
-        env!("CARGO_PKG_VERSION"),
-        env!("LIMEN_COMMIT"),
+        "{}\npolicy interface: limen:router@{wit} (guests built for any {series}.x load)",
+        limen::control::binary_version(),
     )
 });
 

@@ -101,11 +101,5 @@ fn answered(answer: io::Result<usize>) -> First {
 
 /// A write or read that found the member gone: a reset.
 pub(super) fn broken(error: &io::Error) -> Option<RetryReason> {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-    )
-    .then_some(RetryReason::Reset)
+    super::pipe::is_reset(error).then_some(RetryReason::Reset)
 }

@@ -73,13 +73,7 @@ impl<S: Socket> Socket for tokio_rustls::client::TlsStream<S> {
 /// that was cut short. Other errors (a TLS client closing without
 /// close_notify, a timeout) close the other side normally, as before.
 pub(super) fn failed(side: u8, error: &io::Error, other: &TcpStream) -> End {
-    let reset = matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-    );
-    if !reset {
+    if !is_reset(error) {
         return End::IoError;
     }
     // SO_LINGER 0: close sends RST and drops unsent bytes, as the failed
@@ -155,6 +149,16 @@ where
         down: down.into_inner(),
         end,
     }
+}
+
+/// A read or write that found the peer gone: reset, or closed under a write.
+pub(super) fn is_reset(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// Write `preamble` upstream before any copy (passthrough: the PROXY

@@ -135,7 +135,7 @@ impl Peeked {
             self.active.metrics(),
         )
         .await;
-        trail.decided(verdict.result, verdict.version.clone());
+        trail.decided(verdict.result, verdict.version);
         Decided {
             stream: self.stream,
             active: self.active,
