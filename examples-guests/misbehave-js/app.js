@@ -14,7 +14,7 @@
 //   [policy.config]
 //   upstream = "127.0.0.1:9451"
 
-import { log } from "limen:router/host@0.2.1";
+import { log } from "limen:router/host@0.2.2";
 
 let upstream = "";
 

@@ -243,6 +243,8 @@ bool exports_policy_init(policy_string_t *config, policy_string_t *err) {
     }
     rule_count++;
   }
+  // Shown as limen_tls_sni_routes_active and on the status page.
+  limen_router_host_report_routes((uint32_t)rule_count);
   ok = true;
 done:
   json_free(root);

@@ -13,7 +13,7 @@
 // capture. Patterns are compiled once, in `init`. No match and no default:
 // `unrecognized_name`; not TLS: closed.
 
-import { reportRule } from "limen:router/host@0.2.1";
+import { reportRule, reportRoutes } from "limen:router/host@0.2.2";
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 
@@ -95,6 +95,8 @@ export function init(config) {
   }
   rules = parsed.rules.map(compile);
   fallback = fallbackValue;
+  // Shown as limen_tls_sni_routes_active and on the status page.
+  reportRoutes(rules.length);
 }
 
 export function route(conn, hello) {

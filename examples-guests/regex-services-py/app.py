@@ -78,6 +78,8 @@ class WitWorld(wit_world.WitWorld):
                 raise ValueError("config: `default` must be a string")
             WitWorld.rules = [_Rule(i, r) for i, r in enumerate(parsed["rules"])]
             WitWorld.default = default
+            # Shown as limen_tls_sni_routes_active and on the status page.
+            host.report_routes(len(WitWorld.rules))
         except (ValueError, TypeError) as e:
             raise Err(str(e))
 

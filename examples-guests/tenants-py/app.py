@@ -74,6 +74,8 @@ class WitWorld(wit_world.WitWorld):
             WitWorld.pool = parsed["pool"]
             WitWorld.limits = defaults
             WitWorld.tenants = tenants
+            # Shown as limen_tls_sni_routes_active and on the status page.
+            host.report_routes(len(tenants))
         except (ValueError, TypeError, AttributeError) as e:
             raise Err(str(e))
 

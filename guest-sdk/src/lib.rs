@@ -87,6 +87,13 @@ pub fn report_rule(kind: RuleKind) {
     bindings::limen::router::host::report_rule(kind);
 }
 
+/// Tell limen, from `init`, how many routing rules this policy holds (a
+/// table's entries, a rule list's length): exported as
+/// `limen_tls_sni_routes_active` and shown on the status page. Optional.
+pub fn report_routes(count: usize) {
+    bindings::limen::router::host::report_routes(u32::try_from(count).unwrap_or(u32::MAX));
+}
+
 /// Parse a policy's JSON config into a serde type, with a readable error.
 pub fn config_from_json<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
     serde_json::from_str(config).map_err(|e| format!("invalid policy config: {e}"))

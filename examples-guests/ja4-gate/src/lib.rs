@@ -60,7 +60,10 @@ impl Policy for Ja4Gate {
                     HostPattern::parse(&r.pattern).map_err(|e| format!("routes[{i}]: {e}"))?;
                 Ok((pattern, Decision::passthrough(r.upstream.clone())))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
+        // Shown as limen_tls_sni_routes_active and on the status page: the
+        // routes, and each deny prefix (a rule too).
+        limen_guest::report_routes(routes.len() + config.deny.len());
         Ok(Ja4Gate {
             deny: config.deny,
             routes,

@@ -58,7 +58,8 @@ impl Policy for RegexServices {
             .iter()
             .enumerate()
             .map(|(i, rule)| compile(rule).map_err(|e| format!("rules[{i}]: {e}")))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        limen_guest::report_routes(rules.len());
         Ok(RegexServices {
             rules,
             default: config.default,

@@ -198,6 +198,8 @@ impl Policy for StaticRoutes {
                 *index = earlier.unwrap_or(*index);
             }
         }
+        // Shown as limen_tls_sni_routes_active and on the status page.
+        limen_guest::report_routes(table.actions.len());
         Ok(table)
     }
 

@@ -72,7 +72,8 @@ impl Policy for Tenants {
             .tenants
             .iter()
             .map(|(name, t)| (name.to_ascii_lowercase(), (t.pool.clone(), or(t.limits))))
-            .collect();
+            .collect::<HashMap<_, _>>();
+        limen_guest::report_routes(tenants.len());
         Ok(Tenants {
             suffix: format!(".{}", config.domain.trim_matches('.').to_ascii_lowercase()),
             pool: config.pool,

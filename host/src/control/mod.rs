@@ -294,6 +294,7 @@ impl Control {
     fn make_live(&self, policy: Policy) {
         let generation = self.running.serve.live.generation();
         generation.metrics.set_policy_version(&policy.version().id);
+        generation.metrics.routes_active("live", policy.routes());
         self.running.serve.live.store(generation, Arc::new(policy));
     }
 

@@ -155,6 +155,7 @@ impl Server {
             })?;
         let generation = ready.generation;
         generation.metrics.set_policy_version(&policy.version().id);
+        generation.metrics.routes_active("live", policy.routes());
         generation.publish_expiries();
         let serve = Arc::new(Serve {
             live: Live::new(generation, policy),

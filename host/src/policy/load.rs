@@ -134,6 +134,7 @@ impl Policy {
                 .collect(),
             version: PolicyVersion::new(hash, &settings.config_json),
             memory_warned: Default::default(),
+            routes: Default::default(),
         };
         let start = Instant::now();
         policy.fill().await?;
@@ -156,7 +157,7 @@ impl Policy {
 }
 
 /// The version of `wit/router.wit` this limen provides.
-pub const INTERFACE_VERSION: &str = "0.2.1";
+pub const INTERFACE_VERSION: &str = "0.2.2";
 
 /// Semver-compatible with [`INTERFACE_VERSION`], as wasmtime's linker
 /// judges it: for 0.x, the same minor version (0.2.0 links against 0.2.1,
@@ -215,13 +216,15 @@ async fn blocking<T: Send + 'static>(
 mod tests {
     use super::{compatible, newer};
 
-    /// 0.2.0 guests (before `transport`) link; a later 0.2.x is flagged as
-    /// newer, so a failed type-check can name the version it needs.
+    /// 0.2.0 and 0.2.1 guests (before `transport`, `report-routes`) link; a
+    /// later 0.2.x is flagged as newer, so a failed type-check can name the
+    /// version it needs.
     #[test]
     fn the_0_2_series_links_and_newer_patches_are_told_apart() {
         assert!(compatible("0.2.0") && !newer("0.2.0"));
         assert!(compatible("0.2.1") && !newer("0.2.1"));
-        assert!(compatible("0.2.2") && newer("0.2.2"));
+        assert!(compatible("0.2.2") && !newer("0.2.2"));
+        assert!(compatible("0.2.3") && newer("0.2.3"));
         assert!(newer("0.2.10"), "compared as numbers, not text");
         assert!(!compatible("0.1.0") && !compatible("0.3.0") && !newer("0.3.0"));
     }

@@ -37,6 +37,9 @@ pub struct Policy {
     pub(super) version: PolicyVersion,
     /// The too-tight-memory warning was logged (once per policy).
     pub(super) memory_warned: AtomicBool,
+    /// How many rules its `init` said it holds (`report-routes`), once an
+    /// instance was made.
+    pub(super) routes: std::sync::OnceLock<u32>,
 }
 
 /// One instance and the store it lives in.
@@ -178,6 +181,9 @@ impl Policy {
             .call_init(&mut store, &self.settings.config_json)
             .await
             .map_err(|e| classify(&e, store.data()).to_string())??;
+        if let Some(count) = store.data().routes {
+            let _ = self.routes.set(count);
+        }
         if store.data_mut().settle_memory() && !self.memory_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 memory_limit = self.settings.memory,
@@ -191,6 +197,11 @@ impl Policy {
     /// The settings this policy was loaded with.
     pub fn settings(&self) -> &PolicyConfig {
         &self.settings
+    }
+
+    /// How many rules it holds, if its `init` said (`report-routes`).
+    pub fn routes(&self) -> Option<u32> {
+        self.routes.get().copied()
     }
 
     /// Its content hash and load time.

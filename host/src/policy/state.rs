@@ -43,6 +43,8 @@ pub(crate) struct HostState {
     lines_left: LineBudget,
     /// What the guest said decided this call (`report-rule`), if it did.
     pub(crate) rule: Option<wit_host::RuleKind>,
+    /// How many rules it said it holds (`report-routes`, from `init`).
+    pub(crate) routes: Option<u32>,
     /// The hello of the `route` call running now (its getters read it).
     pub(crate) hello: Option<Arc<HelloSummary>>,
     /// Getter calls in this call, so the clock is read on every
@@ -75,6 +77,7 @@ impl HostState {
             memory_base: 0,
             lines_left,
             rule: None,
+            routes: None,
             hello: None,
             reads: 0,
             limit_table,
@@ -180,6 +183,10 @@ impl wit_host::Host for HostState {
 
     fn report_rule(&mut self, kind: wit_host::RuleKind) {
         self.rule = Some(kind);
+    }
+
+    fn report_routes(&mut self, count: u32) {
+        self.routes = Some(count);
     }
 
     fn take(&mut self, key: String, per_second: u32, burst: u32) -> wasmtime::Result<bool> {

@@ -64,6 +64,8 @@ impl Live {
     /// Start (`Some`) or end a trial; the live policy stays.
     pub(crate) fn try_candidate(&self, trial: Option<Arc<Trial>>) {
         let now = self.load();
+        let routes = trial.as_ref().and_then(|t| t.policy.routes());
+        now.generation.metrics.routes_active("candidate", routes);
         self.0.store(Arc::new(Snapshot {
             generation: now.generation.clone(),
             policy: now.policy.clone(),

@@ -35,6 +35,7 @@ mod quic_kit;
 mod reload;
 mod resets;
 mod routing;
+mod rule_count;
 mod scrapes;
 mod shadow;
 mod shutdown;

@@ -30,7 +30,7 @@ impl Process {
     pub(crate) async fn status(&self) -> anyhow::Result<Status> {
         let admin = self.admin.to_str().expect("utf-8 path");
         match client::call(admin, None, Request::Status, &[]).await? {
-            Answer::Status(status) => Ok(status),
+            Answer::Status(status) => Ok(*status),
             other => anyhow::bail!("{other:?}"),
         }
     }

@@ -1,7 +1,7 @@
 //! The hello's transport (`client-hello.transport`, interface 0.2.1): a
-//! policy routes a QUIC and a TCP hello for one name differently, and a
-//! guest built for 0.2.0, before the getter existed, loads and routes
-//! unchanged (wasmtime links 0.2.x imports semver-wise, and the host's
+//! policy routes a QUIC and a TCP hello for one name differently, and
+//! guests built for 0.2.0 (before the getter existed) and 0.2.1 (before
+//! `report-routes`) load and route unchanged (wasmtime links 0.2.x imports semver-wise, and the host's
 //! extra method is a superset of what the guest imports). A guest built for
 //! a newer 0.2.x that needs a function this limen lacks is refused with
 //! `P006` naming that version.
@@ -96,32 +96,40 @@ async fn a_quic_and_a_tcp_hello_for_one_name_route_differently() -> anyhow::Resu
     Ok(())
 }
 
-/// `wit/router.wit` as it would read at `version`: with `0.2.0` the text
-/// before `transport` was added (the enum and the getter taken out again).
+/// `wit/router.wit` as it would read at `version`: before 0.2.2 without
+/// `report-routes`; with `0.2.0` also without `transport` (the enum and the
+/// getter taken out again).
 fn wit_at(version: &str) -> String {
     let wit = std::fs::read_to_string(limen_e2e::workspace_root().join("wit/router.wit"))
         .expect("wit/router.wit");
     let current = format!("package limen:router@{INTERFACE_VERSION};");
     assert!(wit.contains(&current), "wit/ names {INTERFACE_VERSION}");
     let wit = wit.replace(&current, &format!("package limen:router@{version};"));
-    if version != "0.2.0" {
-        return wit;
-    }
+    let (before_0_2_1, before_0_2_2) = (version == "0.2.0", ["0.2.0", "0.2.1"].contains(&version));
     let mut old = String::new();
     let mut in_enum = false;
     for line in wit.lines() {
-        in_enum |= line.trim() == "enum transport {";
-        if !in_enum && line.trim() != "transport: func() -> transport;" {
+        in_enum |= before_0_2_1 && line.trim() == "enum transport {";
+        let added = (before_0_2_1 && line.trim() == "transport: func() -> transport;")
+            || (before_0_2_2 && line.trim() == "report-routes: func(count: u32);");
+        if !in_enum && !added {
             old.push_str(line);
             old.push('\n');
         }
         in_enum &= line.trim() != "}";
     }
-    // Doc comments may mention it; no declaration may.
-    let mut code = old.lines().filter(|l| !l.trim_start().starts_with("//"));
+    // Doc comments may mention them; no declaration may.
+    let code: Vec<&str> = old
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect();
     assert!(
-        !code.any(|l| l.contains("transport")),
+        !before_0_2_1 || !code.iter().any(|l| l.contains("transport")),
         "the 0.2.0 text names no transport"
+    );
+    assert!(
+        !before_0_2_2 || !code.iter().any(|l| l.contains("report-routes")),
+        "the {version} text names no report-routes"
     );
     old
 }
@@ -143,10 +151,13 @@ async fn load_wat(wit: &str, imports: &str) -> Result<Policy, LoadError> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_built_for_0_2_0_loads_and_routes() -> anyhow::Result<()> {
-    let policy = load_wat(&wit_at("0.2.0"), "").await?;
-    for hello in [tcp_hello("b.test")?, quic_hello()?] {
-        assert_eq!(decide(&policy, &hello).await?, "passthrough:10.255.0.1:443");
+async fn guests_built_for_0_2_0_and_0_2_1_load_and_route() -> anyhow::Result<()> {
+    for version in ["0.2.0", "0.2.1"] {
+        let policy = load_wat(&wit_at(version), "").await?;
+        for hello in [tcp_hello("b.test")?, quic_hello()?] {
+            assert_eq!(decide(&policy, &hello).await?, "passthrough:10.255.0.1:443");
+        }
+        assert_eq!(policy.routes(), None, "{version} cannot report its rules");
     }
     Ok(())
 }

@@ -50,7 +50,7 @@ allow = ["127.0.0.1/32"]
 async fn status(admin: &Path) -> anyhow::Result<Status> {
     let admin = admin.to_str().expect("utf-8 path");
     match client::call(admin, None, Request::Status, &[]).await? {
-        Answer::Status(status) => Ok(status),
+        Answer::Status(status) => Ok(*status),
         other => anyhow::bail!("{other:?}"),
     }
 }

@@ -211,6 +211,7 @@ fn status(running: &Running) -> Status {
         module_sha256: version.module.to_hex(),
         loaded_at: humantime::format_rfc3339_millis(version.loaded_at).to_string(),
         module_path: policy.settings().module.display().to_string(),
+        rules: policy.routes(),
         listeners: generation
             .listeners
             .iter()
@@ -231,6 +232,7 @@ fn candidate(trial: &crate::state::trial::Trial) -> protocol::Candidate {
     protocol::Candidate {
         version: trial.policy.version().to_string(),
         mode: trial.mode(),
+        rules: trial.policy.routes(),
         canary_decided,
         canary_failed,
         same,
@@ -293,7 +295,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         Some(error) => denied(error),
         None => match authorised(&mut reader, waiting, shared.token.as_deref()).await {
             Err(error) => denied(error),
-            Ok(Request::Status) => Answer::Status(status(&shared.running)),
+            Ok(Request::Status) => Answer::Status(Box::new(status(&shared.running))),
             Ok(Request::Upgrade) => shared.handle.upgrade().await,
             Ok(Request::Renew { certificate }) => match shared.running.acme.renew(&certificate) {
                 Ok(()) => Answer::Renewing { certificate },

@@ -88,7 +88,7 @@ pub enum Answer {
         certificate: String,
     },
     /// The live state.
-    Status(Status),
+    Status(Box<Status>),
     /// The candidate passed every step and is shadowed.
     Shadowing(Swapped),
     /// The candidate was dropped.
@@ -185,6 +185,9 @@ pub struct Status {
     pub loaded_at: String,
     /// The module path the file watch follows.
     pub module_path: String,
+    /// How many rules its `init` said it holds (`report-routes`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<u32>,
     /// Listeners: name and bound address.
     pub listeners: Vec<(String, String)>,
     /// Configuration generation: 1 at start, +1 per applied reload.
@@ -210,6 +213,9 @@ pub struct Candidate {
     pub version: String,
     /// `shadow`, `canary 10 %`, or `canary 10 % + shadow`.
     pub mode: String,
+    /// How many rules it holds, if its `init` said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<u32>,
     /// On canary: connections it decided, and its calls that failed (the
     /// live policy decided those).
     pub canary_decided: u64,

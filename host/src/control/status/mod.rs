@@ -92,12 +92,13 @@ pub(crate) fn snapshot(live: &Live, history: &History, rates: &Rates) -> Value {
     json!({
         "generated_at": unix(SystemTime::now()),
         "generation": generation.number,
-        "policy": { "version": policy.version().to_string(),
+        "policy": { "version": policy.version().to_string(), "rules": policy.routes(),
                     "module": policy.settings().module.display().to_string() },
         "candidate": snapshot.trial.as_deref().map(|trial| {
             let [same, different, failed, dropped] = trial.tally.counts();
             let [decided, canary_failed, ..] = trial.tally.canary();
             json!({ "version": trial.policy.version().to_string(), "mode": trial.mode(),
+                    "rules": trial.policy.routes(),
                     "same": same, "different": different, "failed": failed, "dropped": dropped,
                     "canary_decided": decided, "canary_failed": canary_failed,
                     "last": trial.tally.last() })

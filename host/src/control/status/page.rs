@@ -22,9 +22,10 @@ pub(super) fn html(status: &Value) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"{REFRESH}\"><title>limen status</title>\
          <style>{STYLE}</style></head><body><h1>limen</h1><p>policy <b id=\"policy\">{}</b> \
-         <span class=\"muted\">({}, configuration generation {})</span></p>",
+         <span class=\"muted\">({}{}, configuration generation {})</span></p>",
         text(&status["policy"]["version"]),
         text(&status["policy"]["module"]),
+        rules(&status["policy"]),
         text(&status["generation"]),
     );
     candidate(&mut out, &status["candidate"]);
@@ -174,9 +175,10 @@ fn candidate(out: &mut String, candidate: &Value) {
     table(
         out,
         &format!(
-            "Candidate {} ({})",
+            "Candidate {} ({}{})",
             text(&candidate["version"]),
-            text(&candidate["mode"])
+            text(&candidate["mode"]),
+            rules(candidate)
         ),
         &["same", "different", "failed", "dropped"],
         vec![counts.to_vec()],
@@ -184,6 +186,13 @@ fn candidate(out: &mut String, candidate: &Value) {
     let fields = ["at", "client", "sni", "alpn", "live", "candidate"];
     let last = rows(&candidate["last"], &fields);
     table(out, "Its last differences", &fields, last);
+}
+
+/// `, N rules` if the policy said how many it holds (`report-routes`).
+fn rules(policy: &Value) -> String {
+    policy["rules"]
+        .as_u64()
+        .map_or_else(String::new, |n| format!(", {n} rules"))
 }
 
 fn table(out: &mut String, title: &str, head: &[&str], rows: Vec<Vec<String>>) {
@@ -267,6 +276,19 @@ mod tests {
         assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"));
         assert!(page.contains("<span class=\"down\">down</span>"));
         assert!(page.contains("http-equiv=\"refresh\""));
+    }
+
+    #[test]
+    fn rule_counts_show_when_the_policy_said() {
+        let status = serde_json::json!({
+            "policy": { "version": "v1", "module": "m", "rules": 3 },
+            "candidate": { "version": "v2", "mode": "shadow", "rules": 40 },
+        });
+        let page = html(&status);
+        assert!(page.contains("(m, 3 rules, configuration"), "{page}");
+        assert!(page.contains("Candidate v2 (shadow, 40 rules)"), "{page}");
+        let silent = html(&serde_json::json!({ "policy": { "version": "v1", "module": "m" } }));
+        assert!(silent.contains("(m, configuration") && !silent.contains("rules"));
     }
 
     #[test]

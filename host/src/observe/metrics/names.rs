@@ -80,5 +80,8 @@ pub const POLICY_SHADOW: &str = "limen_policy_shadow_total";
 /// `failed` (its calls that failed: the live policy decided them),
 /// `rolled_back`.
 pub const POLICY_CANARY: &str = "limen_policy_canary_total";
+/// How many routing rules a policy holds, as its `init` reported
+/// (`report-routes`), by policy (`live`, `candidate`).
+pub const ROUTES_ACTIVE: &str = "limen_tls_sni_routes_active";
 /// Datagrams relayed through QUIC flows, by listener and direction.
 pub const QUIC_DATAGRAMS: &str = "limen_quic_datagrams_total";

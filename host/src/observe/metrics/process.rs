@@ -31,6 +31,18 @@ pub(super) fn canary(counters: &dyn Fn(&str, &str, &[&str]) -> IntCounterVec) ->
 }
 
 impl Metrics {
+    /// The rules the `live` or `candidate` policy holds (`None`: it did not
+    /// say, or there is no candidate: the series goes).
+    pub(crate) fn routes_active(&self, policy: &str, routes: Option<u32>) {
+        match routes {
+            Some(count) => self
+                .routes_active
+                .with_label_values(&[policy])
+                .set(i64::from(count)),
+            None => drop(self.routes_active.remove_label_values(&[policy])),
+        }
+    }
+
     /// The canary counters: connections the candidate decided, its calls
     /// that failed (the live policy decided those), rollbacks.
     pub(crate) fn canary_counters(&self) -> [IntCounter; 3] {
