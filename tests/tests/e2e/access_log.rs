@@ -134,6 +134,51 @@ async fn the_text_access_log_is_key_value() -> anyhow::Result<()> {
     limen.stop().await
 }
 
+/// A pool member that takes the hello and never answers: the connection
+/// ends at the idle timeout while limen waits for the member's first byte
+/// (a retry was left), and its line counts the hello that went up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_ended_before_the_members_first_byte_counts_what_went_up() -> anyhow::Result<()>
+{
+    // Two of them, so that a retry is left whichever is tried first.
+    let mut members = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        members.push(format!("\"{}\"", silent.local_addr()?));
+        held.push(tokio::spawn(async move {
+            let mut streams = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                streams.push(stream);
+            }
+        }));
+    }
+    let path = scratch("access.log");
+    let extra = format!(
+        "[limits]\nidle_timeout = \"300ms\"\n[access_log]\npath = \"{}\"\nformat = \"json\"\n\
+         [upstreams.pools.web]\nmembers = [{}]\nretries = 1",
+        path.display(),
+        members.join(", ")
+    );
+    let routes = r#"routes = [{ match = "a.test", pool = "web" }]"#;
+    let limen = Running::start(&config(
+        &guests::example("static-routes"),
+        routes,
+        "",
+        &extra,
+    ))
+    .await?;
+    let hello = limen::offline::explain::synthesise("a.test", &[])?;
+    // Until limen closes it: the client sends nothing after the hello.
+    assert!(ask(limen.addr, &hello).await?.is_empty());
+    let line: serde_json::Value = serde_json::from_str(&lines_of(&path, 1).await?[0])?;
+    assert_eq!(line["end"], "idle_timeout", "{line}");
+    assert_eq!(line["bytes_up"], hello.len(), "{line}");
+    assert_eq!(line["bytes_down"], 0, "{line}");
+    held.iter().for_each(tokio::task::JoinHandle::abort);
+    limen.stop().await
+}
+
 /// The file's lines once it has at least `n` (at most 10 s).
 pub(crate) async fn lines_of(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<String>> {
     let read = async || {

@@ -69,13 +69,18 @@ pub(crate) async fn run(
             };
             let wait = retry.is_some();
             let first = replay(&client, &mut up, &preamble, wait, limits, force_close).await;
+            // The peeked bytes reached the member unless the send failed.
+            let (up_bytes, first) = match first {
+                Ok(first) => (replayed as u64, first),
+                Err(end) => (0, First::Ended(end)),
+            };
             match (first, retry, lease) {
                 (First::Failed(reason), Some(pool), Some(lease)) => {
                     pool.failed_before_answer(&lease, reason, &mut tries);
                 }
                 (First::Ended(end), _, _) => {
                     let report = Report {
-                        up: 0,
+                        up: up_bytes,
                         down: 0,
                         end,
                     };
@@ -92,7 +97,8 @@ pub(crate) async fn run(
 
 /// Send `preamble` (the PROXY header, if the decision asked for one, then
 /// the peeked bytes) to a member just connected; when another may replace
-/// it (`retry`), wait for its first byte. A write that fails is a reset.
+/// it (`retry`), wait for its first byte. A write that fails is a reset
+/// (retried) or, with no retry left, `Err`: the preamble did not get through.
 async fn replay(
     client: &TcpStream,
     up: &mut TcpStream,
@@ -100,16 +106,16 @@ async fn replay(
     retry: bool,
     limits: &Limits,
     force_close: &CancellationToken,
-) -> First {
+) -> Result<First, End> {
     let idle = limits.idle_timeout;
     match (
         pipe::send_preamble(up, preamble, idle, force_close).await,
         retry,
     ) {
-        (Ok(()), true) => first::passthrough(client, up, idle, force_close).await,
-        (Ok(()), false) => First::Committed,
-        (Err(End::IoError), true) => First::Failed(RetryReason::Reset),
-        (Err(end), _) => First::Ended(end),
+        (Ok(()), true) => Ok(first::passthrough(client, up, idle, force_close).await),
+        (Ok(()), false) => Ok(First::Committed),
+        (Err(End::IoError), true) => Ok(First::Failed(RetryReason::Reset)),
+        (Err(end), _) => Err(end),
     }
 }
 
