@@ -1,10 +1,12 @@
 //! A candidate policy on trial: `limen swap --shadow` prepares it as a swap
-//! would (the same checks, self-test and codes), with limits of its own (an
-//! engine with a limit table of its own, so nothing it takes or acquires
-//! changes what live connections read), then shadows it: `state::trial`
-//! carries each decided connection's inputs, `path::shadow` has the
-//! candidate decide them on a thread of its own. `--promote` makes it live
-//! through the ordinary swap; `--abort` drops it.
+//! would (the same checks, self-test and codes), then shadows it:
+//! `state::trial` carries each decided connection's inputs, `path::shadow`
+//! has the candidate decide them on a thread of its own, with a limit table
+//! of its own (nothing a shadow call takes or acquires changes what real
+//! connections read). On canary it decides real connections, so it uses the
+//! live limits: a tenant's rate and connection cap hold across the two
+//! policies, as across a swap. `--promote` makes it live through the
+//! ordinary swap; `--abort` drops it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,9 +60,7 @@ impl Control {
         if let Some(json) = config_json {
             settings.config_json = json;
         }
-        let own = Arc::new(LimitTable::new(LimitCounters::detached()));
-        let engine = self.engine.clone().with_limit_table(own);
-        let (policy, report) = match prepare(&engine, &settings, &module).await {
+        let (policy, report) = match prepare(&self.engine, &settings, &module).await {
             Ok(prepared) => prepared,
             Err(error) => return self.refused(Trigger::Admin, &error),
         };
@@ -71,7 +71,8 @@ impl Control {
         let mode = (shadow || canary.is_none(), canary);
         let (trial, queues) = Trial::new(policy.clone(), mode, &metrics, serve.workers.count());
         let tally = trial.tally.clone();
-        if let Err(error) = consume(policy, tally, queues) {
+        let apart = Arc::new(LimitTable::new(LimitCounters::detached()));
+        if let Err(error) = consume((policy, apart), tally, queues) {
             return Answer::Refused {
                 code: "E014".into(),
                 error: format!("E014 cannot start the shadow's thread: {error}"),
@@ -187,7 +188,7 @@ fn none_on_trial() -> Answer {
 /// worker's queue on it; it ends once the trial (which holds the queues'
 /// senders) is dropped.
 fn consume(
-    policy: Arc<Policy>,
+    (policy, limits): (Arc<Policy>, Arc<LimitTable>),
     tally: Arc<Tally>,
     queues: Vec<mpsc::Receiver<Sample>>,
 ) -> std::io::Result<()> {
@@ -204,7 +205,8 @@ fn consume(
             runtime.block_on(async move {
                 let mut consumers = tokio::task::JoinSet::new();
                 for queue in queues {
-                    let run = shadow::run(policy.clone(), tally.clone(), queue);
+                    let candidate = (policy.clone(), limits.clone());
+                    let run = shadow::run(candidate, tally.clone(), queue);
                     consumers.spawn(run);
                 }
                 while consumers.join_next().await.is_some() {}

@@ -14,6 +14,7 @@ use crate::observe::log_limit::LogLimit;
 use crate::outcome::ShadowOutcome;
 use crate::plan;
 use crate::policy::Policy;
+use crate::policy::limit_table::LimitTable;
 use crate::state::trial::{Difference, Sample, Tally};
 
 /// How a decision is compared: its action and where it leads (or why it
@@ -27,10 +28,10 @@ pub(crate) fn failed(why: &dyn std::fmt::Display) -> String {
     format!("failed: {why}")
 }
 
-/// Decide every sample of one worker's queue with `policy` until the queue
-/// closes (the trial ended).
+/// Decide every sample of one worker's queue with `policy`, its limits
+/// apart in `limits`, until the queue closes (the trial ended).
 pub(crate) async fn run(
-    policy: Arc<Policy>,
+    (policy, limits): (Arc<Policy>, Arc<LimitTable>),
     tally: Arc<Tally>,
     mut samples: mpsc::Receiver<Sample>,
 ) {
@@ -42,7 +43,7 @@ pub(crate) async fn run(
         }
         let generation = &sample.generation;
         let hello = sample.hello.as_ref();
-        let candidate = match policy.decide(&sample.conn, hello).await {
+        let candidate = match policy.decide_apart(&limits, &sample.conn, hello).await {
             Ok(verdict) => {
                 let decided = shown(&verdict.decision);
                 // Its limits are its own: slots it took are given back now.

@@ -24,7 +24,7 @@ use super::version::PolicyVersion;
 use super::{CallError, Connection, LoadError, convert};
 use crate::decision::{Decision, Rule};
 use crate::hello::HelloSummary;
-use crate::policy::limit_table::Held;
+use crate::policy::limit_table::{Held, LimitTable};
 
 /// A policy ready to decide.
 pub struct Policy {
@@ -88,14 +88,27 @@ impl Policy {
         conn: &Connection,
         hello: Option<&Arc<HelloSummary>>,
     ) -> Result<Verdict, CallError> {
-        self.decide_in(POOL.get(), conn, hello).await
+        self.decide_in((POOL.get(), None), conn, hello).await
+    }
+
+    /// [`decide`](Self::decide) with limits apart from the engine's: what
+    /// the call takes or acquires comes from `limits` (a shadow's own).
+    pub async fn decide_apart(
+        &self,
+        limits: &Arc<LimitTable>,
+        conn: &Connection,
+        hello: Option<&Arc<HelloSummary>>,
+    ) -> Result<Verdict, CallError> {
+        self.decide_in((POOL.get(), Some(limits)), conn, hello)
+            .await
     }
 
     /// [`decide`](Self::decide) with an instance of worker `pool`'s pool
-    /// (the warm-up visits every pool from the control thread).
+    /// (the warm-up visits every pool from the control thread), and the
+    /// limits apart, if any.
     pub(super) async fn decide_in(
         &self,
-        pool: usize,
+        (pool, apart): (usize, Option<&Arc<LimitTable>>),
         conn: &Connection,
         hello: Option<&Arc<HelloSummary>>,
     ) -> Result<Verdict, CallError> {
@@ -108,6 +121,7 @@ impl Policy {
         // The guest reads the hello through getters on this borrow, which
         // the component model ends with the call.
         instance.store.data_mut().hello = hello.cloned();
+        instance.store.data_mut().apart = apart.cloned();
         let handle = hello.map(|_| Resource::<HelloRef>::new_borrow(0));
         let budget = self.settings.fuel;
         let deadline = Instant::now() + self.settings.timeout;

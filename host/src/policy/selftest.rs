@@ -71,7 +71,7 @@ pub(crate) async fn warm(policy: &Policy) -> Result<(), LoadError> {
     let mut failed = None;
     for pool in 0..policy.idle.len() {
         for _ in 0..policy.settings.instances {
-            if let Err(error) = policy.decide_in(pool, &conn, Some(&hello)).await {
+            if let Err(error) = policy.decide_in((pool, None), &conn, Some(&hello)).await {
                 failed.get_or_insert(error);
             }
         }

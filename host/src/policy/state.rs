@@ -50,8 +50,11 @@ pub(crate) struct HostState {
     /// Getter calls in this call, so the clock is read on every
     /// `CLOCK_EVERY`th (see `client_hello.rs`).
     pub(crate) reads: u32,
-    /// The limits `take` and `acquire` use (the engine's).
+    /// The limits `take` and `acquire` use (the engine's) ...
     limit_table: Arc<LimitTable>,
+    /// ... unless this call has limits apart (a shadow's: what it takes
+    /// must not change what live connections read). Set for each call.
+    pub(crate) apart: Option<Arc<LimitTable>>,
     /// Slots acquired during this call.
     pub(crate) held: Held,
 }
@@ -81,6 +84,7 @@ impl HostState {
             hello: None,
             reads: 0,
             limit_table,
+            apart: None,
             held: Held::default(),
         }
     }
@@ -193,14 +197,16 @@ impl wit_host::Host for HostState {
         if self.late() {
             wasmtime::bail!("policy missed its deadline");
         }
-        Ok(self.limit_table.take(&key, per_second, burst))
+        let table = self.apart.as_ref().unwrap_or(&self.limit_table);
+        Ok(table.take(&key, per_second, burst))
     }
 
     fn acquire(&mut self, key: String, max: u32) -> wasmtime::Result<bool> {
         if self.late() {
             wasmtime::bail!("policy missed its deadline");
         }
-        Ok(self.limit_table.acquire(&key, max, &mut self.held))
+        let table = self.apart.as_ref().unwrap_or(&self.limit_table);
+        Ok(table.acquire(&key, max, &mut self.held))
     }
 }
 

@@ -17,8 +17,9 @@
 //! waits; a full queue drops the sample, counted), and the candidate
 //! decides them again off the connection's path (`path::shadow`). Only the
 //! comparison is kept: counts, and the last differences for the status
-//! page. The candidate is prepared with limits of its own, so nothing it
-//! takes or acquires touches what live connections read.
+//! page. Its shadow calls have limits of their own, so nothing they take
+//! or acquire touches what real connections read; its canary calls use the
+//! live limits, as the connections they decide are real.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;

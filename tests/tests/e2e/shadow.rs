@@ -95,6 +95,39 @@ async fn a_shadowed_candidate_is_counted_exactly_and_changes_no_live_decision() 
     limen.stop().await
 }
 
+/// The shadow's `take`s come from a table of its own: a candidate with
+/// the live policy's `rate` on the same key leaves the live bucket whole.
+/// (Sharing it, the shadow of the first connection would take the token
+/// the third one needs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_takes_nothing_from_the_live_limits() -> anyhow::Result<()> {
+    let (a, _ra) = backend::raw(b"A").await?;
+    let live = format!(
+        "routes = [ {{ match = \"a.test\", upstream = \"{a}\", rate = {{ per_second = 1, burst = 3 }} }} ]"
+    );
+    let limen = Running::start(&config(
+        &guests::example("static-routes"),
+        &live,
+        "",
+        "[metrics]\nbind = \"127.0.0.1:0\"",
+    ))
+    .await?;
+    let candidate = format!(
+        r#"{{"routes":[{{"match":"a.test","upstream":"{a}","rate":{{"per_second":1,"burst":3}}}}]}}"#
+    );
+    let answer = limen
+        .control
+        .shadow(module("static-routes")?, Some(candidate))
+        .await;
+    anyhow::ensure!(matches!(answer, Answer::Shadowing(_)), "{answer:?}");
+    for n in 1..=3 {
+        asks(limen.addr, "a.test", 1, b"A").await?;
+        // Its shadow decided before the next connection comes.
+        counts(&limen, [n, 0, 0, 0]).await?;
+    }
+    limen.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_that_traps_or_spins_fails_no_live_connection() -> anyhow::Result<()> {
     let (a, _ra) = backend::raw(b"A").await?;
