@@ -60,6 +60,13 @@ impl Running {
         })
     }
 
+    /// Start limen with the `static-routes` example deciding (`routes`: its
+    /// `[policy.config]`), and `extra` config.
+    pub async fn with_static_routes(routes: &str, extra: &str) -> anyhow::Result<Running> {
+        let module = crate::guests::example("static-routes");
+        Running::start(&config(&module, routes, "", extra)).await
+    }
+
     /// Ask limen to stop and wait (bounded) until it has.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {

@@ -161,13 +161,7 @@ async fn a_connection_ended_before_the_members_first_byte_counts_what_went_up() 
         members.join(", ")
     );
     let routes = r#"routes = [{ match = "a.test", pool = "web" }]"#;
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        routes,
-        "",
-        &extra,
-    ))
-    .await?;
+    let limen = Running::with_static_routes(routes, &extra).await?;
     let hello = limen::offline::explain::synthesise("a.test", &[])?;
     // Until limen closes it: the client sends nothing after the hello.
     assert!(ask(limen.addr, &hello).await?.is_empty());

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use limen_e2e::guests;
-use limen_e2e::harness::{Running, config};
+use limen_e2e::harness::Running;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -48,7 +47,7 @@ async fn sixty_four_mib_each_way_with_half_close() -> anyhow::Result<()> {
     });
 
     let routes = format!("default = \"{up_addr}\"");
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     let client = TcpStream::connect(limen.addr).await?;
     let (mut rd, mut wr) = client.into_split();
     let data = to_server.clone();
@@ -95,7 +94,7 @@ async fn upstream_half_closes_first() -> anyhow::Result<()> {
         anyhow::Ok(Sha256::digest(&got))
     });
     let routes = format!("default = \"{up_addr}\"");
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     let (mut rd, mut wr) = TcpStream::connect(limen.addr).await?.into_split();
     wr.write_all(&hello).await?;
     let mut got = Vec::with_capacity(LEN);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use limen::control::admin::protocol::Answer;
 use limen::observe::metrics::names;
-use limen_e2e::harness::{Running, config};
+use limen_e2e::harness::Running;
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -41,13 +41,7 @@ async fn on_canary(
 async fn start(live: SocketAddr, extra: &str) -> anyhow::Result<Running> {
     let routes = format!("default = \"{live}\"\nroutes = []");
     let extra = format!("[metrics]\nbind = \"127.0.0.1:0\"\n{extra}");
-    Running::start(&config(
-        &guests::example("static-routes"),
-        &routes,
-        "",
-        &extra,
-    ))
-    .await
+    Running::with_static_routes(&routes, &extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,13 +147,7 @@ async fn a_canary_shares_the_live_limits() -> anyhow::Result<()> {
         "default = \"{a}\"\nroutes = [ {{ match = \"www.test\", upstream = \"{a}\", max_connections = 2 }} ]"
     );
     let extra = "[metrics]\nbind = \"127.0.0.1:0\"";
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        &routes,
-        "",
-        extra,
-    ))
-    .await?;
+    let limen = Running::with_static_routes(&routes, extra).await?;
     let candidate = format!(
         r#"{{"default":"{c}","routes":[{{"match":"www.test","upstream":"{c}","max_connections":2}}]}}"#
     );

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use limen::observe::metrics::names;
-use limen_e2e::harness::{Running, config};
+use limen_e2e::harness::Running;
 use limen_e2e::wait::eventually;
 use limen_e2e::{backend, guests};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +23,7 @@ async fn start(route: &str) -> anyhow::Result<(Running, String)> {
     let (upstream, _) = backend::raw(b"A").await?;
     let policy =
         format!(r#"routes = [ {{ match = "www.test", upstream = "{upstream}", {route} }} ]"#);
-    let limen = Running::start(&config(&guests::example("static-routes"), &policy, "", "")).await?;
+    let limen = Running::with_static_routes(&policy, "").await?;
     Ok((limen, policy))
 }
 

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use limen::observe::metrics::names::PARSE_FAILURES;
 use limen_e2e::backend::{self, Received};
-use limen_e2e::guests;
-use limen_e2e::harness::{Running, config};
+use limen_e2e::harness::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -34,13 +33,7 @@ async fn setup(limits: &str, plain: Option<SocketAddr>) -> anyhow::Result<Setup>
     let routes = format!(
         "{plain}default = \"{a}\"\nroutes = [ {{ match = \"b.test\", upstream = \"{b}\" }}, {{ match = \"c.test\", upstream = \"{c}\" }} ]"
     );
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        &routes,
-        "",
-        limits,
-    ))
-    .await?;
+    let limen = Running::with_static_routes(&routes, limits).await?;
     Ok(Setup {
         limen,
         rx: [a_rx, b_rx, c_rx],

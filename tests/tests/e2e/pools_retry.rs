@@ -172,6 +172,69 @@ async fn a_member_killed_with_connections_queued_costs_no_terminated_client_an_e
     limen.stop().await
 }
 
+/// A member that reads a request and closes without answering (one that
+/// crashed while serving it). By default the request is replayed to the
+/// next member, which answers; with `replay_requests = false` it is not:
+/// each request that member read is a client that saw its connection end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_requests_false_sends_no_request_to_a_second_member() -> anyhow::Result<()> {
+    let swallow = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let swallow_addr = swallow.local_addr()?;
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = read.clone();
+    let swallowing = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = swallow.accept().await {
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                match tokio::io::AsyncReadExt::read_buf(&mut stream, &mut request).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            counted.fetch_add(
+                usize::from(request.ends_with(b"\r\n\r\n")),
+                Ordering::Relaxed,
+            );
+        }
+    });
+    let answering = Process::start(2).await?;
+    let pki = Pki::new(&[])?;
+    let (pem, key) = pki.issue_files(&scratch("replay-certs"), "shop", &["www.test"], None)?;
+    let routes = r#"routes = [ { match = "www.test", terminate = { certificate = "shop", pool = "web" } } ]"#;
+    for replay in [true, false] {
+        let before = read.load(Ordering::Relaxed);
+        let extra = format!(
+            "[certificates.shop]\nchain = \"{}\"\nkey = \"{}\"\n\n[upstreams.pools.web]\n\
+             members = [\"{swallow_addr}\", \"{}\"]\nretries = 1\nreplay_requests = {replay}",
+            pem.display(),
+            key.display(),
+            answering.addr
+        );
+        let limen = Running::with_static_routes(routes, &extra).await?;
+        let client = pki.client_config(&[])?;
+        let mut failed = 0;
+        for _ in 0..6 {
+            match request(limen.addr, client.clone()).await {
+                Ok(id) => assert_eq!(id, 2, "replay_requests = {replay}"),
+                Err(_) => failed += 1,
+            }
+        }
+        let swallowed = read.load(Ordering::Relaxed) - before;
+        assert!(
+            swallowed > 0,
+            "round robin sent none to the swallowing member"
+        );
+        let want = if replay { 0 } else { swallowed };
+        assert_eq!(
+            failed, want,
+            "replay_requests = {replay}: {swallowed} swallowed"
+        );
+        limen.stop().await?;
+    }
+    swallowing.abort();
+    Ok(())
+}
+
 /// A request over TLS to limen for `www.test`, which it terminates: the id
 /// of the member that answered.
 async fn request(limen: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<u8> {

@@ -29,7 +29,7 @@ async fn routes_exact_wildcard_regex_default_and_no_sni() -> anyhow::Result<()> 
     let c = backend::tls("C", server.clone()).await?;
     let d = backend::tls("D", server.clone()).await?;
     let routes = static_routes(a, b, c, Some(d), None);
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     let client = pki.client_config(&[])?;
     for (name, expected) in [
         ("a.test", "A"),
@@ -69,7 +69,7 @@ async fn no_match_without_default_is_unrecognized_name() -> anyhow::Result<()> {
     let pki = Pki::new(NAMES)?;
     let a = backend::tls("A", pki.server_config()?).await?;
     let routes = static_routes(a, a, a, None, None);
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     let client = pki.client_config(&[])?;
     let error = tls_get(limen.addr, "unknown.test", client.clone())
         .await
@@ -98,7 +98,7 @@ async fn recorded_hellos_upper_case_and_trailing_dot() -> anyhow::Result<()> {
     let routes = format!(
         "default = \"{a}\"\nroutes = [ {{ match = \"b.test\", upstream = \"{b}\" }}, {{ match = \"c.test\", upstream = \"{c}\" }} ]"
     );
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     for (file, expected) in [
         ("small-B.TEST.bin", "B"),
         ("small-b.test..bin", "B"),
@@ -141,7 +141,7 @@ async fn openssl_s_client() -> anyhow::Result<()> {
     let a = backend::tls("A", pki.server_config()?).await?;
     let b = backend::tls("B", pki.server_config()?).await?;
     let routes = static_routes(a, b, b, None, None);
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     let s_client = |name: &'static str| {
         let (addr, ca) = (limen.addr.to_string(), ca.clone());
         tokio::task::spawn_blocking(move || {
@@ -197,7 +197,7 @@ async fn proxy_protocol_v2_header_before_the_hello() -> anyhow::Result<()> {
     let routes = format!(
         "routes = [ {{ match = \"a.test\", upstream = \"{up}\", proxy_protocol = \"v2\" }} ]"
     );
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     let hello = hello("small-a.test.bin");
     let mut tcp = tokio::net::TcpStream::connect(limen.addr).await?;
     let client = tcp.local_addr()?;
@@ -280,7 +280,7 @@ async fn a_server_name_sent_as_an_ip_literal_routes_by_an_exact_route() -> anyho
     let routes = format!(
         "default = \"{a}\"\nroutes = [ {{ match = \"82.81.46.13\", upstream = \"{b}\" }} ]"
     );
-    let limen = Running::start(&config(&guests::example("static-routes"), &routes, "", "")).await?;
+    let limen = Running::with_static_routes(&routes, "").await?;
     let reply = raw_exchange(limen.addr, &[&forticlient], Duration::ZERO).await?;
     assert_eq!(reply, b"B", "routed by the name as sent");
     let received = tokio::time::timeout(crate::common::WAIT, b_rx.recv())

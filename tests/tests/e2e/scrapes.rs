@@ -8,9 +8,9 @@ use std::process::Command;
 
 use anyhow::Context;
 use limen::observe::metrics::names;
-use limen_e2e::harness::{METRICS_AND_STATUS, Running, config};
+use limen_e2e::harness::{METRICS_AND_STATUS, Running};
 use limen_e2e::wait::eventually;
-use limen_e2e::{backend, guests, http};
+use limen_e2e::{backend, http};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -58,13 +58,7 @@ fn gunzip(bytes: &[u8]) -> anyhow::Result<String> {
 async fn start() -> anyhow::Result<(Running, SocketAddr)> {
     let metrics = "[metrics]\nbind = \"127.0.0.1:0\"";
     let routes = r#"routes = [ { match = "a.test", upstream = "127.0.0.1:9" } ]"#;
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        routes,
-        "",
-        metrics,
-    ))
-    .await?;
+    let limen = Running::with_static_routes(routes, metrics).await?;
     let addr = limen.metrics_addr.context("metrics listener")?;
     Ok((limen, addr))
 }
@@ -145,13 +139,7 @@ async fn curl_compressed_gets_the_exposition() -> anyhow::Result<()> {
 async fn the_status_page_shows_connections_and_bytes_per_second() -> anyhow::Result<()> {
     let (backend, _) = backend::raw(b"A").await?;
     let routes = format!(r#"routes = [ {{ match = "a.test", upstream = "{backend}" }} ]"#);
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        &routes,
-        "",
-        METRICS_AND_STATUS,
-    ))
-    .await?;
+    let limen = Running::with_static_routes(&routes, METRICS_AND_STATUS).await?;
     let addr = limen.status_addr.context("status listener")?;
     let hello = limen::hello::synthesise(Some("a.test"), &[]).map_err(anyhow::Error::msg)?;
     for _ in 0..10 {

@@ -55,13 +55,7 @@ async fn a_shadowed_candidate_is_counted_exactly_and_changes_no_live_decision() 
         "default = \"{a}\"\nroutes = [ {{ match = \"a.test\", upstream = \"{a}\" }}, \
          {{ match = \"b.test\", upstream = \"{b}\" }} ]"
     );
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        &routes,
-        "",
-        "[metrics]\nbind = \"127.0.0.1:0\"",
-    ))
-    .await?;
+    let limen = Running::with_static_routes(&routes, "[metrics]\nbind = \"127.0.0.1:0\"").await?;
     // b.test goes elsewhere; bad.test to an address the allow-list refuses.
     let candidate = format!(
         r#"{{"default":"{a}","routes":[{{"match":"a.test","upstream":"{a}"}},{{"match":"b.test","upstream":"{c}"}},{{"match":"bad.test","upstream":"10.255.0.1:443"}}]}}"#
@@ -105,13 +99,7 @@ async fn a_shadow_takes_nothing_from_the_live_limits() -> anyhow::Result<()> {
     let live = format!(
         "routes = [ {{ match = \"a.test\", upstream = \"{a}\", rate = {{ per_second = 1, burst = 3 }} }} ]"
     );
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        &live,
-        "",
-        "[metrics]\nbind = \"127.0.0.1:0\"",
-    ))
-    .await?;
+    let limen = Running::with_static_routes(&live, "[metrics]\nbind = \"127.0.0.1:0\"").await?;
     let candidate = format!(
         r#"{{"routes":[{{"match":"a.test","upstream":"{a}","rate":{{"per_second":1,"burst":3}}}}]}}"#
     );
@@ -131,12 +119,10 @@ async fn a_shadow_takes_nothing_from_the_live_limits() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_that_traps_or_spins_fails_no_live_connection() -> anyhow::Result<()> {
     let (a, _ra) = backend::raw(b"A").await?;
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
+    let limen = Running::with_static_routes(
         &format!("default = \"{a}\"\nroutes = []"),
-        "",
         "[metrics]\nbind = \"127.0.0.1:0\"",
-    ))
+    )
     .await?;
     let candidate = format!(r#"{{"upstream":"{a}"}}"#);
     let answer = limen

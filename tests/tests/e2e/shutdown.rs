@@ -14,13 +14,7 @@ use crate::common::{WAIT, echoes, hello};
 async fn limen_to_echo(limits: &str) -> anyhow::Result<Running> {
     let up = backend::echo().await?;
     let routes = format!("default = \"{up}\"");
-    Running::start(&config(
-        &guests::example("static-routes"),
-        &routes,
-        "",
-        limits,
-    ))
-    .await
+    Running::with_static_routes(&routes, limits).await
 }
 
 async fn open_routed(limen: &Running) -> anyhow::Result<TcpStream> {

@@ -67,13 +67,7 @@ async fn the_status_page_renders_and_shows_a_member_going_down() -> anyhow::Resu
          [upstreams.pools.web.health]\ncheck = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\nfall = 1"
     );
     let routes = r#"routes = [ { match = "www.test", pool = "web" } ]"#;
-    let limen = Running::start(&config(
-        &guests::example("static-routes"),
-        routes,
-        "",
-        &pool,
-    ))
-    .await?;
+    let limen = Running::with_static_routes(routes, &pool).await?;
     let status = limen.status_addr.expect("status listener");
     let url = format!("http://{status}/status");
     let page = rendered(url.clone()).await?;

@@ -20,7 +20,7 @@ use crate::outcome::{End, RetryReason};
 /// The most of the client's plaintext a terminated connection keeps for a
 /// replay: a request's head. A client that sends more before the member
 /// answers is committed to that member.
-const KEPT: usize = 16 * 1024;
+pub(super) const KEPT: usize = 16 * 1024;
 
 /// How the wait for the member's first byte ended.
 pub(super) enum First {
@@ -56,12 +56,12 @@ pub(super) async fn passthrough(
 
 /// Terminate in plaintext: wait for the member's first byte, forwarding
 /// what the client sends meanwhile and keeping it in `sent` for a replay
-/// (`sent` already went to this member). Past [`KEPT`] the connection
-/// commits; `sent` then holds everything forwarded, for the byte count.
+/// (`sent` already went to this member). Past the pool's share of [`KEPT`]
+/// (`Pool::replayable`: all of it, or none) the connection commits; `sent`
+/// then holds everything forwarded, for the byte count.
 pub(super) async fn terminated<C: AsyncRead + Unpin>(
-    client: &mut C,
-    upstream: &mut TcpStream,
-    sent: &mut Vec<u8>,
+    (client, upstream): (&mut C, &mut TcpStream),
+    (sent, keep): (&mut Vec<u8>, usize),
     idle: Duration,
     force_close: &CancellationToken,
 ) -> First {
@@ -83,7 +83,7 @@ pub(super) async fn terminated<C: AsyncRead + Unpin>(
         if let Err(error) = upstream.write_all(&sent[from..]).await {
             return broken(&error).map_or(First::Committed, First::Failed);
         }
-        if sent.len() > KEPT {
+        if sent.len() > keep {
             return First::Committed;
         }
     }

@@ -29,6 +29,8 @@ pub(crate) struct FilePool {
     balance: Balance,
     #[serde(default)]
     retries: Option<u32>,
+    #[serde(default = "yes")]
+    replay_requests: bool,
     #[serde(default, deserialize_with = "duration_opt")]
     resolve_every: Option<Duration>,
     #[serde(default)]
@@ -37,6 +39,10 @@ pub(crate) struct FilePool {
 
 fn round_robin() -> Balance {
     Balance::RoundRobin
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `"10.0.0.1:443"` or `{ address = "...", weight = 2 }`.
@@ -193,6 +199,7 @@ fn one(name: &str, file: &FilePool, own: &[SocketAddr]) -> Result<PoolConfig, Co
         members,
         balance: file.balance,
         retries,
+        replay_requests: file.replay_requests,
         health: HealthConfig {
             check,
             interval: h.interval,

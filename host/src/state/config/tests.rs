@@ -192,9 +192,11 @@ check_sni = "web.internal"
     let config = Config::from_toml(&text).unwrap();
     let web = &config.pools[0];
     assert_eq!(
-        (&*web.name, web.balance, web.retries),
-        ("web", Balance::LeastConnections, 2)
+        (&*web.name, web.balance, web.retries, web.replay_requests),
+        ("web", Balance::LeastConnections, 2, true)
     );
+    let text = text.replace("balance = ", "replay_requests = false\nbalance = ");
+    assert!(!Config::from_toml(&text).unwrap().pools[0].replay_requests);
     assert_eq!(web.members[1].weight, 2);
     assert_eq!(config.policy.rules.pools, vec![Arc::<str>::from("web")]);
     let refused = |from: &str, to: &str| {

@@ -25,6 +25,11 @@ pub struct PoolConfig {
     pub balance: Balance,
     /// Connect failures retried on another member (nothing was sent yet).
     pub retries: u32,
+    /// A terminated plaintext connection's bytes from the client (up to
+    /// 16 KiB) are replayed to another member if this one fails before its
+    /// first byte. `false`: it commits to the member once the client sent
+    /// anything (for members serving non-idempotent requests).
+    pub replay_requests: bool,
     /// Active and passive health checking.
     pub health: HealthConfig,
     /// How often DNS members are resolved again.

@@ -98,6 +98,12 @@ impl Pool {
         })
     }
 
+    /// How much of a terminated plaintext connection's client bytes may be
+    /// kept for a replay: `kept` (a request's head), or none.
+    pub(crate) fn replayable(&self, kept: usize) -> usize {
+        if self.config.replay_requests { kept } else { 0 }
+    }
+
     /// Whether `tries` leaves room for another member.
     pub(crate) fn may_retry(&self, tries: &Tries) -> bool {
         let attempts = (self.config.retries as usize + 1).min(tries.tried.len());
