@@ -29,21 +29,30 @@ pub(crate) fn pick(
 ) -> Option<usize> {
     let ok = |i: usize| members.entries[i].member.usable(at.now) && !at.tried.contains(&i);
     match balance {
-        Balance::RoundRobin => round_robin(members, counter, ok),
+        Balance::RoundRobin => round_robin(members, counter, at.tried.is_empty(), ok),
         Balance::LeastConnections => least_connections(members, counter, ok),
         Balance::RandomTwo => random_two(members, counter, ok),
         Balance::HashClient | Balance::HashSni => rendezvous(members, at.key, ok),
     }
 }
 
-/// The next slot of the weighted schedule whose member is usable.
+/// The next slot of the weighted schedule whose member is usable. Only a
+/// connection's `first` try takes a slot: a retry starts from where the
+/// schedule stands without moving it, or a member that fails every
+/// connection would be every next connection's first try (with two
+/// members, the retry would take the other's slot each time).
 fn round_robin(
     members: &Members,
     counter: &AtomicUsize,
+    first: bool,
     ok: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let slots = &members.schedule;
-    let start = counter.fetch_add(1, Ordering::Relaxed);
+    let start = if first {
+        counter.fetch_add(1, Ordering::Relaxed)
+    } else {
+        counter.load(Ordering::Relaxed)
+    };
     (0..slots.len())
         .map(|k| slots[(start + k) % slots.len()] as usize)
         .find(|&i| ok(i))

@@ -86,6 +86,28 @@ fn a_member_down_or_tried_is_skipped() {
     assert_eq!(pick(Balance::RoundRobin, &set, &counter, at), None);
 }
 
+/// Two members, one failing every connection: it still gets only its
+/// share of first tries, since a retry does not move the schedule.
+#[test]
+fn a_retry_does_not_take_the_next_connections_slot() {
+    let set = members(&[1, 1]);
+    let counter = AtomicUsize::new(0);
+    let mut first_tries = [0; 2];
+    for _ in 0..10 {
+        let at = |tried| Pick {
+            key: 0,
+            tried,
+            now: 1,
+        };
+        let first = pick(Balance::RoundRobin, &set, &counter, at(&[])).unwrap();
+        first_tries[first] += 1;
+        if first == 0 {
+            assert_eq!(pick(Balance::RoundRobin, &set, &counter, at(&[0])), Some(1));
+        }
+    }
+    assert_eq!(first_tries, [5, 5]);
+}
+
 #[test]
 fn hashing_is_sticky_and_a_leaving_member_moves_only_its_keys() {
     let set = members(&[1, 1, 1, 1]);
