@@ -100,8 +100,13 @@ pub async fn explain(
     let policy = Policy::load_offline(&config.policy).await?;
     let summary = hello.as_deref();
     let rules = Some(&config.policy.rules);
-    let (decision, fuel_used, outcome) = match decide_offline(&policy, &conn, hello.as_ref(), rules)
-        .await
+    let (decision, fuel_used, outcome) = match decide_offline(
+        (&policy, None),
+        &conn,
+        hello.as_ref(),
+        rules,
+    )
+    .await
     {
         Ok(Offline { verdict, refused }) => {
             let shown = decision_json(&verdict.decision);

@@ -13,11 +13,13 @@ use wasmtime::component::Component;
 use super::bindings::PolicyPre;
 use super::cache::CompiledFrom;
 use super::engine::PolicyEngine;
+use super::limit_table::LimitTable;
 use super::runtime::Policy;
 use super::settings::PolicyConfig;
 use super::state::HostState;
 use super::version::{ModuleHash, PolicyVersion};
 use super::{LoadError, selftest};
+use crate::observe::metrics::LimitCounters;
 
 /// Largest module limen reads (an 18 MB Python component fits).
 pub const MAX_MODULE_BYTES: usize = 64 << 20;
@@ -138,13 +140,17 @@ impl Policy {
         };
         let start = Instant::now();
         policy.fill().await?;
-        selftest::warm(&policy).await?;
+        // The warm-up and the self-test decide on limits of their own: they
+        // spend no live token, and a bucket real traffic has emptied cannot
+        // refuse a good candidate (a swap while a rate is saturated).
+        let scratch = Arc::new(LimitTable::new(LimitCounters::detached()));
+        selftest::warm(&policy, &scratch).await?;
         // A warm-up call that failed dropped its instance: replace it now,
         // not on a connection.
         policy.fill().await?;
         let init = start.elapsed();
         let start = Instant::now();
-        let samples = selftest::run(&policy, &settings.expect).await?;
+        let samples = selftest::run(&policy, &settings.expect, &scratch).await?;
         let report = LoadReport {
             compiled_from,
             compile,

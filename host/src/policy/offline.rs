@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::limit_table::LimitTable;
 use super::{CallError, Connection, Policy, Verdict};
 use crate::hello::HelloSummary;
 use crate::plan::{self, OfflineRules, Refusal};
@@ -19,15 +20,19 @@ pub struct Offline {
     pub refused: Option<Refusal>,
 }
 
-/// Ask `policy` about `conn` and plan its decision against `rules` (with
+/// Ask `policy` about `conn` (its limits `apart`, if given: see
+/// [`Policy::decide_apart`]) and plan its decision against `rules` (with
 /// none, the decision is taken as it is).
 pub async fn decide_offline(
-    policy: &Policy,
+    (policy, apart): (&Policy, Option<&Arc<LimitTable>>),
     conn: &Connection,
     hello: Option<&Arc<HelloSummary>>,
     rules: Option<&OfflineRules>,
 ) -> Result<Offline, CallError> {
-    let verdict = policy.decide(conn, hello).await?;
+    let verdict = match apart {
+        Some(limits) => policy.decide_apart(limits, conn, hello).await?,
+        None => policy.decide(conn, hello).await?,
+    };
     let refused = rules
         .and_then(|rules| plan::plan(&plan::offline(rules), verdict.decision.clone(), hello).err());
     Ok(Offline { verdict, refused })

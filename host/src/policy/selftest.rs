@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::limit_table::LimitTable;
 use super::offline::decide_offline;
 use super::runtime::Policy;
 use super::settings::Expectation;
@@ -12,7 +13,11 @@ use super::{Connection, LoadError};
 use crate::hello::{self, Examined, HelloSummary};
 
 /// Run every sample; the number that passed (all of them) or why not.
-pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize, LoadError> {
+pub(crate) async fn run(
+    policy: &Policy,
+    expect: &[Expectation],
+    scratch: &Arc<LimitTable>,
+) -> Result<usize, LoadError> {
     for (i, sample) in expect.iter().enumerate() {
         let what = format!(
             "expect[{i}] (sni {})",
@@ -26,7 +31,7 @@ pub(crate) async fn run(policy: &Policy, expect: &[Expectation]) -> Result<usize
             listener: sample.listener.clone(),
         };
         let rules = Some(&policy.settings().rules);
-        let offline = decide_offline(policy, &conn, Some(&hello), rules)
+        let offline = decide_offline((policy, Some(scratch)), &conn, Some(&hello), rules)
             .await
             .map_err(|e| fail(format!("the policy failed: {e}")))?;
         let got = offline.verdict.decision.to_string();
@@ -52,7 +57,7 @@ const WARM_UP_SNI: &str = "warm-up.limen.invalid";
 /// self-test's job, with decisions the operator wrote down (a policy may
 /// fail on purpose, to exercise the fail mode). An instance that fails is
 /// dropped by `decide`, and the caller refills the pool.
-pub(crate) async fn warm(policy: &Policy) -> Result<(), LoadError> {
+pub(crate) async fn warm(policy: &Policy, scratch: &Arc<LimitTable>) -> Result<(), LoadError> {
     let sample = Expectation {
         sni: Some(WARM_UP_SNI.into()),
         alpn: Vec::new(),
@@ -71,7 +76,10 @@ pub(crate) async fn warm(policy: &Policy) -> Result<(), LoadError> {
     let mut failed = None;
     for pool in 0..policy.idle.len() {
         for _ in 0..policy.settings.instances {
-            if let Err(error) = policy.decide_in((pool, None), &conn, Some(&hello)).await {
+            if let Err(error) = policy
+                .decide_in((pool, Some(scratch)), &conn, Some(&hello))
+                .await
+            {
                 failed.get_or_insert(error);
             }
         }

@@ -3,6 +3,8 @@
 //! connections end, and still counting after a swap.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use limen::observe::metrics::names;
@@ -113,5 +115,49 @@ async fn connection_slots_free_when_connections_end_and_survive_a_swap() -> anyh
     assert!(denied(&ask(limen.addr).await?), "the swap forgot the slots");
     // Closed, so the stop need not wait out the shutdown grace.
     drop((second, third));
+    limen.stop().await
+}
+
+/// A swap while live traffic keeps a route's rate spent: the candidate's
+/// warm-up and `[[policy.expect]]` self-test decide on limits of their own,
+/// so its sample for that route passes. (On the live bucket it would be
+/// refused, "expected passthrough, got reject", and the swap with it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_passes_its_self_test_while_live_traffic_spends_the_rate() -> anyhow::Result<()> {
+    let (upstream, _) = backend::raw(b"A").await?;
+    let policy = format!(
+        r#"routes = [ {{ match = "www.test", upstream = "{upstream}", rate = {{ per_second = 1, burst = 1 }} }} ]"#
+    );
+    let expect =
+        format!("[[policy.expect]]\nsni = \"www.test\"\ndecision = \"passthrough:{upstream}\"");
+    let limen = Running::with_static_routes(&policy, &expect).await?;
+    // A connection every 10 ms (at most 3,000) keeps the bucket empty.
+    let spending = Arc::new(AtomicBool::new(true));
+    let spender = {
+        let (spending, addr) = (spending.clone(), limen.addr);
+        tokio::spawn(async move {
+            let mut denied_seen = 0;
+            for _ in 0..3_000 {
+                if !spending.load(Ordering::Relaxed) {
+                    break;
+                }
+                denied_seen += usize::from(ask(addr).await.is_ok_and(|r| denied(&r)));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            denied_seen
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let module = std::fs::read(guests::example("static-routes"))?;
+    // A new version (one more route), so the swap is not "unchanged".
+    let next = policy.replace(" ]", r#", { match = "other.test", reject = "close" } ]"#);
+    let config: toml::Table = toml::from_str(&next)?;
+    let answer = limen
+        .control
+        .swap(module.into(), Some(serde_json::to_string(&config)?))
+        .await;
+    spending.store(false, Ordering::Relaxed);
+    assert!(spender.await? > 0, "the live bucket was never spent");
+    assert!(format!("{answer:?}").contains("Swapped"), "{answer:?}");
     limen.stop().await
 }

@@ -78,17 +78,18 @@ pub async fn run(
                     listener: case.listener.as_str().into(),
                 };
                 let hello = hello.map(Arc::new);
-                let planned = match decide_offline(policy, &conn, hello.as_ref(), rules).await {
-                    Ok(offline) => {
-                        outcome.got_rule = offline.verdict.rule;
-                        outcome.fuel_used = Some(offline.verdict.fuel_used);
-                        match offline.refused {
-                            None => Ok(offline.verdict.decision),
-                            Some(refusal) => Err(Failure::Refused(refusal)),
+                let planned =
+                    match decide_offline((policy, None), &conn, hello.as_ref(), rules).await {
+                        Ok(offline) => {
+                            outcome.got_rule = offline.verdict.rule;
+                            outcome.fuel_used = Some(offline.verdict.fuel_used);
+                            match offline.refused {
+                                None => Ok(offline.verdict.decision),
+                                Some(refusal) => Err(Failure::Refused(refusal)),
+                            }
                         }
-                    }
-                    Err(error) => Err(Failure::Call(error)),
-                };
+                        Err(error) => Err(Failure::Call(error)),
+                    };
                 match planned {
                     Ok(decision) => outcome.got = decision.to_string(),
                     Err(failure) => {
