@@ -293,8 +293,9 @@ impl Control {
     /// The one place a policy goes live.
     fn make_live(&self, policy: Policy) {
         let generation = self.running.serve.live.generation();
-        generation.metrics.set_policy_version(&policy.version().id);
-        generation.metrics.routes_active("live", policy.routes());
+        generation
+            .metrics
+            .policy_live(&policy.version().id, policy.routes());
         self.running.serve.live.store(generation, Arc::new(policy));
     }
 

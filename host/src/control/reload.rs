@@ -116,7 +116,8 @@ impl Control {
         let policy_changed = policy.is_some();
         let policy = match policy {
             Some(policy) => {
-                old.metrics.set_policy_version(&policy.version().id);
+                old.metrics
+                    .policy_live(&policy.version().id, policy.routes());
                 Arc::new(policy)
             }
             None => live,

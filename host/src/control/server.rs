@@ -154,8 +154,9 @@ impl Server {
                 error,
             })?;
         let generation = ready.generation;
-        generation.metrics.set_policy_version(&policy.version().id);
-        generation.metrics.routes_active("live", policy.routes());
+        generation
+            .metrics
+            .policy_live(&policy.version().id, policy.routes());
         generation.publish_expiries();
         let serve = Arc::new(Serve {
             live: Live::new(generation, policy),

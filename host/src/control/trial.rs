@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 
 use super::admin::protocol::Answer;
 use super::{Control, prepare, swapped};
-use crate::observe::metrics::LimitCounters;
 use crate::outcome::Trigger;
 use crate::path::shadow;
 use crate::policy::limit_table::LimitTable;
@@ -71,7 +70,7 @@ impl Control {
         let mode = (shadow || canary.is_none(), canary);
         let (trial, queues) = Trial::new(policy.clone(), mode, &metrics, serve.workers.count());
         let tally = trial.tally.clone();
-        let apart = Arc::new(LimitTable::new(LimitCounters::detached()));
+        let apart = Arc::new(LimitTable::detached());
         if let Err(error) = consume((policy, apart), tally, queues) {
             return Answer::Refused {
                 code: "E014".into(),

@@ -14,7 +14,6 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::PolicyWorld;
 use super::cache::ComponentCache;
 use super::state::HostState;
-use crate::observe::metrics::LimitCounters;
 use crate::policy::limit_table::LimitTable;
 
 /// Fuel between two looks at the clock while a guest computes: ~0.1-0.3 ms
@@ -50,7 +49,7 @@ impl PolicyEngine {
             engine,
             cache: ComponentCache::off(),
             linker: Arc::new(linker),
-            limit_table: Arc::new(LimitTable::new(LimitCounters::detached())),
+            limit_table: Arc::new(LimitTable::detached()),
         })
     }
 

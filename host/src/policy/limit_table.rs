@@ -80,6 +80,12 @@ impl Drop for Held {
 }
 
 impl LimitTable {
+    /// An empty table whose refusals and evictions are counted nowhere: a
+    /// shadow's, a preparation's scratch, an offline engine's.
+    pub fn detached() -> LimitTable {
+        LimitTable::new(LimitCounters::detached())
+    }
+
     /// An empty table.
     pub fn new(counters: LimitCounters) -> LimitTable {
         LimitTable {
@@ -281,7 +287,7 @@ mod tests {
     use super::*;
 
     fn limit_table() -> Arc<LimitTable> {
-        Arc::new(LimitTable::new(LimitCounters::detached()))
+        Arc::new(LimitTable::detached())
     }
 
     #[test]

@@ -19,7 +19,6 @@ use super::settings::PolicyConfig;
 use super::state::HostState;
 use super::version::{ModuleHash, PolicyVersion};
 use super::{LoadError, selftest};
-use crate::observe::metrics::LimitCounters;
 
 /// Largest module limen reads (an 18 MB Python component fits).
 pub const MAX_MODULE_BYTES: usize = 64 << 20;
@@ -142,15 +141,16 @@ impl Policy {
         policy.fill().await?;
         // The warm-up and the self-test decide on limits of their own: they
         // spend no live token, and a bucket real traffic has emptied cannot
-        // refuse a good candidate (a swap while a rate is saturated).
-        let scratch = Arc::new(LimitTable::new(LimitCounters::detached()));
-        selftest::warm(&policy, &scratch).await?;
+        // refuse a good candidate (a swap while a rate is saturated). Each
+        // its own, so the self-test starts on full buckets.
+        selftest::warm(&policy, &Arc::new(LimitTable::detached())).await?;
         // A warm-up call that failed dropped its instance: replace it now,
         // not on a connection.
         policy.fill().await?;
         let init = start.elapsed();
         let start = Instant::now();
-        let samples = selftest::run(&policy, &settings.expect, &scratch).await?;
+        let samples =
+            selftest::run(&policy, &settings.expect, &Arc::new(LimitTable::detached())).await?;
         let report = LoadReport {
             compiled_from,
             compile,

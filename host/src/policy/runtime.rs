@@ -134,6 +134,8 @@ impl Policy {
             None => return Err(CallError::Deadline),
         };
         instance.store.data_mut().hello = None;
+        // Nor does a warm instance keep a scratch table alive.
+        instance.store.data_mut().apart = None;
         // Slots a failed call took are given back here, with the guard.
         let held = std::mem::take(&mut instance.store.data_mut().held);
         let fuel_used = budget.saturating_sub(instance.store.get_fuel().unwrap_or(0));

@@ -140,7 +140,8 @@ async fn the_text_access_log_is_key_value() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_ended_before_the_members_first_byte_counts_what_went_up() -> anyhow::Result<()>
 {
-    // Two of them, so that a retry is left whichever is tried first.
+    // Silent members; `retries = 1` leaves a retry, so limen waits for the
+    // first byte.
     let mut members = Vec::new();
     let mut held = Vec::new();
     for _ in 0..2 {

@@ -128,5 +128,19 @@ async fn the_live_and_candidate_counts_are_exported_apart_and_follow_a_promote()
     let answer = limen.control.swap(silent, Some(upstream)).await;
     anyhow::ensure!(matches!(answer, protocol::Answer::Swapped(_)), "{answer:?}");
     assert!(!limen.metrics.render().contains(names::ROUTES_ACTIVE));
+    // A reload that changes the policy (SIGHUP's path): its count is live.
+    let c_route = format!(", {{ match = \"c.test\", upstream = \"{a}\" }} ]");
+    let three = config(
+        &guests::example("static-routes"),
+        &routes.replace(" ]", &c_route),
+        "",
+        &extra,
+    );
+    let answer = limen
+        .control
+        .reload(limen::Config::from_toml(&three)?)
+        .await;
+    assert!(answer.is_success(), "{answer:?}");
+    assert_eq!(limen.counter(names::ROUTES_ACTIVE, &live), 3);
     limen.stop().await
 }

@@ -91,8 +91,8 @@ async fn a_shadowed_candidate_is_counted_exactly_and_changes_no_live_decision() 
 
 /// The shadow's `take`s come from a table of its own: a candidate with
 /// the live policy's `rate` on the same key leaves the live bucket whole.
-/// (Sharing it, the shadow of the first connection would take the token
-/// the third one needs.)
+/// (Sharing it, the shadow would spend the live bucket: the second
+/// connection's shadow already found it empty.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_takes_nothing_from_the_live_limits() -> anyhow::Result<()> {
     let (a, _ra) = backend::raw(b"A").await?;

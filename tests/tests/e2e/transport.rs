@@ -157,7 +157,6 @@ async fn guests_built_for_0_2_0_and_0_2_1_load_and_route() -> anyhow::Result<()>
         for hello in [tcp_hello("b.test")?, quic_hello()?] {
             assert_eq!(decide(&policy, &hello).await?, "passthrough:10.255.0.1:443");
         }
-        assert_eq!(policy.routes(), None, "{version} cannot report its rules");
     }
     Ok(())
 }

@@ -305,10 +305,12 @@ impl Metrics {
         self.upstream_connect.observe(took.as_secs_f64());
     }
 
-    /// Make `version` the one live version in `limen_policy_info`.
-    pub(crate) fn set_policy_version(&self, version: &str) {
+    /// The live policy's series: `version` the one live version in
+    /// `limen_policy_info`, and the rules it said it holds (`routes`).
+    pub(crate) fn policy_live(&self, version: &str, routes: Option<u32>) {
         self.policy_info.reset();
         self.policy_info.with_label_values(&[version]).set(1);
+        self.routes_active("live", routes);
     }
 
     /// The value of a counter or gauge, or a histogram's sample count, summed

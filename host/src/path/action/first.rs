@@ -20,7 +20,7 @@ use crate::outcome::{End, RetryReason};
 /// The most of the client's plaintext a terminated connection keeps for a
 /// replay: a request's head. A client that sends more before the member
 /// answers is committed to that member.
-pub(super) const KEPT: usize = 16 * 1024;
+const KEPT: usize = 16 * 1024;
 
 /// How the wait for the member's first byte ended.
 pub(super) enum First {
@@ -56,15 +56,17 @@ pub(super) async fn passthrough(
 
 /// Terminate in plaintext: wait for the member's first byte, forwarding
 /// what the client sends meanwhile and keeping it in `sent` for a replay
-/// (`sent` already went to this member). Past the pool's share of [`KEPT`]
-/// (`Pool::replayable`: all of it, or none) the connection commits; `sent`
-/// then holds everything forwarded, for the byte count.
+/// (`sent` already went to this member). Past [`KEPT`], or past nothing if
+/// the pool does not `replay` requests, the connection commits (even if
+/// that write failed: part of it may have reached the member); `sent` then
+/// holds everything forwarded, for the byte count.
 pub(super) async fn terminated<C: AsyncRead + Unpin>(
     (client, upstream): (&mut C, &mut TcpStream),
-    (sent, keep): (&mut Vec<u8>, usize),
+    (sent, replay): (&mut Vec<u8>, bool),
     idle: Duration,
     force_close: &CancellationToken,
 ) -> First {
+    let keep = if replay { KEPT } else { 0 };
     let mut byte = [0u8; 1];
     loop {
         let from = sent.len();
@@ -80,11 +82,12 @@ pub(super) async fn terminated<C: AsyncRead + Unpin>(
             () = tokio::time::sleep(idle) => return First::Ended(End::IdleTimeout),
             () = force_close.cancelled() => return First::Ended(End::Shutdown),
         }
-        if let Err(error) = upstream.write_all(&sent[from..]).await {
-            return broken(&error).map_or(First::Committed, First::Failed);
-        }
+        let written = upstream.write_all(&sent[from..]).await;
         if sent.len() > keep {
             return First::Committed;
+        }
+        if let Err(error) = written {
+            return broken(&error).map_or(First::Committed, First::Failed);
         }
     }
 }

@@ -100,9 +100,8 @@ pub(crate) async fn run(
             (Err((error, _)), None) => return failed(generation, conn, &error),
             (Ok(Opened::Tls(up)), _) => pipe::run(client, up, 0, idle, buffer, force_close).await,
             (Ok(Opened::Plain(mut up)), Some((pool, lease))) => {
-                let keep = pool.replayable(first::KEPT);
-                let wait =
-                    first::terminated((&mut client, &mut up), (&mut sent, keep), idle, force_close);
+                let kept = (&mut sent, pool.replays_requests());
+                let wait = first::terminated((&mut client, &mut up), kept, idle, force_close);
                 match wait.await {
                     First::Failed(reason) => {
                         pool.failed_before_answer(lease, reason, &mut tries);

@@ -98,10 +98,10 @@ impl Pool {
         })
     }
 
-    /// How much of a terminated plaintext connection's client bytes may be
-    /// kept for a replay: `kept` (a request's head), or none.
-    pub(crate) fn replayable(&self, kept: usize) -> usize {
-        if self.config.replay_requests { kept } else { 0 }
+    /// Whether a terminated plaintext connection's first client bytes may
+    /// be replayed to another member (`replay_requests`).
+    pub(crate) fn replays_requests(&self) -> bool {
+        self.config.replay_requests
     }
 
     /// Whether `tries` leaves room for another member.
