@@ -12,7 +12,7 @@ use limen_e2e::wait::eventually;
 use limen_e2e::{backend, guests};
 
 use crate::common::{ask, hello, scratch};
-use crate::fleet::{PREFIX, REACH, all_live, all_route, fleet_status, instance, sha256};
+use crate::fleet::{Instance, PREFIX, REACH, all_live, all_route, fleet_status, instance, sha256};
 
 /// `limen publish` with `flags`, of `module` routing everything to
 /// `upstream` (none: `--promote` or `--abort`, given in `flags`).
@@ -55,6 +55,16 @@ async fn status_shows(etcd: &Etcd, want: &str, absent: bool) -> anyhow::Result<S
     shown.map_err(anyhow::Error::msg)
 }
 
+/// Wait until `one` has a candidate on trial (`on`), or has none.
+async fn trying(one: &Instance, on: bool, what: &str) -> anyhow::Result<()> {
+    let has = async || {
+        let status = one.process.status().await;
+        Ok(status.is_ok_and(|s| s.candidate.is_some() == on))
+    };
+    eventually(REACH, what, has, |done| *done).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_shadows_a_candidate_reports_its_counts_then_promotes_or_aborts_it()
 -> anyhow::Result<()> {
@@ -69,15 +79,7 @@ async fn a_fleet_shadows_a_candidate_reports_its_counts_then_promotes_or_aborts_
     // The same module, routing to B: shadowed, so every live reply stays A.
     let out = publish(&etcd, Some((&module, b)), &["--shadow"]).await?;
     assert!(out.ok, "{}", out.text());
-    let tried = async || {
-        Ok(one
-            .process
-            .status()
-            .await
-            .map(|s| s.candidate.is_some())
-            .unwrap_or(false))
-    };
-    eventually(REACH, "the instance to shadow the candidate", tried, |t| *t).await?;
+    trying(&one, true, "the instance to shadow the candidate").await?;
     for _ in 0..5 {
         assert_eq!(ask(one.addr, &hello("small-a.test.bin")).await?, b"A");
     }
@@ -95,14 +97,6 @@ async fn a_fleet_shadows_a_candidate_reports_its_counts_then_promotes_or_aborts_
     let out = publish(&etcd, None, &["--abort"]).await?;
     assert!(out.ok, "{}", out.text());
     status_shows(&etcd, "candidate ", true).await?;
-    let gone = async || {
-        Ok(one
-            .process
-            .status()
-            .await
-            .map(|s| s.candidate.is_none())
-            .unwrap_or(false))
-    };
-    eventually(REACH, "the instance to drop the candidate", gone, |g| *g).await?;
+    trying(&one, false, "the instance to drop the candidate").await?;
     Ok(())
 }

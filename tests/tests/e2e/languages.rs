@@ -24,7 +24,7 @@ const SVC_RULE: &str =
 /// `name`'s settings for an offline load: `config_json`, limen's default
 /// fuel (it fits every language), a 1 s deadline (a loaded machine is no
 /// reason to fail here).
-fn offline(name: &str, config_json: &str) -> limen::state::config::PolicyConfig {
+pub(crate) fn offline(name: &str, config_json: &str) -> limen::state::config::PolicyConfig {
     let mut settings =
         limen::state::config::PolicyConfig::offline(guests::example(name), config_json.into());
     settings.timeout = std::time::Duration::from_secs(1);

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use limen::control::admin::{client, protocol};
 use limen::observe::metrics::names;
 use limen::policy::Policy;
-use limen::state::config::PolicyConfig;
 use limen_e2e::harness::{METRICS_AND_STATUS, Running, config};
 use limen_e2e::{backend, guests, http};
 
 use crate::common::{ask, scratch};
-use crate::languages::REGEX_SERVICES;
+use crate::languages::{REGEX_SERVICES, offline};
 
 /// Three regex rules (a default is not a rule).
 const THREE_REGEX_RULES: &str = r#"{"default":"127.0.0.1:9","rules":[
@@ -33,8 +32,7 @@ const TWO_TENANTS: &str = r#"{"domain":"saas.test","pool":"shared",
     "tenants":{"acme":{"pool":"acme"},"free":{"per_second":1,"burst":2}}}"#;
 
 async fn rules(name: &str, config_json: &str) -> anyhow::Result<Option<u32>> {
-    let settings = PolicyConfig::offline(guests::example(name), config_json.into());
-    let policy = Policy::load_offline(&settings)
+    let policy = Policy::load_offline(&offline(name, config_json))
         .await
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(policy.routes())

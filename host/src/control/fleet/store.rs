@@ -102,16 +102,8 @@ pub async fn publish(
     keys: &Keys,
     record: &LiveRecord,
 ) -> Result<i64, StoreError> {
-    let (guard, live) = (keys.meta(&record.module), keys.live());
-    let done = client
-        .put_if_exists(guard.as_bytes(), live.as_bytes(), json(record))
-        .await?;
-    done.ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "module {} is not stored: live not changed",
-            record.module
-        ))
-    })
+    let guarded = (keys.meta(&record.module), keys.live());
+    put_guarded(client, guarded, json(record), (&record.module, "live")).await
 }
 
 /// The live record and the revision it was read at (`None`: nothing
@@ -120,12 +112,7 @@ pub async fn live(
     client: &mut Client,
     keys: &Keys,
 ) -> Result<(Option<LiveRecord>, i64), StoreError> {
-    let got = client.get(keys.live().as_bytes()).await?;
-    let record = match got.values.first() {
-        Some(value) => Some(parse::<LiveRecord>(value, "live")?),
-        None => None,
-    };
-    Ok((record, got.revision))
+    read(client, &keys.live(), "live").await
 }
 
 /// The candidate on trial and the revision it was read at (`None`: none).
@@ -133,12 +120,7 @@ pub async fn candidate(
     client: &mut Client,
     keys: &Keys,
 ) -> Result<(Option<CandidateRecord>, i64), StoreError> {
-    let got = client.get(keys.candidate().as_bytes()).await?;
-    let record = match got.values.first() {
-        Some(value) => Some(parse::<CandidateRecord>(value, "candidate")?),
-        None => None,
-    };
-    Ok((record, got.revision))
+    read(client, &keys.candidate(), "candidate").await
 }
 
 /// Point `candidate` at `record` in one transaction, which fails if the
@@ -148,16 +130,42 @@ pub async fn put_candidate(
     keys: &Keys,
     record: &CandidateRecord,
 ) -> Result<i64, StoreError> {
-    let (guard, key) = (keys.meta(&record.policy.module), keys.candidate());
+    let guarded = (keys.meta(&record.policy.module), keys.candidate());
+    let what = (record.policy.module.as_str(), "candidate");
+    put_guarded(client, guarded, json(record), what).await
+}
+
+/// Put `body` at `key` in one transaction guarded by `guard` (a module's
+/// meta) existing; `what`: the module and the record, for the refusal.
+async fn put_guarded(
+    client: &mut Client,
+    (guard, key): (String, String),
+    body: Vec<u8>,
+    (module, record): (&str, &str),
+) -> Result<i64, StoreError> {
     let done = client
-        .put_if_exists(guard.as_bytes(), key.as_bytes(), json(record))
+        .put_if_exists(guard.as_bytes(), key.as_bytes(), body)
         .await?;
     done.ok_or_else(|| {
         StoreError::Corrupt(format!(
-            "module {} is not stored: candidate not changed",
-            record.policy.module
+            "module {module} is not stored: {record} not changed"
         ))
     })
+}
+
+/// The record at `key` (`what` names it in an error) and the revision it
+/// was read at.
+async fn read<T: serde::de::DeserializeOwned>(
+    client: &mut Client,
+    key: &str,
+    what: &str,
+) -> Result<(Option<T>, i64), StoreError> {
+    let got = client.get(key.as_bytes()).await?;
+    let record = match got.values.first() {
+        Some(value) => Some(parse::<T>(value, what)?),
+        None => None,
+    };
+    Ok((record, got.revision))
 }
 
 /// No candidate on trial any more.
